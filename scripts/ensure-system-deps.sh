@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the service and its tests need, only when they are missing.
+# Runs as root (or with sudo); on other systems it says what to install and carries on.
+set -euo pipefail
+
+need=()
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
+command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+command -v zstd >/dev/null 2>&1 || need+=(zstd)
+"${PYTHON:-python3}" -c 'import ensurepip, venv' >/dev/null 2>&1 || need+=(python3-venv)
+
+[ ${#need[@]} -eq 0 ] && exit 0
+mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
+
+if ! command -v apt-get >/dev/null 2>&1; then
+  echo "ensure-system-deps: please install: ${need[*]} (no apt-get here)" >&2
+  exit 0
+fi
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "ensure-system-deps: not root and no sudo; please install: ${need[*]}" >&2
+    exit 0
+  fi
+fi
+echo "ensure-system-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >/dev/null
+$sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

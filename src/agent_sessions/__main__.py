@@ -1,0 +1,3 @@
+from agent_sessions.cli import main
+
+main()

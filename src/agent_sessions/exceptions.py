@@ -1,0 +1,41 @@
+"""The error tree. Lower layers raise these; only ``api/`` turns them into HTTP responses."""
+
+from __future__ import annotations
+
+
+class AgentSessionsError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    message: str
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class NotFound(AgentSessionsError):
+    """The resource does not exist (or is not visible through the given parent)."""
+
+
+class Forbidden(AgentSessionsError):
+    """The caller is authenticated but does not own the resource."""
+
+
+class Unauthorized(AgentSessionsError):
+    """Missing, malformed, revoked or conflicting credentials."""
+
+
+class Conflict(AgentSessionsError):
+    """The request conflicts with the current state (a version, a live turn, an id)."""
+
+
+class InvalidInput(AgentSessionsError):
+    """Input that passed schema validation but breaks a rule of the domain."""
+
+
+class UpstreamError(AgentSessionsError):
+    """A sandbox provider or model failed; ``timeout`` tells 504 from 502."""
+
+    def __init__(self, message: str, *, timeout: bool = False) -> None:
+        super().__init__(message)
+        self.timeout = timeout

@@ -1,0 +1,124 @@
+"""Service settings, read from the environment (prefix ``AGENT_SESSIONS_``).
+
+One flat class so ``agent-sessions`` and the tests can build a complete configuration from a
+dict; each concern keeps its fields together below. Invalid values stop start-up with one line
+naming the variable (see :func:`load_settings`).
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "AGENT_SESSIONS_"
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    # --- storage ---------------------------------------------------------------------------
+    data_dir: Path = Path("./.agent-sessions")
+    """Root of everything the embedded defaults keep on disk (database, snapshots, workspaces)."""
+    database_url: str | None = None
+    """SQLAlchemy URL; default SQLite in ``data_dir``. ``postgresql://…`` to scale out."""
+
+    # --- HTTP --------------------------------------------------------------------------------
+    max_body_bytes: int = Field(default=1 << 20, ge=1024)
+    """Requests with a larger body are refused with 413 before they are parsed."""
+    cors_origins: list[str] = ["*"]
+    """Origins allowed by CORS. Credentials travel in headers, never cookies, so ``*`` is safe."""
+
+    # --- auth --------------------------------------------------------------------------------
+    jwt_secret: SecretStr | None = None
+    """HS256 shared secret for Bearer JWTs (mutually exclusive with a JWKS)."""
+    jwt_jwks_url: str | None = None
+    """JWKS URL for asymmetric Bearer JWTs."""
+    jwt_jwks_file: Path | None = None
+    """JWKS file for asymmetric Bearer JWTs (offline deployments and tests)."""
+    jwt_algorithm: Literal["HS256", "RS256", "ES256", "EdDSA"] | None = None
+    """Pinned algorithm; defaults to HS256 with a secret, RS256 with a JWKS."""
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=60)
+    jwt_max_lifetime_seconds: int = Field(default=24 * 3600, gt=0)
+    """Tokens whose ``exp - iat`` exceeds this are refused."""
+
+    # --- sandboxes ---------------------------------------------------------------------------
+    sandbox_provider: Literal["local", "vercel"] = "local"
+    sandbox_network: Literal["off", "on"] = "off"
+    sandbox_uid_base: int = Field(default=200_000, ge=1000)
+    """First host uid handed to sandboxes when the service runs as root."""
+    sandbox_uid_count: int = Field(default=50_000, ge=1)
+
+    # --- snapshots ---------------------------------------------------------------------------
+    snapshot_store: Literal["local", "s3"] = "local"
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_prefix: str = "snapshots/"
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    idle_timeout_seconds: int = Field(default=1800, gt=0)
+    hard_timeout_seconds: int = Field(default=18000, gt=0)
+
+    # --- agent -------------------------------------------------------------------------------
+    default_model: str = "openai/gpt-5.4"
+    hooks_file: Path | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("sqlite", "postgresql")):
+            raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return v
+
+    @field_validator("default_model")
+    @classmethod
+    def _provider_slash_model(cls, v: str) -> str:
+        provider, _, model = v.partition("/")
+        if not provider or not model:
+            raise ValueError("must look like 'provider/model', e.g. 'openai/gpt-5.4'")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.jwt_secret is not None and (self.jwt_jwks_url or self.jwt_jwks_file):
+            raise ValueError("set either AGENT_SESSIONS_JWT_SECRET or a JWKS, not both")
+        if self.snapshot_store == "s3" and not self.s3_bucket:
+            raise ValueError("AGENT_SESSIONS_S3_BUCKET is required when SNAPSHOT_STORE=s3")
+        return self
+
+    @cached_property
+    def resolved_database_url(self) -> str:
+        """The database URL with the embedded default filled in and a sync driver chosen."""
+        url = self.database_url or f"sqlite:///{(self.data_dir / 'agent-sessions.db').resolve()}"
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+        return url
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+
+def _describe(err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = [str(part) for part in first["loc"]]
+    name = ENV_PREFIX + loc[0].upper() if loc else "configuration"
+    msg = first["msg"].removeprefix("Value error, ")
+    return f"invalid setting {name}: {msg}"
+
+
+def load_settings() -> Settings:
+    """Read settings; on error print one line naming the variable and exit with code 2."""
+    try:
+        return Settings()
+    except ValidationError as err:
+        print(f"agent-sessions: {_describe(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
