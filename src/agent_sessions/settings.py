@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     sandbox_uid_base: int = Field(default=200_000, ge=1000)
     """First host uid handed to sandboxes when the service runs as root."""
     sandbox_uid_count: int = Field(default=50_000, ge=1)
+    sandbox_cgroup_root: Path | None = None
+    """A delegated cgroup v2 directory for per-sandbox memory/pids limits (rlimits only if unset)."""
+    sandbox_memory_max_bytes: int = Field(default=2 << 30, ge=16 << 20)
+    sandbox_pids_max: int = Field(default=512, ge=16)
+    sandbox_tmpfs_bytes: int = Field(default=256 << 20, ge=1 << 20)
+    """Size cap of each sandbox's RAM-backed ``/tmp``."""
 
     # --- snapshots ---------------------------------------------------------------------------
     snapshot_store: Literal["local", "s3"] = "local"

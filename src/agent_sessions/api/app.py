@@ -1,0 +1,82 @@
+"""The ASGI application: routers, error shape, CORS, body limit, OpenAPI tidy-up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from agent_sessions import __version__
+from agent_sessions.api import errors
+from agent_sessions.api.deps import Services
+from agent_sessions.api.middleware import ContentLengthLimitMiddleware, CORSMiddleware
+from agent_sessions.api.routes import chats, health, sessions
+from agent_sessions.auth import Authenticator
+from agent_sessions.lifecycle import LifecycleEvents
+from agent_sessions.settings import Settings, load_settings
+from agent_sessions.store import Database
+
+DESCRIPTION = (
+    "Sessions — sandboxed runs of an LLM-driven agent with tool use, lifecycle hooks, and "
+    "persistence. Each session pairs one sandbox with one or more chat threads."
+)
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """OpenAPI without FastAPI's 422 entries: validation failures here answer 400 ``Error``."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title="Agent Sessions API", version=__version__, description=DESCRIPTION, routes=app.routes
+    )
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            responses = operation.get("responses", {})
+            responses.pop("422", None)
+            if operation.get("parameters") or operation.get("requestBody"):
+                responses.setdefault(
+                    "400",
+                    {
+                        "description": "Bad request - malformed JSON or an invalid field",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/Error"}}
+                        },
+                    },
+                )
+    components = schema.get("components", {}).get("schemas", {})
+    components.pop("HTTPValidationError", None)
+    components.pop("ValidationError", None)
+    app.openapi_schema = schema
+    return schema
+
+
+def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
+    """Build the app. The schema must already be migrated (``serve`` does it before start)."""
+    database = db or Database(settings.resolved_database_url)
+    app = FastAPI(
+        title="Agent Sessions API",
+        version=__version__,
+        description=DESCRIPTION,
+        max_body_size=settings.max_body_bytes,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.services = Services(
+        settings=settings,
+        db=database,
+        auth=Authenticator(database, settings),
+        lifecycle=LifecycleEvents(),
+    )
+    errors.install(app)
+    for router in (health.router, sessions.router, chats.router):
+        app.include_router(router)
+    app.add_middleware(ContentLengthLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(CORSMiddleware, origins=settings.cors_origins)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (settings from the environment)."""
+    return create_app(load_settings())

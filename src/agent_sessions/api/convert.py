@@ -1,0 +1,75 @@
+"""Store rows → wire models. Kept apart so every route renders the same object the same way."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from agent_sessions.api import schemas
+from agent_sessions.store.chats import ChatWithUnread
+from agent_sessions.store.models import Chat, ChatMessage, SessionRow
+
+
+def session_out(row: SessionRow) -> schemas.Session:
+    return schemas.Session(
+        id=row.id,
+        user_id=row.account_id,
+        artist_id=row.artist_id,
+        title=row.title,
+        status=cast(schemas.SessionStatus, row.status),
+        repo_owner=row.repo_owner,
+        repo_name=row.repo_name,
+        branch=row.branch,
+        clone_url=row.clone_url,
+        is_new_branch=row.is_new_branch,
+        global_skill_refs=row.global_skill_refs or [],
+        sandbox_state=row.sandbox_state,
+        lifecycle_state=cast(schemas.LifecycleState | None, row.lifecycle_state),
+        lifecycle_version=row.lifecycle_version,
+        last_activity_at=row.last_activity_at,
+        sandbox_expires_at=row.sandbox_expires_at,
+        hibernate_after=row.hibernate_after,
+        lifecycle_run_id=row.lifecycle_run_id,
+        lifecycle_error=row.lifecycle_error,
+        lines_added=row.lines_added,
+        lines_removed=row.lines_removed,
+        snapshot_url=row.snapshot_url,
+        snapshot_created_at=row.snapshot_created_at,
+        snapshot_size_bytes=row.snapshot_size_bytes,
+        cached_diff=row.cached_diff,
+        cached_diff_updated_at=row.cached_diff_updated_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _chat_fields(chat: Chat) -> dict[str, Any]:
+    return {
+        "id": chat.id,
+        "session_id": chat.session_id,
+        "title": chat.title,
+        "model_id": chat.model_id,
+        "active_stream_id": chat.active_stream_id,
+        "last_assistant_message_at": chat.last_assistant_message_at,
+        "created_at": chat.created_at,
+        "updated_at": chat.updated_at,
+    }
+
+
+def chat_out(chat: Chat) -> schemas.Chat:
+    return schemas.Chat(**_chat_fields(chat))
+
+
+def chat_summary_out(item: ChatWithUnread) -> schemas.ChatSummary:
+    return schemas.ChatSummary(
+        **_chat_fields(item.chat),
+        has_unread=item.has_unread,
+        is_streaming=item.chat.active_stream_id is not None,
+    )
+
+
+def message_out(message: ChatMessage) -> schemas.UIMessage:
+    stored = dict(message.parts)
+    stored.setdefault("id", message.id)
+    stored.setdefault("role", message.role)
+    stored.setdefault("parts", [])
+    return schemas.UIMessage.model_validate(stored)

@@ -1,0 +1,220 @@
+"""Wire models, one class per direction (DESIGN §3). JSON is camelCase; timestamps ISO-8601 UTC.
+
+Output models list every field without a default, so every field is always present (null where
+unknown) and OpenAPI marks all of them required, as the seed document's clients expect.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StringConstraints,
+    field_validator,
+)
+from pydantic.alias_generators import to_camel
+
+SessionStatus = Literal["running", "completed", "failed", "archived"]
+LifecycleState = Literal[
+    "provisioning", "active", "hibernating", "hibernated", "restoring", "archived", "failed"
+]
+UUIDStr = Annotated[
+    str,
+    StringConstraints(
+        pattern=r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    ),
+    Field(json_schema_extra={"format": "uuid"}),
+]
+NonEmptyText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+ModelId = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=200, pattern=r"^[^/\s]+/\S+$"),
+]
+_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,255}(?<![./])$")
+_CLONE_URL = re.compile(r"^(https?|ssh|git)://[^\s]+$|^[\w.-]+@[\w.-]+:[^\s]+$")
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel, validate_by_name=True, validate_by_alias=True,
+        serialize_by_alias=True,
+    )  # fmt: skip
+
+
+class _Input(_Wire):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+
+class Error(_Wire):
+    """Every error response. Validation errors add ``path``, the offending field's location."""
+
+    status: Literal["error"] = "error"
+    error: str
+    path: list[str | int] | None = None
+
+
+# --- sessions --------------------------------------------------------------------------------
+
+
+class Session(_Wire):
+    """Agent session, exactly the seed document's ``Session`` object."""
+
+    id: str
+    user_id: UUIDStr = Field(description="Owning account id.")
+    artist_id: UUIDStr | None
+    title: str
+    status: SessionStatus
+    repo_owner: str | None
+    repo_name: str | None
+    branch: str | None
+    clone_url: str | None
+    is_new_branch: bool
+    global_skill_refs: list[dict[str, Any]]
+    sandbox_state: dict[str, Any] | None
+    lifecycle_state: LifecycleState | None
+    lifecycle_version: int
+    last_activity_at: datetime | None
+    sandbox_expires_at: datetime | None
+    hibernate_after: datetime | None
+    lifecycle_run_id: str | None
+    lifecycle_error: str | None
+    lines_added: int | None
+    lines_removed: int | None
+    snapshot_url: str | None
+    snapshot_created_at: datetime | None
+    snapshot_size_bytes: int | None
+    cached_diff: dict[str, Any] | None
+    cached_diff_updated_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SessionCreate(_Input):
+    title: NonEmptyText | None = None
+    organization_id: UUIDStr | None = None
+    artist_id: UUIDStr | None = None
+    clone_url: Annotated[str, StringConstraints(max_length=2048)] | None = None
+    branch: str | None = None
+    is_new_branch: StrictBool = False
+    global_skill_refs: Annotated[list[dict[str, Any]], Field(max_length=50)] = []
+    sandbox_type: Literal["local", "vercel"] | None = None
+
+    @field_validator("clone_url")
+    @classmethod
+    def _clone_url(cls, v: str | None) -> str | None:
+        if v is not None and not _CLONE_URL.match(v):
+            raise ValueError("must be an http(s), ssh or git URL (or user@host:path)")
+        return v
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str | None) -> str | None:
+        if v is not None and not _BRANCH.match(v):
+            raise ValueError("is not a valid git branch name")
+        return v
+
+
+class SessionPatch(_Input):
+    """All optional; an explicit ``null`` is refused (nothing here can be unset)."""
+
+    title: NonEmptyText | None = None
+    status: SessionStatus | None = None
+    lines_added: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)] | None = None
+    lines_removed: Annotated[StrictInt, Field(ge=0, le=2**31 - 1)] | None = None
+
+    @field_validator("title", "status", "lines_added", "lines_removed", mode="before")
+    @classmethod
+    def _not_null(cls, v: Any) -> Any:
+        if v is None:
+            raise ValueError("may not be null")
+        return v
+
+
+class SessionResponse(_Wire):
+    session: Session
+
+
+class SessionCreated(_Wire):
+    session: Session
+    chat: Chat
+
+
+class SessionList(_Wire):
+    sessions: list[Session]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
+
+
+# --- chats -----------------------------------------------------------------------------------
+
+
+class Chat(_Wire):
+    id: str
+    session_id: str
+    title: str
+    model_id: str | None
+    active_stream_id: str | None
+    last_assistant_message_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ChatSummary(Chat):
+    has_unread: bool
+    is_streaming: bool
+
+
+class ChatList(_Wire):
+    chats: list[ChatSummary]
+    default_model_id: str
+
+
+class ChatCreate(_Input):
+    id: Any = Field(default=None, json_schema_extra={"type": "string", "minLength": 1})
+
+
+class ChatPatch(_Input):
+    title: NonEmptyText | None = None
+    model_id: ModelId | None = None
+
+
+class ChatResponse(_Wire):
+    chat: Chat
+
+
+class UIMessage(BaseModel):
+    """A stored AI SDK UI message, returned as it was stored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    role: Literal["system", "user", "assistant"]
+    parts: list[dict[str, Any]]
+    metadata: Any | None = None
+
+
+class ChatDetail(_Wire):
+    chat: Chat
+    is_streaming: bool
+    messages: list[UIMessage]
+
+
+class Success(_Wire):
+    success: Literal[True] = True
+
+
+class Health(_Wire):
+    status: Literal["ok"] = "ok"
+    version: str
+
+
+SessionCreated.model_rebuild()

@@ -1,0 +1,194 @@
+"""``agent-sessions``: run the service and manage accounts, keys and organizations (DESIGN §8)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from agent_sessions.auth import display_prefix, generate_key, hash_key
+from agent_sessions.exceptions import AgentSessionsError
+from agent_sessions.settings import Settings, load_settings
+from agent_sessions.store import Database, accounts, upgrade
+
+app = typer.Typer(help="Agent Sessions: LLM coding agents in sandboxed sessions.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
+orgs_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="keys")
+app.add_typer(orgs_app, name="orgs")
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+def _database(settings: Settings) -> Database:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.resolved_database_url)
+    upgrade(db)
+    return db
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    typer.echo(json.dumps(data) if as_json else text)
+
+
+def _fail(err: AgentSessionsError) -> None:
+    typer.echo(f"error: {err.message}", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Migrate the database, then serve the HTTP API."""
+    import uvicorn
+
+    settings = load_settings()
+    db = _database(settings)
+    with db.read() as s:
+        if accounts.count_accounts(s) == 0:
+            typer.echo(
+                "No accounts yet. Create one (prints an API key, shown once):\n"
+                "  .venv/bin/agent-sessions accounts create --name me --json",
+                err=True,
+            )
+    db.dispose()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    uvicorn.run(
+        "agent_sessions.api.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        log_level="info",
+        access_log=False,
+        server_header=False,
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Create or upgrade the database schema."""
+    _database(load_settings())
+    typer.echo("database is up to date")
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    jwt_subject: Annotated[
+        str | None, typer.Option(help="JWT 'sub' that acts as this account.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an account and its first API key (the key is printed once)."""
+    db = _database(load_settings())
+    key = generate_key()
+    with db.write() as s:
+        account = accounts.create_account(s, name=name, jwt_subject=jwt_subject)
+        api_key = accounts.add_key(
+            s, account_id=account.id, prefix=display_prefix(key), key_hash=hash_key(key)
+        )
+    _emit(
+        as_json,
+        {"accountId": account.id, "apiKey": key, "keyId": api_key.id},
+        f"account {account.id}\napi key (shown once): {key}",
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    account: Annotated[str, typer.Option("--account", help="Account id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Create another API key for an account (printed once)."""
+    db = _database(load_settings())
+    key = generate_key()
+    try:
+        with db.write() as s:
+            row = accounts.add_key(
+                s, account_id=account, prefix=display_prefix(key), key_hash=hash_key(key)
+            )
+    except AgentSessionsError as err:
+        _fail(err)
+    _emit(as_json, {"keyId": row.id, "apiKey": key}, f"key {row.id}\napi key (shown once): {key}")
+
+
+@keys_app.command("list")
+def keys_list(
+    account: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """List keys (prefix only; keys themselves are never stored)."""
+    db = _database(load_settings())
+    with db.read() as s:
+        rows = accounts.list_keys(s, account)
+    items = [
+        {
+            "keyId": k.id,
+            "accountId": k.account_id,
+            "prefix": k.prefix,
+            "createdAt": k.created_at.isoformat(),
+            "lastUsedAt": k.last_used_at.isoformat() if k.last_used_at else None,
+            "revokedAt": k.revoked_at.isoformat() if k.revoked_at else None,
+        }
+        for k in rows
+    ]
+    if as_json:
+        typer.echo(json.dumps({"keys": items}))
+        return
+    for i in items:
+        state = "revoked" if i["revokedAt"] else "active"
+        typer.echo(f"{i['keyId']}  {i['prefix']}…  {i['accountId']}  {state}  last used {i['lastUsedAt']}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id.")], as_json: JsonFlag = False) -> None:
+    """Revoke a key; requests using it get 401 from then on."""
+    db = _database(load_settings())
+    try:
+        with db.write() as s:
+            accounts.revoke_key(s, key_id)
+    except AgentSessionsError as err:
+        _fail(err)
+    _emit(as_json, {"keyId": key_id, "revoked": True}, f"revoked {key_id}")
+
+
+@orgs_app.command("create")
+def orgs_create(
+    name: Annotated[str, typer.Option("--name", help="Organization name.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Create an organization."""
+    db = _database(load_settings())
+    with db.write() as s:
+        org = accounts.create_organization(s, name=name)
+    _emit(as_json, {"organizationId": org.id}, f"organization {org.id}")
+
+
+@orgs_app.command("add-member")
+def orgs_add_member(
+    org: Annotated[str, typer.Option("--org", help="Organization id.")],
+    account: Annotated[str, typer.Option("--account", help="Account id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Add an account to an organization (idempotent)."""
+    db = _database(load_settings())
+    try:
+        with db.write() as s:
+            accounts.add_member(s, organization_id=org, account_id=account)
+    except AgentSessionsError as err:
+        _fail(err)
+    _emit(as_json, {"organizationId": org, "accountId": account}, f"added {account} to {org}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,108 @@
+"""Accounts, API keys, organizations and memberships."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session
+
+from agent_sessions.exceptions import NotFound
+from agent_sessions.ids import new_uuid
+from agent_sessions.store.models import Account, ApiKey, Membership, Organization, utcnow
+
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+"""``last_used_at`` is refreshed at most this often, so authentication is not a write per request."""
+
+
+@dataclass(frozen=True)
+class ActiveKey:
+    """What authentication needs to know about a key, read in one query."""
+
+    id: str
+    account_id: str
+    key_hash: str
+    last_used_at: datetime | None
+
+
+def create_account(db: Session, *, name: str | None = None, jwt_subject: str | None = None) -> Account:
+    account = Account(id=new_uuid(), name=name, jwt_subject=jwt_subject, created_at=utcnow())
+    db.add(account)
+    db.flush()
+    return account
+
+
+def get_account(db: Session, account_id: str) -> Account:
+    account = db.get(Account, account_id)
+    if account is None:
+        raise NotFound(f"Account {account_id} not found")
+    return account
+
+
+def account_for_subject(db: Session, subject: str) -> str | None:
+    """The account a JWT ``sub`` acts as: an account id, or an account's ``jwt_subject``."""
+    stmt = select(Account.id).where(or_(Account.id == subject, Account.jwt_subject == subject))
+    return db.execute(stmt.limit(1)).scalar_one_or_none()
+
+
+def add_key(db: Session, *, account_id: str, prefix: str, key_hash: str) -> ApiKey:
+    get_account(db, account_id)
+    key = ApiKey(
+        id=new_uuid(), account_id=account_id, prefix=prefix, key_hash=key_hash, created_at=utcnow()
+    )
+    db.add(key)
+    db.flush()
+    return key
+
+
+def active_key_by_hash(db: Session, key_hash: str) -> ActiveKey | None:
+    row = db.execute(
+        select(ApiKey.id, ApiKey.account_id, ApiKey.key_hash, ApiKey.last_used_at).where(
+            ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
+        )
+    ).one_or_none()
+    return None if row is None else ActiveKey(*row)
+
+
+def touch_key(db: Session, key_id: str, now: datetime) -> None:
+    db.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
+
+
+def list_keys(db: Session, account_id: str | None = None) -> list[ApiKey]:
+    stmt = select(ApiKey).order_by(ApiKey.created_at)
+    if account_id is not None:
+        stmt = stmt.where(ApiKey.account_id == account_id)
+    return list(db.scalars(stmt))
+
+
+def revoke_key(db: Session, key_id: str) -> ApiKey:
+    key = db.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"API key {key_id} not found")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+    return key
+
+
+def create_organization(db: Session, *, name: str) -> Organization:
+    org = Organization(id=new_uuid(), name=name, created_at=utcnow())
+    db.add(org)
+    db.flush()
+    return org
+
+
+def add_member(db: Session, *, organization_id: str, account_id: str) -> None:
+    if db.get(Organization, organization_id) is None:
+        raise NotFound(f"Organization {organization_id} not found")
+    get_account(db, account_id)
+    if db.get(Membership, (organization_id, account_id)) is None:
+        db.add(Membership(organization_id=organization_id, account_id=account_id, created_at=utcnow()))
+
+
+def is_member(db: Session, *, organization_id: str, account_id: str) -> bool:
+    return db.get(Membership, (organization_id, account_id)) is not None
+
+
+def count_accounts(db: Session) -> int:
+    return len(db.execute(select(Account.id).limit(1)).all())

@@ -1,0 +1,104 @@
+"""Chats of a session: list with unread state, idempotent create, patch, delete, read marks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
+from agent_sessions.ids import nanoid
+from agent_sessions.store.models import Chat, ChatMessage, ChatRead, utcnow
+
+CHAT_NOT_FOUND = "Chat not found"
+
+
+@dataclass(frozen=True)
+class ChatWithUnread:
+    chat: Chat
+    has_unread: bool
+
+
+def list_chats(db: Session, *, session_id: str, account_id: str) -> list[ChatWithUnread]:
+    stmt = (
+        select(Chat, ChatRead.last_read_at)
+        .outerjoin(ChatRead, (ChatRead.chat_id == Chat.id) & (ChatRead.account_id == account_id))
+        .where(Chat.session_id == session_id)
+        .order_by(Chat.created_at, Chat.id)
+    )
+    out = []
+    for chat, last_read in db.execute(stmt).all():
+        last_assistant = chat.last_assistant_message_at
+        unread = last_assistant is not None and (last_read is None or last_assistant > last_read)
+        out.append(ChatWithUnread(chat, unread))
+    return out
+
+
+def get_chat(db: Session, *, session_id: str, chat_id: str) -> Chat:
+    """The chat if it belongs to this session; a chat of another session is reported as missing."""
+    chat = db.get(Chat, chat_id)
+    if chat is None or chat.session_id != session_id:
+        raise NotFound(CHAT_NOT_FOUND)
+    return chat
+
+
+def create_chat(db: Session, *, session_id: str, chat_id: str | None) -> Chat:
+    """Create a chat; the same id in the same session returns the existing chat (idempotent)."""
+    if chat_id is not None:
+        existing = db.get(Chat, chat_id)
+        if existing is not None:
+            if existing.session_id != session_id:
+                raise Conflict("Chat ID conflict")
+            return existing
+    now = utcnow()
+    chat = Chat(
+        id=chat_id or nanoid(), session_id=session_id, title="New chat", created_at=now, updated_at=now
+    )
+    try:
+        with db.begin_nested():
+            db.add(chat)
+    except IntegrityError:
+        # Lost a race with another request creating the same id: answer as if we came second.
+        return create_chat(db, session_id=session_id, chat_id=chat.id)
+    return chat
+
+
+def update_chat(chat: Chat, changes: dict[str, Any]) -> None:
+    for field, value in changes.items():
+        setattr(chat, field, value)
+    chat.updated_at = utcnow()
+
+
+def delete_chat(db: Session, chat: Chat) -> None:
+    """Delete a chat unless it is the session's only one (callers hold the session row lock)."""
+    count = db.execute(
+        select(func.count()).select_from(Chat).where(Chat.session_id == chat.session_id)
+    ).scalar_one()
+    if count <= 1:
+        raise InvalidInput("Cannot delete the only chat in a session")
+    db.delete(chat)
+
+
+def messages(db: Session, chat_id: str) -> list[ChatMessage]:
+    stmt = (
+        select(ChatMessage)
+        .where(ChatMessage.chat_id == chat_id)
+        .order_by(ChatMessage.created_at, ChatMessage.id)
+    )
+    return list(db.scalars(stmt))
+
+
+def mark_read(db: Session, *, account_id: str, chat_id: str) -> None:
+    now = utcnow()
+    row = db.get(ChatRead, (account_id, chat_id))
+    if row is not None:
+        row.last_read_at = now
+        return
+    try:
+        with db.begin_nested():
+            db.add(ChatRead(account_id=account_id, chat_id=chat_id, last_read_at=now))
+    except IntegrityError:  # a concurrent request inserted it first; ours is the later read
+        mark_read(db, account_id=account_id, chat_id=chat_id)

@@ -1,0 +1,189 @@
+"""Sessions: create (with the initial chat), read with ownership, list by page, patch, delete."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+from sqlalchemy import and_, delete, or_, select
+from sqlalchemy.orm import Session
+
+from agent_sessions.exceptions import Conflict, Forbidden, InvalidInput, NotFound
+from agent_sessions.ids import nanoid
+from agent_sessions.store.models import Chat, SessionRow, utcnow
+from agent_sessions.store.titles import generate_title
+
+INITIAL_CHAT_TITLE = "New chat"
+StatusFilter = Literal["active", "archived", "all"]
+
+
+@dataclass(frozen=True)
+class NewSession:
+    """Validated input for :func:`create_session` (the API schema maps onto this)."""
+
+    title: str | None = None
+    organization_id: str | None = None
+    artist_id: str | None = None
+    clone_url: str | None = None
+    branch: str | None = None
+    is_new_branch: bool = False
+    global_skill_refs: tuple[dict[str, Any], ...] = ()
+    sandbox_type: str = "local"
+
+
+def repo_from_clone_url(clone_url: str) -> tuple[str | None, str | None]:
+    """``https://github.com/o/r.git`` → ``("o", "r")``; anything else that has two path parts too."""
+    path = urlparse(clone_url).path if "://" in clone_url else clone_url.partition(":")[2]
+    parts = [p for p in path.strip("/").split("/") if p]
+    if len(parts) < 2:
+        return None, None
+    return parts[-2], parts[-1].removesuffix(".git")
+
+
+def create_session(db: Session, *, account_id: str, new: NewSession) -> tuple[SessionRow, Chat]:
+    """Insert the session and its first chat; the caller's transaction makes them one unit."""
+    now = utcnow()
+    owner, name = repo_from_clone_url(new.clone_url) if new.clone_url else (None, None)
+    row = SessionRow(
+        id=nanoid(),
+        account_id=account_id,
+        organization_id=new.organization_id,
+        artist_id=new.artist_id,
+        title=new.title or generate_title(),
+        status="running",
+        repo_owner=owner,
+        repo_name=name,
+        branch=new.branch,
+        clone_url=new.clone_url,
+        is_new_branch=new.is_new_branch,
+        global_skill_refs=list(new.global_skill_refs),
+        sandbox_type=new.sandbox_type,
+        sandbox_state=None,
+        lifecycle_state="provisioning",
+        lifecycle_version=0,
+        lines_added=0,
+        lines_removed=0,
+        created_at=now,
+        updated_at=now,
+    )
+    chat = Chat(
+        id=nanoid(),
+        session_id=row.id,
+        title=INITIAL_CHAT_TITLE,
+        created_at=now,
+        updated_at=now,
+    )
+    db.add(row)
+    db.flush()
+    db.add(chat)
+    db.flush()
+    return row, chat
+
+
+def get_owned(
+    db: Session, session_id: str, account_id: str, *, for_update: bool = False
+) -> SessionRow:
+    """The session if ``account_id`` owns it: :class:`NotFound` if absent, :class:`Forbidden` if not theirs.
+
+    ``for_update`` locks the row on PostgreSQL (SQLite writers are already serialised).
+    """
+    stmt = select(SessionRow).where(SessionRow.id == session_id)
+    if for_update:
+        stmt = stmt.with_for_update()
+    row = db.execute(stmt).scalar_one_or_none()
+    if row is None:
+        raise NotFound("Session not found")
+    if row.account_id != account_id:
+        raise Forbidden("You do not have access to this session")
+    return row
+
+
+def _encode_cursor(row: SessionRow) -> str:
+    raw = json.dumps([row.created_at.isoformat(), row.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, sid = json.loads(raw)
+        return datetime.fromisoformat(created), str(sid)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as err:
+        raise InvalidInput("Invalid cursor") from err
+
+
+def list_sessions(
+    db: Session, *, account_id: str, status: StatusFilter, limit: int, cursor: str | None
+) -> tuple[list[SessionRow], str | None]:
+    """One page, newest first, and the cursor of the next page (``None`` on the last page)."""
+    stmt = select(SessionRow).where(SessionRow.account_id == account_id)
+    if status == "active":
+        stmt = stmt.where(SessionRow.status != "archived")
+    elif status == "archived":
+        stmt = stmt.where(SessionRow.status == "archived")
+    if cursor:
+        created, sid = _decode_cursor(cursor)
+        stmt = stmt.where(
+            or_(
+                SessionRow.created_at < created,
+                and_(SessionRow.created_at == created, SessionRow.id < sid),
+            )
+        )
+    stmt = stmt.order_by(SessionRow.created_at.desc(), SessionRow.id.desc()).limit(limit + 1)
+    rows = list(db.scalars(stmt))
+    if len(rows) > limit:
+        return rows[:limit], _encode_cursor(rows[limit - 1])
+    return rows, None
+
+
+@dataclass(frozen=True)
+class PatchEffect:
+    """What a PATCH changed that someone outside the database must act on."""
+
+    archived: bool = False
+    unarchived: bool = False
+
+
+STILL_PAUSING = "Sandbox is still being paused, try again in a few seconds."
+
+
+def apply_patch(row: SessionRow, changes: dict[str, Any]) -> PatchEffect:
+    """Apply validated PATCH fields (snake_case) to ``row``; archive rules per DESIGN §3.
+
+    Archiving moves the lifecycle to ``archived`` and clears its timers and lease; the sandbox is
+    stopped afterwards, outside the transaction. Unarchiving is refused while a sandbox is still
+    held (stopping) and no snapshot exists to resume from.
+    """
+    if not changes:
+        return PatchEffect()
+    effect = PatchEffect()
+    new_status = changes.get("status")
+    if new_status == "archived" and row.status != "archived":
+        row.lifecycle_state = "archived"
+        row.lifecycle_version += 1
+        row.hibernate_after = None
+        row.sandbox_expires_at = None
+        row.lifecycle_run_id = None
+        row.lifecycle_error = None
+        effect = PatchEffect(archived=True)
+    elif new_status is not None and new_status != "archived" and row.status == "archived":
+        if row.sandbox_state is not None and row.snapshot_url is None:
+            raise Conflict(STILL_PAUSING)
+        row.lifecycle_state = "hibernated" if row.snapshot_url else None
+        row.lifecycle_version += 1
+        effect = PatchEffect(unarchived=True)
+    for field, value in changes.items():
+        setattr(row, field, value)
+    row.updated_at = utcnow()
+    return effect
+
+
+def delete_session(db: Session, row: SessionRow) -> None:
+    """Delete the session; chats, messages and read marks go with it (explicitly, not only by FK)."""
+    db.execute(delete(Chat).where(Chat.session_id == row.id))
+    db.delete(row)

@@ -1,0 +1,187 @@
+"""Shared fixtures: one database per backend per run, the ASGI app through httpx, and a real
+``agent-sessions serve`` subprocess on a free port.
+
+Every store and API test takes the ``backend`` fixture, so it runs on SQLite and, when it is
+reachable, on PostgreSQL (``AGENT_SESSIONS_TEST_POSTGRES_URL``, default
+``postgresql://postgres@127.0.0.1:5432/test``); when it is not, those runs are skipped with the
+reason, which ``-ra`` prints in the summary.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from agent_sessions.api import create_app
+from agent_sessions.auth import display_prefix, generate_key, hash_key
+from agent_sessions.settings import Settings
+from agent_sessions.store import Database, accounts, upgrade
+
+PG_ADMIN_URL = os.environ.get(
+    "AGENT_SESSIONS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+REPO = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).with_name("agent-sessions"))
+
+
+def _postgres_unreachable_reason() -> str | None:
+    try:
+        with psycopg.connect(PG_ADMIN_URL, connect_timeout=3):
+            return None
+    except psycopg.Error as err:
+        return f"PostgreSQL not reachable at {PG_ADMIN_URL}: {str(err).strip().splitlines()[0]}"
+
+
+@dataclass
+class Backend:
+    """One database for this test run, shared by the tests (each test makes its own accounts)."""
+
+    name: str
+    url: str
+    db: Database
+    data_dir: Path
+
+    def settings(self, **overrides: object) -> Settings:
+        values: dict[str, object] = {"data_dir": self.data_dir, "database_url": self.url}
+        values.update(overrides)
+        return Settings(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def _sqlite_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    data_dir = tmp_path_factory.mktemp("sqlite-data")
+    url = f"sqlite:///{data_dir / 'agent-sessions.db'}"
+    db = Database(url)
+    upgrade(db)
+    yield Backend("sqlite", url, db, data_dir)
+    db.dispose()
+
+
+@pytest.fixture(scope="session")
+def _postgres_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    reason = _postgres_unreachable_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"agent_sessions_test_{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    url = f"{base}/{name}"
+    db = Database(Settings(database_url=url).resolved_database_url)
+    upgrade(db)
+    yield Backend("postgres", url, db, tmp_path_factory.mktemp("pg-data"))
+    db.dispose()
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return request.getfixturevalue(f"_{request.param}_backend")  # type: ignore[no-any-return]
+
+
+@dataclass
+class Account:
+    id: str
+    key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-api-key": self.key}
+
+
+def make_account(db: Database, name: str = "test") -> Account:
+    key = generate_key()
+    with db.write() as s:
+        account = accounts.create_account(s, name=name)
+        accounts.add_key(s, account_id=account.id, prefix=display_prefix(key), key_hash=hash_key(key))
+    return Account(account.id, key)
+
+
+@pytest.fixture
+def alice(backend: Backend) -> Account:
+    return make_account(backend.db, "alice")
+
+
+@pytest.fixture
+def bob(backend: Backend) -> Account:
+    return make_account(backend.db, "bob")
+
+
+@pytest.fixture
+def client(backend: Backend) -> Iterator[TestClient]:
+    """The ASGI app over httpx (Starlette's TestClient is an ``httpx.Client``)."""
+    app = create_app(backend.settings(), db=backend.db)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    process: subprocess.Popen[bytes]
+    env: dict[str, str]
+    log: Path
+
+
+def start_server(data_dir: Path, database_url: str | None = None, **env: str) -> Server:
+    """Start ``agent-sessions serve`` as a subprocess and wait until /healthz answers."""
+    port = free_port()
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
+    full_env["AGENT_SESSIONS_DATA_DIR"] = str(data_dir)
+    if database_url:
+        full_env["AGENT_SESSIONS_DATABASE_URL"] = database_url
+    full_env.update(env)
+    log = data_dir / f"serve-{port}.log"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [CLI, "serve", "--port", str(port)], env=full_env, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"serve exited with {proc.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return Server(url, proc, full_env, log)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"serve did not become healthy:\n{log.read_text()}")
+
+
+def stop_server(server: Server) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
+
+
+@pytest.fixture
+def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
+    """A real ``serve`` process on this test's backend."""
+    srv = start_server(tmp_path / "serve-data", backend.url)
+    yield srv
+    stop_server(srv)
