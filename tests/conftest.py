@@ -106,7 +106,9 @@ def make_account(db: Database, name: str = "test") -> Account:
     key = generate_key()
     with db.write() as s:
         account = accounts.create_account(s, name=name)
-        accounts.add_key(s, account_id=account.id, prefix=display_prefix(key), key_hash=hash_key(key))
+        accounts.add_key(
+            s, account_id=account.id, prefix=display_prefix(key), key_hash=hash_key(key)
+        )
     return Account(account.id, key)
 
 

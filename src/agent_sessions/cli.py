@@ -14,7 +14,9 @@ from agent_sessions.exceptions import AgentSessionsError
 from agent_sessions.settings import Settings, load_settings
 from agent_sessions.store import Database, accounts, upgrade
 
-app = typer.Typer(help="Agent Sessions: LLM coding agents in sandboxed sessions.", no_args_is_help=True)
+app = typer.Typer(
+    help="Agent Sessions: LLM coding agents in sandboxed sessions.", no_args_is_help=True
+)
 accounts_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 orgs_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
@@ -144,11 +146,15 @@ def keys_list(
         return
     for i in items:
         state = "revoked" if i["revokedAt"] else "active"
-        typer.echo(f"{i['keyId']}  {i['prefix']}…  {i['accountId']}  {state}  last used {i['lastUsedAt']}")
+        typer.echo(
+            f"{i['keyId']}  {i['prefix']}…  {i['accountId']}  {state}  last used {i['lastUsedAt']}"
+        )
 
 
 @keys_app.command("revoke")
-def keys_revoke(key_id: Annotated[str, typer.Argument(help="Key id.")], as_json: JsonFlag = False) -> None:
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="Key id.")], as_json: JsonFlag = False
+) -> None:
     """Revoke a key; requests using it get 401 from then on."""
     db = _database(load_settings())
     try:

@@ -9,7 +9,7 @@ _NANOID_ALPHABET = "useandom-26T198340PX75pxJACKVERYMINDBUSHWOLF_GQZbfghjklqvwyz
 
 
 def nanoid(size: int = 21) -> str:
-    """A URL-safe random id with ~126 bits of entropy (the nanoid default), so ids can't be guessed."""
+    """A URL-safe random id with ~126 bits of entropy (nanoid's default): ids can't be guessed."""
     return "".join(secrets.choice(_NANOID_ALPHABET) for _ in range(size))
 
 

@@ -10,7 +10,7 @@ from fastapi.openapi.utils import get_openapi
 from agent_sessions import __version__
 from agent_sessions.api import errors
 from agent_sessions.api.deps import Services
-from agent_sessions.api.middleware import ContentLengthLimitMiddleware, CORSMiddleware
+from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
 from agent_sessions.api.routes import chats, health, sessions
 from agent_sessions.auth import Authenticator
 from agent_sessions.lifecycle import LifecycleEvents
@@ -58,7 +58,6 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
         title="Agent Sessions API",
         version=__version__,
         description=DESCRIPTION,
-        max_body_size=settings.max_body_bytes,
         docs_url="/docs",
         redoc_url=None,
     )
@@ -71,7 +70,7 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
     errors.install(app)
     for router in (health.router, sessions.router, chats.router):
         app.include_router(router)
-    app.add_middleware(ContentLengthLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(CORSMiddleware, origins=settings.cors_origins)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ALLOWED_HEADERS = "authorization, content-type, x-api-key, last-event-id"
@@ -64,39 +65,73 @@ class CORSMiddleware:
         await self.app(scope, receive, send_with_cors)
 
 
-class ContentLengthLimitMiddleware:
-    """Refuses a declared ``Content-Length`` above the limit before any route runs.
+class BodyTooLarge(HTTPException):
+    """Raised from ``receive`` once the body passes the limit; FastAPI re-raises HTTPExceptions
+    met while reading a body, so it reaches our error handler as a 413."""
 
-    Bodies without a length (chunked) are counted by FastAPI's own ``max_body_size``.
-    """
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"Request body too large (limit {limit} bytes)")
+
+
+class BodyLimitMiddleware:
+    """Refuses bodies above the limit: a declared ``Content-Length`` before any route runs,
+    a chunked body as soon as the running count passes the limit."""
 
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
 
+    async def _refuse(self, send: Send, status: int, message: str) -> None:
+        body = json.dumps({"status": "error", "error": message}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            declared = Headers(scope=scope).get("content-length")
-            if declared is not None and (not declared.isdigit() or int(declared) > self.max_body_bytes):
-                too_large = declared.isdigit()
-                status = 413 if too_large else 400
-                msg = (
-                    f"Request body too large (limit {self.max_body_bytes} bytes)"
-                    if too_large
-                    else "Invalid Content-Length header"
-                )
-                body = json.dumps({"status": "error", "error": msg}).encode()
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": status,
-                        "headers": [
-                            (b"content-type", b"application/json"),
-                            (b"content-length", str(len(body)).encode()),
-                            (b"connection", b"close"),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.max_body_bytes
+        declared = Headers(scope=scope).get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await self._refuse(send, 400, "Invalid Content-Length header")
                 return
-        await self.app(scope, receive, send)
+            if int(declared) > limit:
+                await self._refuse(send, 413, BodyTooLarge(limit).detail)
+                return
+            await self.app(scope, receive, send)
+            return
+
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(limit)
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except BodyTooLarge as exc:
+            if started:
+                raise
+            await self._refuse(send, 413, exc.detail)

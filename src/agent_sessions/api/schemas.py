@@ -32,10 +32,14 @@ UUIDStr = Annotated[
     ),
     Field(json_schema_extra={"format": "uuid"}),
 ]
-NonEmptyText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+NonEmptyText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)
+]
 ModelId = Annotated[
     str,
-    StringConstraints(strip_whitespace=True, min_length=3, max_length=200, pattern=r"^[^/\s]+/\S+$"),
+    StringConstraints(
+        strip_whitespace=True, min_length=3, max_length=200, pattern=r"^[^/\s]+/\S+$"
+    ),
 ]
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,255}(?<![./])$")
 _CLONE_URL = re.compile(r"^(https?|ssh|git)://[^\s]+$|^[\w.-]+@[\w.-]+:[^\s]+$")
@@ -56,9 +60,13 @@ class _Input(_Wire):
 
 
 class Error(_Wire):
-    """Every error response. Validation errors add ``path``, the offending field's location."""
+    """Every error response. Validation errors add ``path``, the offending field's location.
 
-    status: Literal["error"] = "error"
+    ``status`` has no default so OpenAPI lists it as required, as the seed's ``Error`` does
+    (responses are built as plain dicts in ``errors.py``; this class only documents them).
+    """
+
+    status: Literal["error"]
     error: str
     path: list[str | int] | None = None
 
@@ -151,7 +159,9 @@ class SessionCreated(_Wire):
 
 class SessionList(_Wire):
     sessions: list[Session]
-    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at the end.")
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= for the next page; null at the end."
+    )
 
 
 # --- chats -----------------------------------------------------------------------------------

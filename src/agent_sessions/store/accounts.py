@@ -13,7 +13,7 @@ from agent_sessions.ids import new_uuid
 from agent_sessions.store.models import Account, ApiKey, Membership, Organization, utcnow
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
-"""``last_used_at`` is refreshed at most this often, so authentication is not a write per request."""
+"""``last_used_at`` is refreshed at most this often: authentication is not a write per request."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,9 @@ class ActiveKey:
     last_used_at: datetime | None
 
 
-def create_account(db: Session, *, name: str | None = None, jwt_subject: str | None = None) -> Account:
+def create_account(
+    db: Session, *, name: str | None = None, jwt_subject: str | None = None
+) -> Account:
     account = Account(id=new_uuid(), name=name, jwt_subject=jwt_subject, created_at=utcnow())
     db.add(account)
     db.flush()
@@ -97,7 +99,9 @@ def add_member(db: Session, *, organization_id: str, account_id: str) -> None:
         raise NotFound(f"Organization {organization_id} not found")
     get_account(db, account_id)
     if db.get(Membership, (organization_id, account_id)) is None:
-        db.add(Membership(organization_id=organization_id, account_id=account_id, created_at=utcnow()))
+        db.add(
+            Membership(organization_id=organization_id, account_id=account_id, created_at=utcnow())
+        )
 
 
 def is_member(db: Session, *, organization_id: str, account_id: str) -> bool:

@@ -55,7 +55,11 @@ def create_chat(db: Session, *, session_id: str, chat_id: str | None) -> Chat:
             return existing
     now = utcnow()
     chat = Chat(
-        id=chat_id or nanoid(), session_id=session_id, title="New chat", created_at=now, updated_at=now
+        id=chat_id or nanoid(),
+        session_id=session_id,
+        title="New chat",
+        created_at=now,
+        updated_at=now,
     )
     try:
         with db.begin_nested():

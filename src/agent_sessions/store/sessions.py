@@ -37,7 +37,7 @@ class NewSession:
 
 
 def repo_from_clone_url(clone_url: str) -> tuple[str | None, str | None]:
-    """``https://github.com/o/r.git`` → ``("o", "r")``; anything else that has two path parts too."""
+    """``https://github.com/o/r.git`` → ``("o", "r")``; likewise any URL with two path parts."""
     path = urlparse(clone_url).path if "://" in clone_url else clone_url.partition(":")[2]
     parts = [p for p in path.strip("/").split("/") if p]
     if len(parts) < 2:
@@ -88,7 +88,7 @@ def create_session(db: Session, *, account_id: str, new: NewSession) -> tuple[Se
 def get_owned(
     db: Session, session_id: str, account_id: str, *, for_update: bool = False
 ) -> SessionRow:
-    """The session if ``account_id`` owns it: :class:`NotFound` if absent, :class:`Forbidden` if not theirs.
+    """The session if ``account_id`` owns it; :class:`NotFound` or :class:`Forbidden` otherwise.
 
     ``for_update`` locks the row on PostgreSQL (SQLite writers are already serialised).
     """
@@ -184,6 +184,6 @@ def apply_patch(row: SessionRow, changes: dict[str, Any]) -> PatchEffect:
 
 
 def delete_session(db: Session, row: SessionRow) -> None:
-    """Delete the session; chats, messages and read marks go with it (explicitly, not only by FK)."""
+    """Delete the session; chats, messages and read marks go with it (not left to the FK alone)."""
     db.execute(delete(Chat).where(Chat.session_id == row.id))
     db.delete(row)

@@ -81,7 +81,9 @@ def get_session(
     services: ServicesDep, account_id: AccountId, sessionId: str
 ) -> schemas.SessionResponse:
     with services.db.read() as db:
-        return schemas.SessionResponse(session=session_out(store.get_owned(db, sessionId, account_id)))
+        return schemas.SessionResponse(
+            session=session_out(store.get_owned(db, sessionId, account_id))
+        )
 
 
 @router.patch(

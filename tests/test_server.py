@@ -1,0 +1,70 @@
+"""The real thing: ``agent-sessions serve`` as a subprocess, over real HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from tests.conftest import CLI, Backend, Server, make_account, start_server, stop_server
+
+
+def _cli(env: dict[str, str], *args: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [CLI, *args, "--json"], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout)  # type: ignore[no-any-return]
+
+
+def test_fresh_serve_explains_how_to_start_and_readme_walkthrough(tmp_path: Path) -> None:
+    """Embedded defaults, no accounts: the hint is printed; then the README's curl walk-through."""
+    srv = start_server(tmp_path / "data")
+    try:
+        assert "accounts create" in srv.log.read_text()
+        assert (tmp_path / "data" / "agent-sessions.db").exists()
+        assert httpx.get(f"{srv.url}/api/sessions").status_code == 401  # no default credentials
+        creds = _cli(srv.env, "accounts", "create", "--name", "me")
+        headers = {"x-api-key": creds["apiKey"]}
+        created = httpx.post(f"{srv.url}/api/sessions", json={"title": "demo"}, headers=headers)
+        assert created.status_code == 200
+        sid = created.json()["session"]["id"]
+        got = httpx.get(f"{srv.url}/api/sessions/{sid}", headers=headers)
+        assert got.json()["session"]["userId"] == creds["accountId"]
+    finally:
+        stop_server(srv)
+
+
+async def _patch_storm(srv: Server, sid: str, headers: dict[str, str]) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=50)
+    async with httpx.AsyncClient(base_url=srv.url, headers=headers, limits=limits, timeout=30) as c:
+
+        async def one(i: int) -> httpx.Response:
+            body: dict[str, Any] = {"title": f"title-{i}"} if i % 2 else {"linesAdded": i}
+            return await c.patch(f"/api/sessions/{sid}", json=body)
+
+        return await asyncio.gather(*(one(i) for i in range(50)))
+
+
+def test_fifty_concurrent_patches_lose_nothing(backend: Backend, server: Server) -> None:
+    alice = make_account(backend.db)
+    created = httpx.post(f"{server.url}/api/sessions", json={}, headers=alice.headers).json()
+    sid = created["session"]["id"]
+    responses = asyncio.run(_patch_storm(server, sid, alice.headers))
+    assert [r.status_code for r in responses] == [200] * 50, [
+        r.text for r in responses if r.status_code != 200
+    ]
+    final = httpx.get(f"{server.url}/api/sessions/{sid}", headers=alice.headers).json()["session"]
+    # Each PATCH touched only its own field: the last title and the last linesAdded both survive,
+    # neither overwritten by a stale copy of the row.
+    assert final["title"] in {f"title-{i}" for i in range(1, 50, 2)}
+    assert final["linesAdded"] in set(range(0, 50, 2))
+    titles = {r.json()["session"]["title"] for r in responses}
+    lines = {r.json()["session"]["linesAdded"] for r in responses}
+    last_title = max(responses, key=lambda r: r.json()["session"]["updatedAt"]).json()["session"]
+    assert final["updatedAt"] == last_title["updatedAt"]
+    assert final["title"] in titles and final["linesAdded"] in lines
+    assert final["lifecycleVersion"] == created["session"]["lifecycleVersion"]

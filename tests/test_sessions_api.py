@@ -1,0 +1,242 @@
+"""Sessions routes as DESIGN §3 describes them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from agent_sessions.store import accounts
+from agent_sessions.store.models import Chat, SessionRow
+from tests.conftest import Account, Backend
+
+SEED_FIELDS = {
+    "id", "userId", "artistId", "title", "status", "repoOwner", "repoName", "branch", "cloneUrl",
+    "isNewBranch", "globalSkillRefs", "sandboxState", "lifecycleState", "lifecycleVersion",
+    "lastActivityAt", "sandboxExpiresAt", "hibernateAfter", "lifecycleRunId", "lifecycleError",
+    "linesAdded", "linesRemoved", "snapshotUrl", "snapshotCreatedAt", "snapshotSizeBytes",
+    "cachedDiff", "cachedDiffUpdatedAt", "createdAt", "updatedAt",
+}  # fmt: skip
+
+
+def _create(client: TestClient, who: Account, body: Any = None) -> dict[str, Any]:
+    r = client.post("/api/sessions", json=body if body is not None else {}, headers=who.headers)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_create_returns_session_and_initial_chat(client: TestClient, alice: Account) -> None:
+    out = _create(client, alice, {"title": "  Fix the build  "})
+    session, chat = out["session"], out["chat"]
+    assert set(session) == SEED_FIELDS
+    assert session["title"] == "Fix the build"
+    assert session["userId"] == alice.id
+    assert session["status"] == "running"
+    assert session["lifecycleState"] == "provisioning"
+    assert session["lifecycleVersion"] == 0
+    assert session["isNewBranch"] is False and session["globalSkillRefs"] == []
+    assert session["linesAdded"] == 0 and session["sandboxState"] is None
+    assert session["createdAt"].endswith("Z")
+    assert len(session["id"]) == 21
+    assert chat["title"] == "New chat" and chat["sessionId"] == session["id"]
+
+
+def test_create_without_body_generates_a_title(client: TestClient, alice: Account) -> None:
+    r = client.post("/api/sessions", headers=alice.headers)
+    assert r.status_code == 200, r.text
+    title = r.json()["session"]["title"]
+    assert len(title.split()) == 2 and title.istitle()
+
+
+def test_create_with_repo_binding(client: TestClient, alice: Account) -> None:
+    s = _create(
+        client,
+        alice,
+        {
+            "cloneUrl": "https://github.com/acme/widgets.git",
+            "branch": "feature/x",
+            "isNewBranch": True,
+            "globalSkillRefs": [{"source": "acme/skills", "skillName": "lint"}],
+            "artistId": "6f1c1f7e-3f7a-4b6e-9a55-0d1d2f3a4b5c",
+        },
+    )["session"]
+    assert (s["repoOwner"], s["repoName"], s["branch"]) == ("acme", "widgets", "feature/x")
+    assert s["isNewBranch"] is True
+    assert s["globalSkillRefs"] == [{"source": "acme/skills", "skillName": "lint"}]
+    assert s["artistId"] == "6f1c1f7e-3f7a-4b6e-9a55-0d1d2f3a4b5c"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"title": ""}, "title"),
+        ({"title": 5}, "title"),
+        ({"organizationId": "nope"}, "organizationId"),
+        ({"cloneUrl": "file:///etc/passwd"}, "cloneUrl"),
+        ({"branch": "--upload-pack=x"}, "branch"),
+        ({"branch": "a..b"}, "branch"),
+        ({"isNewBranch": "yes"}, "isNewBranch"),
+        ({"sandboxType": "docker"}, "sandboxType"),
+        ({"globalSkillRefs": "x"}, "globalSkillRefs"),
+        ({"surprise": 1}, "surprise"),
+    ],
+)
+def test_create_rejects_bad_fields_and_creates_nothing(
+    backend: Backend, client: TestClient, alice: Account, body: dict[str, Any], field: str
+) -> None:
+    r = client.post("/api/sessions", json=body, headers=alice.headers)
+    assert r.status_code == 400, r.text
+    err = r.json()
+    assert err["status"] == "error" and field in err["path"]
+    with backend.db.read() as s:
+        count = s.scalar(select(func.count()).where(SessionRow.account_id == alice.id))
+    assert count == 0
+
+
+def test_organization_requires_membership(
+    backend: Backend, client: TestClient, alice: Account, bob: Account
+) -> None:
+    with backend.db.write() as s:
+        org = accounts.create_organization(s, name="acme")
+        accounts.add_member(s, organization_id=org.id, account_id=alice.id)
+    assert (
+        client.post(
+            "/api/sessions", json={"organizationId": org.id}, headers=alice.headers
+        ).status_code
+        == 200
+    )
+    r = client.post("/api/sessions", json={"organizationId": org.id}, headers=bob.headers)
+    assert r.status_code == 403
+    with backend.db.read() as s:
+        assert s.scalar(select(func.count()).where(SessionRow.account_id == bob.id)) == 0
+
+
+def test_list_is_newest_first_filtered_and_paged(
+    client: TestClient, alice: Account, bob: Account
+) -> None:
+    ids = [_create(client, alice, {"title": f"s{i}"})["session"]["id"] for i in range(5)]
+    _create(client, bob)
+    archived = ids[1]
+    assert (
+        client.patch(
+            f"/api/sessions/{archived}", json={"status": "archived"}, headers=alice.headers
+        ).status_code
+        == 200
+    )
+
+    def listing(**params: Any) -> dict[str, Any]:
+        r = client.get("/api/sessions", params=params, headers=alice.headers)
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    active = [s["id"] for s in listing()["sessions"]]
+    assert active == [i for i in reversed(ids) if i != archived]
+    assert [s["id"] for s in listing(status="archived")["sessions"]] == [archived]
+    assert [s["id"] for s in listing(status="all")["sessions"]] == list(reversed(ids))
+
+    seen: list[str] = []
+    page = listing(status="all", limit=2)
+    while True:
+        seen += [s["id"] for s in page["sessions"]]
+        if page["nextCursor"] is None:
+            break
+        page = listing(status="all", limit=2, cursor=page["nextCursor"])
+    assert seen == list(reversed(ids))
+
+
+@pytest.mark.parametrize(
+    "params", [{"limit": 0}, {"limit": 101}, {"limit": "x"}, {"status": "gone"}, {"cursor": "!!"}]
+)
+def test_list_rejects_bad_query(client: TestClient, alice: Account, params: dict[str, Any]) -> None:
+    r = client.get("/api/sessions", params=params, headers=alice.headers)
+    assert r.status_code == 400
+    assert r.json()["status"] == "error"
+
+
+def test_patch_updates_given_fields_only(client: TestClient, alice: Account) -> None:
+    s = _create(client, alice, {"title": "before"})["session"]
+    url = f"/api/sessions/{s['id']}"
+    r = client.patch(url, json={"linesAdded": 7, "linesRemoved": 3}, headers=alice.headers)
+    assert r.status_code == 200, r.text
+    got = r.json()["session"]
+    assert (got["title"], got["linesAdded"], got["linesRemoved"]) == ("before", 7, 3)
+    assert got["updatedAt"] > s["updatedAt"]
+    same = client.patch(url, headers=alice.headers)
+    assert same.status_code == 200 and same.json()["session"] == got
+    assert client.patch(url, json={}, headers=alice.headers).json()["session"] == got
+    r = client.patch(url, json={"title": "after", "status": "completed"}, headers=alice.headers)
+    assert (r.json()["session"]["title"], r.json()["session"]["status"]) == ("after", "completed")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"linesAdded": -1},
+        {"linesAdded": "5"},
+        {"linesAdded": 1.5},
+        {"linesAdded": True},
+        {"title": None},
+        {"title": "   "},
+        {"status": "paused"},
+        {"lifecycleVersion": 999},
+        {"userId": "00000000-0000-0000-0000-000000000000"},
+        {"id": "x"},
+        [],
+        "text",
+    ],
+)
+def test_patch_rejects_bad_input_and_changes_nothing(
+    client: TestClient, alice: Account, body: Any
+) -> None:
+    s = _create(client, alice)["session"]
+    url = f"/api/sessions/{s['id']}"
+    r = client.patch(url, json=body, headers=alice.headers)
+    assert r.status_code == 400, r.text
+    assert r.json()["status"] == "error" and "path" in r.json()
+    assert client.get(url, headers=alice.headers).json()["session"] == s
+
+
+def test_archive_and_unarchive(backend: Backend, client: TestClient, alice: Account) -> None:
+    s = _create(client, alice)["session"]
+    url = f"/api/sessions/{s['id']}"
+    archived = client.patch(url, json={"status": "archived"}, headers=alice.headers).json()[
+        "session"
+    ]
+    assert archived["status"] == "archived" and archived["lifecycleState"] == "archived"
+    assert archived["lifecycleVersion"] == s["lifecycleVersion"] + 1
+    assert archived["hibernateAfter"] is None and archived["lifecycleRunId"] is None
+
+    # A sandbox still held with no snapshot: the stop has not finished → 409, nothing changes.
+    with backend.db.write() as db:
+        row = db.get(SessionRow, s["id"])
+        assert row is not None
+        row.sandbox_state = {"type": "local", "name": "x"}
+    r = client.patch(url, json={"status": "running"}, headers=alice.headers)
+    assert r.status_code == 409
+    assert r.json()["error"] == "Sandbox is still being paused, try again in a few seconds."
+    assert client.get(url, headers=alice.headers).json()["session"]["status"] == "archived"
+
+    with backend.db.write() as db:
+        row = db.get(SessionRow, s["id"])
+        assert row is not None
+        row.snapshot_url = "local://snapshots/x.tar.zst"
+    back = client.patch(url, json={"status": "running"}, headers=alice.headers)
+    assert back.status_code == 200
+    assert back.json()["session"]["status"] == "running"
+    assert back.json()["session"]["lifecycleState"] == "hibernated"
+
+
+def test_delete_removes_session_and_chats(
+    backend: Backend, client: TestClient, alice: Account
+) -> None:
+    out = _create(client, alice)
+    sid = out["session"]["id"]
+    client.post(f"/api/sessions/{sid}/chats", json={"id": "second"}, headers=alice.headers)
+    r = client.delete(f"/api/sessions/{sid}", headers=alice.headers)
+    assert r.status_code == 200 and r.json() == {"success": True}
+    assert client.get(f"/api/sessions/{sid}", headers=alice.headers).status_code == 404
+    with backend.db.read() as s:
+        assert s.scalar(select(func.count()).where(Chat.session_id == sid)) == 0
+    assert client.delete(f"/api/sessions/{sid}", headers=alice.headers).status_code == 404
