@@ -18,14 +18,17 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from agent_sessions.api import create_app
 from agent_sessions.auth import display_prefix, generate_key, hash_key
+from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings
 from agent_sessions.store import Database, accounts, upgrade
 
@@ -122,11 +125,39 @@ def bob(backend: Backend) -> Account:
     return make_account(backend.db, "bob")
 
 
+class InertLifecycle(Lifecycle):
+    """The lifecycle with its workers switched off, for tests of the HTTP layer alone.
+
+    Nothing is provisioned, so sessions stay ``provisioning`` and the database changes only
+    through the request under test (the access-matrix oracle depends on that). Lifecycle
+    behaviour itself is tested with the real workflows in ``tests/lifecycle``.
+    """
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def session_created(self, session_id: str) -> None:
+        pass
+
+    def session_archived(self, session_id: str, version: int) -> None:
+        pass
+
+    def session_deleted(self, *args: Any) -> None:
+        pass
+
+
+def api_app(backend: Backend, **settings: Any) -> FastAPI:
+    s = backend.settings(**settings)
+    return create_app(s, db=backend.db, lifecycle=InertLifecycle(s, backend.db))
+
+
 @pytest.fixture
 def client(backend: Backend) -> Iterator[TestClient]:
     """The ASGI app over httpx (Starlette's TestClient is an ``httpx.Client``)."""
-    app = create_app(backend.settings(), db=backend.db)
-    with TestClient(app, raise_server_exceptions=False) as c:
+    with TestClient(api_app(backend), raise_server_exceptions=False) as c:
         yield c
 
 

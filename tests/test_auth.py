@@ -13,11 +13,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from agent_sessions.api import create_app
 from agent_sessions.auth import hash_key
 from agent_sessions.store import accounts
 from agent_sessions.store.models import ApiKey
-from tests.conftest import Account, Backend, make_account
+from tests.conftest import Account, Backend, api_app, make_account
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
 
@@ -106,11 +105,8 @@ def _claims(subject: str, **over: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def hs_client(backend: Backend) -> Any:
-    app = create_app(
-        backend.settings(
-            jwt_secret=SECRET, jwt_issuer="https://issuer.test", jwt_audience="sessions"
-        ),
-        db=backend.db,
+    app = api_app(
+        backend, jwt_secret=SECRET, jwt_issuer="https://issuer.test", jwt_audience="sessions"
     )
     with TestClient(app) as c:
         yield c
@@ -203,7 +199,7 @@ def test_jwks_file_rs256_and_no_algorithm_confusion(
     jwk.update(kid="k1", use="sig", alg="RS256")
     jwks = tmp_path / "jwks.json"
     jwks.write_text(json.dumps({"keys": [jwk]}))
-    app = create_app(backend.settings(jwt_jwks_file=jwks), db=backend.db)
+    app = api_app(backend, jwt_jwks_file=jwks)
     with TestClient(app) as c:
         good = jwt.encode(_claims(alice.id), private, algorithm="RS256", headers={"kid": "k1"})
         assert c.get("/api/sessions", headers=_bearer(good)).status_code == 200
@@ -242,7 +238,7 @@ def test_jwt_disabled_means_only_keys(client: TestClient, alice: Account) -> Non
 
 def test_keys_never_logged(backend: Backend, caplog: pytest.LogCaptureFixture) -> None:
     account = make_account(backend.db)
-    app = create_app(backend.settings(), db=backend.db)
+    app = api_app(backend)
     with caplog.at_level("DEBUG"), TestClient(app) as c:
         c.get("/api/sessions", headers=account.headers)
         c.get("/api/sessions", headers={"x-api-key": account.key[:-1] + "x"})

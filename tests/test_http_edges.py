@@ -8,16 +8,15 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from agent_sessions.api import create_app
 from agent_sessions.store.models import SessionRow
-from tests.conftest import Account, Backend
+from tests.conftest import Account, Backend, api_app
 
 LIMIT = 4096
 
 
 @pytest.fixture
 def small_client(backend: Backend) -> Iterator[TestClient]:
-    with TestClient(create_app(backend.settings(max_body_bytes=LIMIT), db=backend.db)) as c:
+    with TestClient(api_app(backend, max_body_bytes=LIMIT)) as c:
         yield c
 
 
@@ -112,7 +111,7 @@ def test_cors_preflight_answers_200(client: TestClient, path: str) -> None:
 
 
 def test_cors_origin_allowlist(backend: Backend, alice: Account) -> None:
-    app = create_app(backend.settings(cors_origins=["https://ok.example"]), db=backend.db)
+    app = api_app(backend, cors_origins=["https://ok.example"])
     with TestClient(app) as c:
         ok = c.get("/api/sessions", headers={**alice.headers, "origin": "https://ok.example"})
         assert ok.headers["access-control-allow-origin"] == "https://ok.example"
@@ -126,7 +125,7 @@ def test_health_and_openapi_need_no_credentials(client: TestClient) -> None:
 
 
 def test_unexpected_errors_are_500_in_error_shape(backend: Backend, alice: Account) -> None:
-    app = create_app(backend.settings(), db=backend.db)
+    app = api_app(backend)
 
     def boom() -> None:
         raise RuntimeError("secret internals")

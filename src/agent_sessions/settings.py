@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     s3_prefix: str = "snapshots/"
 
     # --- lifecycle ---------------------------------------------------------------------------
+    executor_id: str = Field(default="local", min_length=1, max_length=64)
+    """DBOS executor id: distinct for every process that shares one system database."""
+    extend_seconds: int = Field(default=1200, gt=0)
+    """How much ``POST …/sandbox/extend`` adds to the hard deadline."""
     idle_timeout_seconds: int = Field(default=1800, gt=0)
     hard_timeout_seconds: int = Field(default=18000, gt=0)
 

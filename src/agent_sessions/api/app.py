@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
@@ -11,9 +13,9 @@ from agent_sessions import __version__
 from agent_sessions.api import errors
 from agent_sessions.api.deps import Services
 from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
-from agent_sessions.api.routes import chats, health, sessions
+from agent_sessions.api.routes import chats, health, sandbox, sessions
 from agent_sessions.auth import Authenticator
-from agent_sessions.lifecycle import LifecycleEvents
+from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings, load_settings
 from agent_sessions.store import Database
 
@@ -51,10 +53,26 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
-    """Build the app. The schema must already be migrated (``serve`` does it before start)."""
+def create_app(
+    settings: Settings, *, db: Database | None = None, lifecycle: Lifecycle | None = None
+) -> FastAPI:
+    """Build the app. The schema must already be migrated (``serve`` does it before start).
+
+    The lifecycle (DBOS) starts and stops with the app's lifespan.
+    """
     database = db or Database(settings.resolved_database_url)
+    lifecycle = lifecycle or Lifecycle(settings, database)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        lifecycle.start()
+        try:
+            yield
+        finally:
+            lifecycle.stop()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Agent Sessions API",
         version=__version__,
         description=DESCRIPTION,
@@ -65,10 +83,10 @@ def create_app(settings: Settings, *, db: Database | None = None) -> FastAPI:
         settings=settings,
         db=database,
         auth=Authenticator(database, settings),
-        lifecycle=LifecycleEvents(),
+        lifecycle=lifecycle,
     )
     errors.install(app)
-    for router in (health.router, sessions.router, chats.router):
+    for router in (health.router, sessions.router, chats.router, sandbox.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(CORSMiddleware, origins=settings.cors_origins)

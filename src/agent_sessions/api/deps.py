@@ -9,7 +9,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPBearer
 
 from agent_sessions.auth import Authenticator
-from agent_sessions.lifecycle import LifecycleEvents
+from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings
 from agent_sessions.store import Database
 
@@ -21,10 +21,11 @@ class Services:
     settings: Settings
     db: Database
     auth: Authenticator
-    lifecycle: LifecycleEvents
+    lifecycle: Lifecycle
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
+    # async on purpose: FastAPI runs a sync dependency in the threadpool, a hop per request.
     services: Services = request.app.state.services
     return services
 

@@ -45,7 +45,7 @@ def error_response(
     return JSONResponse(body, status_code=status_code, headers=headers)
 
 
-def _domain_error(_: Request, exc: Exception) -> JSONResponse:
+async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentSessionsError)
     if isinstance(exc, UpstreamError):
         return error_response(504 if exc.timeout else 502, exc.message)
@@ -71,13 +71,13 @@ def _describe_validation(exc: RequestValidationError) -> tuple[str, list[str | i
     return f"Invalid {where}: {msg}", loc
 
 
-def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     message, path = _describe_validation(exc)
     return error_response(400, message, path=path)
 
 
-def _http_error(_: Request, exc: Exception) -> JSONResponse:
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     headers = dict(exc.headers or {})
     if exc.status_code == 401:
@@ -85,12 +85,13 @@ def _http_error(_: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, str(exc.detail), headers=headers or None)
 
 
-def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return error_response(500, "Internal server error")
 
 
 def install(app: FastAPI) -> None:
+    # The handlers are async (they do no I/O) because Starlette runs sync ones in the threadpool.
     app.add_exception_handler(AgentSessionsError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     BaseModel,
@@ -17,6 +17,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    ValidationInfo,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -52,8 +53,27 @@ class _Wire(BaseModel):
     )  # fmt: skip
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class _Input(_Wire):
     model_config = ConfigDict(extra="forbid")
+    _nul_checked_elsewhere: ClassVar[frozenset[str]] = frozenset()
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, v: Any, info: ValidationInfo) -> Any:
+        """PostgreSQL text and jsonb cannot hold NUL, so refuse it here (400) on both backends."""
+        if info.field_name not in cls._nul_checked_elsewhere and _has_nul(v):
+            raise ValueError("must not contain NUL characters")
+        return v
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -189,6 +209,8 @@ class ChatList(_Wire):
 
 
 class ChatCreate(_Input):
+    _nul_checked_elsewhere = frozenset({"id"})  # the route answers "Invalid chat id"
+
     id: Any = Field(default=None, json_schema_extra={"type": "string", "minLength": 1})
 
 
@@ -228,3 +250,23 @@ class Health(_Wire):
 
 
 SessionCreated.model_rebuild()
+
+
+# --- sandbox -----------------------------------------------------------------------------------
+
+
+class LifecycleAction(_Input):
+    expected_lifecycle_version: Annotated[StrictInt, Field(ge=0)] | None = None
+
+
+class SandboxState(_Wire):
+    """The lifecycle of a session's sandbox, read from the database only."""
+
+    lifecycle_state: LifecycleState | None
+    lifecycle_version: int
+    last_activity_at: datetime | None
+    hibernate_after: datetime | None
+    sandbox_expires_at: datetime | None
+    has_snapshot: bool
+    lifecycle_error: str | None
+    server_time: datetime

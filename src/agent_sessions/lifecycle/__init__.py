@@ -1,11 +1,9 @@
 """Sandbox lifecycle: provisioning, hibernation, restore, archive (DESIGN §4).
 
-The API tells this layer about every session event that needs sandbox work *after* the
-database transaction that recorded it has committed. Until the durable lifecycle workflows land
-(issue 4), :class:`LifecycleEvents` is that single seam: the API calls it, and provisioning,
-stopping and cleanup will start from these methods.
+The API calls :class:`Lifecycle` after its transactions commit; the work runs in the durable
+DBOS workflows of :mod:`.workflows`. Only this package (and the agent's workflows) import DBOS.
 """
 
-from agent_sessions.lifecycle.events import LifecycleEvents
+from agent_sessions.lifecycle.service import Lifecycle, SandboxStatus
 
-__all__ = ["LifecycleEvents"]
+__all__ = ["Lifecycle", "SandboxStatus"]

@@ -39,6 +39,8 @@ def list_chats(db: Session, *, session_id: str, account_id: str) -> list[ChatWit
 
 def get_chat(db: Session, *, session_id: str, chat_id: str) -> Chat:
     """The chat if it belongs to this session; a chat of another session is reported as missing."""
+    if "\x00" in chat_id:  # no id has one, and PostgreSQL refuses NUL in text (a 500)
+        raise NotFound(CHAT_NOT_FOUND)
     chat = db.get(Chat, chat_id)
     if chat is None or chat.session_id != session_id:
         raise NotFound(CHAT_NOT_FOUND)

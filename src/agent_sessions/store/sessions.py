@@ -92,6 +92,8 @@ def get_owned(
 
     ``for_update`` locks the row on PostgreSQL (SQLite writers are already serialised).
     """
+    if "\x00" in session_id:  # no id has one, and PostgreSQL refuses NUL in text (a 500)
+        raise NotFound("Session not found")
     stmt = select(SessionRow).where(SessionRow.id == session_id)
     if for_update:
         stmt = stmt.with_for_update()
@@ -112,6 +114,8 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         created, sid = json.loads(raw)
+        if "\x00" in str(sid):  # PostgreSQL refuses NUL in text; no id has one
+            raise ValueError("NUL in cursor")
         return datetime.fromisoformat(created), str(sid)
     except (binascii.Error, ValueError, TypeError, UnicodeDecodeError) as err:
         raise InvalidInput("Invalid cursor") from err

@@ -104,7 +104,7 @@ def patch_session(
         effect = store.apply_patch(row, changes)
         out = schemas.SessionResponse(session=session_out(row))
     if effect.archived:
-        services.lifecycle.session_archived(sessionId)
+        services.lifecycle.session_archived(sessionId, out.session.lifecycle_version)
     return out
 
 
@@ -117,6 +117,7 @@ def patch_session(
 def delete_session(services: ServicesDep, account_id: AccountId, sessionId: str) -> schemas.Success:
     with services.db.write() as db:
         row = store.get_owned(db, sessionId, account_id, for_update=True)
+        leftovers = (row.sandbox_type, row.sandbox_state, row.snapshot_url)
         store.delete_session(db, row)
-    services.lifecycle.session_deleted(sessionId)
+    services.lifecycle.session_deleted(sessionId, *leftovers)
     return schemas.Success()

@@ -1,0 +1,48 @@
+"""DBOS set-up for ``serve`` and ``worker`` (DESIGN §7 "DBOS").
+
+One process = one executor id. The application version is pinned so that a restart with new
+code still recovers the runs of the old one; bump it only with a workflow change that cannot
+replay old histories.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from dbos import DBOS, DBOSConfig
+
+from agent_sessions.hooks import HookRunner
+from agent_sessions.lifecycle.context import LifecycleContext, set_context
+from agent_sessions.settings import Settings
+from agent_sessions.store import Database
+
+APPLICATION_VERSION = "agent-sessions-workflows-1"
+
+
+def system_database_url(settings: Settings) -> str:
+    """PostgreSQL apps keep DBOS's tables in the same database (schema ``dbos``)."""
+    if settings.is_sqlite:
+        return f"sqlite:///{(settings.data_dir / 'dbos.sqlite').resolve()}"
+    return settings.resolved_database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def start(settings: Settings, db: Database, context: LifecycleContext | None = None) -> None:
+    """Configure the lifecycle context and launch DBOS (recovering this executor's runs)."""
+    set_context(context or LifecycleContext(settings, db, HookRunner(settings.hooks_file)))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    config: DBOSConfig = {
+        "name": "agent-sessions",
+        "system_database_url": system_database_url(settings),
+        "application_version": APPLICATION_VERSION,
+        "executor_id": settings.executor_id,
+        "log_level": "WARNING",
+        "notification_listener_polling_interval_sec": 0.05,
+    }
+    logging.getLogger("dbos").setLevel(logging.WARNING)
+    DBOS(config=config)
+    DBOS.launch()
+
+
+def stop() -> None:
+    DBOS.destroy(workflow_completion_timeout_sec=0)
+    set_context(None)

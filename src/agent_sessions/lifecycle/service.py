@@ -1,0 +1,234 @@
+"""What the API asks of the lifecycle: start work after commits, and the sandbox routes.
+
+Routes call these *after* their own transaction has committed; the work itself runs in the
+durable workflows of :mod:`.workflows`, so an acknowledged request is never lost to a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from dbos import DBOS, SetWorkflowID
+
+from agent_sessions.exceptions import Conflict, NotFound
+from agent_sessions.lifecycle import runtime, workflows
+from agent_sessions.lifecycle.context import LifecycleContext
+from agent_sessions.settings import Settings
+from agent_sessions.store import Database
+from agent_sessions.store import lifecycle as cas
+from agent_sessions.store.lifecycle import LifecycleView
+from agent_sessions.store.models import utcnow
+
+STILL_PROVISIONING = "Sandbox is still being provisioned, try again in a few seconds."
+VERSION_MISMATCH = "Lifecycle version mismatch: expected {expected}, current {current}"
+POLL_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    view: LifecycleView
+    server_time: datetime
+
+
+class Lifecycle:
+    """The durable lifecycle of sessions' sandboxes (DESIGN §4)."""
+
+    def __init__(
+        self, settings: Settings, db: Database, context: LifecycleContext | None = None
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self._context = context
+
+    # --- process ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        runtime.start(self.settings, self.db, self._context)
+
+    def stop(self) -> None:
+        runtime.stop()
+
+    # --- after-commit events (called from sync routes) ----------------------------------------
+
+    def session_created(self, session_id: str) -> None:
+        with SetWorkflowID(f"provision-{session_id}"):
+            DBOS.start_workflow(workflows.provision, session_id)
+
+    def session_archived(self, session_id: str, version: int) -> None:
+        with SetWorkflowID(f"archive-{session_id}-{version}"):
+            DBOS.start_workflow(workflows.archive, session_id)
+
+    def session_deleted(
+        self, session_id: str, kind: str, state: dict[str, Any] | None, snapshot_url: str | None
+    ) -> None:
+        if state is None and snapshot_url is None:
+            return
+        with SetWorkflowID(f"remove-{session_id}"):
+            DBOS.start_workflow(workflows.remove, session_id, kind, state, snapshot_url)
+
+    # --- sandbox routes -------------------------------------------------------------------------
+
+    def _view(self, session_id: str) -> LifecycleView:
+        with self.db.read() as s:
+            v = cas.view(s, session_id)
+        if v is None:
+            raise NotFound("Session not found")
+        return v
+
+    @staticmethod
+    def _check_version(v: LifecycleView, expected: int | None) -> None:
+        if expected is not None and v.lifecycle_version != expected:
+            raise Conflict(VERSION_MISMATCH.format(expected=expected, current=v.lifecycle_version))
+
+    async def status(self, session_id: str) -> SandboxStatus:
+        v = await asyncio.to_thread(self._view, session_id)
+        now = utcnow()
+        due = v.due_at
+        if (
+            v.lifecycle_state == "active"
+            and due is not None
+            and now > due + workflows.STALE_LEASE_GRACE
+        ):
+            # The watcher is overdue by more than the grace: its process is gone. Take over.
+            with SetWorkflowID(f"watch-{session_id}-{v.lifecycle_version}-{int(now.timestamp())}"):
+                await DBOS.start_workflow_async(workflows.watch, session_id)
+        return SandboxStatus(v, now)
+
+    async def activity(self, session_id: str, expected_version: int | None) -> LifecycleView:
+        def touch() -> LifecycleView:
+            now = utcnow()
+            with self.db.write() as s:
+                v = cas.view(s, session_id)
+                if v is None:
+                    raise NotFound("Session not found")
+                self._check_version(v, expected_version)
+                if v.lifecycle_state != "active":
+                    raise Conflict(f"Sandbox is not active (state: {v.lifecycle_state})")
+                idle = timedelta(seconds=self.settings.idle_timeout_seconds)
+                done = cas.set_fields(
+                    s, session_id, in_states={"active"}, last_activity_at=now,
+                    hibernate_after=now + idle,
+                )  # fmt: skip
+                assert done is not None
+                return done
+
+        return await asyncio.to_thread(touch)
+
+    async def extend(self, session_id: str, expected_version: int | None) -> LifecycleView:
+        def extend() -> LifecycleView:
+            with self.db.write() as s:
+                v = cas.view(s, session_id)
+                if v is None:
+                    raise NotFound("Session not found")
+                self._check_version(v, expected_version)
+                if v.lifecycle_state != "active" or v.sandbox_expires_at is None:
+                    raise Conflict(f"Sandbox is not active (state: {v.lifecycle_state})")
+                done = cas.transition(
+                    s,
+                    session_id,
+                    from_states={"active"},
+                    to_state="active",
+                    expected_version=v.lifecycle_version,
+                    sandbox_expires_at=v.sandbox_expires_at
+                    + timedelta(seconds=self.settings.extend_seconds),
+                )
+                assert done is not None
+                return done
+
+        return await asyncio.to_thread(extend)
+
+    async def hibernate(self, session_id: str, expected_version: int | None) -> LifecycleView:
+        def begin() -> LifecycleView | None:
+            with self.db.write() as s:
+                v = cas.view(s, session_id)
+                if v is None:
+                    raise NotFound("Session not found")
+                self._check_version(v, expected_version)
+                if v.lifecycle_state in ("hibernated", "hibernating"):
+                    return None
+                if v.lifecycle_state != "active":
+                    raise Conflict(f"Sandbox cannot hibernate from state {v.lifecycle_state}")
+                if cas.has_live_turn(s, session_id):
+                    raise Conflict("A turn is running in this session; stop it first")
+                return cas.transition(
+                    s, session_id, from_states={"active"}, to_state="hibernating",
+                    expected_version=v.lifecycle_version, lifecycle_run_id=None,
+                )  # fmt: skip
+
+        started = await asyncio.to_thread(begin)
+        if started is not None:
+            with SetWorkflowID(f"hibernate-{session_id}-{started.lifecycle_version}"):
+                handle = await DBOS.start_workflow_async(
+                    workflows.hibernate, session_id, started.lifecycle_version
+                )
+            await handle.get_result()
+        return await self._wait_for(session_id, {"hibernated", "failed", "archived"}, 600)
+
+    async def resume(self, session_id: str, expected_version: int | None) -> LifecycleView:
+        v = await asyncio.to_thread(self._view, session_id)
+        self._check_version(v, expected_version)
+        if v.lifecycle_state == "provisioning":
+            raise Conflict(STILL_PROVISIONING)
+        return await self.ensure_active(session_id)
+
+    async def ensure_active(self, session_id: str, timeout: float = 600.0) -> LifecycleView:  # noqa: ASYNC109
+        """Bring the sandbox to ``active``, restoring it if hibernated; the agent-turn code calls
+        this before a turn. Waits out transitions in flight (hibernating, restoring)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            v = await asyncio.to_thread(self._view, session_id)
+            state = v.lifecycle_state
+            if state == "active":
+                return v
+            if state in ("archived", None):
+                raise Conflict("Session is archived; unarchive it first")
+            if state == "failed" and v.snapshot_url is None:
+                raise Conflict(f"Sandbox failed: {v.lifecycle_error or 'unknown error'}")
+            if state in ("hibernated", "failed"):
+                started = await asyncio.to_thread(self._begin_restore, session_id, v)
+                if started is not None:
+                    await self._run_restore(session_id, started.lifecycle_version)
+                    continue
+            if state == "restoring":
+                await self._run_restore(session_id, v.lifecycle_version)
+                continue
+            if time.monotonic() > deadline:
+                raise Conflict(
+                    STILL_PROVISIONING
+                    if state == "provisioning"
+                    else f"Sandbox is still {state}, try again in a few seconds."
+                )
+            await asyncio.sleep(POLL_SECONDS)
+
+    def _begin_restore(self, session_id: str, v: LifecycleView) -> LifecycleView | None:
+        with self.db.write() as s:
+            return cas.transition(
+                s, session_id, from_states={v.lifecycle_state}, to_state="restoring",
+                expected_version=v.lifecycle_version, lifecycle_error=None,
+            )  # fmt: skip
+
+    async def _run_restore(self, session_id: str, version: int) -> None:
+        """Start (or join) the restore run for this version and wait for it."""
+        with SetWorkflowID(f"restore-{session_id}-{version}"):
+            handle = await DBOS.start_workflow_async(workflows.restore, session_id, version)
+        await handle.get_result()
+        after = await asyncio.to_thread(self._view, session_id)
+        if after.lifecycle_state == "failed":
+            raise Conflict(after.lifecycle_error or "Restore failed")
+
+    async def _wait_for(
+        self,
+        session_id: str,
+        states: set[str],
+        timeout: float,  # noqa: ASYNC109
+    ) -> LifecycleView:
+        deadline = time.monotonic() + timeout
+        while True:
+            v = await asyncio.to_thread(self._view, session_id)
+            if v.lifecycle_state in states or time.monotonic() > deadline:
+                return v
+            await asyncio.sleep(POLL_SECONDS)

@@ -1,0 +1,431 @@
+"""The durable lifecycle workflows: provision, watch, hibernate, restore, archive, delete.
+
+Every side effect is a DBOS step, so a process killed anywhere resumes after its last completed
+step; steps are written to be safe to run twice (a step cut off mid-flight runs again). Every
+state change is a compare-and-set in ``store.lifecycle``: when a workflow loses a race (the
+session was archived, deleted or resumed meanwhile) it cleans up what it made and stops.
+
+Workflow ids carry the session id and the lifecycle version they act on, so starting the same
+work twice (two resume calls, a retry after a crash) joins the one run instead of racing it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, Literal, TypeVar
+
+from dbos import DBOS, SetWorkflowID
+
+from agent_sessions.lifecycle.context import current
+from agent_sessions.sandbox import SandboxError, SandboxNotFound, SandboxUnavailable
+from agent_sessions.store import lifecycle as cas
+from agent_sessions.store.lifecycle import LifecycleView
+from agent_sessions.store.models import utcnow
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+STALE_LEASE_GRACE = timedelta(minutes=2)
+MIN_SLEEP_SECONDS = 0.2
+LIVE_TURN_RECHECK_SECONDS = 30.0
+TRANSIENT_ATTEMPTS = 4
+
+
+async def _db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a store call off the event loop (SQLite writers wait on a lock)."""
+    db = current().db
+
+    def run() -> T:
+        with db.write() as session:
+            return fn(session, *args, **kwargs)
+
+    return await asyncio.to_thread(run)
+
+
+async def _with_retries(what: str, fn: Callable[[], Any]) -> Any:
+    """Retry transient provider failures with backoff; permanent ones raise at once."""
+    delay = 0.5
+    for attempt in range(1, TRANSIENT_ATTEMPTS + 1):
+        try:
+            return await fn()
+        except SandboxUnavailable as err:
+            if attempt == TRANSIENT_ATTEMPTS:
+                raise
+            log.warning("%s failed (attempt %d): %s; retrying", what, attempt, err)
+            await asyncio.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")
+
+
+def _readable(err: BaseException) -> str:
+    """An error for ``lifecycleError``: the message only (never a traceback or env)."""
+    message = getattr(err, "message", None) or str(err) or type(err).__name__
+    return message[:500]
+
+
+def _timers() -> dict[str, Any]:
+    s = current().settings
+    now = utcnow()
+    return {
+        "last_activity_at": now,
+        "hibernate_after": now + timedelta(seconds=s.idle_timeout_seconds),
+        "sandbox_expires_at": now + timedelta(seconds=s.hard_timeout_seconds),
+        "lifecycle_error": None,
+    }
+
+
+# --- steps ------------------------------------------------------------------------------------
+
+
+@DBOS.step()
+async def load(session_id: str) -> LifecycleView | None:
+    return await _db(cas.view, session_id)
+
+
+@DBOS.step()
+async def create_sandbox(session_id: str, kind: str) -> dict[str, Any]:
+    provider = current().provider(kind)
+
+    async def make() -> dict[str, Any]:
+        return (await provider.create(session_id)).state
+
+    result: dict[str, Any] = await _with_retries(f"create sandbox {session_id}", make)
+    return result
+
+
+@DBOS.step()
+async def clone_repo(
+    kind: str, state: dict[str, Any], clone_url: str, branch: str | None, new_branch: bool
+) -> None:
+    """Clone into the (empty) workspace; on a re-run after a crash, start from a clean slate."""
+    sandbox = await current().provider(kind).connect(state)
+    target = f"--branch {_quote(branch)} " if branch and not new_branch else ""
+    script = (
+        "set -e; if [ ! -d .git ]; then find . -mindepth 1 -delete; "
+        f"git clone --quiet {target}{_quote(clone_url)} .; fi"
+    )
+    if branch and new_branch:
+        script += f"; git checkout --quiet -B {_quote(branch)}"
+    result = await sandbox.exec(script, timeout=300)
+    if result.exit_code != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise SandboxError(f"git clone failed: {detail[0][:300]}")
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "'\\''") + "'"
+
+
+@DBOS.step()
+async def run_hooks(event: str, session_id: str, extra: dict[str, Any]) -> list[str]:
+    """Run operator hooks for a lifecycle event; returns block reasons (empty = proceed)."""
+    hooks = current().hooks
+    if not hooks.has(event):
+        return []
+    outcome = await hooks.run(event, {"session_id": session_id, **extra}, subject=event)
+    for problem in outcome.problems:
+        log.warning("hook problem on %s for %s: %s", event, session_id, problem)
+    return outcome.reasons if outcome.blocked else []
+
+
+@DBOS.step()
+async def activate(session_id: str, state: dict[str, Any], from_state: str) -> LifecycleView | None:
+    return await _db(
+        cas.transition,
+        session_id,
+        from_states={from_state},
+        to_state="active",
+        sandbox_state=state,
+        lifecycle_run_id=None,
+        **_timers(),
+    )
+
+
+@DBOS.step()
+async def fail(session_id: str, from_state: str, message: str) -> None:
+    await _db(
+        cas.transition,
+        session_id,
+        from_states={from_state},
+        to_state="failed",
+        lifecycle_error=message,
+        lifecycle_run_id=None,
+        hibernate_after=None,
+    )
+
+
+@DBOS.step()
+async def snapshot_and_destroy(kind: str, state: dict[str, Any]) -> dict[str, Any]:
+    """Snapshot the workspace, then remove the sandbox. The snapshot exists before anything is
+    deleted; a re-run after a crash makes a fresh snapshot (the old one is then unreferenced)."""
+    provider = current().provider(kind)
+    sandbox = await provider.connect(state)
+    info = await _with_retries("snapshot", sandbox.snapshot)
+    await sandbox.destroy()
+    return {
+        "snapshot_url": info.url,
+        "snapshot_size_bytes": info.size_bytes,
+        "snapshot_created_at": info.created_at,
+    }
+
+
+@DBOS.step()
+async def destroy_sandbox(kind: str, state: dict[str, Any] | None) -> None:
+    if state is None:
+        return
+    try:
+        sandbox = await current().provider(kind).connect(state)
+    except SandboxNotFound:
+        return
+    await sandbox.destroy()
+
+
+@DBOS.step()
+async def delete_snapshot(kind: str, url: str | None) -> None:
+    if url is None:
+        return
+    from agent_sessions.snapshots import store_from_settings
+
+    if url.startswith(("local://", "s3://")):
+        await store_from_settings(current().settings).delete(url)
+    else:
+        deleter = getattr(current().provider(kind), "delete_snapshot", None)
+        if deleter is not None:
+            await deleter(url)
+
+
+@DBOS.step()
+async def record_hibernated(session_id: str, version: int, snap: dict[str, Any]) -> str:
+    """Finish a hibernation: ``hibernated`` if still ours, snapshot kept on an archived session,
+    or ``gone`` when the session was deleted meanwhile (the caller then drops the snapshot)."""
+
+    def finish(db: Any) -> str:
+        done = cas.transition(
+            db,
+            session_id,
+            from_states={"hibernating"},
+            to_state="hibernated",
+            expected_version=version,
+            sandbox_state=None,
+            lifecycle_run_id=None,
+            hibernate_after=None,
+            sandbox_expires_at=None,
+            **snap,
+        )
+        if done is not None:
+            return "hibernated"
+        kept = cas.set_fields(db, session_id, in_states={"archived"}, sandbox_state=None, **snap)
+        return "archived" if kept is not None else "gone"
+
+    return await _db(finish)
+
+
+@DBOS.step()
+async def restore_sandbox(session_id: str, kind: str, snapshot_url: str) -> dict[str, Any]:
+    provider = current().provider(kind)
+
+    async def make() -> dict[str, Any]:
+        sandbox = await provider.create(session_id)
+        await sandbox.restore(snapshot_url)
+        return sandbox.state
+
+    result: dict[str, Any] = await _with_retries(f"restore {session_id}", make)
+    return result
+
+
+@DBOS.step()
+async def claim(session_id: str, run_id: str) -> bool:
+    stale_before = utcnow() - STALE_LEASE_GRACE
+    return await _db(cas.claim_lease, session_id, run_id, stale_before=stale_before)
+
+
+@DBOS.step()
+async def plan(session_id: str, run_id: str) -> tuple[Literal["exit", "sleep", "hibernate"], float]:
+    """The watcher's decision, taken atomically with the hibernation CAS so that activity
+    arriving a moment earlier always wins."""
+
+    def decide(db: Any) -> tuple[Literal["exit", "sleep", "hibernate"], float]:
+        v = cas.view(db, session_id)
+        if v is None or v.lifecycle_run_id != run_id:
+            return "exit", 0.0
+        if v.lifecycle_state == "hibernating":  # our own CAS committed before a crash
+            return "hibernate", float(v.lifecycle_version)
+        if v.lifecycle_state != "active":
+            cas.release_lease(db, session_id, run_id)
+            return "exit", 0.0
+        due = v.due_at
+        now = utcnow()
+        if due is None:
+            return "sleep", LIVE_TURN_RECHECK_SECONDS
+        if due > now:
+            return "sleep", max((due - now).total_seconds(), MIN_SLEEP_SECONDS)
+        if cas.has_live_turn(db, session_id):
+            return "sleep", min(LIVE_TURN_RECHECK_SECONDS, current().settings.idle_timeout_seconds)
+        done = cas.transition(
+            db,
+            session_id,
+            from_states={"active"},
+            to_state="hibernating",
+            expected_version=v.lifecycle_version,
+            lease=run_id,
+        )
+        if done is None:
+            return "sleep", MIN_SLEEP_SECONDS
+        return "hibernate", float(done.lifecycle_version)
+
+    return await _db(decide)
+
+
+# --- workflows --------------------------------------------------------------------------------
+
+
+async def start_watcher(session_id: str, version: int) -> None:
+    with SetWorkflowID(f"watch-{session_id}-{version}"):
+        await DBOS.start_workflow_async(watch, session_id)
+
+
+@DBOS.workflow()
+async def provision(session_id: str) -> str:
+    """``provisioning → active``: create the sandbox, clone the repo, run hooks."""
+    v = await load(session_id)
+    if v is None or v.lifecycle_state != "provisioning":
+        return "skipped"
+    try:
+        state = await create_sandbox(session_id, v.sandbox_type)
+    except Exception as err:
+        await fail(session_id, "provisioning", f"Sandbox creation failed: {_readable(err)}")
+        return "failed"
+    try:
+        if v.clone_url:
+            await clone_repo(v.sandbox_type, state, v.clone_url, v.branch, v.is_new_branch)
+        blocked = await run_hooks("SandboxProvisioned", session_id, {"cwd": "/workspace"})
+        if blocked:
+            raise SandboxError("SandboxProvisioned hook blocked: " + "; ".join(blocked))
+    except Exception as err:
+        await destroy_sandbox(v.sandbox_type, state)
+        await fail(session_id, "provisioning", _readable(err))
+        return "failed"
+    activated = await activate(session_id, state, "provisioning")
+    if activated is None:
+        return await _settle_unclaimed(session_id, v.sandbox_type, state)
+    await start_watcher(session_id, activated.lifecycle_version)
+    return "active"
+
+
+async def _settle_unclaimed(session_id: str, kind: str, state: dict[str, Any]) -> str:
+    """We made a sandbox but the session moved on (archived or deleted): keep its work as a
+    snapshot if the session still exists, and never leave the sandbox running."""
+    now = await load(session_id)
+    if now is None:
+        await destroy_sandbox(kind, state)
+        return "gone"
+    snap = await snapshot_and_destroy(kind, state)
+    outcome = await record_hibernated(session_id, -1, snap)
+    if outcome == "gone":
+        await delete_snapshot(kind, snap["snapshot_url"])
+    return outcome
+
+
+@DBOS.workflow()
+async def watch(session_id: str) -> str:
+    """Holds the session's lease and sleeps durably until the next deadline."""
+    run_id = DBOS.workflow_id
+    assert run_id is not None
+    if not await claim(session_id, run_id):
+        return "not-leased"
+    while True:
+        action, value = await plan(session_id, run_id)
+        if action == "exit":
+            return "exit"
+        if action == "sleep":
+            await DBOS.sleep_async(value)
+            continue
+        return await hibernate(session_id, int(value))
+
+
+@DBOS.workflow()
+async def hibernate(session_id: str, version: int) -> str:
+    """``hibernating → hibernated``: hooks, snapshot, stop; the previous snapshot goes last."""
+    v = await load(session_id)
+    if v is None or v.lifecycle_state != "hibernating" or v.lifecycle_version != version:
+        return "skipped"
+    await run_hooks("BeforeHibernate", session_id, {"cwd": "/workspace"})
+    previous = v.snapshot_url
+    if v.sandbox_state is None:
+        snap: dict[str, Any] = {}
+    else:
+        try:
+            snap = await snapshot_and_destroy(v.sandbox_type, v.sandbox_state)
+        except Exception as err:
+            await fail(session_id, "hibernating", f"Snapshot failed: {_readable(err)}")
+            return "failed"
+    outcome = await record_hibernated(session_id, version, snap)
+    if outcome == "gone":
+        await delete_snapshot(v.sandbox_type, snap.get("snapshot_url"))
+    elif snap and previous and previous != snap["snapshot_url"]:
+        await delete_snapshot(v.sandbox_type, previous)
+    return outcome
+
+
+@DBOS.workflow()
+async def restore(session_id: str, version: int) -> str:
+    """``restoring → active`` from the snapshot; a missing or corrupt one → ``failed``."""
+    v = await load(session_id)
+    if v is None or v.lifecycle_state != "restoring" or v.lifecycle_version != version:
+        return "skipped"
+    if v.snapshot_url is None:
+        await fail(session_id, "restoring", "No snapshot to restore from")
+        return "failed"
+    try:
+        state = await restore_sandbox(session_id, v.sandbox_type, v.snapshot_url)
+    except Exception as err:
+        await fail(session_id, "restoring", f"Restore failed: {_readable(err)}")
+        return "failed"
+    await run_hooks("AfterRestore", session_id, {"cwd": "/workspace"})
+    activated = await activate(session_id, state, "restoring")
+    if activated is None:
+        await destroy_sandbox(v.sandbox_type, state)  # archived/deleted meanwhile; snapshot kept
+        return "superseded"
+    await start_watcher(session_id, activated.lifecycle_version)
+    return "active"
+
+
+@DBOS.workflow()
+async def archive(session_id: str) -> str:
+    """After an archive: snapshot and remove a running sandbox so unarchive can resume it."""
+    v = await load(session_id)
+    if v is None or v.lifecycle_state != "archived" or v.sandbox_state is None:
+        return "nothing-to-stop"
+    previous = v.snapshot_url
+    try:
+        snap = await snapshot_and_destroy(v.sandbox_type, v.sandbox_state)
+    except Exception as err:
+        # Archive finalization failed: stop anyway, and let unarchive through (reference §3).
+        await destroy_sandbox(v.sandbox_type, v.sandbox_state)
+        await _db(
+            cas.set_fields,
+            session_id,
+            in_states={"archived"},
+            sandbox_state=None,
+            lifecycle_error=f"Archive finalization failed: {_readable(err)}",
+        )
+        return "stopped-without-snapshot"
+    outcome = await record_hibernated(session_id, -1, snap)
+    if outcome == "gone":
+        await delete_snapshot(v.sandbox_type, snap["snapshot_url"])
+    elif previous and previous != snap["snapshot_url"]:
+        await delete_snapshot(v.sandbox_type, previous)
+    return outcome
+
+
+@DBOS.workflow()
+async def remove(
+    session_id: str, kind: str, state: dict[str, Any] | None, snapshot_url: str | None
+) -> str:
+    """After a delete: the sandbox and the snapshot go too."""
+    await destroy_sandbox(kind, state)
+    await delete_snapshot(kind, snapshot_url)
+    return "removed"

@@ -1,0 +1,366 @@
+"""The lifecycle state machine with the real DBOS workflows (DESIGN §4, issue 4)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent_sessions.sandbox import SandboxUnavailable
+from agent_sessions.sandbox.fake import FakeProvider
+from agent_sessions.store.models import Chat, SessionRow
+from tests.lifecycle.conftest import HarnessFactory
+
+
+def _write(h: Any, session: dict[str, Any], path: str, data: bytes) -> None:
+    async def go() -> None:
+        box = await h.sandbox_of(session)
+        await box.write_file(path, data)
+
+    asyncio.run(go())
+
+
+def _read(h: Any, session: dict[str, Any], path: str) -> bytes:
+    async def go() -> bytes:
+        box = await h.sandbox_of(session)
+        return bytes(await box.read_file(path))
+
+    return asyncio.run(go())
+
+
+def test_provisioning_makes_the_session_active(harness: HarnessFactory) -> None:
+    h = harness()
+    created = h.create()
+    assert created["lifecycleState"] == "provisioning"
+    s = h.wait_state(created["id"], "active")
+    assert s["lifecycleVersion"] == 1
+    assert s["sandboxState"] == {"provider": "fake", "name": created["id"]}
+    assert s["lastActivityAt"] and s["hibernateAfter"] and s["sandboxExpiresAt"]
+    assert s["lifecycleRunId"] == f"watch-{created['id']}-1"
+    status = h.sandbox(created["id"])
+    assert status["lifecycleState"] == "active" and status["hasSnapshot"] is False
+    assert status["serverTime"].endswith("Z")
+
+
+def test_idle_session_hibernates_and_resume_restores_files(harness: HarnessFactory) -> None:
+    h = harness(idle=1)
+    sid = h.create()["id"]
+    active = h.wait_state(sid, "active")
+    _write(h, active, "notes/todo.txt", b"remember me")
+    slept = h.wait_state(sid, "hibernated")
+    assert slept["snapshotUrl"] and slept["snapshotSizeBytes"] and slept["snapshotCreatedAt"]
+    assert slept["sandboxState"] is None and slept["lifecycleRunId"] is None
+    assert slept["hibernateAfter"] is None
+    r = h.action(sid, "resume")
+    assert r.status_code == 200, r.text
+    assert r.json()["lifecycleState"] == "active"
+    back = h.session(sid)
+    assert _read(h, back, "notes/todo.txt") == b"remember me"
+
+
+def test_hard_timeout_hibernates_despite_activity(harness: HarnessFactory) -> None:
+    h = harness(idle=600, hard=11)  # due = expiry - 10 s buffer = 1 s after activation
+    sid = h.create()["id"]
+    h.wait_state(sid, "active")
+    h.action(sid, "activity")
+    h.wait_state(sid, "hibernated", timeout=10)
+
+
+def test_manual_hibernate_and_version_checks(harness: HarnessFactory) -> None:
+    h = harness()
+    sid = h.create()["id"]
+    s = h.wait_state(sid, "active")
+    v = s["lifecycleVersion"]
+    for action in ("hibernate", "resume", "extend", "activity"):
+        r = h.action(sid, action, {"expectedLifecycleVersion": v + 5})
+        assert r.status_code == 409, (action, r.text)
+        assert "version" in r.json()["error"]
+    assert h.session(sid)["lifecycleVersion"] == v
+    r = h.action(sid, "hibernate", {"expectedLifecycleVersion": v})
+    assert r.status_code == 200, r.text
+    assert r.json()["lifecycleState"] == "hibernated" and r.json()["hasSnapshot"] is True
+    r = h.action(sid, "activity")
+    assert r.status_code == 409  # not active
+    r = h.action(sid, "resume", {"expectedLifecycleVersion": h.session(sid)["lifecycleVersion"]})
+    assert r.status_code == 200 and r.json()["lifecycleState"] == "active"
+
+
+def test_activity_and_extend_move_deadlines(harness: HarnessFactory) -> None:
+    h = harness()
+    sid = h.create()["id"]
+    before = h.wait_state(sid, "active")
+    r = h.action(sid, "activity", {"expectedLifecycleVersion": before["lifecycleVersion"]})
+    assert r.status_code == 200
+    assert r.json()["hibernateAfter"] > before["hibernateAfter"]
+    assert r.json()["lifecycleVersion"] == before["lifecycleVersion"]
+    r = h.action(sid, "extend")
+    assert r.status_code == 200
+    assert r.json()["sandboxExpiresAt"] > before["sandboxExpiresAt"]
+    assert r.json()["lifecycleVersion"] == before["lifecycleVersion"] + 1
+
+
+def test_live_turn_blocks_hibernation(harness: HarnessFactory) -> None:
+    h = harness(idle=1)
+    created = h.client.post("/api/sessions", json={}, headers=h.account.headers).json()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    with h.backend.db.write() as db:
+        chat = db.get(Chat, chat_id)
+        assert chat is not None
+        chat.active_stream_id = "run-live"
+    h.wait_state(sid, "active")
+    assert h.action(sid, "hibernate").status_code == 409
+    threading.Event().wait(2.5)
+    assert h.session(sid)["lifecycleState"] == "active"
+    with h.backend.db.write() as db:
+        chat = db.get(Chat, chat_id)
+        assert chat is not None
+        chat.active_stream_id = None
+    h.wait_state(sid, "hibernated", timeout=40)
+
+
+def test_archive_snapshots_and_unarchive_resumes(harness: HarnessFactory) -> None:
+    h = harness()
+    sid = h.create()["id"]
+    active = h.wait_state(sid, "active")
+    _write(h, active, "a.txt", b"kept")
+    r = h.client.patch(
+        f"/api/sessions/{sid}", json={"status": "archived"}, headers=h.account.headers
+    )
+    assert r.status_code == 200 and r.json()["session"]["lifecycleState"] == "archived"
+    deadline = 100
+    while h.session(sid)["sandboxState"] is not None and deadline:
+        threading.Event().wait(0.05)
+        deadline -= 1
+    archived = h.session(sid)
+    assert archived["sandboxState"] is None and archived["snapshotUrl"]
+    assert h.action(sid, "resume").status_code == 409  # archived
+    r = h.client.patch(
+        f"/api/sessions/{sid}", json={"status": "running"}, headers=h.account.headers
+    )
+    assert r.status_code == 200 and r.json()["session"]["lifecycleState"] == "hibernated"
+    assert h.action(sid, "resume").status_code == 200
+    assert _read(h, h.session(sid), "a.txt") == b"kept"
+
+
+def test_delete_removes_the_sandbox(harness: HarnessFactory, tmp_path: Path) -> None:
+    provider = FakeProvider(tmp_path / "boxes")
+    h = harness(provider=provider)
+    sid = h.create()["id"]
+    h.wait_state(sid, "active")
+    assert (provider.root / sid).is_dir()
+    assert h.client.delete(f"/api/sessions/{sid}", headers=h.account.headers).status_code == 200
+    for _ in range(200):
+        if not (provider.root / sid).exists():
+            break
+        threading.Event().wait(0.05)
+    assert not (provider.root / sid).exists()
+
+
+class _BrokenCreate(FakeProvider):
+    def __init__(self, root: Path, failures: int) -> None:
+        super().__init__(root)
+        self.failures = failures
+        self.calls = 0
+
+    async def create(self, name: str) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise SandboxUnavailable("provider overloaded (injected)")
+        return await super().create(name)
+
+
+def test_transient_provider_errors_are_retried(harness: HarnessFactory, tmp_path: Path) -> None:
+    provider = _BrokenCreate(tmp_path / "boxes", failures=2)
+    h = harness(provider=provider)
+    sid = h.create()["id"]
+    h.wait_state(sid, "active")
+    assert provider.calls == 3
+
+
+def test_permanent_provider_failure_marks_failed(harness: HarnessFactory, tmp_path: Path) -> None:
+    provider = _BrokenCreate(tmp_path / "boxes", failures=100)
+    h = harness(provider=provider)
+    sid = h.create()["id"]
+    s = h.wait_state(sid, "failed", timeout=30)
+    assert "provider overloaded" in s["lifecycleError"]
+    assert "Traceback" not in s["lifecycleError"]
+
+
+def test_corrupt_snapshot_fails_restore_and_keeps_snapshot(harness: HarnessFactory) -> None:
+    h = harness()
+    sid = h.create()["id"]
+    h.wait_state(sid, "active")
+    assert h.action(sid, "hibernate").status_code == 200
+    with h.backend.db.write() as db:
+        row = db.get(SessionRow, sid)
+        assert row is not None
+        good_url = row.snapshot_url
+        row.snapshot_url = "fake://missing-snapshot"
+    r = h.action(sid, "resume")
+    assert r.status_code == 409
+    s = h.session(sid)
+    assert s["lifecycleState"] == "failed" and "Restore failed" in s["lifecycleError"]
+    assert s["snapshotUrl"] == "fake://missing-snapshot"  # nothing deleted or replaced
+    with h.backend.db.write() as db:
+        row = db.get(SessionRow, sid)
+        assert row is not None
+        row.snapshot_url = good_url
+    assert h.action(sid, "resume").status_code == 200  # a failed session heals from its snapshot
+
+
+def test_lifecycle_hooks_run(harness: HarnessFactory, tmp_path: Path) -> None:
+    log = tmp_path / "hooks.log"
+    cmd = {"type": "command", "command": f"cat >> {log}; echo >> {log}"}
+    h = harness(
+        hooks={
+            event: [{"hooks": [cmd]}]
+            for event in ("SandboxProvisioned", "BeforeHibernate", "AfterRestore")
+        }
+    )
+    sid = h.create()["id"]
+    h.wait_state(sid, "active")
+    h.action(sid, "hibernate")
+    h.action(sid, "resume")
+    events = [line for line in log.read_text().splitlines() if line]
+    assert [e.split('"hook_event_name": "')[1].split('"')[0] for e in events] == [
+        "SandboxProvisioned",
+        "BeforeHibernate",
+        "AfterRestore",
+    ]
+    assert all(sid in e for e in events)
+
+
+def test_blocking_provision_hook_fails_the_session(harness: HarnessFactory) -> None:
+    cmd = {"type": "command", "command": "echo 'repo policy says no' >&2; exit 2"}
+    h = harness(hooks={"SandboxProvisioned": [{"hooks": [cmd]}]})
+    sid = h.create()["id"]
+    s = h.wait_state(sid, "failed")
+    assert "repo policy says no" in s["lifecycleError"]
+
+
+# --- races ------------------------------------------------------------------------------------
+
+
+def test_two_resumes_at_once_restore_once(harness: HarnessFactory) -> None:
+    h = harness()
+    sid = h.create()["id"]
+    h.wait_state(sid, "active")
+    h.action(sid, "hibernate")
+    hibernated_version = h.session(sid)["lifecycleVersion"]
+    results: list[int] = []
+
+    def resume() -> None:
+        results.append(h.action(sid, "resume").status_code)
+
+    threads = [threading.Thread(target=resume) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [200, 200]
+    s = h.session(sid)
+    assert s["lifecycleState"] == "active"
+    assert s["lifecycleVersion"] == hibernated_version + 2  # one restoring, one active
+
+
+def test_resume_racing_hibernate_ends_consistent(harness: HarnessFactory) -> None:
+    h = harness()
+    sid = h.create()["id"]
+    h.wait_state(sid, "active")
+    codes: dict[str, int] = {}
+
+    def run(name: str) -> None:
+        codes[name] = h.action(sid, name).status_code
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("hibernate", "resume")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert codes["hibernate"] == 200 and codes["resume"] == 200
+    final = h.wait_state(sid, "active", "hibernated")
+    assert (final["sandboxState"] is None) == (final["lifecycleState"] == "hibernated")
+
+
+def test_activity_racing_the_watcher(harness: HarnessFactory) -> None:
+    """Activity pinged right at the deadline: either it wins (still active, deadline moved) or
+    the hibernation won first and activity is refused — never a mix."""
+    h = harness(idle=1)
+    sid = h.create()["id"]
+    h.wait_state(sid, "active")
+    outcomes = set()
+    for _ in range(40):
+        r = h.action(sid, "activity")
+        outcomes.add(r.status_code)
+        s = h.session(sid)
+        if r.status_code == 409:
+            assert s["lifecycleState"] in ("hibernating", "hibernated")
+            break
+        threading.Event().wait(0.3)
+    final = h.wait_state(sid, "active", "hibernated")
+    assert final["lifecycleState"] in ("active", "hibernated")
+
+
+def test_archive_during_provisioning(harness: HarnessFactory, tmp_path: Path) -> None:
+    class Slow(FakeProvider):
+        async def create(self, name: str) -> Any:
+            await asyncio.sleep(0.5)
+            return await super().create(name)
+
+    provider = Slow(tmp_path / "boxes")
+    h = harness(provider=provider)
+    sid = h.create()["id"]
+    r = h.client.patch(
+        f"/api/sessions/{sid}", json={"status": "archived"}, headers=h.account.headers
+    )
+    assert r.status_code == 200
+    for _ in range(200):
+        s = h.session(sid)
+        if s["snapshotUrl"] and not (provider.root / sid).exists():
+            break
+        threading.Event().wait(0.05)
+    s = h.session(sid)
+    assert s["lifecycleState"] == "archived" and s["sandboxState"] is None
+    assert s["snapshotUrl"] is not None
+    assert not (provider.root / sid).exists()  # the sandbox made meanwhile is not left running
+
+
+def test_delete_during_hibernate(harness: HarnessFactory, tmp_path: Path) -> None:
+    class SlowSnapshot(FakeProvider):
+        pass
+
+    provider = SlowSnapshot(tmp_path / "boxes")
+    h = harness(provider=provider)
+    sid = h.create()["id"]
+    h.wait_state(sid, "active")
+    t = threading.Thread(target=lambda: h.action(sid, "hibernate"))
+    t.start()
+    assert h.client.delete(f"/api/sessions/{sid}", headers=h.account.headers).status_code in (
+        200,
+        404,
+    )
+    t.join()
+    for _ in range(200):
+        if not (provider.root / sid).exists():
+            break
+        threading.Event().wait(0.05)
+    assert not (provider.root / sid).exists()
+    r = h.client.get(f"/api/sessions/{sid}", headers=h.account.headers)
+    assert r.status_code == 404
+
+
+@pytest.mark.parametrize("n", [30])
+def test_many_sessions_cycle_and_end_consistent(harness: HarnessFactory, n: int) -> None:
+    h = harness(idle=1)
+    ids = [h.create()["id"] for _ in range(n)]
+    for sid in ids:
+        h.wait_state(sid, "hibernated", timeout=60)
+    for sid in ids[: n // 2]:
+        assert h.action(sid, "resume").status_code == 200
+    for sid in ids:
+        s = h.wait_state(sid, "hibernated", timeout=60)
+        assert s["sandboxState"] is None and s["snapshotUrl"]
+        assert s["lifecycleRunId"] is None
