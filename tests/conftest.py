@@ -139,13 +139,13 @@ class InertLifecycle(Lifecycle):
     def stop(self) -> None:
         pass
 
-    def session_created(self, session_id: str) -> None:
+    async def session_created(self, session_id: str) -> None:
         pass
 
-    def session_archived(self, session_id: str, version: int) -> None:
+    async def session_archived(self, session_id: str, version: int) -> None:
         pass
 
-    def session_deleted(self, *args: Any) -> None:
+    async def session_deleted(self, *args: Any) -> None:
         pass
 
 

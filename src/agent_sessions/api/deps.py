@@ -38,13 +38,13 @@ api_key_scheme = APIKeyHeader(name="x-api-key", scheme_name="ApiKeyAuth", auto_e
 bearer_scheme = HTTPBearer(scheme_name="BearerAuth", auto_error=False)
 
 
-def _current_account(
+async def _current_account(
     request: Request,
     services: ServicesDep,
     _key: Annotated[str | None, Security(api_key_scheme)],
     _bearer: Annotated[object, Security(bearer_scheme)],
 ) -> str:
-    return services.auth.account_id(
+    return await services.auth.account_id(
         api_key=request.headers.get("x-api-key"),
         authorization=request.headers.get("authorization"),
     )

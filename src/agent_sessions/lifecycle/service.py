@@ -52,23 +52,25 @@ class Lifecycle:
     def stop(self) -> None:
         runtime.stop()
 
-    # --- after-commit events (called from sync routes) ----------------------------------------
+    # --- after-commit events --------------------------------------------------------------------
+    # Each starts a durable workflow and returns at once: once DBOS has recorded the start, the
+    # work survives a crash of this process.
 
-    def session_created(self, session_id: str) -> None:
+    async def session_created(self, session_id: str) -> None:
         with SetWorkflowID(f"provision-{session_id}"):
-            DBOS.start_workflow(workflows.provision, session_id)
+            await DBOS.start_workflow_async(workflows.provision, session_id)
 
-    def session_archived(self, session_id: str, version: int) -> None:
+    async def session_archived(self, session_id: str, version: int) -> None:
         with SetWorkflowID(f"archive-{session_id}-{version}"):
-            DBOS.start_workflow(workflows.archive, session_id)
+            await DBOS.start_workflow_async(workflows.archive, session_id)
 
-    def session_deleted(
+    async def session_deleted(
         self, session_id: str, kind: str, state: dict[str, Any] | None, snapshot_url: str | None
     ) -> None:
         if state is None and snapshot_url is None:
             return
         with SetWorkflowID(f"remove-{session_id}"):
-            DBOS.start_workflow(workflows.remove, session_id, kind, state, snapshot_url)
+            await DBOS.start_workflow_async(workflows.remove, session_id, kind, state, snapshot_url)
 
     # --- sandbox routes -------------------------------------------------------------------------
 

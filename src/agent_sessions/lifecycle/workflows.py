@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 from dbos import DBOS, SetWorkflowID
 
+from agent_sessions.faults import fault_point
 from agent_sessions.lifecycle.context import current
 from agent_sessions.sandbox import SandboxError, SandboxNotFound, SandboxUnavailable
 from agent_sessions.store import lifecycle as cas
@@ -93,6 +94,7 @@ async def create_sandbox(session_id: str, kind: str) -> dict[str, Any]:
         return (await provider.create(session_id)).state
 
     result: dict[str, Any] = await _with_retries(f"create sandbox {session_id}", make)
+    fault_point("provision.sandbox-created")
     return result
 
 
@@ -164,6 +166,7 @@ async def snapshot_and_destroy(kind: str, state: dict[str, Any]) -> dict[str, An
     provider = current().provider(kind)
     sandbox = await provider.connect(state)
     info = await _with_retries("snapshot", sandbox.snapshot)
+    fault_point("hibernate.snapshotted")
     await sandbox.destroy()
     return {
         "snapshot_url": info.url,
@@ -230,6 +233,7 @@ async def restore_sandbox(session_id: str, kind: str, snapshot_url: str) -> dict
     async def make() -> dict[str, Any]:
         sandbox = await provider.create(session_id)
         await sandbox.restore(snapshot_url)
+        fault_point("restore.restored")
         return sandbox.state
 
     result: dict[str, Any] = await _with_retries(f"restore {session_id}", make)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Connection, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from agent_sessions.exceptions import NotFound
@@ -42,10 +42,16 @@ def get_account(db: Session, account_id: str) -> Account:
     return account
 
 
-def account_for_subject(db: Session, subject: str) -> str | None:
+_ACCOUNT_FOR_SUBJECT = (
+    select(Account.id)
+    .where(or_(Account.id == bindparam("sub"), Account.jwt_subject == bindparam("sub")))
+    .limit(1)
+)
+
+
+def account_for_subject(db: Session | Connection, subject: str) -> str | None:
     """The account a JWT ``sub`` acts as: an account id, or an account's ``jwt_subject``."""
-    stmt = select(Account.id).where(or_(Account.id == subject, Account.jwt_subject == subject))
-    return db.execute(stmt.limit(1)).scalar_one_or_none()
+    return db.execute(_ACCOUNT_FOR_SUBJECT, {"sub": subject}).scalar_one_or_none()
 
 
 def add_key(db: Session, *, account_id: str, prefix: str, key_hash: str) -> ApiKey:
@@ -58,12 +64,14 @@ def add_key(db: Session, *, account_id: str, prefix: str, key_hash: str) -> ApiK
     return key
 
 
-def active_key_by_hash(db: Session, key_hash: str) -> ActiveKey | None:
-    row = db.execute(
-        select(ApiKey.id, ApiKey.account_id, ApiKey.key_hash, ApiKey.last_used_at).where(
-            ApiKey.key_hash == key_hash, ApiKey.revoked_at.is_(None)
-        )
-    ).one_or_none()
+# Built once: constructing the expression per request was a fifth of an authenticated GET.
+_ACTIVE_KEY_BY_HASH = select(
+    ApiKey.id, ApiKey.account_id, ApiKey.key_hash, ApiKey.last_used_at
+).where(ApiKey.key_hash == bindparam("hash"), ApiKey.revoked_at.is_(None))
+
+
+def active_key_by_hash(db: Session | Connection, key_hash: str) -> ActiveKey | None:
+    row = db.execute(_ACTIVE_KEY_BY_HASH, {"hash": key_hash}).one_or_none()
     return None if row is None else ActiveKey(*row)
 
 

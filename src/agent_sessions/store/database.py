@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session
+
+T = TypeVar("T")
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -26,14 +29,21 @@ _SQLITE_PRAGMAS = (
 )
 
 
-def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
+def _sqlite_engine(url: str, *, immediate: bool | None) -> Engine:
+    """``immediate``: True for writers (BEGIN IMMEDIATE), False for readers (BEGIN), None for
+    single-statement queries (no explicit transaction, nothing to roll back on return)."""
     db_path = make_url(url).database
     if db_path and db_path != ":memory:":
         Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 10},
-        pool_size=8 if not immediate else 2,
+        # Readers: keep a connection for every threadpool worker (anyio's default limit is 40).
+        # With a smaller pool, connections beyond it are closed on return and reopened on the
+        # next checkout, and each reopen runs the PRAGMAs below: under 64 concurrent GETs that
+        # churn was a third of the server's CPU (bench/api.py). Writers are serialised: 2 is
+        # plenty.
+        pool_size=40 if not immediate else 2,
         max_overflow=16,
     )
 
@@ -46,11 +56,14 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
             cur.execute(pragma)
         cur.close()
 
+    if immediate is None:
+        return engine
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql(begin)
+        # Straight to the driver: exec_driver_sql would cost a full SQLAlchemy execution.
+        conn.connection.driver_connection.execute(begin)
 
     return engine
 
@@ -77,10 +90,12 @@ class Database:
         if self.is_sqlite:
             self.engine = _sqlite_engine(url, immediate=False)
             self._write_engine = _sqlite_engine(url, immediate=True)
+            self._query_engine = _sqlite_engine(url, immediate=None)
             self._write_lock: contextlib.AbstractContextManager[Any] = threading.Lock()
         else:
             self.engine = _postgres_engine(url)
             self._write_engine = self.engine
+            self._query_engine = self.engine
             self._write_lock = contextlib.nullcontext()
 
     @contextlib.contextmanager
@@ -110,7 +125,44 @@ class Database:
         with self._write_lock, self._write_engine.connect() as conn:
             yield conn
 
+    @contextlib.contextmanager
+    def query(self) -> Iterator[Connection]:
+        """A Core connection for plain ``SELECT``s: no ORM session to build and tear down,
+        which is most of the cost of a one-row read."""
+        with self._query_engine.connect() as conn:
+            yield conn
+
+    async def query_call(self, fn: Callable[[Connection], T]) -> T:
+        """Run Core queries; inline on SQLite (see :meth:`read_call`), else in the pool."""
+        if self.is_sqlite:
+            with self.query() as conn:
+                return fn(conn)
+        return await anyio.to_thread.run_sync(self._query_call, fn)
+
+    def _query_call(self, fn: Callable[[Connection], T]) -> T:
+        with self.query() as conn:
+            return fn(conn)
+
+    async def read_call(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` in a read session. SQLite reads run inline: a WAL read never waits on a
+        lock and costs less than the thread hop; PostgreSQL reads go to the thread pool."""
+        if self.is_sqlite:
+            with self.read() as session:
+                return fn(session)
+        return await anyio.to_thread.run_sync(self._read_call, fn)
+
+    async def write_call(self, fn: Callable[[Session], T]) -> T:
+        """Run ``fn`` in a write transaction in the thread pool (it may wait for the lock)."""
+        return await anyio.to_thread.run_sync(self._write_call, fn)
+
+    def _read_call(self, fn: Callable[[Session], T]) -> T:
+        with self.read() as session:
+            return fn(session)
+
+    def _write_call(self, fn: Callable[[Session], T]) -> T:
+        with self.write() as session:
+            return fn(session)
+
     def dispose(self) -> None:
-        self.engine.dispose()
-        if self._write_engine is not self.engine:
-            self._write_engine.dispose()
+        for engine in {self.engine, self._write_engine, self._query_engine}:
+            engine.dispose()

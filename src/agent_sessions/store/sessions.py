@@ -7,10 +7,10 @@ import binascii
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlparse
 
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import Connection, Row, and_, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 
 from agent_sessions.exceptions import Conflict, Forbidden, InvalidInput, NotFound
@@ -18,6 +18,7 @@ from agent_sessions.ids import nanoid
 from agent_sessions.store.models import Chat, SessionRow, utcnow
 from agent_sessions.store.titles import generate_title
 
+T = TypeVar("T")
 INITIAL_CHAT_TITLE = "New chat"
 StatusFilter = Literal["active", "archived", "all"]
 
@@ -85,24 +86,38 @@ def create_session(db: Session, *, account_id: str, new: NewSession) -> tuple[Se
     return row, chat
 
 
+def _owned(row: T | None, account_id: str) -> T:
+    if row is None:
+        raise NotFound("Session not found")
+    if row.account_id != account_id:  # type: ignore[attr-defined]
+        raise Forbidden("You do not have access to this session")
+    return row
+
+
 def get_owned(
     db: Session, session_id: str, account_id: str, *, for_update: bool = False
 ) -> SessionRow:
-    """The session if ``account_id`` owns it; :class:`NotFound` or :class:`Forbidden` otherwise.
-
-    ``for_update`` locks the row on PostgreSQL (SQLite writers are already serialised).
-    """
+    """The session (ORM object, for changes) if ``account_id`` owns it; :class:`NotFound` or
+    :class:`Forbidden` otherwise. ``for_update`` locks the row on PostgreSQL (SQLite writers
+    are already serialised)."""
     if "\x00" in session_id:  # no id has one, and PostgreSQL refuses NUL in text (a 500)
         raise NotFound("Session not found")
     stmt = select(SessionRow).where(SessionRow.id == session_id)
     if for_update:
         stmt = stmt.with_for_update()
-    row = db.execute(stmt).scalar_one_or_none()
-    if row is None:
+    return _owned(db.execute(stmt).scalar_one_or_none(), account_id)
+
+
+_SESSION_BY_ID = select(SessionRow.__table__).where(SessionRow.id == bindparam("id"))
+
+
+def read_owned(db: Session | Connection, session_id: str, account_id: str) -> Row[Any]:
+    """Like :func:`get_owned` for reads: a plain row (no ORM identity map, several times
+    cheaper on the hot ``GET`` path) with the same attribute names."""
+    if "\x00" in session_id:
         raise NotFound("Session not found")
-    if row.account_id != account_id:
-        raise Forbidden("You do not have access to this session")
-    return row
+    row = db.execute(_SESSION_BY_ID, {"id": session_id}).first()
+    return _owned(row, account_id)
 
 
 def _encode_cursor(row: SessionRow) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body
+from sqlalchemy.orm import Session
 
 from agent_sessions.api import schemas
 from agent_sessions.api.convert import chat_out, chat_summary_out, message_out
@@ -37,14 +38,19 @@ def _chat_id(value: object) -> str | None:
     summary="List the session's chats, oldest first",
     responses=errors(401, 403, 404),
 )
-def list_chats(services: ServicesDep, account_id: AccountId, sessionId: str) -> schemas.ChatList:
-    with services.db.read() as db:
-        sessions.get_owned(db, sessionId, account_id)
+async def list_chats(
+    services: ServicesDep, account_id: AccountId, sessionId: str
+) -> schemas.ChatList:
+
+    def listing(db: Session) -> schemas.ChatList:
+        sessions.read_owned(db, sessionId, account_id)
         items = store.list_chats(db, session_id=sessionId, account_id=account_id)
         return schemas.ChatList(
             chats=[chat_summary_out(i) for i in items],
             default_model_id=services.settings.default_model,
         )
+
+    return await services.db.read_call(listing)
 
 
 @router.post(
@@ -53,17 +59,21 @@ def list_chats(services: ServicesDep, account_id: AccountId, sessionId: str) -> 
     summary="Create a chat (idempotent for the same id in the same session)",
     responses=errors(400, 401, 403, 404, 409, 413),
 )
-def create_chat(
+async def create_chat(
     services: ServicesDep,
     account_id: AccountId,
     sessionId: str,
     body: Annotated[schemas.ChatCreate | None, Body()] = None,
 ) -> schemas.ChatResponse:
     chat_id = _chat_id(body.id if body else None)
-    with services.db.write() as db:
+
+    def create(db: Session) -> schemas.ChatResponse:
         sessions.get_owned(db, sessionId, account_id, for_update=True)
-        chat = store.create_chat(db, session_id=sessionId, chat_id=chat_id)
-        return schemas.ChatResponse(chat=chat_out(chat))
+        return schemas.ChatResponse(
+            chat=chat_out(store.create_chat(db, session_id=sessionId, chat_id=chat_id))
+        )
+
+    return await services.db.write_call(create)
 
 
 @router.get(
@@ -72,17 +82,20 @@ def create_chat(
     summary="Get a chat with its stored messages",
     responses=errors(401, 403, 404),
 )
-def get_chat(
+async def get_chat(
     services: ServicesDep, account_id: AccountId, sessionId: str, chatId: str
 ) -> schemas.ChatDetail:
-    with services.db.read() as db:
-        sessions.get_owned(db, sessionId, account_id)
+
+    def detail(db: Session) -> schemas.ChatDetail:
+        sessions.read_owned(db, sessionId, account_id)
         chat = store.get_chat(db, session_id=sessionId, chat_id=chatId)
         return schemas.ChatDetail(
             chat=chat_out(chat),
             is_streaming=chat.active_stream_id is not None,
             messages=[message_out(m) for m in store.messages(db, chat.id)],
         )
+
+    return await services.db.read_call(detail)
 
 
 @router.patch(
@@ -91,7 +104,7 @@ def get_chat(
     summary="Rename a chat or change its model",
     responses=errors(400, 401, 403, 404, 413),
 )
-def patch_chat(
+async def patch_chat(
     services: ServicesDep,
     account_id: AccountId,
     sessionId: str,
@@ -101,11 +114,14 @@ def patch_chat(
     changes = body.model_dump(exclude_unset=True, exclude_none=True, by_alias=False) if body else {}
     if not changes:
         raise InvalidInput("Provide at least one of title or modelId")
-    with services.db.write() as db:
+
+    def patch(db: Session) -> schemas.ChatResponse:
         sessions.get_owned(db, sessionId, account_id, for_update=True)
         chat = store.get_chat(db, session_id=sessionId, chat_id=chatId)
         store.update_chat(chat, changes)
         return schemas.ChatResponse(chat=chat_out(chat))
+
+    return await services.db.write_call(patch)
 
 
 @router.delete(
@@ -114,12 +130,15 @@ def patch_chat(
     summary="Delete a chat (not the session's only one)",
     responses=errors(400, 401, 403, 404),
 )
-def delete_chat(
+async def delete_chat(
     services: ServicesDep, account_id: AccountId, sessionId: str, chatId: str
 ) -> schemas.Success:
-    with services.db.write() as db:
+
+    def delete(db: Session) -> None:
         sessions.get_owned(db, sessionId, account_id, for_update=True)
         store.delete_chat(db, store.get_chat(db, session_id=sessionId, chat_id=chatId))
+
+    await services.db.write_call(delete)
     return schemas.Success()
 
 
@@ -129,11 +148,14 @@ def delete_chat(
     summary="Mark the chat read for the caller",
     responses=errors(401, 403, 404),
 )
-def mark_read(
+async def mark_read(
     services: ServicesDep, account_id: AccountId, sessionId: str, chatId: str
 ) -> schemas.Success:
-    with services.db.write() as db:
+
+    def read(db: Session) -> None:
         sessions.get_owned(db, sessionId, account_id)
         store.get_chat(db, session_id=sessionId, chat_id=chatId)
         store.mark_read(db, account_id=account_id, chat_id=chatId)
+
+    await services.db.write_call(read)
     return schemas.Success()

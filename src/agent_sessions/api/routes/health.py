@@ -13,7 +13,6 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz", response_model=schemas.Health, summary="Liveness and database check")
-def healthz(services: ServicesDep) -> schemas.Health:
-    with services.db.read() as db:
-        db.execute(text("SELECT 1"))
+async def healthz(services: ServicesDep) -> schemas.Health:
+    await services.db.query_call(lambda db: db.execute(text("SELECT 1")))
     return schemas.Health(version=__version__)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Body
-from starlette.concurrency import run_in_threadpool
 
 from agent_sessions.api import schemas
 from agent_sessions.api.deps import AccountId, ServicesDep
@@ -32,11 +31,7 @@ def _out(v: LifecycleView) -> schemas.SandboxState:
 
 
 async def _owned(services: ServicesDep, account_id: str, session_id: str) -> None:
-    def check() -> None:
-        with services.db.read() as db:
-            sessions.get_owned(db, session_id, account_id)
-
-    await run_in_threadpool(check)
+    await services.db.query_call(lambda db: sessions.read_owned(db, session_id, account_id))
 
 
 @router.get(

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query
+from sqlalchemy.orm import Session
 
 from agent_sessions.api import schemas
 from agent_sessions.api.convert import chat_out, session_out
@@ -24,7 +25,7 @@ router = APIRouter(prefix="/api/sessions", tags=["sessions"])
     summary="Create a session and its first chat",
     responses=errors(400, 401, 403, 413),
 )
-def create_session(
+async def create_session(
     services: ServicesDep,
     account_id: AccountId,
     body: Annotated[schemas.SessionCreate | None, Body()] = None,
@@ -40,14 +41,17 @@ def create_session(
         global_skill_refs=tuple(body.global_skill_refs),
         sandbox_type=body.sandbox_type or services.settings.sandbox_provider,
     )
-    with services.db.write() as db:
+
+    def create(db: Session) -> schemas.SessionCreated:
         if new.organization_id is not None and not accounts.is_member(
             db, organization_id=new.organization_id, account_id=account_id
         ):
             raise Forbidden("You are not a member of this organization")
         row, chat = store.create_session(db, account_id=account_id, new=new)
-        out = schemas.SessionCreated(session=session_out(row), chat=chat_out(chat))
-    services.lifecycle.session_created(row.id)
+        return schemas.SessionCreated(session=session_out(row), chat=chat_out(chat))
+
+    out = await services.db.write_call(create)
+    await services.lifecycle.session_created(out.session.id)
     return out
 
 
@@ -57,18 +61,21 @@ def create_session(
     summary="List the caller's sessions, newest first",
     responses=errors(400, 401),
 )
-def list_sessions(
+async def list_sessions(
     services: ServicesDep,
     account_id: AccountId,
     status: Literal["active", "archived", "all"] = "active",
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> schemas.SessionList:
-    with services.db.read() as db:
+
+    def page(db: Session) -> schemas.SessionList:
         rows, next_cursor = store.list_sessions(
             db, account_id=account_id, status=status, limit=limit, cursor=cursor
         )
         return schemas.SessionList(sessions=[session_out(r) for r in rows], next_cursor=next_cursor)
+
+    return await services.db.read_call(page)
 
 
 @router.get(
@@ -77,13 +84,11 @@ def list_sessions(
     summary="Get session by id",
     responses=errors(401, 403, 404),
 )
-def get_session(
+async def get_session(
     services: ServicesDep, account_id: AccountId, sessionId: str
 ) -> schemas.SessionResponse:
-    with services.db.read() as db:
-        return schemas.SessionResponse(
-            session=session_out(store.get_owned(db, sessionId, account_id))
-        )
+    row = await services.db.query_call(lambda db: store.read_owned(db, sessionId, account_id))
+    return schemas.SessionResponse(session=session_out(row))
 
 
 @router.patch(
@@ -92,19 +97,22 @@ def get_session(
     summary="Update title, status or line counts; archive and unarchive",
     responses=errors(400, 401, 403, 404, 409, 413),
 )
-def patch_session(
+async def patch_session(
     services: ServicesDep,
     account_id: AccountId,
     sessionId: str,
     body: Annotated[schemas.SessionPatch | None, Body()] = None,
 ) -> schemas.SessionResponse:
     changes = body.model_dump(exclude_unset=True, by_alias=False) if body else {}
-    with services.db.write() as db:
+
+    def patch(db: Session) -> tuple[schemas.SessionResponse, store.PatchEffect]:
         row = store.get_owned(db, sessionId, account_id, for_update=True)
         effect = store.apply_patch(row, changes)
-        out = schemas.SessionResponse(session=session_out(row))
+        return schemas.SessionResponse(session=session_out(row)), effect
+
+    out, effect = await services.db.write_call(patch)
     if effect.archived:
-        services.lifecycle.session_archived(sessionId, out.session.lifecycle_version)
+        await services.lifecycle.session_archived(sessionId, out.session.lifecycle_version)
     return out
 
 
@@ -114,10 +122,16 @@ def patch_session(
     summary="Delete a session, its sandbox, snapshots, chats and messages",
     responses=errors(401, 403, 404),
 )
-def delete_session(services: ServicesDep, account_id: AccountId, sessionId: str) -> schemas.Success:
-    with services.db.write() as db:
+async def delete_session(
+    services: ServicesDep, account_id: AccountId, sessionId: str
+) -> schemas.Success:
+
+    def delete(db: Session) -> tuple[str, dict[str, Any] | None, str | None]:
         row = store.get_owned(db, sessionId, account_id, for_update=True)
         leftovers = (row.sandbox_type, row.sandbox_state, row.snapshot_url)
         store.delete_session(db, row)
-    services.lifecycle.session_deleted(sessionId, *leftovers)
+        return leftovers
+
+    leftovers = await services.db.write_call(delete)
+    await services.lifecycle.session_deleted(sessionId, *leftovers)
     return schemas.Success()
