@@ -78,3 +78,23 @@ def test_invalid_setting_stops_with_one_line(env: dict[str, str], var: str, valu
 def test_migrate_is_idempotent(env: dict[str, str]) -> None:
     assert "up to date" in run(env, "migrate").stdout
     assert "up to date" in run(env, "migrate").stdout
+
+
+def test_worker_starts_and_stops_on_sigterm(env: dict[str, str]) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen([CLI, "worker"], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert "worker local running" in line
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()

@@ -74,6 +74,32 @@ def serve(
 
 
 @app.command()
+def worker() -> None:
+    """Run lifecycle and agent workflows without serving HTTP (scale-out: one per host or core).
+
+    Give each process its own ``AGENT_SESSIONS_EXECUTOR_ID``; with PostgreSQL, any number of
+    ``serve`` and ``worker`` processes share the work.
+    """
+    import signal
+    import threading
+
+    from agent_sessions.lifecycle import Lifecycle
+
+    settings = load_settings()
+    db = _database(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    lifecycle = Lifecycle(settings, db)
+    lifecycle.start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    typer.echo(f"worker {settings.executor_id} running; Ctrl-C to stop", err=True)
+    stop.wait()
+    lifecycle.stop()
+    db.dispose()
+
+
+@app.command()
 def migrate() -> None:
     """Create or upgrade the database schema."""
     _database(load_settings())

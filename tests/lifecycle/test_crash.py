@@ -136,7 +136,9 @@ def test_kill_during_restore(backend: Backend, data: Path, fault: str) -> None:
     r = httpx.post(
         f"{srv.url}/api/sessions/{sid}/sandbox/hibernate", headers=alice.headers, timeout=60
     )
-    assert r.status_code == 200 and r.json()["lifecycleState"] == "hibernated", r.json()["lifecycleError"]
+    assert r.status_code == 200 and r.json()["lifecycleState"] == "hibernated", r.json()[
+        "lifecycleError"
+    ]
     stop_server(srv)
 
     srv = _serve(backend, data, fault)
