@@ -25,6 +25,12 @@ DESCRIPTION = (
 )
 
 
+SECURITY_SCHEMES = {
+    "ApiKeyAuth": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+    "BearerAuth": {"type": "http", "scheme": "bearer"},
+}
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """OpenAPI without FastAPI's 422 entries: validation failures here answer 400 ``Error``."""
     if app.openapi_schema:
@@ -32,8 +38,11 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     schema = get_openapi(
         title="Agent Sessions API", version=__version__, description=DESCRIPTION, routes=app.routes
     )
-    for path_item in schema.get("paths", {}).values():
+    schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+    for path, path_item in schema.get("paths", {}).items():
         for operation in path_item.values():
+            if path.startswith("/api/"):
+                operation["security"] = [{"ApiKeyAuth": []}, {"BearerAuth": []}]
             responses = operation.get("responses", {})
             responses.pop("422", None)
             if operation.get("parameters") or operation.get("requestBody"):
