@@ -1,0 +1,186 @@
+"""Workspace ⇄ tar + zstd streams, hashed on the way through.
+
+Both directions stream: the archive is never held in memory, only ``CHUNK``-sized buffers.
+Writing walks the workspace through directory file descriptors with ``O_NOFOLLOW``, so a symlink
+the sandbox planted (even one swapped in mid-walk) is archived as a link and never followed out
+of the workspace; headers come from the fast :mod:`._tarwriter`, compression from zstd's own
+worker threads. Reading extracts with tarfile and its ``data`` filter (absolute and ``..``
+paths, links that would be written through or hard-linked outside, and device nodes are
+refused; checklist §0.6, §1 test 16), with decompression in a worker thread.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import stat
+import tarfile
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+from typing import IO, cast
+
+import zstandard
+
+from agent_sessions.faults import fault_point
+from agent_sessions.snapshots._streams import (
+    CHUNK,
+    DecompressingPipe,
+    ForwardReader,
+    RawSink,
+    Readable,
+    Writable,
+)
+from agent_sessions.snapshots._tarwriter import TarWriter
+from agent_sessions.snapshots.errors import SnapshotCorrupt, UnsafeArchive
+
+__all__ = ["ZSTD_LEVEL", "extract_archive", "workspace_filter", "write_archive"]
+
+ZSTD_LEVEL = 3
+"""The CLI's default level; the best speed/ratio trade for source trees."""
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_FILE_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+# O_NONBLOCK: opening a FIFO planted where a file was must not hang the service.
+
+
+def write_archive(workspace: Path, out: Writable) -> None:
+    """Write ``workspace`` as a zstd-compressed tar stream into ``out``.
+
+    Regular files, directories, symlinks (as links) and hard links inside the tree are kept
+    with their modes and mtimes; sockets, FIFOs and devices are skipped (they cannot be
+    restored safely and carry no data). Ownership is recorded but not trusted on restore.
+    """
+    # zstd's own workers compress in parallel; python-zstandard holds the GIL while it hands
+    # them input, so a separate compressing thread of ours would gain nothing (measured).
+    cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1, write_checksum=True)
+    root = os.open(workspace, _DIR_FLAGS)
+    try:
+        with cctx.stream_writer(cast(IO[bytes], out), closefd=False, write_size=CHUNK) as zout:
+            # Headers and small files are a few hundred bytes each: batch them before zstd.
+            buffered = io.BufferedWriter(RawSink(zout), buffer_size=CHUNK)
+            tar = TarWriter(buffered.write)
+            _add_tree(tar, root, "")
+            tar.close()
+            buffered.flush()
+    finally:
+        os.close(root)
+
+
+def _add_tree(tar: TarWriter, dir_fd: int, prefix: str) -> None:
+    seen: dict[tuple[int, int], str] = {}  # (dev, inode) -> first name, to keep hard links
+    for name, st, fd, linkname in _walk(dir_fd, prefix):
+        # mtime as an integer: a float would need a PAX header per member.
+        add = partial(
+            tar.add,
+            mode=stat.S_IMODE(st.st_mode),
+            uid=st.st_uid,
+            gid=st.st_gid,
+            mtime=int(st.st_mtime),
+        )
+        if fd is None:
+            if linkname is None:
+                add(name + "/", tarfile.DIRTYPE)
+            else:
+                add(name, tarfile.SYMTYPE, linkname=linkname)
+            continue
+        try:
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in seen:
+                add(name, tarfile.LNKTYPE, linkname=seen[key])
+                continue
+            if st.st_nlink > 1:
+                seen[key] = name
+            add(name, tarfile.REGTYPE, size=st.st_size, fd=fd)
+        finally:
+            os.close(fd)
+
+
+_Entry = tuple[str, os.stat_result, int | None, str | None]
+
+
+def _walk(dir_fd: int, prefix: str) -> Iterator[_Entry]:
+    """Yield ``(archive name, stat, fd if a regular file, target if a symlink)``, sorted.
+
+    Every step is relative to an already-open directory fd with ``O_NOFOLLOW``: a directory
+    swapped for a symlink mid-walk makes the open fail instead of leading outside.
+    """
+    with os.scandir(dir_fd) as it:
+        entries = sorted(it, key=lambda e: e.name)
+    for entry in entries:
+        name = f"{prefix}/{entry.name}" if prefix else entry.name
+        st = entry.stat(follow_symlinks=False)
+        if stat.S_ISREG(st.st_mode):
+            fd = os.open(entry.name, _FILE_FLAGS, dir_fd=dir_fd)
+            fst = os.fstat(fd)
+            if not stat.S_ISREG(fst.st_mode):  # swapped between lstat and open
+                os.close(fd)
+                continue
+            yield name, fst, fd, None
+        elif stat.S_ISLNK(st.st_mode):
+            yield name, st, None, os.readlink(entry.name, dir_fd=dir_fd)
+        elif stat.S_ISDIR(st.st_mode):
+            sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
+            try:
+                yield name, os.fstat(sub), None, None
+                yield from _walk(sub, name)
+            finally:
+                os.close(sub)
+
+
+def extract_archive(source: Readable, dest: Path, *, owner: tuple[int, int] | None = None) -> None:
+    """Extract a zstd tar stream into the existing empty directory ``dest``.
+
+    ``owner`` (uid, gid) is applied to every member when running as root, so a workspace comes
+    back owned by its sandbox's host uid; otherwise files belong to the caller.
+    """
+    member_filter = partial(workspace_filter, owner=owner)
+    try:
+        with DecompressingPipe(source) as pipe:
+            reader = ForwardReader(io.BufferedReader(pipe, buffer_size=CHUNK))
+            with tarfile.TarFile(fileobj=reader, mode="r", errorlevel=2) as tar:
+                # extractall, not extract: it sets directory modes last, so a read-only
+                # directory can still be filled.
+                tar.extractall(dest, members=_with_fault_point(tar), filter=member_filter)  # noqa: S202 (data filter)
+            # Read up to the end of the frame: zstd checks its content checksum there.
+            while reader.read(CHUNK):
+                pass
+    except tarfile.FilterError as exc:
+        raise UnsafeArchive(f"snapshot archive rejected: {exc}") from exc
+    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
+        raise SnapshotCorrupt(f"snapshot archive is damaged: {exc}") from exc
+
+
+def _with_fault_point(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    for count, member in enumerate(tar):
+        if count == 10:  # mid-way through any real workspace
+            fault_point("restore.extracting")
+        yield member
+
+
+def workspace_filter(
+    member: tarfile.TarInfo, dest: str, *, owner: tuple[int, int] | None
+) -> tarfile.TarInfo:
+    """tarfile's ``data`` filter for safety, with two deliberate differences.
+
+    * Modes come back as they were (minus setuid, setgid, sticky): ``data`` drops directory
+      modes and group/other write bits, harmless inside a workspace but part of a round trip.
+    * A symlink whose *target* is absolute or leaves the workspace is kept as an inert link
+      instead of failing the whole restore: workspaces are full of them (a Python venv's
+      ``bin/python -> /usr/bin/python3``), and inside the sandbox they resolve in the sandbox's
+      own filesystem. Still safe on the host: the link's own path is checked, every later
+      member's path is resolved through the links already on disk (so nothing is ever written
+      through one), hard links stay strictly inside, and host-side file access never follows
+      links (DESIGN §7).
+    """
+    original_mode, linkname = member.mode, member.linkname
+    if member.issym():
+        probe = member.replace(linkname=".", deep=False)  # check everything but the target
+        safe = tarfile.data_filter(probe, dest).replace(linkname=linkname, deep=False)
+    else:
+        safe = tarfile.data_filter(member, dest)
+    if safe.isreg() or safe.isdir():
+        safe = safe.replace(mode=original_mode & 0o777, deep=False)
+    if owner is not None:
+        safe = safe.replace(uid=owner[0], gid=owner[1], deep=False)
+    return safe

@@ -1,0 +1,74 @@
+"""The restore pipeline every store shares: stream → verify → stage → swap."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from pathlib import Path
+
+from agent_sessions.faults import fault_point
+from agent_sessions.snapshots._archive import extract_archive
+from agent_sessions.snapshots._streams import HashingReader, Readable
+from agent_sessions.snapshots._swap import (
+    new_staging_dir,
+    recover_workspace,
+    remove_tree,
+    swap_in,
+)
+from agent_sessions.snapshots.errors import SnapshotCorrupt
+
+__all__ = ["restore_stream"]
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def restore_stream(
+    source: Readable,
+    workspace: Path,
+    *,
+    expected_sha256: str | None,
+    expected_size: int | None = None,
+    owner: tuple[int, int] | None = None,
+) -> None:
+    """Extract the archive read from ``source`` and make it ``workspace``.
+
+    The hash covers every byte of the stream, so it is checked only after extraction; that is
+    why extraction goes to a staging directory, discarded on any failure. One restore per
+    workspace at a time (the lifecycle's compare-and-set ensures it): a restore clears the
+    staging directories it finds beside the workspace, assuming a crashed run left them.
+    """
+    workspace = workspace.absolute()
+    workspace.parent.mkdir(parents=True, exist_ok=True)
+    recover_workspace(workspace)
+    staging = new_staging_dir(workspace)
+    try:
+        reader = HashingReader(source)
+        extract_archive(reader, staging, owner=owner)
+        reader.drain()
+        if expected_size is not None and reader.size != expected_size:
+            raise SnapshotCorrupt(
+                f"snapshot archive is damaged: {reader.size} bytes, expected {expected_size}"
+            )
+        if expected_sha256 is not None and reader.hexdigest() != expected_sha256:
+            raise SnapshotCorrupt("snapshot archive is damaged: SHA-256 mismatch")
+        if owner is not None and os.geteuid() == 0:
+            os.chown(staging, *owner)
+        fault_point("restore.extracted")
+        _sync_filesystem(staging)
+        fault_point("restore.synced")
+    except BaseException:
+        remove_tree(staging)
+        raise
+    swap_in(staging, workspace)
+
+
+def _sync_filesystem(path: Path) -> None:
+    """Flush the staged tree before it replaces the workspace (a power cut after the swap must
+    not leave empty files). One ``syncfs`` instead of an ``fsync`` per file."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if _libc.syncfs(fd) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, os.strerror(err), str(path))
+    finally:
+        os.close(fd)

@@ -1,0 +1,83 @@
+"""The snapshot store interface: a workspace directory in, an opaque URL out, and back.
+
+Stores never put host paths in URLs (they end up in ``sessions.snapshot_url``, which clients
+see). Every method runs its blocking work in a worker thread, so the event loop keeps serving
+while hundreds of megabytes are compressed.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+from agent_sessions.sandbox.base import SnapshotInfo
+from agent_sessions.snapshots.errors import InvalidSnapshotUrl
+
+__all__ = ["SnapshotInfo", "SnapshotStore", "validate_snapshot_id"]
+
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+
+
+def validate_snapshot_id(snapshot_id: str) -> str:
+    """Snapshot ids become file and object names: ``^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$``."""
+    if not isinstance(snapshot_id, str) or not _ID.fullmatch(snapshot_id):
+        raise InvalidSnapshotUrl(f"invalid snapshot id {snapshot_id!r}")
+    return snapshot_id
+
+
+class SnapshotStore(ABC):
+    """Saves workspaces as verified tar + zstd archives and restores them atomically.
+
+    Guarantees shared by every store:
+
+    * ``save`` makes the archive visible under its final name only once it is complete and
+      durable, then re-reads it to check the hash; a crash leaves no partial archive behind
+      that name (and never touches other snapshots).
+    * ``restore`` extracts into a staging directory beside ``workspace``, checks the hash, and
+      swaps the tree in atomically; a crash leaves the old or the new workspace complete, and a
+      retried restore cleans up and finishes the job.
+
+    Use a fresh ``snapshot_id`` per save; re-saving an id replaces that snapshot.
+    """
+
+    kind: str
+    """``local`` or ``s3``."""
+
+    @abstractmethod
+    async def save(self, workspace: Path, snapshot_id: str) -> SnapshotInfo:
+        """Archive ``workspace`` (not following symlinks) as snapshot ``snapshot_id``."""
+
+    @abstractmethod
+    async def restore(
+        self, url: str, workspace: Path, *, owner: tuple[int, int] | None = None
+    ) -> None:
+        """Replace ``workspace`` (created if missing) with the snapshot at ``url``.
+
+        ``owner`` (host uid, gid) is applied to the restored tree when running as root, before
+        it becomes visible. Raises :class:`SnapshotNotFound`, :class:`SnapshotCorrupt` or
+        :class:`UnsafeArchive`, each with the workspace untouched.
+        """
+
+    @abstractmethod
+    async def delete(self, url: str) -> None:
+        """Remove a snapshot; deleting a missing one is not an error."""
+
+    @abstractmethod
+    async def exists(self, url: str) -> bool:
+        """Whether a complete snapshot lives at ``url``."""
+
+    def owns(self, url: str) -> bool:
+        """Whether ``url`` has this store's shape (scheme, bucket, prefix)."""
+        try:
+            self._parse(url)
+        except InvalidSnapshotUrl:
+            return False
+        return True
+
+    @abstractmethod
+    def _parse(self, url: str) -> str:
+        """The snapshot id in ``url``; :class:`InvalidSnapshotUrl` if this store did not make it."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"
