@@ -157,3 +157,47 @@ def test_kill_during_restore(backend: Backend, data: Path, fault: str) -> None:
     finally:
         stop_server(srv)
     assert _sandbox_processes(data) == []
+
+
+def test_old_snapshots_are_replaced_and_deleted_with_the_session(
+    backend: Backend, data: Path
+) -> None:
+    alice = make_account(backend.db)
+    srv = _serve(backend, data)
+    try:
+        sid = httpx.post(f"{srv.url}/api/sessions", json={}, headers=alice.headers).json()[
+            "session"
+        ]["id"]
+        _wait(srv, sid, alice.headers, "active")
+        archives = lambda: sorted((data / "snapshots").glob("*.tar.zst"))  # noqa: E731
+        urls = []
+        for _ in range(2):
+            r = httpx.post(
+                f"{srv.url}/api/sessions/{sid}/sandbox/hibernate", headers=alice.headers, timeout=60
+            )
+            assert r.status_code == 200, r.text
+            urls.append(
+                httpx.get(f"{srv.url}/api/sessions/{sid}", headers=alice.headers).json()["session"][
+                    "snapshotUrl"
+                ]
+            )
+            assert len(archives()) == 1  # the previous snapshot goes once the new one is in
+            r = httpx.post(
+                f"{srv.url}/api/sessions/{sid}/sandbox/resume", headers=alice.headers, timeout=60
+            )
+            assert r.status_code == 200, r.text
+        assert urls[0] != urls[1]
+        httpx.post(
+            f"{srv.url}/api/sessions/{sid}/sandbox/hibernate", headers=alice.headers, timeout=60
+        )
+        assert (
+            httpx.delete(f"{srv.url}/api/sessions/{sid}", headers=alice.headers).status_code == 200
+        )
+        for _ in range(100):
+            if not archives():
+                break
+            time.sleep(0.1)
+        assert archives() == []
+        assert not (data / "sandboxes" / sid / "workspace").exists()
+    finally:
+        stop_server(srv)
