@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     """First host uid handed to sandboxes when the service runs as root."""
     sandbox_uid_count: int = Field(default=50_000, ge=1)
     sandbox_cgroup_root: Path | None = None
-    """A delegated cgroup v2 directory for per-sandbox memory/pids limits (rlimits only if unset)."""
+    """A delegated cgroup v2 directory for per-sandbox memory/pids limits (else rlimits only)."""
     sandbox_memory_max_bytes: int = Field(default=2 << 30, ge=16 << 20)
     sandbox_pids_max: int = Field(default=512, ge=16)
     sandbox_tmpfs_bytes: int = Field(default=256 << 20, ge=1 << 20)

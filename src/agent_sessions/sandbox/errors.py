@@ -1,0 +1,62 @@
+"""Errors raised by sandbox providers.
+
+Each one also derives from the generic class of :mod:`agent_sessions.exceptions` that says how
+the API answers it (404, 400, 409, 502/504), so ``api/`` never needs to know about sandboxes.
+"""
+
+from __future__ import annotations
+
+from agent_sessions.exceptions import (
+    AgentSessionsError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    UpstreamError,
+)
+
+__all__ = [
+    "InvalidSandboxName",
+    "PathConflict",
+    "PathNotFound",
+    "SandboxError",
+    "SandboxNotFound",
+    "SandboxSetupError",
+    "SandboxUnavailable",
+    "UnsafePath",
+]
+
+
+class SandboxError(AgentSessionsError):
+    """Base of every error a sandbox provider raises on purpose."""
+
+
+class SandboxNotFound(SandboxError, NotFound):
+    """No sandbox with that name/state exists (destroyed, or never created)."""
+
+
+class PathNotFound(SandboxError, NotFound):
+    """The workspace path does not exist."""
+
+
+class PathConflict(SandboxError, Conflict):
+    """The workspace path exists but has the wrong kind (a directory where a file is wanted)."""
+
+
+class UnsafePath(SandboxError, InvalidInput):
+    """The path is absolute, climbs out with ``..``, holds NUL, is too long, or crosses a link.
+
+    Host-side file access never follows symlinks: a link the sandbox planted could otherwise
+    point the service at host files or another sandbox's workspace (checklist §0.6).
+    """
+
+
+class InvalidSandboxName(SandboxError, InvalidInput):
+    """Sandbox names are ``^[A-Za-z0-9_-]{1,64}$``: they become host directory names."""
+
+
+class SandboxUnavailable(SandboxError, UpstreamError):
+    """The provider cannot run the sandbox right now (spawn failure, provider down, stopped)."""
+
+
+class SandboxSetupError(SandboxError):
+    """The host cannot run sandboxes as configured; raised at start-up, with the fix named."""

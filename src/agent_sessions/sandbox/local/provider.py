@@ -1,0 +1,417 @@
+"""The local provider: bubblewrap sandboxes on this host (single host by nature, DESIGN §1).
+
+Layout under ``DATA_DIR/sandboxes`` (mode 0711: the sandbox uids must traverse it, not list
+it)::
+
+    .system/etc/{passwd,group,hosts}   the sandbox's /etc overrides
+    .uids.json                         name → host uid (when running as root)
+    <name>/workspace                   bound at /workspace, owned by the sandbox uid, 0700
+    <name>/stopped                     marker: stop() ran and no exec since
+
+Each ``exec`` is one bwrap invocation (see :mod:`.bwrap`): commands share the workspace and,
+when the service is root, one network namespace per sandbox (:mod:`.netns`; a detached dev
+server is reachable from the next command), but not a pid namespace. Detached commands live on
+in their own bwrap until ``stop()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import os
+import secrets
+import shutil
+import stat
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from agent_sessions.exceptions import InvalidInput
+from agent_sessions.sandbox._openat2 import split_relative
+from agent_sessions.sandbox._workspace_fs import WorkspaceFS
+from agent_sessions.sandbox.base import (
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_TIMEOUT,
+    ExecResult,
+    FileInfo,
+    Sandbox,
+    SandboxProvider,
+    SandboxStatus,
+    SnapshotInfo,
+    validate_name,
+)
+from agent_sessions.sandbox.errors import (
+    PathConflict,
+    SandboxError,
+    SandboxNotFound,
+    SandboxSetupError,
+    SandboxUnavailable,
+)
+from agent_sessions.sandbox.local import cgroups, netns, processes, runner, seccomp
+from agent_sessions.sandbox.local.bwrap import Jail, Limits, etc_files
+from agent_sessions.sandbox.local.uids import UidAllocator
+
+if TYPE_CHECKING:
+    from agent_sessions.settings import Settings
+    from agent_sessions.snapshots import SnapshotStore
+
+__all__ = ["LocalProvider", "LocalSandbox"]
+
+log = logging.getLogger(__name__)
+
+MAX_COMMAND_BYTES = 100_000
+"""Linux caps one argv string at 128 KiB (MAX_ARG_STRLEN); refuse clearly below that."""
+
+
+class CommandTooLong(SandboxError, InvalidInput):
+    """The command does not fit in one argument; write it to a script file instead."""
+
+
+_NETNS_TOOLS = ("nsenter", "unshare", "ip")
+
+
+def _require_tools(network: str, as_root: bool) -> None:
+    missing = [t for t in ("bwrap", "setpriv", "prlimit", "choom") if shutil.which(t) is None]
+    if missing:
+        raise SandboxSetupError(
+            f"the local sandbox provider needs {', '.join(missing)} "
+            "(Debian: bubblewrap, util-linux; run scripts/ensure-system-deps.sh)"
+        )
+    if network == "on":
+        netns_missing = [t for t in _NETNS_TOOLS if shutil.which(t) is None]
+        if not as_root or netns_missing:
+            raise SandboxSetupError(
+                "AGENT_SESSIONS_SANDBOX_NETWORK=on needs the service to run as root with "
+                f"{', '.join(_NETNS_TOOLS)} installed, to give each sandbox its own network "
+                "namespace (the host network is never shared); set it to 'off'"
+            )
+        netns.user_mode_networking()
+
+
+_warned: set[str] = set()
+_DETACHED: set[asyncio.Task[int]] = set()
+"""Reapers of detached commands, held here so they are never garbage-collected mid-wait."""
+
+
+def _warn_once(message: str, *args: object) -> None:
+    """Loud (WARNING) but once per process: providers may be built per request."""
+    if message % args not in _warned:
+        _warned.add(message % args)
+        log.warning(message, *args)
+
+
+def _check_traversable(path: Path) -> None:
+    """The sandbox uid opens the workspace path itself, so every ancestor needs o+x."""
+    for parent in [path, *path.parents]:
+        if not os.stat(parent).st_mode & stat.S_IXOTH:
+            raise SandboxSetupError(
+                f"{parent} is not searchable by other users, so sandbox uids cannot reach their "
+                "workspace under it: chmod o+x it, or choose another AGENT_SESSIONS_DATA_DIR"
+            )
+
+
+class LocalProvider(SandboxProvider):
+    """Creates bubblewrap sandboxes under ``settings.data_dir``."""
+
+    kind = "local"
+
+    def __init__(
+        self,
+        settings: Settings,
+        snapshots: SnapshotStore | None = None,
+        *,
+        limits: Limits | None = None,
+    ) -> None:
+        self.as_root = os.geteuid() == 0
+        _require_tools(settings.sandbox_network, self.as_root)
+        self.root = (settings.data_dir / "sandboxes").resolve()
+        self.snapshots = snapshots
+        self.online = settings.sandbox_network == "on"
+        self.shared_netns = self.as_root and all(shutil.which(t) for t in _NETNS_TOOLS)
+        """One network namespace per sandbox (needs root); else one per command."""
+        self._namespaces: dict[str, netns.NetworkNamespace] = {}
+        self.cgroup = cgroups.detect(settings.sandbox_cgroup_root)
+        self.memory_max = settings.sandbox_memory_max_bytes
+        self.pids_max = settings.sandbox_pids_max
+        self.detached_cpu_seconds = settings.hard_timeout_seconds
+        self.limits = limits or Limits(
+            tmpfs_bytes=settings.sandbox_tmpfs_bytes,
+            data=None if self.cgroup.available else settings.sandbox_memory_max_bytes,
+        )
+        self.uids = UidAllocator(
+            self.root / ".uids.json", settings.sandbox_uid_base, settings.sandbox_uid_count
+        )
+        self.etc_dir = self.root / ".system" / "etc"
+        self._setup_dirs()
+        if not self.cgroup.available:
+            _warn_once("local sandboxes run without cgroup limits: %s", self.cgroup.reason)
+        if not self.as_root:
+            _warn_once(
+                "the service is not root: sandboxes share its uid (RLIMIT_NPROC is shared, files "
+                "belong to the service user) and each command gets its own network namespace"
+            )
+
+    def _setup_dirs(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.chmod(0o711)
+        self.etc_dir.mkdir(parents=True, exist_ok=True)
+        for d in (self.etc_dir.parent, self.etc_dir):
+            d.chmod(0o755)
+        for name, text in etc_files().items():
+            target = self.etc_dir / name
+            if not target.exists() or target.read_text() != text:
+                tmp = target.with_suffix(".tmp")
+                tmp.write_text(text)
+                tmp.chmod(0o644)
+                tmp.replace(target)
+        if self.as_root:
+            _check_traversable(self.root)
+
+    def capabilities(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "isolation": "bubblewrap (shared host kernel; single trusted team or dev box)",
+            "dedicatedUid": self.as_root,
+            "network": "on" if self.online else "off",
+            "sharedNetworkNamespace": self.shared_netns,
+            "seccomp": True,
+            "cgroup": self.cgroup.available,
+            "cgroupReason": self.cgroup.reason,
+            "memoryLimit": "cgroup" if self.cgroup.available else "RLIMIT_DATA per process",
+            "tmpfsBytes": self.limits.tmpfs_bytes,
+            "rlimits": {
+                "nproc": self.limits.nproc,
+                "nofile": self.limits.nofile,
+                "fsize": self.limits.fsize,
+            },
+        }
+
+    def _namespace(self, name: str, home: Path) -> netns.NetworkNamespace:
+        """One object per sandbox name, so every handle (the API connects per request) shares
+        its lock and cached pid: racing first commands then create a single namespace."""
+        if name not in self._namespaces:
+            self._namespaces[name] = netns.NetworkNamespace(home, online=self.online)
+        return self._namespaces[name]
+
+    def _sandbox(self, name: str, uid: int | None) -> LocalSandbox:
+        return LocalSandbox(self, name, uid)
+
+    async def create(self, name: str) -> Sandbox:
+        validate_name(name)
+        uid = await asyncio.to_thread(self.uids.allocate, name) if self.as_root else None
+        box = self._sandbox(name, uid)
+        await asyncio.to_thread(box._prepare)
+        return box
+
+    async def connect(self, state: Mapping[str, Any]) -> Sandbox:
+        if state.get("provider") != self.kind or not isinstance(state.get("name"), str):
+            raise SandboxNotFound("not a local sandbox state")
+        name = validate_name(state["name"])
+        uid = await asyncio.to_thread(self.uids.lookup, name) if self.as_root else None
+        box = self._sandbox(name, uid)
+        if not box.workspace.is_dir() or (self.as_root and uid is None):
+            raise SandboxNotFound(f"sandbox {name!r} does not exist")
+        return box
+
+
+class LocalSandbox(Sandbox):
+    """One bubblewrap sandbox; cheap to construct, all state is on disk."""
+
+    def __init__(self, provider: LocalProvider, name: str, uid: int | None) -> None:
+        self.name = name
+        self.provider = provider
+        self.uid = uid
+        self.home = provider.root / name
+        self.workspace = self.home / "workspace"
+        self.fs = WorkspaceFS(self.workspace, (uid, uid) if uid is not None else None)
+        self.netns = provider._namespace(name, self.home) if provider.shared_netns else None
+        self.jail = Jail(
+            self.workspace,
+            provider.etc_dir,
+            uid,
+            provider.limits,
+            online=provider.online,
+        )
+        self.cgroup = (
+            cgroups.CgroupLimits(
+                provider.cgroup.root / name, provider.memory_max, provider.pids_max
+            )
+            if provider.cgroup.root is not None
+            else None
+        )
+        # bwrap's own command line holds this; stop() finds sandboxes started by anyone.
+        self._marker = b"\0" + os.fsencode(self.workspace) + b"\0/workspace\0"
+        self._detached: set[asyncio.Task[int]] = set()
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return {"provider": "local", "name": self.name}
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _prepare(self) -> None:
+        self.home.mkdir(mode=0o711, exist_ok=True)
+        self.home.chmod(0o711)
+        self.workspace.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(self.workspace)
+        if not stat.S_ISDIR(st.st_mode):
+            raise SandboxUnavailable(f"workspace of {self.name!r} is not a directory")
+        if self.uid is not None and (st.st_uid, st.st_gid) != (self.uid, self.uid):
+            os.chown(self.workspace, self.uid, self.uid, follow_symlinks=False)
+        os.chmod(self.workspace, 0o700, follow_symlinks=False)
+        if self.cgroup is not None:
+            self.cgroup.ensure()
+
+    def _set_stopped(self, stopped: bool) -> None:
+        marker = self.home / "stopped"
+        if stopped:
+            marker.touch()
+        else:
+            marker.unlink(missing_ok=True)
+
+    def _ready(self, cwd: str) -> list[str]:
+        """Check ``cwd`` and clear the stopped marker.
+
+        Called on the event loop: a handful of metadata syscalls on a local directory cost
+        microseconds, less than a hop to a worker thread, and this is on every exec's path.
+        """
+        parts = split_relative(cwd)
+        if self.fs.stat(cwd).kind != "dir":
+            raise PathConflict(f"cwd is not a directory: {cwd!r}")
+        self._set_stopped(False)
+        return parts
+
+    def argv(
+        self, command: str, *, cwd_parts: list[str], env: Mapping[str, str] | None,
+        cpu_seconds: int, seccomp_fd: int, netns: str | None = None,
+    ) -> list[str]:  # fmt: skip
+        """The full host command line of one exec (public for the benchmark)."""
+        argv = self.jail.argv(
+            command,
+            cwd_parts=cwd_parts,
+            env=self.jail.environment(env),
+            cpu_seconds=cpu_seconds,
+            seccomp_fd=seccomp_fd,
+            netns=netns,
+        )
+        return self.cgroup.wrap(argv) if self.cgroup is not None else argv
+
+    # -- commands --------------------------------------------------------------------------
+
+    async def exec(
+        self,
+        command: str,
+        *,
+        cwd: str = ".",
+        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (enforced on the host by runner)
+        env: Mapping[str, str] | None = None,
+        detached: bool = False,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ) -> ExecResult:
+        if len(command.encode("utf-8", "surrogateescape")) > MAX_COMMAND_BYTES or "\0" in command:
+            raise CommandTooLong(
+                f"command longer than {MAX_COMMAND_BYTES} bytes or holding NUL; "
+                "write it to a file and run that"
+            )
+        parts = self._ready(cwd)
+        ns = None
+        if self.netns is not None:
+            ns = self.netns.path() or await self.netns.ensure()
+        timeout = max(0.001, timeout)
+        cpu = self.provider.detached_cpu_seconds if detached else math.ceil(timeout) + 1
+        fd = seccomp.filter_fd()
+        try:
+            argv = self.argv(
+                command, cwd_parts=parts, env=env, cpu_seconds=cpu, seccomp_fd=fd, netns=ns
+            )
+        except BaseException:
+            os.close(fd)
+            raise
+        if detached:
+            proc = await runner.spawn_detached(argv, pass_fds=[fd])
+            task = asyncio.ensure_future(proc.wait())  # reaps it; stop() does the killing
+            self._detached.add(task)
+            _DETACHED.add(task)  # outlives this object: the API reconnects per request
+            task.add_done_callback(_DETACHED.discard)
+            task.add_done_callback(self._detached.discard)
+            return ExecResult(0, "", "", False, False, command_id=f"cmd_{secrets.token_hex(8)}")
+        done = await runner.run(argv, pass_fds=[fd], timeout=timeout, max_output=max_output)
+        return ExecResult(done.exit_code, done.stdout, done.stderr, done.truncated, done.timed_out)
+
+    # -- files -----------------------------------------------------------------------------
+
+    async def read_file(self, path: str) -> bytes:
+        return await asyncio.to_thread(self.fs.read, path)
+
+    async def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        await asyncio.to_thread(self.fs.write, path, bytes(data), mode)
+
+    async def list_dir(self, path: str = ".") -> list[FileInfo]:
+        return await asyncio.to_thread(self.fs.list, path)
+
+    async def stat(self, path: str) -> FileInfo:
+        return await asyncio.to_thread(self.fs.stat, path)
+
+    async def remove(self, path: str) -> None:
+        await asyncio.to_thread(self.fs.remove, path)
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def _store(self) -> SnapshotStore:
+        if self.provider.snapshots is None:
+            raise SandboxUnavailable("no snapshot store configured for the local provider")
+        return self.provider.snapshots
+
+    async def snapshot(self) -> SnapshotInfo:
+        store = self._store()
+        if not self.workspace.is_dir():
+            raise SandboxNotFound(f"sandbox {self.name!r} does not exist")
+        snapshot_id = f"{self.name}-{secrets.token_hex(8)}"
+        return await store.save(self.workspace, snapshot_id)
+
+    async def restore(self, snapshot_url: str) -> None:
+        store = self._store()
+        # Running commands hold the old tree through their bind mount; stop them first.
+        await self.stop()
+        owner = (self.uid, self.uid) if self.uid is not None else None
+        await store.restore(snapshot_url, self.workspace, owner=owner)
+        await asyncio.to_thread(self._prepare)
+        await asyncio.to_thread(self._set_stopped, False)  # restored = ready to run
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _kill_everything(self) -> None:
+        if self.cgroup is not None:
+            self.cgroup.kill()
+        processes.kill_all(self.uid, self._marker)
+        if self.netns is not None:  # a stopped sandbox holds no namespace and no helper
+            self.netns.remove()
+
+    async def stop(self) -> None:
+        if self.home.is_dir():
+            await asyncio.to_thread(self._set_stopped, True)
+        await asyncio.to_thread(self._kill_everything)
+        for task in list(self._detached):
+            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(task, 5)
+
+    async def destroy(self) -> None:
+        await self.stop()
+
+        def remove() -> None:
+            if self.home.is_dir():
+                shutil.rmtree(self.home)  # fd-based walk: safe against planted symlinks
+            if self.cgroup is not None:
+                self.cgroup.remove()
+            if self.uid is not None:
+                self.provider.uids.release(self.name)
+            self.provider._namespaces.pop(self.name, None)
+
+        await asyncio.to_thread(remove)
+
+    async def status(self) -> SandboxStatus:
+        if not self.workspace.is_dir():
+            return "missing"
+        return "stopped" if (self.home / "stopped").exists() else "running"

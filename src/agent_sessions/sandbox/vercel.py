@@ -1,0 +1,428 @@
+"""Sandboxes on Vercel Sandbox (Firecracker microVMs), through the official ``vercel-sandbox`` SDK.
+
+For scale-out deployments (DESIGN §1): no sandbox is tied to one host, and hostile code runs
+behind a VM boundary instead of a shared kernel. Each of our sandboxes is a *named persistent*
+Vercel sandbox: ``stop()`` ends its session and Vercel keeps the filesystem; the next command
+resumes it (the SDK does that on its own).
+
+Credentials are Vercel's own variables, read by the SDK: ``VERCEL_TOKEN`` + ``VERCEL_TEAM_ID`` +
+``VERCEL_PROJECT_ID``, or ``VERCEL_OIDC_TOKEN`` on Vercel. They never enter ``state``.
+
+The workspace is ``/workspace`` inside the VM, as with the local provider. Snapshots go through
+our :class:`~agent_sessions.snapshots.SnapshotStore` (tar streamed out of the VM, verified,
+hashed), so a session's snapshot outlives the VM and Vercel's snapshot expiry and restores into
+any provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from vercel.sandbox import SandboxApiError, SandboxClient, SandboxPathNotFoundError
+from vercel.sandbox import SandboxError as VercelSdkError
+
+from agent_sessions.sandbox._openat2 import split_relative
+from agent_sessions.sandbox._vercel_files import (
+    parse_find_output,
+    tar_directory,
+    untar_into,
+)
+from agent_sessions.sandbox._vercel_output import CappedText
+from agent_sessions.sandbox.base import (
+    DEFAULT_MAX_OUTPUT,
+    DEFAULT_TIMEOUT,
+    ExecResult,
+    FileInfo,
+    Sandbox,
+    SandboxProvider,
+    SandboxStatus,
+    SnapshotInfo,
+    validate_name,
+)
+from agent_sessions.sandbox.errors import (
+    PathConflict,
+    PathNotFound,
+    SandboxNotFound,
+    SandboxUnavailable,
+    UnsafePath,
+)
+from agent_sessions.settings import Settings
+from agent_sessions.snapshots import SnapshotStore, store_from_settings
+
+__all__ = ["WORKSPACE", "VercelProvider", "VercelSandbox"]
+
+WORKSPACE = "/workspace"
+"""Where the workspace lives inside the VM."""
+TIMEOUT_EXIT_CODE = 124
+"""Exit code reported for a command killed at its timeout (as GNU ``timeout`` does)."""
+_BACKSTOP = 5.0
+"""Seconds past our own timeout after which Vercel kills the command itself."""
+_INTERNAL_OUTPUT = 64 << 20
+_MAX_SESSION = 5 * 3600
+_MISSING = 44  # exit code of our helper scripts for "no such path"
+_STAT = r"""
+p="$1"; shift
+[ -e "$p" ] || [ -L "$p" ] || exit 44
+find "$p" "$@" -printf '%y %s %m %T@ %P\0'
+"""
+# Paths inside the VM (its private /tmp), not on this host.
+_SNAPSHOT_TAR = "/tmp/.agent-sessions-snapshot.tar"  # noqa: S108
+_RESTORE_TAR = "/tmp/.agent-sessions-restore.tar"  # noqa: S108
+_RESTORE = r"""
+set -e
+find /workspace -mindepth 1 -maxdepth 1 -exec rm -rf -- {} +
+tar -xpf "$1" -C /workspace
+rm -f -- "$1"
+"""
+_PREPARE = f"""
+set -e
+if [ ! -d {WORKSPACE} ]; then
+  if [ -w / ]; then mkdir -p {WORKSPACE}
+  else sudo mkdir -p {WORKSPACE} && sudo chown "$(id -u):$(id -g)" {WORKSPACE}; fi
+fi
+"""
+
+
+def _remote(parts: list[str]) -> str:
+    return "/".join([WORKSPACE, *parts]) if parts else WORKSPACE
+
+
+class VercelSandbox(Sandbox):
+    """One named, persistent Vercel sandbox."""
+
+    def __init__(self, name: str, handle: Any, store: SnapshotStore, client: Any) -> None:
+        self.name = name
+        self._handle = handle
+        self._client = client
+        self._store = store
+        self._destroyed = False
+
+    @property
+    def state(self) -> dict[str, Any]:
+        return {"type": "vercel", "sandboxName": self.name}
+
+    # --- commands --------------------------------------------------------------------------
+
+    async def exec(
+        self,
+        command: str,
+        *,
+        cwd: str = ".",
+        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 (the command is killed in the VM)
+        env: Mapping[str, str] | None = None,
+        detached: bool = False,
+        max_output: int = DEFAULT_MAX_OUTPUT,
+    ) -> ExecResult:
+        parts = split_relative(cwd)
+        if parts and not await self._is_dir(parts):
+            raise PathNotFound(f"no such directory in the workspace: {cwd!r}")
+        environment = {"LANG": "C.UTF-8", **(env or {})}
+        if detached:
+            process = await self._call(
+                self._handle.create_process(
+                    "bash", ["-c", command], cwd=_remote(parts), env=environment
+                )
+            )
+            return ExecResult(0, "", "", False, False, command_id=str(process.id))
+        return await self._run(
+            command, cwd=_remote(parts), env=environment, timeout=timeout, max_output=max_output
+        )
+
+    async def _run(
+        self,
+        command: str,
+        *,
+        cwd: str,
+        env: Mapping[str, str],
+        timeout: float,  # noqa: ASYNC109 (the command is killed in the VM)
+        max_output: int,
+        args: list[str] | None = None,
+    ) -> ExecResult:
+        stdout, stderr = CappedText(max_output), CappedText(max_output)
+        started: list[Any] = []
+        run = self._handle.run_process(
+            "bash",
+            ["-c", command, "bash", *(args or [])],
+            cwd=cwd,
+            env=dict(env),
+            kill_after=timeout + _BACKSTOP,
+            stdout=stdout,
+            stderr=stderr,
+            on_start=started.append,
+        )
+        try:
+            done = await asyncio.wait_for(self._call(run), timeout)
+        except TimeoutError:
+            # The wait was cancelled; the command may still run in the VM. Kill it.
+            if started:  # if it already ended, Vercel's own kill_after was the backstop anyway
+                with contextlib.suppress(VercelSdkError):
+                    await started[0].kill()
+            out, out_cut = stdout.result()
+            err, err_cut = stderr.result()
+            return ExecResult(TIMEOUT_EXIT_CODE, out, err, out_cut or err_cut, True)
+        out, out_cut = stdout.result()
+        err, err_cut = stderr.result()
+        return ExecResult(int(done.returncode), out, err, out_cut or err_cut, False)
+
+    async def _script(
+        self,
+        script: str,
+        *args: str,
+        timeout: float = 300.0,  # noqa: ASYNC109 (the command is killed in the VM)
+    ) -> ExecResult:
+        return await self._run(
+            script,
+            cwd=WORKSPACE,
+            env={"LANG": "C.UTF-8"},
+            timeout=timeout,
+            max_output=_INTERNAL_OUTPUT,
+            args=list(args),
+        )
+
+    async def _is_dir(self, parts: list[str]) -> bool:
+        result = await self._script('[ -d "$1" ] && [ ! -L "$1" ]', _remote(parts))
+        return result.exit_code == 0
+
+    # --- files -----------------------------------------------------------------------------
+
+    async def read_file(self, path: str) -> bytes:
+        parts = split_relative(path)
+        if not parts:
+            raise PathConflict("the workspace root is a directory")
+        try:
+            data: bytes = await self._call(self._handle.fs.read_bytes(_remote(parts)))
+        except PathNotFound:
+            if (await self._stat_or_none(parts)) is not None:
+                raise PathConflict(f"not a regular file: {path!r}") from None
+            raise
+        return data
+
+    async def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        parts = split_relative(path)
+        if not parts:
+            raise PathConflict("cannot write the workspace root")
+        await self._call(self._handle.fs.write_bytes(_remote(parts), data, mode=mode))
+
+    async def list_dir(self, path: str = ".") -> list[FileInfo]:
+        parts = split_relative(path)
+        info = await self.stat(path)
+        if info.kind != "dir":
+            raise PathConflict(f"not a directory: {path!r}")
+        result = await self._script(_STAT, _remote(parts), "-mindepth", "1", "-maxdepth", "1")
+        prefix = "/".join(parts)
+        return sorted(parse_find_output(result.stdout, prefix), key=lambda i: i.path)
+
+    async def stat(self, path: str) -> FileInfo:
+        parts = split_relative(path)
+        info = await self._stat_or_none(parts)
+        if info is None:
+            raise PathNotFound(f"no such path in the workspace: {path!r}")
+        return info
+
+    async def _stat_or_none(self, parts: list[str]) -> FileInfo | None:
+        result = await self._script(_STAT, _remote(parts), "-maxdepth", "0")
+        if result.exit_code == _MISSING:
+            return None
+        if result.exit_code != 0:
+            raise SandboxUnavailable(f"stat failed in the Vercel sandbox: {result.stderr[:200]}")
+        entries = parse_find_output(result.stdout, "")
+        if len(entries) != 1:
+            raise SandboxUnavailable("unexpected stat output from the Vercel sandbox")
+        return FileInfo("/".join(parts) or ".", *_tail(entries[0]))
+
+    async def remove(self, path: str) -> None:
+        parts = split_relative(path)
+        if not parts:
+            raise UnsafePath("refusing to remove the workspace root")
+        result = await self._script(
+            '[ -e "$1" ] || [ -L "$1" ] || exit 44; rm -rf -- "$1"', _remote(parts)
+        )
+        if result.exit_code == _MISSING:
+            raise PathNotFound(f"no such path in the workspace: {path!r}")
+        if result.exit_code != 0:
+            raise SandboxUnavailable(f"remove failed in the Vercel sandbox: {result.stderr[:200]}")
+
+    # --- snapshots -------------------------------------------------------------------------
+
+    async def snapshot(self) -> SnapshotInfo:
+        """Tar the workspace inside the VM, stream it out, and save it through the store."""
+        made = await self._script(
+            f"tar --numeric-owner -C {WORKSPACE} -cf {_SNAPSHOT_TAR} .", timeout=3600
+        )
+        if made.exit_code != 0:
+            raise SandboxUnavailable(f"snapshot failed in the Vercel sandbox: {made.stderr[:300]}")
+        staging = Path(tempfile.mkdtemp(prefix="vercel-snapshot-"))
+        try:
+            tar_path = staging / "workspace.tar"
+            local = await asyncio.to_thread(tar_path.open, "wb")
+            try:
+                async with self._handle.fs.open(_SNAPSHOT_TAR, "rb") as remote:
+                    while chunk := await self._call(remote.read(1 << 20)):
+                        await asyncio.to_thread(local.write, chunk)
+            finally:
+                local.close()
+            tree = staging / "workspace"
+            tree.mkdir()
+            await asyncio.to_thread(untar_into, tar_path, tree)
+            tar_path.unlink()
+            snapshot_id = f"{self.name}-{secrets.token_hex(8)}"
+            return await self._store.save(tree, snapshot_id)
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+            await self._script(f"rm -f {_SNAPSHOT_TAR}")
+
+    async def restore(self, snapshot_url: str) -> None:
+        """Restore through the store on this host (verified), then replace the VM's workspace."""
+        staging = Path(tempfile.mkdtemp(prefix="vercel-restore-"))
+        try:
+            tree = staging / "workspace"
+            await self._store.restore(snapshot_url, tree)
+            tar_path = staging / "workspace.tar"
+            await asyncio.to_thread(tar_directory, tree, tar_path)
+            size = tar_path.stat().st_size
+            local = await asyncio.to_thread(tar_path.open, "rb")
+            try:
+                async with self._handle.fs.open(_RESTORE_TAR, "wb", size=size) as remote:
+                    while chunk := await asyncio.to_thread(local.read, 1 << 20):
+                        await self._call(remote.write(chunk))
+            finally:
+                local.close()
+            result = await self._script(_RESTORE, _RESTORE_TAR, timeout=3600)
+            if result.exit_code != 0:
+                raise SandboxUnavailable(
+                    f"restore failed in the Vercel sandbox: {result.stderr[:300]}"
+                )
+        finally:
+            await asyncio.to_thread(shutil.rmtree, staging, True)
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def stop(self) -> None:
+        # A fresh handle: another process may have resumed the sandbox into a new session.
+        try:
+            fresh = await self._client.get_sandbox(name=self.name)
+        except SandboxApiError as error:
+            if error.status_code in (404, 410):
+                return
+            raise SandboxUnavailable(f"Vercel sandbox lookup failed: {error}") from None
+        self._handle = fresh
+        if str(getattr(fresh, "status", "")) in ("running", "pending"):
+            await self._call(fresh.stop())
+
+    async def destroy(self) -> None:
+        try:
+            await self._handle.destroy()
+        except SandboxApiError as error:
+            if error.status_code != 404:
+                raise SandboxUnavailable(f"Vercel could not destroy the sandbox: {error}") from None
+        self._destroyed = True
+
+    async def status(self) -> SandboxStatus:
+        try:
+            fresh = await self._client.get_sandbox(name=self.name)
+        except SandboxApiError as error:
+            if error.status_code in (404, 410):
+                return "missing"
+            raise SandboxUnavailable(f"Vercel sandbox status failed: {error}") from None
+        status = str(getattr(fresh, "status", "") or "")
+        if status in ("running", "pending"):
+            return "running"
+        return "stopped"
+
+    # --- errors ----------------------------------------------------------------------------
+
+    async def _call(self, awaitable: Any) -> Any:
+        """Await an SDK call, mapping its errors onto ours (404 → not found, else 502/504)."""
+        try:
+            return await awaitable
+        except SandboxPathNotFoundError:
+            raise PathNotFound("no such path in the workspace") from None
+        except SandboxApiError as error:
+            if error.status_code == 404 and self._destroyed:
+                raise SandboxNotFound(f"sandbox {self.name!r} was destroyed") from None
+            if error.status_code == 404:
+                raise PathNotFound(f"not found in the Vercel sandbox: {error}") from None
+            if error.status_code == 400 and getattr(error, "code", None) == "is_a_directory":
+                raise PathConflict("not a regular file") from None
+            raise SandboxUnavailable(f"Vercel sandbox request failed: {error}") from None
+        except VercelSdkError as error:
+            raise SandboxUnavailable(f"Vercel sandbox request failed: {error}") from None
+
+
+def _tail(info: FileInfo) -> tuple[Any, ...]:
+    return (info.kind, info.size, info.mode, info.mtime)
+
+
+class VercelProvider(SandboxProvider):
+    """Named persistent Vercel sandboxes; snapshots in the configured snapshot store."""
+
+    kind = "vercel"
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: SnapshotStore | None = None,
+        *,
+        client: Any | None = None,
+    ) -> None:
+        self._store = store if store is not None else store_from_settings(settings)
+        # Vercel stops a session at its execution limit (default 5 minutes); a persistent
+        # sandbox keeps its files and resumes on demand, but detached commands (a dev server)
+        # would die early. Ask for the session's hard timeout, within Vercel's 5 h maximum.
+        self._session_limit = timedelta(seconds=min(settings.hard_timeout_seconds, _MAX_SESSION))
+        # Constructing the client does no I/O; credentials are resolved per request.
+        self._client = client if client is not None else SandboxClient.create()
+
+    async def create(self, name: str) -> VercelSandbox:
+        validate_name(name)
+        try:
+            handle, _created = await self._client.get_or_create_sandbox(
+                name=name,
+                persistent=True,
+                resume=True,
+                execution_time_limit=self._session_limit,
+            )
+        except VercelSdkError as error:
+            raise SandboxUnavailable(f"Vercel could not create sandbox {name!r}: {error}") from None
+        box = VercelSandbox(name, handle, self._store, self._client)
+        prepared = await box._script(_PREPARE)
+        if prepared.exit_code != 0:
+            raise SandboxUnavailable(f"could not prepare {WORKSPACE}: {prepared.stderr[:300]}")
+        return box
+
+    async def connect(self, state: Mapping[str, Any]) -> VercelSandbox:
+        name = state.get("sandboxName") if state.get("type") == "vercel" else None
+        if not isinstance(name, str):
+            raise SandboxNotFound("not a Vercel sandbox state")
+        validate_name(name)
+        try:
+            handle = await self._client.get_sandbox(name=name)
+        except SandboxApiError as error:
+            if error.status_code in (404, 410):
+                raise SandboxNotFound(f"Vercel sandbox {name!r} does not exist") from None
+            raise SandboxUnavailable(f"Vercel sandbox lookup failed: {error}") from None
+        return VercelSandbox(name, handle, self._store, self._client)
+
+    def capabilities(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "isolation": "Firecracker microVM per sandbox (Vercel)",
+            "network": "Vercel default egress policy",
+            "credentials": "VERCEL_TOKEN/VERCEL_TEAM_ID/VERCEL_PROJECT_ID or VERCEL_OIDC_TOKEN",
+            "credentialsPresent": bool(
+                os.environ.get("VERCEL_OIDC_TOKEN")
+                or (os.environ.get("VERCEL_TOKEN") and os.environ.get("VERCEL_PROJECT_ID"))
+            ),
+        }
+
+    async def aclose(self) -> None:
+        await self._client.aclose()

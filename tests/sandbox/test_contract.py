@@ -1,0 +1,312 @@
+"""The provider contract: every provider behaves the same through the interface.
+
+Runs once per provider registered in ``conftest.PROVIDER_FIXTURES``. Real processes only; no
+assertion on speed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import importlib.util
+import json
+import os
+import secrets
+
+import pytest
+
+from agent_sessions.sandbox import (
+    InvalidSandboxName,
+    PathNotFound,
+    Sandbox,
+    SandboxNotFound,
+    SandboxProvider,
+    UnsafePath,
+)
+
+from .conftest import skip_unless_isolated
+
+pytestmark = pytest.mark.anyio
+
+HAS_SNAPSHOTS = importlib.util.find_spec("agent_sessions.snapshots") is not None
+needs_snapshots = pytest.mark.skipif(
+    not HAS_SNAPSHOTS, reason="agent_sessions.snapshots (snapshot store) is not written yet"
+)
+
+
+def _name() -> str:
+    return f"t-{secrets.token_hex(4)}"
+
+
+def _host_processes_matching(needle: str) -> list[int]:
+    """Host pids whose command line contains ``needle`` (our own test process excluded)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if needle.encode() in cmdline:
+            found.append(int(entry))
+    return found
+
+
+async def _gone(needle: str, wait: float = 5.0) -> bool:
+    for _ in range(int(wait / 0.05)):
+        if not _host_processes_matching(needle):
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+async def box(provider: SandboxProvider) -> Sandbox:
+    return await provider.create(_name())
+
+
+# --- commands ----------------------------------------------------------------------------
+
+
+async def test_exit_codes(box: Sandbox) -> None:
+    assert (await box.exec("true")).exit_code == 0
+    assert (await box.exec("exit 3")).exit_code == 3
+    killed = await box.exec("kill -9 $$")
+    assert killed.exit_code == 137
+    assert not killed.timed_out
+
+
+async def test_stdout_and_stderr_are_separate(box: Sandbox) -> None:
+    r = await box.exec("echo out; echo err >&2; printf 'no newline'")
+    assert r.stdout == "out\nno newline"
+    assert r.stderr == "err\n"
+    assert not r.truncated
+
+
+async def test_timeout_kills_the_whole_tree(box: Sandbox) -> None:
+    tag = str(900_000 + secrets.randbelow(99_999))
+    r = await box.exec(f"sleep {tag}1 & sleep {tag}2", timeout=1.0)
+    assert r.timed_out
+    assert r.exit_code != 0
+    assert await _gone(f"sleep {tag}"), "a process of the timed-out command survived"
+
+
+async def test_background_jobs_end_with_the_command(box: Sandbox) -> None:
+    tag = str(800_000 + secrets.randbelow(99_999))
+    r = await box.exec(f"(sleep {tag} &) ; echo started")
+    assert r.stdout == "started\n"
+    assert await _gone(f"sleep {tag}")
+
+
+async def test_output_is_capped_keeping_head_and_tail(box: Sandbox) -> None:
+    r = await box.exec("seq 1 200000; seq 1 3 >&2", max_output=1000)
+    assert r.truncated
+    assert r.stdout.startswith("1\n2\n3\n")
+    assert r.stdout.endswith("199999\n200000\n")
+    assert len(r.stdout) < 1000 + 100  # the cap plus one marker line
+    assert "truncated" in r.stdout
+    assert r.stderr == "1\n2\n3\n"
+
+
+async def test_large_output_flood_is_drained(box: Sandbox) -> None:
+    r = await box.exec("head -c 20000000 /dev/zero | tr '\\0' x", max_output=500)
+    assert r.exit_code == 0
+    assert r.truncated and r.stdout.startswith("xxx") and r.stdout.endswith("xxx")
+
+
+async def test_environment_is_minimal_and_env_is_passed(
+    box: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AGENT_SESSIONS_TEST_SECRET", "hunter2")
+    r = await box.exec("env", env={"GREETING": "hello world"})
+    env = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)
+    assert "hunter2" not in r.stdout
+    assert env["GREETING"] == "hello world"
+    assert {"PATH", "HOME", "LANG"} <= env.keys()
+
+
+async def test_host_paths_are_not_visible(box: Sandbox, provider: SandboxProvider) -> None:
+    skip_unless_isolated(provider)
+    r = await box.exec(f"ls {os.getcwd()}; ls /work; pwd")
+    assert r.stdout.strip() == "/workspace"
+
+
+async def test_cwd(box: Sandbox) -> None:
+    await box.write_file("sub/dir/f.txt", b"x")
+    r = await box.exec("ls", cwd="sub/dir")
+    assert r.stdout == "f.txt\n"
+    with pytest.raises(PathNotFound):
+        await box.exec("true", cwd="nope")
+    with pytest.raises(UnsafePath):
+        await box.exec("true", cwd="../..")
+
+
+# --- files -------------------------------------------------------------------------------
+
+
+async def test_text_and_binary_round_trip(box: Sandbox) -> None:
+    text = "héllo wörld ✓\nline 2\n".encode()
+    binary = bytes(range(256)) * 64
+    await box.write_file("a/b/text.txt", text)
+    await box.write_file("bin.dat", binary, mode=0o755)
+    assert await box.read_file("a/b/text.txt") == text
+    assert await box.read_file("bin.dat") == binary
+    r = await box.exec("sha256sum bin.dat a/b/text.txt; stat -c '%a %s' bin.dat")
+    lines = r.stdout.splitlines()
+    assert lines[0].split()[0] == hashlib.sha256(binary).hexdigest()
+    assert lines[1].split()[0] == hashlib.sha256(text).hexdigest()
+    assert lines[2] == f"755 {len(binary)}"
+    # And the other way: written inside, read from outside.
+    await box.exec("printf 'from\\0inside' > made.bin")
+    assert await box.read_file("made.bin") == b"from\0inside"
+
+
+async def test_hundred_megabyte_file(box: Sandbox) -> None:
+    data = os.urandom(1 << 20) * 100
+    await box.write_file("big.bin", data)
+    r = await box.exec("stat -c %s big.bin; sha256sum big.bin")
+    size, digest = r.stdout.split()[:2]
+    assert int(size) == len(data)
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert await box.read_file("big.bin") == data
+
+
+async def test_list_stat_remove(box: Sandbox) -> None:
+    await box.write_file("d/one.txt", b"1")
+    await box.write_file("d/two.txt", b"22")
+    await box.exec("mkdir -p d/empty && ln -s one.txt d/link")
+    names = [(i.path, i.kind) for i in await box.list_dir("d")]
+    assert names == [
+        ("d/empty", "dir"),
+        ("d/link", "symlink"),
+        ("d/one.txt", "file"),
+        ("d/two.txt", "file"),
+    ]
+    info = await box.stat("d/two.txt")
+    assert (info.kind, info.size, info.mode) == ("file", 2, 0o644)
+    assert (await box.stat(".")).kind == "dir"
+    await box.remove("d/one.txt")
+    await box.remove("d/empty")
+    assert [i.path for i in await box.list_dir("d")] == ["d/link", "d/two.txt"]
+    await box.remove("d")
+    with pytest.raises(PathNotFound):
+        await box.stat("d")
+    with pytest.raises(PathNotFound):
+        await box.read_file("missing.txt")
+
+
+@pytest.mark.parametrize("bad", ["../x", "/etc/passwd", "a/../../x", "a\0b", "x" * 300])
+async def test_unsafe_paths_are_refused(box: Sandbox, bad: str) -> None:
+    with pytest.raises(UnsafePath):
+        await box.read_file(bad)
+    with pytest.raises(UnsafePath):
+        await box.write_file(bad, b"x")
+    with pytest.raises(UnsafePath):
+        await box.remove(bad)
+
+
+# --- identity and lifecycle --------------------------------------------------------------
+
+
+async def test_state_reconnects_and_holds_no_host_paths(
+    provider: SandboxProvider, box: Sandbox
+) -> None:
+    await box.write_file("hello.txt", b"hi")
+    state = json.loads(json.dumps(box.state))
+    assert "/" not in json.dumps(state), "sandboxState must not hold host paths"
+    again = await provider.connect(state)
+    assert again.name == box.name
+    assert await again.read_file("hello.txt") == b"hi"
+
+
+async def test_invalid_names(provider: SandboxProvider) -> None:
+    for bad in ["", "a/b", "..", "x" * 65, "a b", "ä"]:
+        with pytest.raises(InvalidSandboxName):
+            await provider.create(bad)
+
+
+async def test_detached_runs_until_stop(box: Sandbox) -> None:
+    tag = str(700_000 + secrets.randbelow(99_999))
+    r = await box.exec(f"sleep {tag}", detached=True)
+    assert r.command_id
+    await asyncio.sleep(0.3)
+    assert _host_processes_matching(f"sleep {tag}"), "detached command is not running"
+    assert await box.status() == "running"
+    await box.stop()
+    assert await box.status() == "stopped"
+    assert await _gone(f"sleep {tag}", wait=1.0), "stop() left the detached command running"
+    # A stopped sandbox keeps its workspace and runs commands again.
+    assert (await box.exec("echo back")).stdout == "back\n"
+
+
+async def test_destroy_is_idempotent_and_final(provider: SandboxProvider) -> None:
+    box = await provider.create(_name())
+    await box.write_file("f", b"x")
+    state = box.state
+    await box.destroy()
+    await box.destroy()
+    assert await box.status() == "missing"
+    with pytest.raises(SandboxNotFound):
+        await provider.connect(state)
+
+
+# --- concurrency -------------------------------------------------------------------------
+
+
+async def test_concurrent_execs_in_one_sandbox(box: Sandbox) -> None:
+    results = await asyncio.gather(
+        *(box.exec(f"sleep 0.3; echo {i} | tee n{i}.txt") for i in range(8))
+    )
+    assert [r.stdout for r in results] == [f"{i}\n" for i in range(8)]
+    assert sorted(i.path for i in await box.list_dir(".")) == [f"n{i}.txt" for i in range(8)]
+
+
+async def test_concurrent_execs_across_sandboxes(provider: SandboxProvider) -> None:
+    boxes = [await provider.create(_name()) for _ in range(3)]
+    results = await asyncio.gather(
+        *(b.exec(f"echo {b.name} > mine.txt; sleep 0.2; ls; cat mine.txt") for b in boxes)
+    )
+    for b, r in zip(boxes, results, strict=True):
+        assert r.stdout == f"mine.txt\n{b.name}\n"
+
+
+# --- snapshots ---------------------------------------------------------------------------
+
+_BUILD_TREE = r"""
+set -e
+mkdir -p src/pkg empty/nested .hidden
+printf 'print("hi")\n' > src/main.py
+head -c 300000 /dev/urandom > src/pkg/blob.bin
+printf '#!/bin/sh\necho run\n' > run.sh && chmod 750 run.sh
+chmod 600 .hidden
+ln -s src/main.py link-to-main
+ln -s ../run.sh src/up-link
+ln -s dangling-target dangling
+"""
+
+_MANIFEST = (
+    r"find . -mindepth 1 -printf '%p %y %m %s %l\n' | sort; find . -type f | sort | xargs sha256sum"
+)
+
+
+@needs_snapshots
+async def test_snapshot_destroy_restore_is_byte_identical(provider: SandboxProvider) -> None:
+    name = _name()
+    box = await provider.create(name)
+    r = await box.exec(_BUILD_TREE)
+    assert r.exit_code == 0, r.stderr
+    before = (await box.exec(_MANIFEST)).stdout
+    info = await box.snapshot()
+    assert info.size_bytes > 0 and len(info.sha256) == 64
+    assert "/tmp" not in info.url and str(os.getcwd()) not in info.url
+    await box.destroy()
+    assert await box.status() == "missing"
+
+    box = await provider.create(name)
+    await box.restore(info.url)
+    after = (await box.exec(_MANIFEST)).stdout
+    assert after == before
+    assert (await box.exec("./run.sh")).stdout == "run\n"
+    await box.write_file("new.txt", b"writable after restore")

@@ -1,0 +1,173 @@
+"""Networking of the local provider: one namespace per sandbox, never the host's.
+
+With the network off, a sandbox's commands share a loopback (a detached dev server is reachable
+from the next command) and nothing else. With ``SANDBOX_NETWORK=on``, slirp4netns adds a
+``tap0`` with egress, still without the host's loopback or abstract sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from agent_sessions.sandbox.local import LocalProvider, LocalSandbox
+
+from .conftest import local_settings, local_unavailable_reason, require_root
+
+pytestmark = pytest.mark.anyio
+
+_GET = """
+import sys, time, urllib.request
+deadline = time.monotonic() + float(sys.argv[2])
+while True:
+    try:
+        print(urllib.request.urlopen(sys.argv[1], timeout=3).status)
+        break
+    except Exception as e:
+        if time.monotonic() > deadline:
+            print(type(e).__name__)
+            break
+        time.sleep(0.1)
+"""
+
+
+def _get(url: str, retry_for: float = 0) -> str:
+    """A command printing the HTTP status of ``url``, or the error's name."""
+    return f"python3 - {url} {retry_for} <<'EOF'\n{textwrap.dedent(_GET)}\nEOF"
+
+
+async def _provider(data_dir: Path, network: str) -> LocalProvider:
+    if reason := local_unavailable_reason():
+        pytest.skip(reason)
+    require_root()
+    if network == "on" and shutil.which("slirp4netns") is None:
+        pytest.skip("NEEDS slirp4netns for SANDBOX_NETWORK=on (apt-get install slirp4netns)")
+    return LocalProvider(local_settings(data_dir, sandbox_network=network))
+
+
+@pytest.fixture
+async def boxes(sandbox_data_dir: Path) -> AsyncIterator[tuple[LocalSandbox, LocalSandbox]]:
+    provider = await _provider(sandbox_data_dir, "off")
+    a = await provider.create(f"na-{secrets.token_hex(3)}")
+    b = await provider.create(f"nb-{secrets.token_hex(3)}")
+    assert isinstance(a, LocalSandbox) and isinstance(b, LocalSandbox)
+    yield a, b
+    await a.destroy()
+    await b.destroy()
+
+
+async def test_detached_server_reachable_from_the_same_sandbox_only(
+    boxes: tuple[LocalSandbox, LocalSandbox],
+) -> None:
+    a, b = boxes
+    await a.write_file("index.html", b"hello from a")
+    await a.exec("python3 -m http.server 8765 --bind 127.0.0.1", detached=True)
+    url = "http://127.0.0.1:8765/index.html"
+    r = await a.exec(_get(url, retry_for=20), timeout=60)  # the server may start slowly
+    assert r.stdout.strip() == "200", r
+    r = await b.exec(_get(url))
+    assert r.stdout.strip() == "URLError"  # B has its own, empty loopback
+    await a.stop()
+    assert a.netns is not None and a.netns.path() is None  # stop() released the namespace
+    assert (await a.exec(_get(url))).stdout.strip() == "URLError"
+
+
+async def test_first_execs_racing_share_one_namespace(
+    boxes: tuple[LocalSandbox, LocalSandbox],
+) -> None:
+    a, b = boxes
+    handles = [await a.provider.connect(a.state) for _ in range(3)]  # as the API does
+    results = await asyncio.gather(
+        *(h.exec("readlink /proc/self/ns/net") for h in [a, *handles] for _ in range(2))
+    )
+    namespaces = {r.stdout for r in results}
+    assert len(namespaces) == 1, namespaces
+    assert namespaces != {os.readlink("/proc/self/ns/net") + "\n"}  # never the host's
+    assert (await b.exec("readlink /proc/self/ns/net")).stdout not in namespaces
+
+
+async def test_interfaces_with_network_off(boxes: tuple[LocalSandbox, LocalSandbox]) -> None:
+    a, _ = boxes
+    r = await a.exec("tail -n +3 /proc/net/dev | cut -d: -f1; ip link add x type dummy")
+    assert r.stdout.split() == ["lo"]
+    assert r.stderr  # no CAP_NET_ADMIN over the namespace
+
+
+async def test_network_on_gives_egress_but_no_host_loopback(sandbox_data_dir: Path) -> None:
+    provider = await _provider(sandbox_data_dir, "on")
+    box = await provider.create(f"on-{secrets.token_hex(3)}")
+    assert isinstance(box, LocalSandbox) and box.netns is not None
+    name = f"agent-sessions-canary-{secrets.token_hex(4)}"
+    try:
+        with socket.socket() as listener, socket.socket(socket.AF_UNIX) as abstract:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen()
+            port = listener.getsockname()[1]
+            abstract.bind("\0" + name)
+            abstract.listen()
+            r = await box.exec(
+                "tail -n +3 /proc/net/dev | cut -d: -f1 | sort | tr '\\n' ' '; echo; "
+                f"{_get(f'http://10.0.2.2:{port}/')}\n{_get(f'http://127.0.0.1:{port}/')}\n"
+                f'python3 -c "import socket; s=socket.socket(socket.AF_UNIX); '
+                f"s.connect('\\0{name}')\" 2>&1 | tail -1; ls /proc/$$/fd; true",
+                timeout=30,
+            )
+        lines = r.stdout.splitlines()
+        assert lines[0].split() == ["lo", "tap0"], r
+        assert lines[1] != "200" and lines[2] != "200"  # host loopback stays closed
+        assert "ConnectionRefusedError" in lines[3]
+        assert lines[4:] == ["0", "1", "2"]  # slirp's ready pipe never reaches the sandbox
+        if _host_has_egress():
+            r = await box.exec(_get("http://deb.debian.org/debian/"), timeout=30)
+            assert r.stdout.strip() == "200", r
+        helper = box.netns._helper_pid()
+        assert helper is not None
+    finally:
+        await box.destroy()
+    assert helper not in _pids("slirp4netns")
+    assert not _pids_named(f"agent-sessions-netns:{box.home}\0")
+    assert box.netns.path() is None
+
+
+def _host_has_egress() -> bool:
+    done = subprocess.run(
+        ["timeout", "5", "bash", "-c", "echo > /dev/tcp/deb.debian.org/80"],
+        capture_output=True,
+        check=False,
+    )
+    return done.returncode == 0
+
+
+def _pids_named(prefix: str) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if f.read().startswith(prefix.encode()):
+                        out.append(int(entry))
+            except OSError:
+                pass
+    return out
+
+
+def _pids(comm: str) -> list[int]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/comm") as f:
+                    if f.read().strip() == comm:
+                        out.append(int(entry))
+            except OSError:
+                pass
+    return out

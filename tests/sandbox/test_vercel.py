@@ -1,0 +1,179 @@
+"""Vercel-specific behaviour, on the real SDK over the labelled stand-in transport.
+
+The shared contract suite (``test_contract.py``) also runs against this provider; these tests
+cover what only Vercel has: credentials from Vercel's variables, state that is only ids, the
+SDK's automatic resume of a stopped session, and error mapping.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx2
+import pytest
+
+from agent_sessions.sandbox import (
+    PathConflict,
+    PathNotFound,
+    SandboxNotFound,
+    SandboxProvider,
+    SandboxUnavailable,
+    provider_from_settings,
+)
+from agent_sessions.sandbox._vercel_fake import (
+    FakeVercelTransport,
+    bwrap_available,
+    fake_vercel_client,
+    fake_vercel_provider,
+)
+from agent_sessions.sandbox.vercel import VercelProvider
+from agent_sessions.settings import Settings
+from agent_sessions.snapshots import LocalSnapshotStore
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not bwrap_available(), reason="VERCEL STAND-IN SKIPPED: needs bwrap"),
+]
+
+_VERCEL_ENV = ("VERCEL_TOKEN", "VERCEL_TEAM_ID", "VERCEL_PROJECT_ID", "VERCEL_OIDC_TOKEN")
+
+
+@pytest.fixture
+async def vercel(tmp_path: Path) -> AsyncIterator[VercelProvider]:
+    async with fake_vercel_provider(tmp_path) as provider:
+        yield provider
+
+
+async def test_sandboxes_are_named_persistent_and_long_lived(tmp_path: Path) -> None:
+    transport = FakeVercelTransport(tmp_path / "vercel")
+    client = fake_vercel_client(transport)
+    provider = VercelProvider(
+        Settings(data_dir=tmp_path), LocalSnapshotStore(tmp_path / "s"), client=client
+    )
+    try:
+        await provider.create("persistent-one")
+        await provider.create("persistent-one")  # get-or-create: the same sandbox again
+        spec = transport.sandboxes["persistent-one"].spec
+    finally:
+        await transport.aclose()
+        await client.aclose()
+    assert spec["name"] == "persistent-one"
+    assert spec["persistent"] is True
+    # Vercel's default session limit is 5 minutes; ours is the session's hard timeout (ms).
+    assert spec["timeout"] == Settings().hard_timeout_seconds * 1000
+    assert [p for m, p in transport.requests if m == "POST" and p == "v3/sandboxes"] == [
+        "v3/sandboxes"
+    ]
+
+
+async def test_state_is_ids_only(vercel: VercelProvider) -> None:
+    box = await vercel.create("state-check")
+    assert box.state == {"type": "vercel", "sandboxName": "state-check"}
+    assert "fake-token" not in json.dumps(box.state)
+    again = await vercel.connect(json.loads(json.dumps(box.state)))
+    assert (await again.exec("echo hi")).stdout == "hi\n"
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"type": "vercel", "sandboxName": "never-created"},
+        {"type": "local", "sandboxName": "x"},
+        {"type": "vercel"},
+        {},
+    ],
+)
+async def test_connect_to_unknown_sandbox(vercel: VercelProvider, state: dict[str, str]) -> None:
+    with pytest.raises(SandboxNotFound):
+        await vercel.connect(state)
+
+
+async def test_credentials_come_from_vercel_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    transport = FakeVercelTransport(tmp_path / "vercel", token="tok-from-env")
+    for key in _VERCEL_ENV:
+        monkeypatch.delenv(key, raising=False)
+    client = fake_vercel_client(transport, credentials=False)
+    provider = VercelProvider(
+        Settings(data_dir=tmp_path), LocalSnapshotStore(tmp_path / "s"), client=client
+    )
+    try:
+        with pytest.raises(SandboxUnavailable):  # no credentials at all: a clear upstream error
+            await provider.create("no-creds")
+        monkeypatch.setenv("VERCEL_TOKEN", "tok-from-env")
+        monkeypatch.setenv("VERCEL_TEAM_ID", "team_env")
+        monkeypatch.setenv("VERCEL_PROJECT_ID", "prj_env")
+        box = await provider.create("with-creds")
+        assert (await box.exec("echo ok")).stdout == "ok\n"
+        assert transport.sandboxes["with-creds"].project_id == "prj_env"
+        assert "tok-from-env" not in json.dumps(box.state)
+    finally:
+        await transport.aclose()
+        await client.aclose()
+
+
+async def test_stopped_sandbox_resumes_on_demand(vercel: VercelProvider) -> None:
+    box = await vercel.create("resumable")
+    await box.write_file("kept.txt", b"survives stop")
+    await box.stop()
+    assert await box.status() == "stopped"
+    await box.stop()  # idempotent
+    assert await box.read_file("kept.txt") == b"survives stop"  # the SDK resumed the session
+    assert await box.status() == "running"
+
+
+async def test_file_errors_map_to_ours(vercel: VercelProvider) -> None:
+    box = await vercel.create("files")
+    await box.write_file("dir/f.txt", b"x")
+    with pytest.raises(PathConflict):
+        await box.read_file("dir")
+    with pytest.raises(PathNotFound):
+        await box.read_file("dir/missing")
+    with pytest.raises(PathNotFound):
+        await box.remove("dir/missing")
+    with pytest.raises(PathConflict):
+        await box.list_dir("dir/f.txt")
+
+
+async def test_snapshot_moves_between_sandboxes(tmp_path: Path) -> None:
+    store = LocalSnapshotStore(tmp_path / "shared-snapshots")
+    async with fake_vercel_provider(tmp_path, store) as provider:
+        first = await provider.create("first")
+        await first.exec("mkdir -p a/empty && printf data > a/f && ln -s a/f link && chmod 700 a")
+        info = await first.snapshot()
+        assert info.url.startswith("local://snapshots/first-")
+        second = await provider.create("second")
+        await second.write_file("stale.txt", b"replaced by the restore")
+        await second.restore(info.url)
+        listing = await second.exec("find . -printf '%p %y %m %l\\n' | sort")
+        assert listing.stdout == (
+            ". d 755 \n./a d 700 \n./a/empty d 755 \n./a/f f 644 \n./link l 777 a/f\n"
+        )
+
+
+class _FailingTransport(httpx2.AsyncBaseTransport):
+    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(403, json={"error": {"code": "forbidden", "message": "no"}})
+
+
+async def test_upstream_failure_is_an_upstream_error(tmp_path: Path) -> None:
+    client = fake_vercel_client(_FailingTransport())
+    provider = VercelProvider(
+        Settings(data_dir=tmp_path), LocalSnapshotStore(tmp_path), client=client
+    )
+    try:
+        with pytest.raises(SandboxUnavailable):
+            await provider.create("denied")
+    finally:
+        await client.aclose()
+
+
+def test_provider_from_settings_builds_without_io(tmp_path: Path) -> None:
+    provider: SandboxProvider = provider_from_settings(
+        Settings(data_dir=tmp_path, sandbox_provider="vercel")
+    )
+    assert isinstance(provider, VercelProvider)
+    assert provider.capabilities()["kind"] == "vercel"
