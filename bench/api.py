@@ -1,0 +1,294 @@
+"""API benchmark (``make bench``; not part of the tests). Issue 2 item 8, checklist §5.
+
+Starts the real ``agent-sessions serve`` (SQLite, a fresh temporary ``DATA_DIR``, an account
+from ``agent-sessions accounts create --json``) and loads, for a fixed time each at 64
+concurrent connections:
+
+- ``GET /api/sessions/{id}`` (authenticated, one row, the seed's ``Session``);
+- ``POST /api/sessions`` (a write transaction: session + first chat);
+- the same GET against ``bench/_baseline_app.py``, a bare Starlette app doing the same one-row
+  read from the same SQLite file (same PRAGMAs) under the same uvicorn settings.
+
+It prints req/s, p50, p99 and errors for each, the GET ratio (ours / baseline req/s) and both
+p99s. Targets on a 2-core machine: ratio >= 0.6 and our GET p99 < 50 ms.
+
+Load comes from ``wrk`` (closed loop, Lua script for headers and body) when it is installed
+(Debian: ``apt-get install wrk``), else from ``bench/_httpx_load.py`` in its own process. As in
+the checklist's measurements, the server is pinned to CPU 0 and the load generator to CPU 1
+(``taskset``) when there are at least two CPUs.
+
+    .venv/bin/python bench/api.py [--duration 10] [--connections 64] [--load-generator auto]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+BENCH = Path(__file__).resolve().parent
+CLI = str(Path(sys.executable).with_name("agent-sessions"))
+GET_RATIO_TARGET = 0.6
+GET_P99_TARGET_MS = 50.0
+
+# wrk's done() hook: one JSON line with what we report (latencies in microseconds).
+_WRK_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '\\n@@RESULT {"requests":%d,"duration_us":%d,"connect":%d,"read":%d,"write":%d,'
+    .. '"status":%d,"timeout":%d,"p50":%d,"p99":%d}\\n',
+    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
+    latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+@dataclass
+class Result:
+    name: str
+    requests: int
+    seconds: float
+    errors: int
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        return (
+            f"{self.name:<34} {self.rps:>9.0f} req/s   p50 {self.p50_ms:>6.1f} ms   "
+            f"p99 {self.p99_ms:>6.1f} ms   errors {self.errors}"
+        )
+
+
+@dataclass
+class Load:
+    """How to generate load: the tool and the CPU pinning prefixes."""
+
+    tool: str  # "wrk" or "httpx"
+    server_cpu: list[str]
+    client_cpu: list[str]
+    connections: int
+
+    def run(
+        self,
+        name: str,
+        url: str,
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        body: str | None = None,
+        duration: float,
+    ) -> Result:
+        headers = headers or {}
+        if self.tool == "wrk":
+            raw = self._wrk(url, method, headers, body, duration)
+        else:
+            raw = self._httpx(url, method, headers, body, duration)
+        errors = sum(int(raw[k]) for k in ("connect", "read", "write", "status", "timeout"))
+        return Result(
+            name=name,
+            requests=int(raw["requests"]),
+            seconds=raw["duration_us"] / 1e6,
+            errors=errors,
+            p50_ms=raw["p50"] / 1000,
+            p99_ms=raw["p99"] / 1000,
+        )
+
+    def _wrk(
+        self, url: str, method: str, headers: dict[str, str], body: str | None, duration: float
+    ) -> dict[str, float]:
+        lines = [f"wrk.method = {json.dumps(method)}"]
+        lines += [f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}" for k, v in headers.items()]
+        if body is not None:
+            lines.append(f"wrk.body = {json.dumps(body)}")
+        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+            script.write("\n".join(lines) + "\n" + _WRK_DONE)
+        try:
+            threads = str(min(4, self.connections))
+            cmd = [*self.client_cpu, "wrk", f"-t{threads}", f"-c{self.connections}"]
+            cmd += [f"-d{max(1, round(duration))}s", "--timeout", "5s", "-s", script.name, url]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        finally:
+            os.unlink(script.name)
+        marker = next(line for line in out.splitlines() if line.startswith("@@RESULT "))
+        parsed: dict[str, float] = json.loads(marker.removeprefix("@@RESULT "))
+        return parsed
+
+    def _httpx(
+        self, url: str, method: str, headers: dict[str, str], body: str | None, duration: float
+    ) -> dict[str, float]:
+        cmd = [*self.client_cpu, sys.executable, str(BENCH / "_httpx_load.py"), "--url", url]
+        cmd += ["--method", method, "--headers", json.dumps(headers), "--duration", str(duration)]
+        cmd += ["--connections", str(self.connections)]
+        if body is not None:
+            cmd += ["--body", body]
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        parsed: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+        return parsed
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_until_ok(proc: subprocess.Popen[bytes], url: str, headers: dict[str, str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(url, headers=headers, timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"server did not answer {url}")
+
+
+@contextlib.contextmanager
+def _server(
+    cmd: list[str], env: dict[str, str], ready: str, headers: dict[str, str], log: Path
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server process until the block ends; ``ready`` is a URL that must answer 200."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        try:
+            _wait_until_ok(proc, ready, headers)
+        except RuntimeError as err:
+            raise RuntimeError(f"{err}; log:\n{log.read_text()[-3000:]}") from None
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _pick_load(requested: str, connections: int, pin: bool) -> Load:
+    has_wrk = shutil.which("wrk") is not None
+    if requested == "wrk" and not has_wrk:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk); use --load-generator httpx")
+    tool = "wrk" if requested == "wrk" or (requested == "auto" and has_wrk) else "httpx"
+    can_pin = pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
+    server_cpu = ["taskset", "-c", "0"] if can_pin else []
+    client_cpu = ["taskset", "-c", "1"] if can_pin else []
+    return Load(tool, server_cpu, client_cpu, connections)
+
+
+def run(duration: float, load: Load) -> list[Result]:
+    with tempfile.TemporaryDirectory(prefix="agent-sessions-bench-") as tmp:
+        data_dir = Path(tmp)
+        log = data_dir / "servers.log"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
+        env["AGENT_SESSIONS_DATA_DIR"] = str(data_dir)
+        created = subprocess.run(
+            [CLI, "accounts", "create", "--name", "bench", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        auth = {"x-api-key": json.loads(created.stdout)["apiKey"]}
+        post_headers = {**auth, "content-type": "application/json"}
+        warmup = min(2.0, duration)
+
+        def ours() -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
+            port = _free_port()
+            cmd = [*load.server_cpu, CLI, "serve", "--port", str(port)]
+            return _server(cmd, env, f"http://127.0.0.1:{port}/healthz", {}, log)
+
+        results: list[Result] = []
+        with ours() as proc:
+            base = _base_url(proc)
+            r = httpx.post(f"{base}/api/sessions", headers=post_headers, json={"title": "bench"})
+            r.raise_for_status()
+            session_id = r.json()["session"]["id"]
+            url = f"{base}/api/sessions/{session_id}"
+            load.run("warm-up", url, headers=auth, duration=warmup)
+            results.append(
+                load.run("ours GET /api/sessions/{id}", url, headers=auth, duration=duration)
+            )
+
+        port = _free_port()
+        db_file = str(data_dir / "agent-sessions.db")
+        cmd = [*load.server_cpu, sys.executable, str(BENCH / "_baseline_app.py")]
+        cmd += ["--db", db_file, "--port", str(port)]
+        url = f"http://127.0.0.1:{port}/api/sessions/{session_id}"
+        with _server(cmd, env, url, {}, log):
+            load.run("warm-up", url, duration=warmup)
+            results.append(load.run("baseline GET (Starlette + sqlite3)", url, duration=duration))
+
+        with ours() as proc:
+            url = f"{_base_url(proc)}/api/sessions"
+            body = json.dumps({"title": "bench"})
+            load.run("warm-up", url, method="POST", headers=post_headers, body=body, duration=1)
+            results.append(
+                load.run(
+                    "ours POST /api/sessions",
+                    url,
+                    method="POST",
+                    headers=post_headers,
+                    body=body,
+                    duration=duration,
+                )
+            )
+        return results
+
+
+def _base_url(proc: subprocess.Popen[bytes]) -> str:
+    """The URL the ``serve`` command of ``proc`` listens on (its ``--port`` argument)."""
+    args = [str(a) for a in proc.args] if isinstance(proc.args, list) else []
+    return f"http://127.0.0.1:{args[args.index('--port') + 1]}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Agent Sessions API benchmark (see module doc).")
+    parser.add_argument("--duration", type=float, default=10, help="seconds per measurement")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--load-generator", choices=["auto", "wrk", "httpx"], default="auto")
+    parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
+    args = parser.parse_args()
+
+    load = _pick_load(args.load_generator, args.connections, pin=not args.no_pin)
+    pinning = "server on CPU 0, load on CPU 1" if load.server_cpu else "not pinned"
+    print(
+        f"load generator: {load.tool}, {args.connections} connections, "
+        f"{args.duration:g} s each, {pinning}"
+    )
+    if load.tool == "httpx":
+        print("warning: the httpx load generator saturates before the servers do; install wrk")
+    ours_get, baseline_get, ours_post = run(args.duration, load)
+    for result in (ours_get, baseline_get, ours_post):
+        print(result.line())
+    ratio = ours_get.rps / baseline_get.rps if baseline_get.rps else 0.0
+    ok_ratio = ratio >= GET_RATIO_TARGET
+    ok_p99 = ours_get.p99_ms < GET_P99_TARGET_MS
+    print(
+        f"GET ratio ours/baseline: {ratio:.2f} (target >= {GET_RATIO_TARGET}: "
+        f"{'ok' if ok_ratio else 'MISSED'}); GET p99 ours {ours_get.p99_ms:.1f} ms "
+        f"(target < {GET_P99_TARGET_MS:g} ms: {'ok' if ok_p99 else 'MISSED'}), "
+        f"baseline {baseline_get.p99_ms:.1f} ms"
+    )
+
+
+if __name__ == "__main__":
+    main()
