@@ -193,6 +193,7 @@ def start_server(data_dir: Path, database_url: str | None = None, **env: str) ->
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
+            proc.wait()
             raise RuntimeError(f"serve exited with {proc.returncode}:\n{log.read_text()}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
@@ -200,6 +201,7 @@ def start_server(data_dir: Path, database_url: str | None = None, **env: str) ->
         except httpx.TransportError:
             time.sleep(0.1)
     proc.kill()
+    proc.wait()
     raise RuntimeError(f"serve did not become healthy:\n{log.read_text()}")
 
 

@@ -56,12 +56,22 @@ def _exec(settings: Settings, state: dict[str, Any], command: str) -> str:
     return asyncio.run(go())
 
 
+_started: list[Server] = []
+
+
 @pytest.fixture
 def data(tmp_path: Path) -> Iterator[Path]:
-    """A data dir sandbox uids can traverse (pytest's tmp_path is 0700 on the way)."""
+    """A data dir sandbox uids can traverse (pytest's tmp_path is 0700 on the way); every server
+    a test started is stopped at the end, whatever the test's outcome."""
     path = Path(tempfile.mkdtemp(prefix="agent-sessions-crash-", dir="/tmp"))
     path.chmod(0o711)
     yield path / "data"
+    while _started:
+        srv = _started.pop()
+        if srv.process.poll() is None:
+            stop_server(srv)
+        else:
+            srv.process.wait()
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -71,7 +81,9 @@ def _serve(backend: Backend, data: Path, fault: str | None = None, **env: str) -
     extra = {"AGENT_SESSIONS_EXECUTOR_ID": f"crash-{data.parent.name}"}
     if fault:
         extra["AGENT_SESSIONS_FAULT_POINT"] = fault
-    return start_server(data, backend.url, **extra, **env)
+    srv = start_server(data, backend.url, **extra, **env)
+    _started.append(srv)
+    return srv
 
 
 def test_kill_during_provisioning(backend: Backend, data: Path) -> None:

@@ -37,6 +37,9 @@ def start(settings: Settings, db: Database, context: LifecycleContext | None = N
         "executor_id": settings.executor_id,
         "log_level": "WARNING",
         "notification_listener_polling_interval_sec": 0.05,
+        # DBOS's default pool is unbounded and also serves asyncio.to_thread: 16 parallel
+        # session creations grew it to 256 threads (bench/lifecycle.py). Bound it.
+        "max_executor_threads": 64,
     }
     logging.getLogger("dbos").setLevel(logging.WARNING)
     DBOS(config=config)

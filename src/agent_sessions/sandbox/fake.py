@@ -38,6 +38,7 @@ from agent_sessions.sandbox.base import (
     validate_name,
 )
 from agent_sessions.sandbox.errors import PathConflict, SandboxNotFound, SandboxUnavailable
+from agent_sessions.snapshots.base import new_snapshot_id
 
 __all__ = ["FakeProvider", "FakeSandbox"]
 
@@ -170,7 +171,7 @@ class FakeSandbox(Sandbox):
         await asyncio.to_thread(self.fs.remove, path)
 
     async def snapshot(self) -> SnapshotInfo:
-        snap_id = f"{self.name}-{secrets.token_hex(8)}"
+        snap_id = new_snapshot_id(self.name)
         dest = self.provider._snapshot_root / snap_id
 
         def copy() -> SnapshotInfo:

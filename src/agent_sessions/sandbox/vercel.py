@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -57,6 +56,7 @@ from agent_sessions.sandbox.errors import (
 )
 from agent_sessions.settings import Settings
 from agent_sessions.snapshots import SnapshotStore, store_from_settings
+from agent_sessions.snapshots.base import new_snapshot_id
 
 __all__ = ["WORKSPACE", "VercelProvider", "VercelSandbox"]
 
@@ -274,7 +274,7 @@ class VercelSandbox(Sandbox):
             tree.mkdir()
             await asyncio.to_thread(untar_into, tar_path, tree)
             tar_path.unlink()
-            snapshot_id = f"{self.name}-{secrets.token_hex(8)}"
+            snapshot_id = new_snapshot_id(self.name)
             return await self._store.save(tree, snapshot_id)
         finally:
             await asyncio.to_thread(shutil.rmtree, staging, True)

@@ -8,13 +8,14 @@ while hundreds of megabytes are compressed.
 from __future__ import annotations
 
 import re
+import secrets
 from abc import ABC, abstractmethod
 from pathlib import Path
 
 from agent_sessions.sandbox.base import SnapshotInfo
 from agent_sessions.snapshots.errors import InvalidSnapshotUrl
 
-__all__ = ["SnapshotInfo", "SnapshotStore", "validate_snapshot_id"]
+__all__ = ["SnapshotInfo", "SnapshotStore", "new_snapshot_id", "validate_snapshot_id"]
 
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
@@ -24,6 +25,12 @@ def validate_snapshot_id(snapshot_id: str) -> str:
     if not isinstance(snapshot_id, str) or not _ID.fullmatch(snapshot_id):
         raise InvalidSnapshotUrl(f"invalid snapshot id {snapshot_id!r}")
     return snapshot_id
+
+
+def new_snapshot_id(sandbox_name: str) -> str:
+    """A fresh id for a snapshot of ``sandbox_name``. The fixed prefix keeps the id valid for
+    every sandbox name, including nanoids that start with ``-`` or ``_``."""
+    return validate_snapshot_id(f"snap-{sandbox_name}-{secrets.token_hex(8)}")
 
 
 class SnapshotStore(ABC):

@@ -52,6 +52,7 @@ from agent_sessions.sandbox.errors import (
 from agent_sessions.sandbox.local import cgroups, netns, processes, runner, seccomp
 from agent_sessions.sandbox.local.bwrap import Jail, Limits, etc_files
 from agent_sessions.sandbox.local.uids import UidAllocator
+from agent_sessions.snapshots.base import new_snapshot_id
 
 if TYPE_CHECKING:
     from agent_sessions.settings import Settings
@@ -368,7 +369,7 @@ class LocalSandbox(Sandbox):
         store = self._store()
         if not self.workspace.is_dir():
             raise SandboxNotFound(f"sandbox {self.name!r} does not exist")
-        snapshot_id = f"{self.name}-{secrets.token_hex(8)}"
+        snapshot_id = new_snapshot_id(self.name)
         return await store.save(self.workspace, snapshot_id)
 
     async def restore(self, snapshot_url: str) -> None:
