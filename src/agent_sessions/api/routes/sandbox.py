@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Body
@@ -48,57 +49,37 @@ async def sandbox_status(
     return _out(status.view)
 
 
-def _expected(body: schemas.LifecycleAction | None) -> int | None:
-    return body.expected_lifecycle_version if body else None
+# The four actions share one shape: ownership check, optional expectedLifecycleVersion (409 on
+# mismatch), then the lifecycle method of the same name; they answer the new state.
+# name → (summary, error codes beyond the common ones)
+_ACTIONS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "hibernate": ("Snapshot and stop the sandbox now", (502, 504)),
+    "resume": ("Restore a hibernated sandbox (no-op when active)", (502, 504)),
+    "extend": ("Push the hard deadline back", ()),
+    "activity": ("Record activity: the idle deadline restarts", ()),
+}
 
 
-@router.post(
-    "/hibernate",
-    response_model=schemas.SandboxState,
-    summary="Snapshot and stop the sandbox now",
-    responses=errors(400, 401, 403, 404, 409, 502, 504),
-)
-async def hibernate(
-    services: ServicesDep, account_id: AccountId, sessionId: str, body: VersionBody = None
-) -> schemas.SandboxState:
-    await _owned(services, account_id, sessionId)
-    return _out(await services.lifecycle.hibernate(sessionId, _expected(body)))
+def _action_route(name: str) -> Callable[..., Awaitable[schemas.SandboxState]]:
+    async def run(
+        services: ServicesDep, account_id: AccountId, sessionId: str, body: VersionBody = None
+    ) -> schemas.SandboxState:
+        await _owned(services, account_id, sessionId)
+        expected = body.expected_lifecycle_version if body else None
+        action: Callable[[str, int | None], Awaitable[LifecycleView]]
+        action = getattr(services.lifecycle, name)
+        return _out(await action(sessionId, expected))
+
+    return run
 
 
-@router.post(
-    "/resume",
-    response_model=schemas.SandboxState,
-    summary="Restore a hibernated sandbox (no-op when active)",
-    responses=errors(400, 401, 403, 404, 409, 502, 504),
-)
-async def resume(
-    services: ServicesDep, account_id: AccountId, sessionId: str, body: VersionBody = None
-) -> schemas.SandboxState:
-    await _owned(services, account_id, sessionId)
-    return _out(await services.lifecycle.resume(sessionId, _expected(body)))
-
-
-@router.post(
-    "/extend",
-    response_model=schemas.SandboxState,
-    summary="Push the hard deadline back",
-    responses=errors(400, 401, 403, 404, 409),
-)
-async def extend(
-    services: ServicesDep, account_id: AccountId, sessionId: str, body: VersionBody = None
-) -> schemas.SandboxState:
-    await _owned(services, account_id, sessionId)
-    return _out(await services.lifecycle.extend(sessionId, _expected(body)))
-
-
-@router.post(
-    "/activity",
-    response_model=schemas.SandboxState,
-    summary="Record activity: the idle deadline restarts",
-    responses=errors(400, 401, 403, 404, 409),
-)
-async def activity(
-    services: ServicesDep, account_id: AccountId, sessionId: str, body: VersionBody = None
-) -> schemas.SandboxState:
-    await _owned(services, account_id, sessionId)
-    return _out(await services.lifecycle.activity(sessionId, _expected(body)))
+for _name, (_summary, _extra) in _ACTIONS.items():
+    router.add_api_route(
+        f"/{_name}",
+        _action_route(_name),
+        methods=["POST"],
+        name=_name,
+        response_model=schemas.SandboxState,
+        summary=_summary,
+        responses=errors(400, 401, 403, 404, 409, *_extra),
+    )
