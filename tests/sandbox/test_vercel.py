@@ -144,7 +144,7 @@ async def test_snapshot_moves_between_sandboxes(tmp_path: Path) -> None:
         first = await provider.create("first")
         await first.exec("mkdir -p a/empty && printf data > a/f && ln -s a/f link && chmod 700 a")
         info = await first.snapshot()
-        assert info.url.startswith("local://snapshots/first-")
+        assert info.url.startswith("local://snapshots/snap-first-")
         second = await provider.create("second")
         await second.write_file("stale.txt", b"replaced by the restore")
         await second.restore(info.url)

@@ -22,6 +22,7 @@ They are spawned from the event loop's thread on purpose: the parent-death signa
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import shutil
@@ -40,6 +41,14 @@ _HELPER_NAME = "agent-sessions-slirp4netns"
 _HOST_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 _children: dict[int, subprocess.Popen[bytes]] = {}
 """Holders and helpers this process started, kept so they are reaped once killed."""
+
+
+@atexit.register
+def _reap_all() -> None:
+    """At exit, end and reap what we started (the kernel's parent-death signal would end them
+    a moment later anyway; reaping here leaves no zombie and no unclosed pipe behind)."""
+    for pid in list(_children):
+        _kill(pid)
 
 
 def user_mode_networking() -> str:
