@@ -368,3 +368,34 @@ def test_many_sessions_cycle_and_end_consistent(harness: HarnessFactory, n: int)
         s = h.wait_state(sid, "hibernated", timeout=60)
         assert s["sandboxState"] is None and s["snapshotUrl"]
         assert s["lifecycleRunId"] is None
+
+
+def test_stale_lease_is_taken_over(harness: HarnessFactory) -> None:
+    """A watcher whose process died for good (its deadline long past, its lease still set) is
+    replaced when someone looks at the session's sandbox."""
+    from datetime import timedelta
+
+    from agent_sessions.store.models import utcnow
+
+    h = harness()
+    sid = h.create()["id"]
+    h.wait_state(sid, "active")
+    with h.backend.db.write() as db:
+        row = db.get(SessionRow, sid)
+        assert row is not None
+        row.lifecycle_run_id = "watch-of-a-dead-executor"
+        row.hibernate_after = utcnow() - timedelta(minutes=3)
+    assert h.sandbox(sid)["lifecycleState"] == "active"  # the read kicks the takeover
+    s = h.wait_state(sid, "hibernated")
+    assert s["lifecycleRunId"] is None and s["snapshotUrl"]
+
+
+def test_fresh_lease_is_not_taken_over(harness: HarnessFactory) -> None:
+    h = harness()
+    sid = h.create()["id"]
+    before = h.wait_state(sid, "active")
+    h.sandbox(sid)
+    threading.Event().wait(0.5)
+    after = h.session(sid)
+    assert after["lifecycleRunId"] == before["lifecycleRunId"]
+    assert after["lifecycleState"] == "active"
