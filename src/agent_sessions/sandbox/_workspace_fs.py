@@ -8,6 +8,7 @@ hang a read. New files and directories are handed to the sandbox's host uid.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import os
@@ -202,3 +203,25 @@ def chown_tree(root: Path, uid: int, gid: int) -> None:
         for name in (*dirnames, *filenames):
             with contextlib.suppress(FileNotFoundError):
                 os.chown(name, uid, gid, dir_fd=dirfd, follow_symlinks=False)
+
+
+class HostFileOps:
+    """The five file operations of :class:`~agent_sessions.sandbox.base.Sandbox` for providers
+    whose workspace is a host directory: each runs :class:`WorkspaceFS` in a worker thread."""
+
+    fs: WorkspaceFS
+
+    async def read_file(self, path: str) -> bytes:
+        return await asyncio.to_thread(self.fs.read, path)
+
+    async def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
+        await asyncio.to_thread(self.fs.write, path, bytes(data), mode)
+
+    async def list_dir(self, path: str = ".") -> list[FileInfo]:
+        return await asyncio.to_thread(self.fs.list, path)
+
+    async def stat(self, path: str) -> FileInfo:
+        return await asyncio.to_thread(self.fs.stat, path)
+
+    async def remove(self, path: str) -> None:
+        await asyncio.to_thread(self.fs.remove, path)

@@ -25,12 +25,11 @@ from typing import Any
 
 from agent_sessions.sandbox._openat2 import split_relative
 from agent_sessions.sandbox._output import HeadTail
-from agent_sessions.sandbox._workspace_fs import WorkspaceFS
+from agent_sessions.sandbox._workspace_fs import HostFileOps, WorkspaceFS
 from agent_sessions.sandbox.base import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_TIMEOUT,
     ExecResult,
-    FileInfo,
     Sandbox,
     SandboxProvider,
     SandboxStatus,
@@ -89,7 +88,7 @@ class FakeProvider(SandboxProvider):
         return box
 
 
-class FakeSandbox(Sandbox):
+class FakeSandbox(HostFileOps, Sandbox):
     def __init__(self, provider: FakeProvider, name: str) -> None:
         self.provider = provider
         self.name = name
@@ -154,21 +153,6 @@ class FakeSandbox(Sandbox):
         stdout, t1 = out.result()
         stderr, t2 = err_.result()
         return ExecResult(128 - code if code < 0 else code, stdout, stderr, t1 or t2, timed_out)
-
-    async def read_file(self, path: str) -> bytes:
-        return await asyncio.to_thread(self.fs.read, path)
-
-    async def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
-        await asyncio.to_thread(self.fs.write, path, bytes(data), mode)
-
-    async def list_dir(self, path: str = ".") -> list[FileInfo]:
-        return await asyncio.to_thread(self.fs.list, path)
-
-    async def stat(self, path: str) -> FileInfo:
-        return await asyncio.to_thread(self.fs.stat, path)
-
-    async def remove(self, path: str) -> None:
-        await asyncio.to_thread(self.fs.remove, path)
 
     async def snapshot(self) -> SnapshotInfo:
         snap_id = new_snapshot_id(self.name)

@@ -30,12 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 from agent_sessions.exceptions import InvalidInput
 from agent_sessions.sandbox._openat2 import split_relative
-from agent_sessions.sandbox._workspace_fs import WorkspaceFS
+from agent_sessions.sandbox._workspace_fs import HostFileOps, WorkspaceFS
 from agent_sessions.sandbox.base import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_TIMEOUT,
     ExecResult,
-    FileInfo,
     Sandbox,
     SandboxProvider,
     SandboxStatus,
@@ -217,7 +216,7 @@ class LocalProvider(SandboxProvider):
         return box
 
 
-class LocalSandbox(Sandbox):
+class LocalSandbox(HostFileOps, Sandbox):
     """One bubblewrap sandbox; cheap to construct, all state is on disk."""
 
     def __init__(self, provider: LocalProvider, name: str, uid: int | None) -> None:
@@ -340,23 +339,6 @@ class LocalSandbox(Sandbox):
             return ExecResult(0, "", "", False, False, command_id=f"cmd_{secrets.token_hex(8)}")
         done = await runner.run(argv, pass_fds=[fd], timeout=timeout, max_output=max_output)
         return ExecResult(done.exit_code, done.stdout, done.stderr, done.truncated, done.timed_out)
-
-    # -- files -----------------------------------------------------------------------------
-
-    async def read_file(self, path: str) -> bytes:
-        return await asyncio.to_thread(self.fs.read, path)
-
-    async def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
-        await asyncio.to_thread(self.fs.write, path, bytes(data), mode)
-
-    async def list_dir(self, path: str = ".") -> list[FileInfo]:
-        return await asyncio.to_thread(self.fs.list, path)
-
-    async def stat(self, path: str) -> FileInfo:
-        return await asyncio.to_thread(self.fs.stat, path)
-
-    async def remove(self, path: str) -> None:
-        await asyncio.to_thread(self.fs.remove, path)
 
     # -- snapshots -------------------------------------------------------------------------
 
