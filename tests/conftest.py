@@ -9,6 +9,7 @@ reason, which ``-ra`` prints in the summary.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -62,32 +63,44 @@ class Backend:
         return Settings(**values)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="session")
-def _sqlite_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    data_dir = tmp_path_factory.mktemp("sqlite-data")
-    url = f"sqlite:///{data_dir / 'agent-sessions.db'}"
-    db = Database(url)
-    upgrade(db)
-    yield Backend("sqlite", url, db, data_dir)
-    db.dispose()
-
-
-@pytest.fixture(scope="session")
-def _postgres_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+@contextlib.contextmanager
+def make_backend(kind: str, data_dir: Path) -> Iterator[Backend]:
+    """A migrated database of its own: a SQLite file in ``data_dir``, or a new PostgreSQL
+    database dropped afterwards (skips with the reason when PostgreSQL is unreachable)."""
+    if kind == "sqlite":
+        url = f"sqlite:///{data_dir / 'agent-sessions.db'}"
+        db = Database(url)
+        upgrade(db)
+        yield Backend("sqlite", url, db, data_dir)
+        db.dispose()
+        return
     reason = _postgres_unreachable_reason()
     if reason:
         pytest.skip(reason)
     name = f"agent_sessions_test_{os.getpid()}_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    base = PG_ADMIN_URL.rsplit("/", 1)[0]
-    url = f"{base}/{name}"
+    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     db = Database(Settings(database_url=url).resolved_database_url)
-    upgrade(db)
-    yield Backend("postgres", url, db, tmp_path_factory.mktemp("pg-data"))
-    db.dispose()
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        upgrade(db)
+        yield Backend("postgres", url, db, data_dir)
+    finally:
+        db.dispose()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def _sqlite_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    with make_backend("sqlite", tmp_path_factory.mktemp("sqlite-data")) as backend:
+        yield backend
+
+
+@pytest.fixture(scope="session")
+def _postgres_backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    with make_backend("postgres", tmp_path_factory.mktemp("pg-data")) as backend:
+        yield backend
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -25,7 +25,7 @@ from agent_sessions.lifecycle.context import LifecycleContext
 from agent_sessions.sandbox import SandboxProvider
 from agent_sessions.sandbox.fake import FakeProvider
 from agent_sessions.settings import Settings
-from tests.conftest import Account, Backend, make_account
+from tests.conftest import Account, Backend, make_account, make_backend
 
 
 @dataclass
@@ -71,6 +71,14 @@ class Harness:
 
 
 HarnessFactory = Callable[..., Harness]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A database per test: starting the lifecycle reconciles *every* unfinished session in
+    its database, so tests must not see each other's (nor the API tests' inert) sessions."""
+    with make_backend(request.param, tmp_path / "db") as fresh:
+        yield fresh
 
 
 @pytest.fixture

@@ -399,3 +399,21 @@ def test_fresh_lease_is_not_taken_over(harness: HarnessFactory) -> None:
     after = h.session(sid)
     assert after["lifecycleRunId"] == before["lifecycleRunId"]
     assert after["lifecycleState"] == "active"
+
+
+def test_start_reconciles_work_a_crash_left_unstarted(
+    backend: Any, harness: HarnessFactory
+) -> None:
+    """A session committed but never handed to a workflow (the process died in between) is
+    provisioned when the lifecycle starts."""
+    from agent_sessions.store import sessions as store
+    from agent_sessions.store.sessions import NewSession
+    from tests.conftest import make_account
+
+    orphan_owner = make_account(backend.db)
+    with backend.db.write() as db:
+        row, _ = store.create_session(db, account_id=orphan_owner.id, new=NewSession())
+    h = harness()  # starting the lifecycle reconciles
+    h.account = orphan_owner
+    s = h.wait_state(row.id, "active")
+    assert s["sandboxState"] is not None

@@ -48,6 +48,25 @@ class Lifecycle:
 
     def start(self) -> None:
         runtime.start(self.settings, self.db, self._context)
+        self.reconcile()
+
+    def reconcile(self) -> None:
+        """Start the work that a crash between a commit and its workflow start left undone.
+
+        A route commits first and starts the workflow after; a process killed in between leaves
+        a session in ``provisioning`` with no run, or ``archived`` with its sandbox still held.
+        The workflow ids are deterministic, so starting one that already exists (or ran) is a
+        no-op, and several processes may reconcile at once.
+        """
+        with self.db.read() as s:
+            pending = cas.unfinished(s)
+        for session_id, state, version in pending:
+            if state == "provisioning":
+                with SetWorkflowID(f"provision-{session_id}"):
+                    DBOS.start_workflow(workflows.provision, session_id)
+            else:
+                with SetWorkflowID(f"archive-{session_id}-{version}"):
+                    DBOS.start_workflow(workflows.archive, session_id)
 
     def stop(self) -> None:
         runtime.stop()

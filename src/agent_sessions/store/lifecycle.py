@@ -74,6 +74,25 @@ def view(db: Session, session_id: str) -> LifecycleView | None:
     return None if row is None else LifecycleView(*row)
 
 
+def unfinished(db: Session) -> list[tuple[str, str, int]]:
+    """Sessions whose after-commit work may never have started: still ``provisioning``, or
+    ``archived`` while holding a sandbox. ``(id, state, version)`` each."""
+    # sandbox_state is tested here rather than in SQL: a JSON column keeps None as JSON null.
+    rows = db.execute(
+        select(
+            SessionRow.id,
+            SessionRow.lifecycle_state,
+            SessionRow.lifecycle_version,
+            SessionRow.sandbox_state,
+        ).where(SessionRow.lifecycle_state.in_(["provisioning", "archived"]))
+    ).all()
+    return [
+        (sid, str(state), version)
+        for sid, state, version, sandbox in rows
+        if state == "provisioning" or sandbox is not None
+    ]
+
+
 def has_live_turn(db: Session, session_id: str) -> bool:
     """True while any chat of the session holds a stream (a turn is running)."""
     stmt = select(exists().where(Chat.session_id == session_id, Chat.active_stream_id.is_not(None)))
