@@ -6,12 +6,30 @@ import asyncio
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
-from tests.conftest import CLI, Backend, Server, make_account, start_server, stop_server
+from tests.conftest import (
+    CLI,
+    Backend,
+    Server,
+    make_account,
+    make_backend,
+    start_server,
+    stop_server,
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A database of its own: ``serve`` reconciles every unfinished session at start, and the
+    shared database is full of the API tests' never-provisioned ones."""
+    with make_backend(request.param, tmp_path / "db") as fresh:
+        yield fresh
 
 
 def _cli(env: dict[str, str], *args: str) -> dict[str, Any]:
