@@ -4,6 +4,6 @@ The API calls :class:`Lifecycle` after its transactions commit; the work runs in
 DBOS workflows of :mod:`.workflows`. Only this package (and the agent's workflows) import DBOS.
 """
 
-from agent_sessions.lifecycle.service import Lifecycle, SandboxStatus
+from agent_sessions.lifecycle.service import Lifecycle
 
-__all__ = ["Lifecycle", "SandboxStatus"]
+__all__ = ["Lifecycle"]

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from dbos import DBOS, SetWorkflowID
+from sqlalchemy.orm import Session
 
 from agent_sessions.exceptions import Conflict, NotFound
 from agent_sessions.lifecycle import runtime, workflows
@@ -26,12 +27,6 @@ from agent_sessions.store.models import utcnow
 STILL_PROVISIONING = "Sandbox is still being provisioned, try again in a few seconds."
 VERSION_MISMATCH = "Lifecycle version mismatch: expected {expected}, current {current}"
 POLL_SECONDS = 0.05
-
-
-@dataclass(frozen=True)
-class SandboxStatus:
-    view: LifecycleView
-    server_time: datetime
 
 
 class Lifecycle:
@@ -93,20 +88,11 @@ class Lifecycle:
 
     # --- sandbox routes -------------------------------------------------------------------------
 
-    def _view(self, session_id: str) -> LifecycleView:
-        with self.db.read() as s:
-            v = cas.view(s, session_id)
-        if v is None:
-            raise NotFound("Session not found")
-        return v
+    async def _view(self, session_id: str) -> LifecycleView:
+        return await self.db.read_call(lambda s: _current(s, session_id, None))
 
-    @staticmethod
-    def _check_version(v: LifecycleView, expected: int | None) -> None:
-        if expected is not None and v.lifecycle_version != expected:
-            raise Conflict(VERSION_MISMATCH.format(expected=expected, current=v.lifecycle_version))
-
-    async def status(self, session_id: str) -> SandboxStatus:
-        v = await asyncio.to_thread(self._view, session_id)
+    async def status(self, session_id: str) -> LifecycleView:
+        v = await self._view(session_id)
         now = utcnow()
         due = v.due_at
         if (
@@ -117,70 +103,58 @@ class Lifecycle:
             # The watcher is overdue by more than the grace: its process is gone. Take over.
             with SetWorkflowID(f"watch-{session_id}-{v.lifecycle_version}-{int(now.timestamp())}"):
                 await DBOS.start_workflow_async(workflows.watch, session_id)
-        return SandboxStatus(v, now)
+        return v
 
     async def activity(self, session_id: str, expected_version: int | None) -> LifecycleView:
-        def touch() -> LifecycleView:
+        def touch(s: Session) -> LifecycleView:
+            v = _current(s, session_id, expected_version)
+            if v.lifecycle_state != "active":
+                raise Conflict(f"Sandbox is not active (state: {v.lifecycle_state})")
             now = utcnow()
-            with self.db.write() as s:
-                v = cas.view(s, session_id)
-                if v is None:
-                    raise NotFound("Session not found")
-                self._check_version(v, expected_version)
-                if v.lifecycle_state != "active":
-                    raise Conflict(f"Sandbox is not active (state: {v.lifecycle_state})")
-                idle = timedelta(seconds=self.settings.idle_timeout_seconds)
-                done = cas.set_fields(
-                    s, session_id, in_states={"active"}, last_activity_at=now,
-                    hibernate_after=now + idle,
-                )  # fmt: skip
-                assert done is not None
-                return done
+            idle = timedelta(seconds=self.settings.idle_timeout_seconds)
+            done = cas.set_fields(
+                s, session_id, in_states={"active"}, last_activity_at=now,
+                hibernate_after=now + idle,
+            )  # fmt: skip
+            assert done is not None
+            return done
 
-        return await asyncio.to_thread(touch)
+        return await self.db.write_call(touch)
 
     async def extend(self, session_id: str, expected_version: int | None) -> LifecycleView:
-        def extend() -> LifecycleView:
-            with self.db.write() as s:
-                v = cas.view(s, session_id)
-                if v is None:
-                    raise NotFound("Session not found")
-                self._check_version(v, expected_version)
-                if v.lifecycle_state != "active" or v.sandbox_expires_at is None:
-                    raise Conflict(f"Sandbox is not active (state: {v.lifecycle_state})")
-                done = cas.transition(
-                    s,
-                    session_id,
-                    from_states={"active"},
-                    to_state="active",
-                    expected_version=v.lifecycle_version,
-                    sandbox_expires_at=v.sandbox_expires_at
-                    + timedelta(seconds=self.settings.extend_seconds),
-                )
-                assert done is not None
-                return done
+        def extend(s: Session) -> LifecycleView:
+            v = _current(s, session_id, expected_version)
+            if v.lifecycle_state != "active" or v.sandbox_expires_at is None:
+                raise Conflict(f"Sandbox is not active (state: {v.lifecycle_state})")
+            done = cas.transition(
+                s,
+                session_id,
+                from_states={"active"},
+                to_state="active",
+                expected_version=v.lifecycle_version,
+                sandbox_expires_at=v.sandbox_expires_at
+                + timedelta(seconds=self.settings.extend_seconds),
+            )
+            assert done is not None
+            return done
 
-        return await asyncio.to_thread(extend)
+        return await self.db.write_call(extend)
 
     async def hibernate(self, session_id: str, expected_version: int | None) -> LifecycleView:
-        def begin() -> LifecycleView | None:
-            with self.db.write() as s:
-                v = cas.view(s, session_id)
-                if v is None:
-                    raise NotFound("Session not found")
-                self._check_version(v, expected_version)
-                if v.lifecycle_state in ("hibernated", "hibernating"):
-                    return None
-                if v.lifecycle_state != "active":
-                    raise Conflict(f"Sandbox cannot hibernate from state {v.lifecycle_state}")
-                if cas.has_live_turn(s, session_id):
-                    raise Conflict("A turn is running in this session; stop it first")
-                return cas.transition(
-                    s, session_id, from_states={"active"}, to_state="hibernating",
-                    expected_version=v.lifecycle_version, lifecycle_run_id=None,
-                )  # fmt: skip
+        def begin(s: Session) -> LifecycleView | None:
+            v = _current(s, session_id, expected_version)
+            if v.lifecycle_state in ("hibernated", "hibernating"):
+                return None
+            if v.lifecycle_state != "active":
+                raise Conflict(f"Sandbox cannot hibernate from state {v.lifecycle_state}")
+            if cas.has_live_turn(s, session_id):
+                raise Conflict("A turn is running in this session; stop it first")
+            return cas.transition(
+                s, session_id, from_states={"active"}, to_state="hibernating",
+                expected_version=v.lifecycle_version, lifecycle_run_id=None,
+            )  # fmt: skip
 
-        started = await asyncio.to_thread(begin)
+        started = await self.db.write_call(begin)
         if started is not None:
             with SetWorkflowID(f"hibernate-{session_id}-{started.lifecycle_version}"):
                 handle = await DBOS.start_workflow_async(
@@ -190,8 +164,7 @@ class Lifecycle:
         return await self._wait_for(session_id, {"hibernated", "failed", "archived"}, 600)
 
     async def resume(self, session_id: str, expected_version: int | None) -> LifecycleView:
-        v = await asyncio.to_thread(self._view, session_id)
-        self._check_version(v, expected_version)
+        v = await self.db.read_call(lambda s: _current(s, session_id, expected_version))
         if v.lifecycle_state == "provisioning":
             raise Conflict(STILL_PROVISIONING)
         return await self.ensure_active(session_id)
@@ -201,7 +174,7 @@ class Lifecycle:
         this before a turn. Waits out transitions in flight (hibernating, restoring)."""
         deadline = time.monotonic() + timeout
         while True:
-            v = await asyncio.to_thread(self._view, session_id)
+            v = await self._view(session_id)
             state = v.lifecycle_state
             if state == "active":
                 return v
@@ -210,7 +183,7 @@ class Lifecycle:
             if state == "failed" and v.snapshot_url is None:
                 raise Conflict(f"Sandbox failed: {v.lifecycle_error or 'unknown error'}")
             if state in ("hibernated", "failed"):
-                started = await asyncio.to_thread(self._begin_restore, session_id, v)
+                started = await self.db.write_call(partial(_begin_restore, v))
                 if started is not None:
                     await self._run_restore(session_id, started.lifecycle_version)
                     continue
@@ -225,19 +198,12 @@ class Lifecycle:
                 )
             await asyncio.sleep(POLL_SECONDS)
 
-    def _begin_restore(self, session_id: str, v: LifecycleView) -> LifecycleView | None:
-        with self.db.write() as s:
-            return cas.transition(
-                s, session_id, from_states={v.lifecycle_state}, to_state="restoring",
-                expected_version=v.lifecycle_version, lifecycle_error=None,
-            )  # fmt: skip
-
     async def _run_restore(self, session_id: str, version: int) -> None:
         """Start (or join) the restore run for this version and wait for it."""
         with SetWorkflowID(f"restore-{session_id}-{version}"):
             handle = await DBOS.start_workflow_async(workflows.restore, session_id, version)
         await handle.get_result()
-        after = await asyncio.to_thread(self._view, session_id)
+        after = await self._view(session_id)
         if after.lifecycle_state == "failed":
             raise Conflict(after.lifecycle_error or "Restore failed")
 
@@ -249,7 +215,26 @@ class Lifecycle:
     ) -> LifecycleView:
         deadline = time.monotonic() + timeout
         while True:
-            v = await asyncio.to_thread(self._view, session_id)
+            v = await self._view(session_id)
             if v.lifecycle_state in states or time.monotonic() > deadline:
                 return v
             await asyncio.sleep(POLL_SECONDS)
+
+
+def _current(s: Session, session_id: str, expected_version: int | None) -> LifecycleView:
+    """The session's lifecycle now; 404 if gone, 409 if not at ``expected_version``."""
+    v = cas.view(s, session_id)
+    if v is None:
+        raise NotFound("Session not found")
+    if expected_version is not None and v.lifecycle_version != expected_version:
+        raise Conflict(
+            VERSION_MISMATCH.format(expected=expected_version, current=v.lifecycle_version)
+        )
+    return v
+
+
+def _begin_restore(v: LifecycleView, s: Session) -> LifecycleView | None:
+    return cas.transition(
+        s, v.id, from_states={v.lifecycle_state}, to_state="restoring",
+        expected_version=v.lifecycle_version, lifecycle_error=None,
+    )  # fmt: skip

@@ -36,14 +36,8 @@ TRANSIENT_ATTEMPTS = 4
 
 
 async def _db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run a store call off the event loop (SQLite writers wait on a lock)."""
-    db = current().db
-
-    def run() -> T:
-        with db.write() as session:
-            return fn(session, *args, **kwargs)
-
-    return await asyncio.to_thread(run)
+    """Run a store call in a write transaction, off the event loop."""
+    return await current().db.write_call(lambda session: fn(session, *args, **kwargs))
 
 
 async def _with_retries(what: str, fn: Callable[[], Any]) -> Any:

@@ -45,8 +45,7 @@ async def sandbox_status(
     services: ServicesDep, account_id: AccountId, sessionId: str
 ) -> schemas.SandboxState:
     await _owned(services, account_id, sessionId)
-    status = await services.lifecycle.status(sessionId)
-    return _out(status.view)
+    return _out(await services.lifecycle.status(sessionId))
 
 
 # The four actions share one shape: ownership check, optional expectedLifecycleVersion (409 on
