@@ -21,7 +21,9 @@ ENV_PREFIX = "AGENT_SESSIONS_"
 class Settings(BaseSettings):
     """Everything the service reads from its environment."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, extra="ignore", frozen=True, populate_by_name=True
+    )
 
     # --- storage ---------------------------------------------------------------------------
     data_dir: Path = Path("./.agent-sessions")
@@ -80,6 +82,20 @@ class Settings(BaseSettings):
     # --- agent -------------------------------------------------------------------------------
     default_model: str = "openai/gpt-5.4"
     hooks_file: Path | None = None
+    agent_step_cap: int = Field(default=200, ge=1, le=10_000)
+    """Model requests one turn may make; past it the turn ends with a clear error."""
+    subagent_step_cap: int = Field(default=30, ge=1, le=1000)
+    agent_worker_concurrency: int = Field(default=8, ge=1, le=1000)
+    """Turns one process runs at once (a DBOS queue; the rest wait queued)."""
+    agent_global_concurrency: int | None = Field(default=None, ge=1)
+    """Turns all processes together run at once (unbounded when unset)."""
+    bash_timeout_seconds: int = Field(default=120, ge=1, le=3600)
+
+    # --- model providers (their own variable names, no prefix) --------------------------------
+    openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
+    anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
 
     @field_validator("database_url")
     @classmethod

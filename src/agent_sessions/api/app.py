@@ -10,10 +10,11 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from agent_sessions import __version__
+from agent_sessions.agent.service import Turns
 from agent_sessions.api import errors
 from agent_sessions.api.deps import Services
 from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
-from agent_sessions.api.routes import chats, health, sandbox, sessions
+from agent_sessions.api.routes import chats, health, sandbox, sessions, turns
 from agent_sessions.auth import Authenticator
 from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings, load_settings
@@ -71,6 +72,8 @@ def create_app(
     """
     database = db or Database(settings.resolved_database_url)
     lifecycle = lifecycle or Lifecycle(settings, database)
+    agent_turns = Turns(settings, database)
+    lifecycle.on_start(agent_turns.reconcile)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -93,9 +96,10 @@ def create_app(
         db=database,
         auth=Authenticator(database, settings),
         lifecycle=lifecycle,
+        turns=agent_turns,
     )
     errors.install(app)
-    for router in (health.router, sessions.router, chats.router, sandbox.router):
+    for router in (health.router, sessions.router, chats.router, sandbox.router, turns.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(CORSMiddleware, origins=settings.cors_origins)

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from agent_sessions.agent.service import Turns
 from agent_sessions.auth import Authenticator
 from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings
@@ -21,6 +22,7 @@ class Services:
     db: Database
     auth: Authenticator
     lifecycle: Lifecycle
+    turns: Turns
 
 
 async def _services(request: Request) -> Services:

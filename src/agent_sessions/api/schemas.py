@@ -270,3 +270,81 @@ class SandboxState(_Wire):
     has_snapshot: bool
     lifecycle_error: str | None
     server_time: datetime
+
+
+# --- agent turns -------------------------------------------------------------------------------
+
+ChatIdStr = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]
+
+
+class ChatTurnRequest(_Wire):
+    """What the AI SDK's default chat transport sends (``id``, ``messages``, ``trigger``,
+    ``messageId``) plus ``sessionId``; or the short form ``{chatId, sessionId, message}``.
+    Other fields a client adds to the body are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: ChatIdStr | None = None
+    chat_id: ChatIdStr | None = None
+    session_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    messages: list[dict[str, Any]] | None = None
+    message: dict[str, Any] | None = None
+    trigger: Literal["submit-message", "regenerate-message", "submit-tool-result"] | None = None
+    message_id: str | None = None
+    model: ModelId | None = None
+    start_index: Annotated[StrictInt, Field(ge=0)] | None = None
+    """For a tool-result submission: resume the live stream from this chunk."""
+
+
+class RunCreate(_Input):
+    session_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    chat_id: ChatIdStr | None = None
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=200_000)] | None = None
+    messages: list[dict[str, Any]] | None = None
+    model: ModelId | None = None
+
+
+class RunAccepted(_Wire):
+    run_id: str
+    chat_id: str
+    session_id: str
+
+
+class RunUsage(_Wire):
+    input_tokens: int
+    output_tokens: int
+
+
+class Run(_Wire):
+    run_id: str
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    chat_id: str
+    session_id: str
+    model: str
+    message_id: str
+    usage: RunUsage
+    tool_calls: int
+    steps: int
+    finish_reason: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    duration_ms: int | None
+
+
+class StopResult(_Wire):
+    success: Literal[True] = True
+    stopped: bool
+
+
+class ModelInfo(_Wire):
+    id: str
+    provider: str
+    available: bool
+    default: bool
+
+
+class ModelList(_Wire):
+    models: list[ModelInfo]
+    default_model_id: str

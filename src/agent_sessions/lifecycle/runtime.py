@@ -8,6 +8,9 @@ replay old histories.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from dbos import DBOS, DBOSConfig
 
@@ -16,7 +19,11 @@ from agent_sessions.lifecycle.context import LifecycleContext, set_context
 from agent_sessions.settings import Settings
 from agent_sessions.store import Database
 
+T = TypeVar("T")
+
 APPLICATION_VERSION = "agent-sessions-workflows-1"
+TURN_QUEUE = "agent-turns"
+"""The DBOS queue agent turns go through: bounded per process and, if configured, globally."""
 
 
 def system_database_url(settings: Settings) -> str:
@@ -44,6 +51,22 @@ def start(settings: Settings, db: Database, context: LifecycleContext | None = N
     logging.getLogger("dbos").setLevel(logging.WARNING)
     DBOS(config=config)
     DBOS.launch()
+    off_loop(
+        lambda: DBOS.register_queue(
+            TURN_QUEUE,
+            worker_concurrency=settings.agent_worker_concurrency,
+            global_concurrency=settings.agent_global_concurrency,
+            polling_interval_sec=0.05,  # the queue's poll is on the path to a turn's first chunk
+            on_conflict="always_update",
+        )
+    )
+
+
+def off_loop(fn: Callable[[], T]) -> T:
+    """Call a DBOS function that refuses to run on a thread with a running event loop (the
+    app's lifespan is one); it only blocks briefly, at start-up."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(fn).result()
 
 
 def stop() -> None:

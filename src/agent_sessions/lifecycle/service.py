@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from typing import Any
@@ -38,12 +39,19 @@ class Lifecycle:
         self.settings = settings
         self.db = db
         self._context = context
+        self._on_start: list[Callable[[], None]] = []
 
     # --- process ----------------------------------------------------------------------------
+
+    def on_start(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` once DBOS is up (the agent turns reconcile their runs this way)."""
+        self._on_start.append(callback)
 
     def start(self) -> None:
         runtime.start(self.settings, self.db, self._context)
         self.reconcile()
+        for callback in self._on_start:
+            callback()
 
     def reconcile(self) -> None:
         """Start the work that a crash between a commit and its workflow start left undone.

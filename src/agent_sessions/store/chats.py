@@ -12,8 +12,10 @@ from sqlalchemy.orm import Session
 from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
 from agent_sessions.ids import nanoid
 from agent_sessions.store.models import Chat, ChatMessage, ChatRead, utcnow
+from agent_sessions.store.sessions import read_owned
 
 CHAT_NOT_FOUND = "Chat not found"
+DEFAULT_TITLE = "New chat"
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,7 @@ def create_chat(db: Session, *, session_id: str, chat_id: str | None) -> Chat:
     chat = Chat(
         id=chat_id or nanoid(),
         session_id=session_id,
-        title="New chat",
+        title=DEFAULT_TITLE,
         created_at=now,
         updated_at=now,
     )
@@ -108,3 +110,14 @@ def mark_read(db: Session, *, account_id: str, chat_id: str) -> None:
             db.add(ChatRead(account_id=account_id, chat_id=chat_id, last_read_at=now))
     except IntegrityError:  # a concurrent request inserted it first; ours is the later read
         mark_read(db, account_id=account_id, chat_id=chat_id)
+
+
+def get_owned_chat(db: Session, *, chat_id: str, account_id: str) -> Chat:
+    """A chat by id alone (the agent-turn routes): 404 when missing, 403 when another account's."""
+    if "\x00" in chat_id:
+        raise NotFound(CHAT_NOT_FOUND)
+    chat = db.get(Chat, chat_id)
+    if chat is None:
+        raise NotFound(CHAT_NOT_FOUND)
+    read_owned(db, chat.session_id, account_id)
+    return chat

@@ -187,3 +187,29 @@ class ChatRead(Base):
         ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True, index=True
     )
     last_read_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ChatRun(Base):
+    """One agent turn (a DBOS workflow of the same id): its status and usage record."""
+
+    __tablename__ = "chat_runs"
+    __table_args__ = (Index("ix_chat_runs_chat_created", "chat_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    chat_id: Mapped[str] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    model_id: Mapped[str] = mapped_column(String(200))
+    assistant_message_id: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    """queued | running | completed | failed | cancelled"""
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    tool_calls: Mapped[int] = mapped_column(Integer, default=0)
+    steps: Mapped[int] = mapped_column(Integer, default=0)
+    finish_reason: Mapped[str | None] = mapped_column(String(32))
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

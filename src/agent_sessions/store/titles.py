@@ -19,3 +19,12 @@ _CITIES = (
 
 def generate_title() -> str:
     return f"{secrets.choice(_ADJECTIVES)} {secrets.choice(_CITIES)}"
+
+
+CHAT_TITLE_CHARS = 80
+
+
+def title_from_prompt(prompt: str) -> str:
+    """A chat's title from its first message: the first 80 characters, one line."""
+    line = " ".join(prompt.split())
+    return line if len(line) <= CHAT_TITLE_CHARS else line[:CHAT_TITLE_CHARS].rstrip() + "…"

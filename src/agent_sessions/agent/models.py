@@ -1,0 +1,124 @@
+"""Chat model ids (``provider/model``) → pydantic-ai models, and which ones are usable.
+
+A model whose provider has no credentials is refused before a turn starts (DESIGN §6), with the
+name of the missing variable, rather than failing inside the turn after the user waited.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic_ai.models import Model
+
+from agent_sessions.exceptions import InvalidInput
+from agent_sessions.settings import Settings
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    name: str
+    key_variable: str
+    """The environment variable that must be set for this provider's models."""
+    examples: tuple[str, ...]
+
+
+PROVIDERS = {
+    "openai": ProviderSpec("openai", "OPENAI_API_KEY", ("gpt-5.4", "gpt-5.4-mini")),
+    "anthropic": ProviderSpec(
+        "anthropic", "ANTHROPIC_API_KEY", ("claude-sonnet-4.6", "claude-haiku-4.5")
+    ),
+}
+
+_in_process: dict[str, Model] = {}
+"""Models registered by code (tests with pydantic-ai's ``FunctionModel``), keyed by full id."""
+
+
+def register_model(model_id: str, model: Model) -> None:
+    """Make an in-process model usable under ``model_id`` (for tests and embedding)."""
+    _in_process[model_id] = model
+
+
+def split(model_id: str) -> tuple[str, str]:
+    provider, _, name = model_id.strip().partition("/")
+    if not provider or not name:
+        raise InvalidInput(f"Invalid model id {model_id!r}: expected 'provider/model'")
+    return provider, name
+
+
+def check_usable(settings: Settings, model_id: str) -> None:
+    """Raise 400 naming the missing variable when ``model_id`` cannot be used here."""
+    if model_id in _in_process:
+        return
+    provider, _ = split(model_id)
+    spec = PROVIDERS.get(provider)
+    if spec is None:
+        known = ", ".join(sorted(PROVIDERS))
+        raise InvalidInput(f"Unknown model provider {provider!r} (known: {known})")
+    if _api_key(settings, provider) is None:
+        raise InvalidInput(f"Model {model_id} is not configured: set {spec.key_variable}")
+
+
+def usable_models(settings: Settings) -> list[dict[str, object]]:
+    """What ``GET /api/models`` lists: configured providers, the default, registered models."""
+    out: list[dict[str, object]] = []
+    for spec in PROVIDERS.values():
+        configured = _api_key(settings, spec.name) is not None
+        for name in spec.examples:
+            out.append(
+                {"id": f"{spec.name}/{name}", "provider": spec.name, "available": configured}
+            )
+    ids = {str(m["id"]) for m in out}
+    for extra in (settings.default_model, *_in_process):
+        if extra not in ids:
+            provider, _ = split(extra)
+            available = extra in _in_process or _api_key(settings, provider) is not None
+            out.append({"id": extra, "provider": provider, "available": available})
+            ids.add(extra)
+    for m in out:
+        m["default"] = m["id"] == settings.default_model
+    return out
+
+
+def _api_key(settings: Settings, provider: str) -> str | None:
+    secret = {"openai": settings.openai_api_key, "anthropic": settings.anthropic_api_key}.get(
+        provider
+    )
+    return secret.get_secret_value() if secret is not None else None
+
+
+def build_model(settings: Settings, model_id: str) -> Model:
+    """The pydantic-ai model for ``model_id``; one per id and process (clients are pooled)."""
+    if model_id in _in_process:
+        return _in_process[model_id]
+    check_usable(settings, model_id)
+    provider, name = split(model_id)
+    base_url = settings.openai_base_url if provider == "openai" else settings.anthropic_base_url
+    key = (model_id, base_url, _api_key(settings, provider))
+    if key not in _built:
+        _built[key] = _build(provider, name, settings)
+    return _built[key]
+
+
+_built: dict[tuple[str, str | None, str | None], Model] = {}
+
+
+def _build(provider: str, name: str, settings: Settings) -> Model:
+    if provider == "openai":
+        from pydantic_ai.models.openai import OpenAIChatModel
+        from pydantic_ai.providers.openai import OpenAIProvider
+
+        return OpenAIChatModel(
+            name,
+            provider=OpenAIProvider(
+                api_key=_api_key(settings, provider), base_url=settings.openai_base_url
+            ),
+        )
+    from pydantic_ai.models.anthropic import AnthropicModel
+    from pydantic_ai.providers.anthropic import AnthropicProvider
+
+    return AnthropicModel(
+        name,
+        provider=AnthropicProvider(
+            api_key=_api_key(settings, provider), base_url=settings.anthropic_base_url
+        ),
+    )

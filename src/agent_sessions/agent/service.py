@@ -1,0 +1,200 @@
+"""What the API asks of agent turns: accept one, stream it, stop it, report on runs.
+
+A turn is accepted in one transaction — the chat's ``activeStreamId`` claimed by
+compare-and-set, the user message stored, the run recorded — and only then enqueued, with the
+run id as the workflow id. A crash between the two leaves a ``queued`` run that
+:meth:`Turns.reconcile` enqueues at the next start (enqueueing the same id twice is a no-op).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from dbos import DBOS, Queue, SetWorkflowID
+from sqlalchemy.orm import Session
+
+from agent_sessions.agent import models, turn
+from agent_sessions.agent.stream import SSE_DONE, STREAM_KEY, encode_sse
+from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
+from agent_sessions.ids import nanoid
+from agent_sessions.lifecycle.runtime import TURN_QUEUE, off_loop
+from agent_sessions.settings import Settings
+from agent_sessions.store import Database, sessions
+from agent_sessions.store import chats as chat_store
+from agent_sessions.store import turns as store
+from agent_sessions.store.titles import title_from_prompt
+
+LIVE_TURN = "This chat already has a turn in progress"
+STREAM_POLL_SECONDS = 0.01
+"""DBOS polls streams on SQLite (PostgreSQL notifies); this keeps chunks from arriving in bursts."""
+ANSWER_TOPIC = "answer:{tool_call_id}"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    run_id: str
+    chat_id: str
+    session_id: str
+
+
+class Turns:
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.settings = settings
+        self.db = db
+        self._queue: Queue | None = None
+
+    # --- starting ---------------------------------------------------------------------------
+
+    async def start(
+        self,
+        *,
+        account_id: str,
+        session_id: str,
+        chat_id: str | None,
+        user_message: dict[str, Any],
+        model_id: str | None = None,
+    ) -> Accepted:
+        """Accept a turn (409 if the chat has one live) and enqueue it."""
+        run_id = f"run-{nanoid()}"
+
+        def accept(db: Session) -> Accepted:
+            session = sessions.get_owned(db, session_id, account_id, for_update=True)
+            if session.status == "archived":
+                raise Conflict("Session is archived; unarchive it first")
+            chat = chat_store.create_chat(db, session_id=session_id, chat_id=chat_id)
+            model = (model_id or chat.model_id or self.settings.default_model).strip()
+            models.check_usable(self.settings, model)
+            message_id = str(user_message["id"])
+            if store.message_exists_elsewhere(db, message_id, chat.id):
+                raise Conflict("Message id belongs to another chat")
+            if not store.claim_chat(db, chat.id, run_id):
+                raise Conflict(LIVE_TURN)
+            store.upsert_message(
+                db, message_id=message_id, chat_id=chat.id, role="user", message=user_message
+            )
+            if chat.title == chat_store.DEFAULT_TITLE:
+                prompt = _text_of(user_message)
+                if prompt:
+                    chat.title = title_from_prompt(prompt)
+            store.create_run(
+                db, id=run_id, chat_id=chat.id, session_id=session_id, account_id=account_id,
+                model_id=model, assistant_message_id=f"msg-{nanoid()}",
+            )  # fmt: skip
+            return Accepted(run_id, chat.id, session_id)
+
+        accepted = await self.db.write_call(accept)
+        await self._enqueue(run_id)
+        return accepted
+
+    async def _enqueue(self, run_id: str) -> None:
+        if self._queue is None:
+            self._queue = await DBOS.retrieve_queue_async(TURN_QUEUE)
+            assert self._queue is not None, "the turn queue is registered at start-up"
+        with SetWorkflowID(run_id):
+            await self._queue.enqueue_async(turn.run_turn, run_id)
+
+    def reconcile(self) -> None:
+        """Enqueue turns that were accepted but never enqueued (a crash in between)."""
+        with self.db.read() as s:
+            pending = store.unfinished_runs(s)
+
+        def enqueue_all() -> None:
+            queue = DBOS.retrieve_queue(TURN_QUEUE)
+            assert queue is not None
+            for run_id in pending:
+                with SetWorkflowID(run_id):
+                    queue.enqueue(turn.run_turn, run_id)
+
+        if pending:
+            off_loop(enqueue_all)
+
+    # --- streaming ----------------------------------------------------------------------------
+
+    async def live_run(
+        self, account_id: str, session_id: str, chat_id: str
+    ) -> store.RunView | None:
+        def find(db: Session) -> store.RunView | None:
+            sessions.read_owned(db, session_id, account_id)
+            chat_store.get_chat(db, session_id=session_id, chat_id=chat_id)
+            return store.live_run(db, chat_id)
+
+        return await self.db.read_call(find)
+
+    async def chunks(self, run_id: str, start_index: int = 0) -> AsyncIterator[bytes]:
+        """The run's SSE body from chunk ``start_index``; ends with ``[DONE]`` when the run does.
+
+        Reading never affects the run: a client that goes away only stops its own reader.
+        """
+        async for value in DBOS.read_stream_async(
+            run_id, STREAM_KEY, offset=start_index, polling_interval_sec=STREAM_POLL_SECONDS
+        ):
+            yield encode_sse(value)
+        yield SSE_DONE
+
+    # --- stopping and answering -------------------------------------------------------------
+
+    async def stop(self, account_id: str, session_id: str, chat_id: str) -> bool:
+        run = await self.live_run(account_id, session_id, chat_id)
+        if run is None:
+            return False
+        stopped = await self.db.write_call(lambda s: store.request_stop(s, run.id))
+        turn.signal_stop(run.id)
+        if stopped:  # wait briefly so that the caller sees the turn ended
+            await self._wait_done(run.id, timeout=10.0)
+        return stopped
+
+    async def _wait_done(self, run_id: str, timeout: float) -> None:  # noqa: ASYNC109
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            run = await self.db.read_call(lambda s: store.get_run(s, run_id))
+            if run is None or run.status in store.TERMINAL:
+                return
+            await asyncio.sleep(0.05)
+
+    async def answer(self, run_id: str, tool_call_id: str, output: Any) -> None:
+        """Deliver a client tool's result (``ask_user_question``) to the waiting turn."""
+        await DBOS.send_async(run_id, output, ANSWER_TOPIC.format(tool_call_id=tool_call_id))
+
+    # --- runs -------------------------------------------------------------------------------
+
+    async def get_run(self, account_id: str, run_id: str) -> store.RunView:
+        def get(db: Session) -> store.RunView:
+            run = store.get_run(db, run_id) if "\x00" not in run_id else None
+            if run is None:
+                raise NotFound("Run not found")
+            sessions.read_owned(db, run.session_id, account_id)
+            return run
+
+        return await self.db.read_call(get)
+
+
+def _text_of(message: dict[str, Any]) -> str:
+    parts = message.get("parts") or []
+    return " ".join(
+        p.get("text", "") for p in parts if isinstance(p, dict) and p.get("type") == "text"
+    ).strip()
+
+
+def user_message_from_prompt(prompt: str) -> dict[str, Any]:
+    return {"id": f"msg-{nanoid()}", "role": "user", "parts": [{"type": "text", "text": prompt}]}
+
+
+def validate_user_message(raw: Any) -> dict[str, Any]:
+    """The new message of a request: a user UIMessage with at least one non-empty text part."""
+    if not isinstance(raw, dict) or raw.get("role") != "user":
+        raise InvalidInput("The last message must be a user message")
+    parts = raw.get("parts")
+    if not isinstance(parts, list) or not parts:
+        raise InvalidInput("The user message has no parts")
+    if not _text_of(raw):
+        raise InvalidInput("The user message has no text")
+    message: dict[str, Any] = json.loads(json.dumps(raw))
+    message["id"] = str(raw.get("id") or f"msg-{nanoid()}")
+    if "\x00" in json.dumps(message):
+        raise InvalidInput("The message contains a NUL character")
+    return message

@@ -1,0 +1,352 @@
+"""The agent's tools (DESIGN §6), all confined to the session's sandbox.
+
+Names and camelCase parameters follow the reference product so that prompts and clients written
+for it work here. Each call that touches the sandbox is one DBOS step (:func:`sandbox_step`): a
+turn recovered after a crash gets the recorded result back instead of running the command
+again. A failure inside a tool is returned to the model as a failed tool result
+(``ToolFailed``), never raised through the turn.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
+
+from dbos import DBOS
+from pydantic import BaseModel, Field
+from pydantic_ai import RunContext
+from pydantic_ai.exceptions import ToolFailed
+from pydantic_ai.toolsets import FunctionToolset
+
+from agent_sessions.agent.deps import TurnDeps, TurnStopped
+from agent_sessions.exceptions import AgentSessionsError
+from agent_sessions.sandbox import Sandbox
+
+WORKSPACE_ROOT = "/workspace"
+BASH_MAX_OUTPUT = 50_000
+READ_DEFAULT_LIMIT = 2000
+GREP_MAX_MATCHES = 100
+GREP_MAX_PER_FILE = 10
+GREP_MAX_LINE = 200
+SEARCH_TIMEOUT = 30.0
+
+
+class ToolError(ToolFailed):
+    """A failure the model should see and adapt to (bad path, ambiguous edit, …); raised
+    outside a step it is a failed tool result as it is, inside one it is recorded first."""
+
+
+def workspace_path(path: str | None) -> str:
+    """Workspace-relative form of ``path``; ``/workspace/x`` is accepted for ``x``."""
+    p = (path or ".").strip() or "."
+    if p == WORKSPACE_ROOT or p == WORKSPACE_ROOT + "/":
+        return "."
+    if p.startswith(WORKSPACE_ROOT + "/"):
+        p = p[len(WORKSPACE_ROOT) + 1 :]
+    if p.startswith("/"):
+        raise ToolError(f"{path}: paths are relative to the workspace root ({WORKSPACE_ROOT})")
+    return p
+
+
+async def sandbox_step(
+    ctx: RunContext[TurnDeps], name: str, fn: Callable[[Sandbox], Awaitable[Any]]
+) -> Any:
+    """Run ``fn`` against the sandbox as one DBOS step that a stop request interrupts.
+
+    The step returns ``{"ok": value}`` or ``{"error": message}`` so that a failed call is
+    recorded like a successful one and is not run again on recovery.
+    """
+    deps = ctx.deps
+
+    async def body() -> dict[str, Any]:
+        try:
+            sandbox = await deps.sandbox()
+            return {"ok": await deps.until_stopped(fn(sandbox))}
+        except ToolError as err:
+            return {"error": str(err)}
+        except AgentSessionsError as err:
+            return {"error": err.message}
+
+    result: dict[str, Any] = await DBOS.run_step_async({"name": f"tool.{name}"}, body)
+    if "error" in result:
+        raise ToolFailed(result["error"])
+    return result["ok"]
+
+
+# --- bash --------------------------------------------------------------------------------------
+
+
+async def bash(
+    ctx: RunContext[TurnDeps], command: str, cwd: str | None = None, detached: bool = False
+) -> dict[str, Any]:
+    """Run a shell command with `bash -c` in the workspace (or `cwd`, relative to it).
+
+    Times out after the configured limit (default 120 s); stdout and stderr are each capped at
+    50,000 characters (head and tail kept, `truncated: true`). `detached: true` starts a
+    long-running process (a dev server) and returns at once with its `commandId`.
+    """
+    directory = workspace_path(cwd)
+    timeout = float(ctx.deps.settings.bash_timeout_seconds)
+
+    async def run(sb: Sandbox) -> dict[str, Any]:
+        r = await sb.exec(
+            command, cwd=directory, timeout=timeout, detached=detached, max_output=BASH_MAX_OUTPUT
+        )
+        out: dict[str, Any] = {"exitCode": r.exit_code, "stdout": r.stdout, "stderr": r.stderr}
+        if r.truncated:
+            out["truncated"] = True
+        if r.timed_out:
+            out["timedOut"] = True
+            out["error"] = f"command timed out after {timeout:g} s and was killed"
+        if r.command_id:
+            out["commandId"] = r.command_id
+        return out
+
+    return await sandbox_step(ctx, "bash", run)  # type: ignore[no-any-return]
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+async def _read_text(sb: Sandbox, path: str) -> str:
+    info = await sb.stat(path)
+    if info.kind == "dir":
+        raise ToolError(f"{path} is a directory; use glob or bash ls to list it")
+    data = await sb.read_file(path)
+    if b"\x00" in data[:8192]:
+        raise ToolError(f"{path} is a binary file ({len(data)} bytes)")
+    return data.decode("utf-8", errors="replace")
+
+
+async def read(
+    ctx: RunContext[TurnDeps], filePath: str, offset: int = 1, limit: int = READ_DEFAULT_LIMIT
+) -> str:
+    """Read a text file; lines come numbered (`N: line`), from line `offset` (1-based), at most
+    `limit` lines (default 2000)."""
+    path = workspace_path(filePath)
+    start = max(1, offset)
+    count = max(1, min(limit, READ_DEFAULT_LIMIT * 5))
+
+    async def run(sb: Sandbox) -> str:
+        lines = (await _read_text(sb, path)).splitlines()
+        chosen = lines[start - 1 : start - 1 + count]
+        body = "\n".join(f"{start + i}: {line}" for i, line in enumerate(chosen))
+        end = start + len(chosen) - 1
+        footer = (
+            f"\n(lines {start}-{end} of {len(lines)})"
+            if chosen
+            else f"(file has {len(lines)} lines)"
+        )
+        return body + footer
+
+    return await sandbox_step(ctx, "read", run)  # type: ignore[no-any-return]
+
+
+async def write(ctx: RunContext[TurnDeps], filePath: str, content: str) -> str:
+    """Write a file (replacing it), creating parent directories."""
+    path = workspace_path(filePath)
+
+    async def run(sb: Sandbox) -> str:
+        data = content.encode()
+        await sb.write_file(path, data)
+        return f"Wrote {len(data)} bytes to {path}"
+
+    return await sandbox_step(ctx, "write", run)  # type: ignore[no-any-return]
+
+
+async def edit(
+    ctx: RunContext[TurnDeps],
+    filePath: str,
+    oldString: str,
+    newString: str,
+    replaceAll: bool = False,
+) -> str:
+    """Replace `oldString` with `newString` in a file. Fails when `oldString` is missing, equal
+    to `newString`, or occurs more than once without `replaceAll: true`."""
+    path = workspace_path(filePath)
+
+    async def run(sb: Sandbox) -> str:
+        if oldString == newString:
+            raise ToolError("oldString and newString are identical; nothing to change")
+        if not oldString:
+            raise ToolError("oldString is empty; use write to create a file")
+        text = await _read_text(sb, path)
+        found = text.count(oldString)
+        if found == 0:
+            raise ToolError(f"oldString not found in {path}")
+        if found > 1 and not replaceAll:
+            raise ToolError(
+                f"oldString occurs {found} times in {path}; add context or set replaceAll"
+            )
+        info = await sb.stat(path)
+        updated = (
+            text.replace(oldString, newString)
+            if replaceAll
+            else text.replace(oldString, newString, 1)
+        )
+        await sb.write_file(path, updated.encode(), mode=info.mode)
+        return f"Replaced {found if replaceAll else 1} occurrence(s) in {path}"
+
+    return await sandbox_step(ctx, "edit", run)  # type: ignore[no-any-return]
+
+
+# --- search ------------------------------------------------------------------------------------
+
+
+async def grep(
+    ctx: RunContext[TurnDeps],
+    pattern: str,
+    path: str | None = None,
+    glob: str | None = None,
+    caseSensitive: bool = True,
+) -> dict[str, Any]:
+    """Search file contents with an extended regular expression (`grep -rn -E`). Skips hidden
+    directories and node_modules; at most 100 matches, 10 per file, lines cut at 200 chars."""
+    where = workspace_path(path)
+    argv = ["grep", "-rnIE", "-m", str(GREP_MAX_PER_FILE)]
+    argv += ["--exclude-dir=.*", "--exclude-dir=node_modules"]
+    if not caseSensitive:
+        argv.append("-i")
+    if glob:
+        argv.append(f"--include={glob}")
+    argv += ["-e", pattern, "--", where]
+    command = " ".join(shlex.quote(a) for a in argv) + f" | head -n {GREP_MAX_MATCHES + 1}"
+
+    async def run(sb: Sandbox) -> dict[str, Any]:
+        r = await sb.exec(command, timeout=SEARCH_TIMEOUT, max_output=200_000)
+        if r.timed_out:
+            raise ToolError("grep timed out after 30 s; narrow the path or pattern")
+        if r.exit_code not in (0, 1) and not r.stdout:
+            raise ToolError(r.stderr.strip() or f"grep failed with exit code {r.exit_code}")
+        lines = [ln[:GREP_MAX_LINE] for ln in r.stdout.splitlines()]
+        out: dict[str, Any] = {
+            "matches": lines[:GREP_MAX_MATCHES],
+            "count": len(lines[:GREP_MAX_MATCHES]),
+        }
+        if len(lines) > GREP_MAX_MATCHES:
+            out["truncated"] = True
+        return out
+
+    return await sandbox_step(ctx, "grep", run)  # type: ignore[no-any-return]
+
+
+_GLOB_SCRIPT = """
+import json, os, pathlib, sys
+root, pattern, limit = pathlib.Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+hits = []
+for p in root.glob(pattern):
+    rel = p.relative_to(root).parts
+    if any(part.startswith(".") or part == "node_modules" for part in rel):
+        continue
+    try:
+        hits.append((p.lstat().st_mtime, str(p)))
+    except OSError:
+        pass
+hits.sort(reverse=True)
+print(json.dumps({"files": [h[1] for h in hits[:limit]], "total": len(hits)}))
+"""
+
+
+async def glob(
+    ctx: RunContext[TurnDeps], pattern: str, path: str | None = None, limit: int = 100
+) -> dict[str, Any]:
+    """Find files by glob pattern (`**/*.py`), newest first; skips hidden files and
+    node_modules; at most `limit` (default 100) paths."""
+    where = workspace_path(path)
+    argv = ["python3", "-c", _GLOB_SCRIPT, where, pattern, str(max(1, min(limit, 1000)))]
+    command = " ".join(shlex.quote(a) for a in argv)
+
+    async def run(sb: Sandbox) -> dict[str, Any]:
+        r = await sb.exec(command, timeout=SEARCH_TIMEOUT, max_output=500_000)
+        if r.timed_out:
+            raise ToolError("glob timed out after 30 s; narrow the path or pattern")
+        if r.exit_code != 0:
+            raise ToolError(
+                r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "glob failed"
+            )
+        result: dict[str, Any] = json.loads(r.stdout)
+        return result
+
+    return await sandbox_step(ctx, "glob", run)  # type: ignore[no-any-return]
+
+
+# --- planning and skills -------------------------------------------------------------------------
+
+
+class Todo(BaseModel):
+    id: str
+    content: str
+    status: Literal["pending", "in_progress", "completed"]
+
+
+async def todo_write(todos: list[Todo]) -> dict[str, Any]:
+    """Replace the task list (statuses: pending, in_progress, completed); it is echoed back.
+    Use it for work with several steps and keep exactly one item in_progress."""
+    return {"todos": [t.model_dump() for t in todos]}
+
+
+async def skill(skill: str, args: str | None = None) -> str:
+    """Load a skill's instructions by name."""
+    raise ToolFailed(f"Skill {skill!r} not found: no skills are installed in this workspace.")
+
+
+# --- the client tool ---------------------------------------------------------------------------
+
+
+class QuestionOption(BaseModel):
+    label: str
+    description: str = ""
+
+
+class Question(BaseModel):
+    question: str
+    header: str = Field(default="", max_length=12)
+    options: list[QuestionOption] = Field(min_length=2, max_length=4)
+    multiSelect: bool = False
+
+
+ANSWER_TOPIC = "answer:{tool_call_id}"
+ANSWER_TIMEOUT_SECONDS = 24 * 3600
+
+
+async def ask_user_question(ctx: RunContext[TurnDeps], questions: list[Question]) -> dict[str, Any]:
+    """Ask the user 1-4 multiple-choice questions and wait for the answers. Use only when a
+    decision truly needs the user; the turn pauses until they answer or decline."""
+    if not 1 <= len(questions) <= 4:
+        raise ToolFailed("ask 1 to 4 questions")
+    topic = ANSWER_TOPIC.format(tool_call_id=ctx.tool_call_id)
+    waiting = ctx.deps.wait_for_answer(
+        DBOS.recv_async(topic, timeout_seconds=ANSWER_TIMEOUT_SECONDS)
+    )
+    answer = await waiting
+    if answer is None:
+        raise ToolFailed("The user did not answer in time.")
+    if not isinstance(answer, dict):
+        return {"answers": answer}
+    return answer
+
+
+def sandbox_toolset(*, with_client_tools: bool) -> FunctionToolset[TurnDeps]:
+    """The tools of a turn; subagents and headless runs get no client tools."""
+    tools: list[Callable[..., Any]] = [bash, read, write, edit, grep, glob, todo_write, skill]
+    if with_client_tools:
+        tools.append(ask_user_question)
+    return FunctionToolset(tools, id="sandbox" if with_client_tools else "sandbox-headless")
+
+
+__all__ = [
+    "TurnStopped",
+    "ask_user_question",
+    "bash",
+    "edit",
+    "glob",
+    "grep",
+    "read",
+    "sandbox_toolset",
+    "skill",
+    "todo_write",
+    "workspace_path",
+    "write",
+]

@@ -1,0 +1,362 @@
+"""One agent turn = one DBOS workflow (DESIGN §6); the workflow id is the run id.
+
+The pydantic-ai agents are built once, at import, because DBOS must know every step before it
+launches. ``DBOSDurability`` makes each model request a step and hands the agent's events to
+:class:`~agent_sessions.agent.stream.ChunkSink` inside that step, so a recovered turn neither
+repeats a model call nor re-sends its chunks; each sandbox tool call is a step of its own
+(:mod:`.tools`). What a crash can repeat is the one step in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import logging
+from collections.abc import AsyncIterable
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any, Literal
+
+from dbos import DBOS
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.capabilities import ResolveModelId
+from pydantic_ai.durable_exec.dbos import DBOSDurability
+from pydantic_ai.exceptions import ToolFailed, UsageLimitExceeded
+from pydantic_ai.messages import AgentStreamEvent, ModelMessage, ModelResponse
+from pydantic_ai.models import Model, ModelResolutionContext
+from pydantic_ai.models.test import TestModel
+from pydantic_ai.ui.vercel_ai import VercelAIAdapter
+from pydantic_ai.ui.vercel_ai.request_types import UIMessage
+from pydantic_ai.usage import UsageLimits
+
+from agent_sessions.agent import models, prompt
+from agent_sessions.agent.deps import TurnDeps, TurnStopped
+from agent_sessions.agent.stream import STREAM_KEY, ChunkSink, MessageBuilder
+from agent_sessions.agent.tools import sandbox_toolset
+from agent_sessions.lifecycle.context import current
+from agent_sessions.store import chats as chat_store
+from agent_sessions.store import lifecycle as cas
+from agent_sessions.store import turns as store
+from agent_sessions.store.models import ChatMessage, utcnow
+
+log = logging.getLogger(__name__)
+
+STOP_POLL_SECONDS = 0.15
+CANCELLED = "Cancelled by the user"
+
+_live: dict[str, TurnDeps] = {}
+"""Turns running in this process, so that a stop reaches them without waiting for a poll."""
+
+
+def _resolve(ctx: ModelResolutionContext[Any], model_id: str) -> Model | None:
+    return models.build_model(current().settings, model_id)
+
+
+async def _on_event(ctx: RunContext[TurnDeps], events: AsyncIterable[AgentStreamEvent]) -> None:
+    sink = ctx.deps.sink
+    ctx.deps.usage = ctx.usage
+    if sink is None:  # a subagent: only its final answer reaches the stream
+        async for _ in events:
+            ctx.deps.check_stop()
+        return
+    await sink.handle(ctx.messages, events)
+
+
+async def task(
+    ctx: RunContext[TurnDeps],
+    task: str,
+    subagentType: Literal["explorer", "executor", "general"] = "general",
+    instructions: str | None = None,
+) -> str:
+    """Hand a self-contained piece of work to a subagent with the same sandbox tools and its own
+    step cap; only its final answer comes back. Say exactly what to do and what to report."""
+    deps = ctx.deps
+    sub_deps = replace(deps, sink=None)
+    text = task if not instructions else f"{task}\n\nInstructions:\n{instructions}"
+    cap = deps.settings.subagent_step_cap
+    try:
+        result = await subagent.run(
+            f"[{subagentType} subagent]\n{text}",
+            deps=sub_deps,
+            model=deps.model_id,
+            usage_limits=UsageLimits(request_limit=cap),
+        )
+    except UsageLimitExceeded:
+        raise ToolFailed(f"The subagent reached its limit of {cap} model requests.") from None
+    return result.output
+
+
+_main_tools = sandbox_toolset(with_client_tools=True)
+_main_tools.add_function(task)
+
+agent: Agent[TurnDeps, str] = Agent(
+    TestModel(),  # placeholder: every run names its model, resolved by _resolve inside the step
+    name="agent_turn",
+    deps_type=TurnDeps,
+    instructions=prompt.main_instructions,
+    toolsets=[_main_tools],
+    capabilities=[
+        ResolveModelId(_resolve),
+        DBOSDurability(event_stream_handler=_on_event, parallel_execution_mode="sequential"),
+    ],
+)
+
+subagent: Agent[TurnDeps, str] = Agent(
+    TestModel(),
+    name="agent_subagent",
+    deps_type=TurnDeps,
+    instructions=prompt.subagent_instructions,
+    toolsets=[sandbox_toolset(with_client_tools=False)],
+    capabilities=[
+        ResolveModelId(_resolve),
+        DBOSDurability(event_stream_handler=_on_event, parallel_execution_mode="sequential"),
+    ],
+)
+
+
+# --- steps ---------------------------------------------------------------------------------------
+
+
+@DBOS.step()
+async def _begin(run_id: str) -> dict[str, Any] | None:
+    """Mark the run running, refresh the session's activity, and load what the turn needs."""
+
+    def begin(s: Any) -> dict[str, Any] | None:
+        run = store.mark_running(s, run_id)
+        if run is None:
+            return None
+        view = cas.view(s, run.session_id)
+        repo, branch = store.session_repo(s, run.session_id)
+        history = [
+            m.parts for m in chat_store.messages(s, run.chat_id) if m.id != run.assistant_message_id
+        ]
+        _touch(s, run.session_id)
+        return {
+            "run": run,
+            "repo": repo,
+            "branch": branch,
+            "history": history,
+            "lifecycle_state": view.lifecycle_state if view else None,
+        }
+
+    return await current().db.write_call(begin)
+
+
+@DBOS.step()
+async def _prepare_sandbox(session_id: str) -> str | None:
+    """Bring the sandbox to active (restoring a hibernated one); the error text if it cannot.
+
+    The restore is its own lifecycle workflow with a deterministic id: ``ensure_active`` runs in
+    a fresh context so that DBOS starts (or joins) it as a top-level workflow, not as a child
+    recorded inside this step.
+    """
+    from agent_sessions.lifecycle import Lifecycle
+
+    ctx = current()
+    lifecycle = Lifecycle(ctx.settings, ctx.db, ctx)
+    try:
+        await asyncio.create_task(
+            lifecycle.ensure_active(session_id), context=contextvars.Context()
+        )
+    except Exception as err:
+        return getattr(err, "message", None) or str(err)
+    return None
+
+
+@DBOS.step()
+async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
+    """Close the stream's open parts, store the final message and outcome, release the chat."""
+    deps = _live.get(run_id)
+    sink = deps.sink if deps is not None else None
+    run = await current().db.read_call(lambda s: store.get_run(s, run_id))
+    if run is None:
+        return
+    if sink is not None:
+        reason = CANCELLED if outcome["status"] == "cancelled" else (outcome["error"] or "Failed")
+        for call_id in sink.builder.open_tool_calls():
+            await sink.emit(
+                {"type": "tool-output-error", "toolCallId": call_id, "errorText": reason}
+            )
+        await sink.end()
+        if outcome["error"]:
+            await sink.emit({"type": "error", "errorText": outcome["error"]})
+        metadata = {
+            "model": run.model_id,
+            "usage": {
+                "inputTokens": outcome["input_tokens"],
+                "outputTokens": outcome["output_tokens"],
+            },
+            "finishReason": outcome["finish_reason"],
+            "runId": run_id,
+        }
+        await sink.emit({"type": "message-metadata", "messageMetadata": metadata})
+        message = sink.builder.message
+    else:
+        message = None
+
+    def record(s: Any) -> None:
+        if message is not None:
+            store.upsert_message(
+                s, message_id=run.assistant_message_id, chat_id=run.chat_id, role="assistant",
+                message=message,
+            )  # fmt: skip
+        store.finish_run(
+            s, run_id, status=outcome["status"], error=outcome["error"],
+            finish_reason=outcome["finish_reason"], input_tokens=outcome["input_tokens"],
+            output_tokens=outcome["output_tokens"], tool_calls=outcome["tool_calls"],
+            steps=outcome["steps"],
+        )  # fmt: skip
+        replied = message is not None and bool(message.get("parts"))
+        store.release_chat(s, run.chat_id, run_id, replied=replied)
+        _touch(s, run.session_id)
+
+    await current().db.write_call(record)
+    finish: dict[str, Any] = {"type": "finish"}
+    if outcome["finish_reason"]:
+        finish["finishReason"] = outcome["finish_reason"]
+    await DBOS.write_stream_async(STREAM_KEY, _json(finish))
+    await DBOS.close_stream_async(STREAM_KEY)
+
+
+def _json(chunk: dict[str, Any]) -> str:
+    return json.dumps(chunk, separators=(",", ":"))
+
+
+def _touch(s: Any, session_id: str) -> None:
+    now = utcnow()
+    idle = timedelta(seconds=current().settings.idle_timeout_seconds)
+    cas.set_fields(
+        s, session_id, in_states={"active"}, last_activity_at=now, hibernate_after=now + idle
+    )
+
+
+# --- the workflow --------------------------------------------------------------------------------
+
+
+@DBOS.workflow(name="agent_turn")
+async def run_turn(run_id: str) -> str:
+    """Run one turn to its end; returns the run's final status."""
+    begun = await _begin(run_id)
+    if begun is None:
+        return "missing"
+    run: store.RunView = begun["run"]
+    if run.status in store.TERMINAL:
+        return run.status
+    await DBOS.write_stream_async(
+        STREAM_KEY, _json({"type": "start", "messageId": run.assistant_message_id})
+    )
+    settings = current().settings
+    deps = TurnDeps(
+        settings=settings, run_id=run_id, session_id=run.session_id, chat_id=run.chat_id,
+        model_id=run.model_id, repo=begun["repo"], branch=begun["branch"],
+    )  # fmt: skip
+    _live[run_id] = deps
+    try:
+        return await _run(run, deps, begun)
+    finally:
+        _live.pop(run_id, None)
+
+
+async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str:
+    run_id = run.id
+    failure: str | None = None
+    if begun["lifecycle_state"] != "active":
+        await DBOS.write_stream_async(STREAM_KEY, _sandbox_chunk("restoring"))
+        failure = await _prepare_sandbox(run.session_id)
+        await DBOS.write_stream_async(
+            STREAM_KEY, _sandbox_chunk("failed" if failure else "active", failure)
+        )
+
+    history = _model_history(begun["history"])
+    persisted = await current().db.read_call(
+        lambda s: store_message(s, run.assistant_message_id)
+    )  # the latest state, also when this is a recovery: the builder continues from it
+    builder = MessageBuilder(persisted or {"id": run.assistant_message_id, "role": "assistant"})
+
+    async def persist(message: dict[str, Any]) -> None:
+        await current().db.write_call(
+            lambda s: store.upsert_message(
+                s,
+                message_id=run.assistant_message_id,
+                chat_id=run.chat_id,
+                role="assistant",
+                message=message,
+            )
+        )
+
+    deps.sink = ChunkSink(
+        builder,
+        persist,
+        history_responses=sum(isinstance(m, ModelResponse) for m in history),
+        check_stop=deps.check_stop,
+    )
+    watcher = asyncio.create_task(_watch_for_stop(deps))
+    status, error, finish_reason = "completed", failure, "stop"
+    try:
+        if failure is None:
+            await agent.run(
+                message_history=history,
+                deps=deps,
+                model=run.model_id,
+                usage_limits=UsageLimits(request_limit=deps.settings.agent_step_cap),
+            )
+    except TurnStopped:
+        status, finish_reason = "cancelled", "stop"
+    except UsageLimitExceeded:
+        cap = deps.settings.agent_step_cap
+        status, finish_reason = "failed", "error"
+        error = f"Step limit reached: the turn made {cap} model requests and was stopped."
+    except Exception as err:
+        log.warning("turn %s failed: %s", run_id, err)
+        status, finish_reason = "failed", "error"
+        error = (getattr(err, "message", None) or str(err) or type(err).__name__)[:1000]
+    finally:
+        watcher.cancel()
+    if failure is not None:
+        status, finish_reason = "failed", "error"
+    usage = deps.usage
+    outcome = {
+        "status": status,
+        "error": error,
+        "finish_reason": finish_reason,
+        "input_tokens": usage.input_tokens if usage else 0,
+        "output_tokens": usage.output_tokens if usage else 0,
+        "tool_calls": deps.sink.tool_calls,
+        "steps": deps.sink.steps,
+    }
+    await _finish(run_id, outcome)
+    return status
+
+
+def store_message(s: Any, message_id: str) -> dict[str, Any] | None:
+    row = s.get(ChatMessage, message_id)
+    return dict(row.parts) if row is not None else None
+
+
+def _sandbox_chunk(state: str, error: str | None = None) -> str:
+    data: dict[str, Any] = {"state": state}
+    if error:
+        data["error"] = error
+    return _json({"type": "data-sandbox", "id": "sandbox", "data": data})
+
+
+def _model_history(ui_messages: list[dict[str, Any]]) -> list[ModelMessage]:
+    """Stored UI messages → the model's message history (the last one is the new prompt)."""
+    parsed = [UIMessage.model_validate(m) for m in ui_messages]
+    return VercelAIAdapter.load_messages(parsed)
+
+
+async def _watch_for_stop(deps: TurnDeps) -> None:
+    """Notice a stop requested through another process (this one sets the event directly)."""
+    db = current().db
+    while not deps.stopped.is_set():
+        await asyncio.sleep(STOP_POLL_SECONDS)
+        if await db.read_call(lambda s: store.stop_requested(s, deps.run_id)):
+            deps.stopped.set()
+
+
+def signal_stop(run_id: str) -> None:
+    deps = _live.get(run_id)
+    if deps is not None:
+        deps.stopped.set()

@@ -1,0 +1,210 @@
+"""``/api/chat``: agent turns over the AI SDK UI message stream, stop, headless runs, models."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
+
+from agent_sessions.agent import models
+from agent_sessions.agent.service import (
+    Accepted,
+    user_message_from_prompt,
+    validate_user_message,
+)
+from agent_sessions.api import schemas
+from agent_sessions.api.deps import AccountId, ServicesDep
+from agent_sessions.api.responses import errors
+from agent_sessions.exceptions import Conflict, InvalidInput
+from agent_sessions.store import chats as chat_store
+from agent_sessions.store import sessions as session_store
+from agent_sessions.store.sessions import NewSession
+from agent_sessions.store.turns import RunView
+
+router = APIRouter(prefix="/api", tags=["agent"])
+
+STREAM_HEADERS = {
+    "x-vercel-ai-ui-message-stream": "v1",
+    "cache-control": "no-cache",
+    "x-accel-buffering": "no",
+}
+_SSE = {"description": "AI SDK UI message stream (SSE)", "content": {"text/event-stream": {}}}
+
+
+def _sse(run_id: str, body: AsyncIterator[bytes]) -> StreamingResponse:
+    return StreamingResponse(
+        body,
+        media_type="text/event-stream",
+        headers={**STREAM_HEADERS, "x-workflow-run-id": run_id},
+    )
+
+
+@router.post(
+    "/chat",
+    summary="Send a message and stream the agent's turn (AI SDK default chat transport)",
+    responses={200: _SSE, **errors(400, 401, 403, 404, 409, 413)},
+    response_class=StreamingResponse,
+)
+async def post_chat(
+    services: ServicesDep, account_id: AccountId, body: schemas.ChatTurnRequest
+) -> StreamingResponse:
+    chat_id = body.id or body.chat_id
+    last = body.message if body.message is not None else (body.messages or [{}])[-1]
+    if not last:
+        raise InvalidInput("messages must not be empty")
+    if isinstance(last, dict) and last.get("role") == "assistant":
+        return await _submit_tool_result(services, account_id, body, chat_id, last)
+    accepted = await services.turns.start(
+        account_id=account_id,
+        session_id=body.session_id,
+        chat_id=chat_id,
+        user_message=validate_user_message(last),
+        model_id=body.model,
+    )
+    return _sse(accepted.run_id, services.turns.chunks(accepted.run_id))
+
+
+async def _submit_tool_result(
+    services: Any,
+    account_id: str,
+    body: schemas.ChatTurnRequest,
+    chat_id: str | None,
+    message: dict[str, Any],
+) -> StreamingResponse:
+    """A client tool's result (``ask_user_question``) for the live turn waiting on it."""
+    if chat_id is None:
+        raise InvalidInput("id (the chat id) is required")
+    run = await services.turns.live_run(account_id, body.session_id, chat_id)
+    if run is None:
+        raise Conflict("This chat has no turn waiting for a tool result")
+    answered = 0
+    for part in message.get("parts") or []:
+        if (
+            isinstance(part, dict)
+            and part.get("type") == "tool-ask_user_question"
+            and part.get("state") == "output-available"
+            and isinstance(part.get("toolCallId"), str)
+        ):
+            await services.turns.answer(run.id, part["toolCallId"], part.get("output"))
+            answered += 1
+    if not answered:
+        raise InvalidInput("The assistant message carries no ask_user_question result")
+    return _sse(run.id, services.turns.chunks(run.id, body.start_index or 0))
+
+
+@router.get(
+    "/chat/{chatId}/stream",
+    summary="Resume the live turn's stream from chunk startIndex (204 when none is live)",
+    responses={200: _SSE, 204: {"description": "No turn is live"}, **errors(401, 403, 404)},
+    response_class=StreamingResponse,
+)
+async def resume_stream(
+    services: ServicesDep,
+    account_id: AccountId,
+    chatId: str,
+    startIndex: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    def find(db: Session) -> tuple[str, str | None]:
+        chat = chat_store.get_owned_chat(db, chat_id=chatId, account_id=account_id)
+        return chat.session_id, chat.active_stream_id
+
+    _, run_id = await services.db.read_call(find)
+    if run_id is None:
+        return Response(status_code=204)
+    return _sse(run_id, services.turns.chunks(run_id, startIndex))
+
+
+@router.post(
+    "/chat/{chatId}/stop",
+    response_model=schemas.StopResult,
+    summary="Stop the chat's live turn; open tool calls end as errors, the partial reply stays",
+    responses=errors(401, 403, 404),
+)
+async def stop_turn(
+    services: ServicesDep, account_id: AccountId, chatId: str
+) -> schemas.StopResult:
+    chat = await services.db.read_call(
+        lambda db: chat_store.get_owned_chat(db, chat_id=chatId, account_id=account_id)
+    )
+    stopped = await services.turns.stop(account_id, chat.session_id, chatId)
+    return schemas.StopResult(stopped=stopped)
+
+
+@router.post(
+    "/chat/runs",
+    status_code=202,
+    response_model=schemas.RunAccepted,
+    summary="Start a headless turn (a new session and chat unless given)",
+    responses=errors(400, 401, 403, 404, 409, 413),
+)
+async def create_run(
+    services: ServicesDep, account_id: AccountId, body: schemas.RunCreate
+) -> schemas.RunAccepted:
+    if (body.prompt is None) == (body.messages is None):
+        raise InvalidInput("Give exactly one of prompt or messages")
+    if body.prompt is not None:
+        message = user_message_from_prompt(body.prompt)
+    else:
+        if not body.messages:
+            raise InvalidInput("messages must not be empty")
+        message = validate_user_message(body.messages[-1])
+    model = body.model or services.settings.default_model
+    models.check_usable(services.settings, model)
+    session_id = body.session_id
+    if session_id is None:
+        session_id = await _new_session(services, account_id)
+    accepted: Accepted = await services.turns.start(
+        account_id=account_id, session_id=session_id, chat_id=body.chat_id,
+        user_message=message, model_id=body.model,
+    )  # fmt: skip
+    return schemas.RunAccepted(
+        run_id=accepted.run_id, chat_id=accepted.chat_id, session_id=accepted.session_id
+    )
+
+
+async def _new_session(services: Any, account_id: str) -> str:
+    new = NewSession(sandbox_type=services.settings.sandbox_provider)
+    row, _ = await services.db.write_call(
+        lambda db: session_store.create_session(db, account_id=account_id, new=new)
+    )
+    session_id: str = row.id
+    await services.lifecycle.session_created(session_id)
+    return session_id
+
+
+@router.get(
+    "/chat/runs/{runId}",
+    response_model=schemas.Run,
+    summary="A run's status and usage",
+    responses=errors(401, 403, 404),
+)
+async def get_run(services: ServicesDep, account_id: AccountId, runId: str) -> schemas.Run:
+    return run_out(await services.turns.get_run(account_id, runId))
+
+
+def run_out(run: RunView) -> schemas.Run:
+    return schemas.Run(
+        run_id=run.id, status=run.status, chat_id=run.chat_id,
+        session_id=run.session_id, model=run.model_id, message_id=run.assistant_message_id,
+        usage=schemas.RunUsage(input_tokens=run.input_tokens, output_tokens=run.output_tokens),
+        tool_calls=run.tool_calls, steps=run.steps, finish_reason=run.finish_reason,
+        error=run.error, created_at=run.created_at, started_at=run.started_at,
+        finished_at=run.finished_at, duration_ms=run.duration_ms,
+    )  # fmt: skip
+
+
+@router.get(
+    "/models",
+    response_model=schemas.ModelList,
+    summary="Models this server can use (a provider without credentials is listed unavailable)",
+    responses=errors(401),
+)
+async def list_models(services: ServicesDep, account_id: AccountId) -> schemas.ModelList:
+    settings = services.settings
+    return schemas.ModelList(
+        models=[schemas.ModelInfo.model_validate(m) for m in models.usable_models(settings)],
+        default_model_id=settings.default_model,
+    )

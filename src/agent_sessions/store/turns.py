@@ -1,0 +1,154 @@
+"""Agent turns in the database: the run record, the chat's ``activeStreamId`` lock, messages.
+
+``activeStreamId`` is claimed and released by compare-and-set (``UPDATE … WHERE
+active_stream_id IS NULL`` / ``= :run``), so two turns can never both own a chat and a turn
+never releases a lock that is no longer its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from agent_sessions.store.models import Chat, ChatMessage, ChatRun, SessionRow, utcnow
+
+LIVE = ("queued", "running")
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+@dataclass(frozen=True)
+class RunView:
+    id: str
+    chat_id: str
+    session_id: str
+    account_id: str
+    model_id: str
+    assistant_message_id: str
+    status: str
+    stop_requested: bool
+    input_tokens: int
+    output_tokens: int
+    tool_calls: int
+    steps: int
+    finish_reason: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, row: ChatRun) -> RunView:
+        return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})
+
+    @property
+    def duration_ms(self) -> int | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return int((self.finished_at - self.started_at) / timedelta(milliseconds=1))
+
+
+def claim_chat(db: Session, chat_id: str, run_id: str) -> bool:
+    """Take the chat's stream lock for ``run_id``; False if another turn holds it."""
+    result = db.execute(
+        update(Chat)
+        .where(Chat.id == chat_id, Chat.active_stream_id.is_(None))
+        .values(active_stream_id=run_id)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def release_chat(db: Session, chat_id: str, run_id: str, *, replied: bool) -> None:
+    """Give the lock back if ``run_id`` still holds it; note the reply time when there was one."""
+    values: dict[str, Any] = {"active_stream_id": None}
+    if replied:
+        now = utcnow()
+        values.update(last_assistant_message_at=now, updated_at=now)
+    db.execute(
+        update(Chat).where(Chat.id == chat_id, Chat.active_stream_id == run_id).values(**values)
+    )
+
+
+def create_run(db: Session, **fields: Any) -> ChatRun:
+    run = ChatRun(
+        status="queued", stop_requested=False, input_tokens=0, output_tokens=0,
+        tool_calls=0, steps=0, created_at=utcnow(), **fields,
+    )  # fmt: skip
+    db.add(run)
+    return run
+
+
+def get_run(db: Session, run_id: str) -> RunView | None:
+    row = db.get(ChatRun, run_id)
+    return RunView.of(row) if row is not None else None
+
+
+def live_run(db: Session, chat_id: str) -> RunView | None:
+    """The run holding the chat's stream lock, if any."""
+    stmt = select(ChatRun).join(Chat, Chat.active_stream_id == ChatRun.id).where(Chat.id == chat_id)
+    row = db.scalars(stmt).first()
+    return RunView.of(row) if row is not None else None
+
+
+def unfinished_runs(db: Session) -> list[str]:
+    stmt = select(ChatRun.id).where(ChatRun.status.in_(LIVE)).order_by(ChatRun.created_at)
+    return list(db.scalars(stmt))
+
+
+def mark_running(db: Session, run_id: str) -> RunView | None:
+    row = db.get(ChatRun, run_id)
+    if row is None:
+        return None
+    if row.status == "queued":
+        row.status = "running"
+        row.started_at = utcnow()
+    return RunView.of(row)
+
+
+def request_stop(db: Session, run_id: str) -> bool:
+    """Flag a live run for stopping; False if it has already ended."""
+    result = db.execute(
+        update(ChatRun)
+        .where(ChatRun.id == run_id, ChatRun.status.in_(LIVE))
+        .values(stop_requested=True)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
+
+
+def stop_requested(db: Session, run_id: str) -> bool:
+    return bool(db.scalar(select(ChatRun.stop_requested).where(ChatRun.id == run_id)))
+
+
+def finish_run(db: Session, run_id: str, **fields: Any) -> None:
+    """Record the outcome once; a run that already ended keeps its first outcome."""
+    db.execute(
+        update(ChatRun)
+        .where(ChatRun.id == run_id, ChatRun.status.in_(LIVE))
+        .values(finished_at=utcnow(), **fields)
+    )
+
+
+def upsert_message(
+    db: Session, *, message_id: str, chat_id: str, role: str, message: dict[str, Any]
+) -> None:
+    row = db.get(ChatMessage, message_id)
+    if row is None:
+        db.add(ChatMessage(id=message_id, chat_id=chat_id, role=role, parts=message,
+                           created_at=utcnow()))  # fmt: skip
+    elif row.chat_id == chat_id:
+        row.parts = dict(message)
+
+
+def message_exists_elsewhere(db: Session, message_id: str, chat_id: str) -> bool:
+    row = db.get(ChatMessage, message_id)
+    return row is not None and row.chat_id != chat_id
+
+
+def session_repo(db: Session, session_id: str) -> tuple[str | None, str | None]:
+    row = db.get(SessionRow, session_id)
+    if row is None or row.repo_owner is None:
+        return None, row.branch if row is not None else None
+    return f"{row.repo_owner}/{row.repo_name}", row.branch

@@ -1,0 +1,117 @@
+"""Agent turns through ``POST /api/chat``: tools in a real sandbox, the stream, persistence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.agent.conftest import AgentsFactory
+from tests.agent.protocol import check_protocol, text_of, tool_outputs
+from tests.support.model_server import Call, Text, ToolCalls, echo_last_tool_result
+
+
+def test_multi_step_tool_use_in_a_real_sandbox(agents: AgentsFactory) -> None:
+    h = agents()
+    model = h.script(
+        [
+            ToolCalls([Call("write", {"filePath": "app.py", "content": "print('hello')\n"})]),
+            ToolCalls(
+                [Call("edit", {"filePath": "app.py", "oldString": "hello", "newString": "bye"})]
+            ),
+            ToolCalls([Call("bash", {"command": "python3 app.py && id -u"})]),
+            ToolCalls([Call("read", {"filePath": "/workspace/app.py"})]),
+            Text("The script prints bye.", chunks=4),
+        ]
+    )
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    chunks, headers = h.turn(sid, chat_id, "make app.py print bye", model=model)
+
+    check_protocol(chunks)
+    assert headers["x-vercel-ai-ui-message-stream"] == "v1"
+    run_id = headers["x-workflow-run-id"]
+    outputs = tool_outputs(chunks)
+    assert [o["type"] for o in outputs.values()] == ["tool-output-available"] * 4
+    bash_out = outputs["call_2_0"]["output"]
+    assert bash_out["exitCode"] == 0
+    assert bash_out["stdout"].splitlines()[0] == "bye"  # the edit happened in the sandbox
+    assert outputs["call_3_0"]["output"].startswith("1: print('bye')")
+    assert text_of(chunks) == "The script prints bye."
+    assert sum(c["type"] == "start-step" for c in chunks) == 5
+
+    # The model saw each tool's result before its next step.
+    requests = h.model.requests(model.split("/", 1)[1])
+    assert len(requests) == 5
+    last_tool = [m for m in requests[4]["messages"] if m["role"] == "tool"][-1]
+    assert "print('bye')" in last_tool["content"]
+    system = requests[0]["messages"][0]
+    assert system["role"] == "system" and "/workspace" in system["content"]
+
+    # One assistant message per turn, stored as the client built it; the chat is unlocked.
+    detail = h.chat(sid, chat_id)
+    assert detail["isStreaming"] is False
+    assert detail["chat"]["activeStreamId"] is None
+    assert detail["chat"]["lastAssistantMessageAt"] is not None
+    assert detail["chat"]["title"] == "make app.py print bye"
+    roles = [m["role"] for m in detail["messages"]]
+    assert roles == ["user", "assistant"]
+    assistant = detail["messages"][1]
+    assert assistant["id"] == chunks[0]["messageId"]
+    kinds = [p["type"] for p in assistant["parts"]]
+    assert kinds.count("step-start") == 5
+    assert kinds.count("tool-bash") == 1 and kinds[-1] == "text"
+    assert assistant["parts"][-1] == {
+        "type": "text",
+        "text": "The script prints bye.",
+        "state": "done",
+    }
+    assert all(p["state"] == "output-available" for p in assistant["parts"] if "toolCallId" in p)
+    assert assistant["metadata"]["usage"]["inputTokens"] > 0
+
+    run = h.run(run_id)
+    assert run["status"] == "completed"
+    assert run["steps"] == 5 and run["toolCalls"] == 4
+    assert run["usage"]["inputTokens"] > 0 and run["usage"]["outputTokens"] > 0
+    assert run["finishReason"] == "stop" and run["error"] is None
+    assert run["durationMs"] is not None
+
+
+def test_tool_errors_go_back_to_the_model(agents: AgentsFactory) -> None:
+    h = agents()
+    model = h.script(
+        [
+            ToolCalls([Call("read", {"filePath": "missing.txt"})]),
+            ToolCalls(
+                [Call("edit", {"filePath": "/etc/passwd", "oldString": "a", "newString": "b"})]
+            ),
+            ToolCalls([Call("bash", {"command": "exit 3"})]),
+            echo_last_tool_result,
+        ]
+    )
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    chunks, headers = h.turn(sid, chat_id, "try things", model=model)
+    check_protocol(chunks)
+    outputs = list(tool_outputs(chunks).values())
+    assert outputs[0]["type"] == "tool-output-error"
+    assert "missing.txt" in outputs[0]["errorText"]
+    assert outputs[1]["type"] == "tool-output-error"
+    assert "relative to the workspace" in outputs[1]["errorText"]
+    # A failing command is a result, not a tool error: the model reads the exit code.
+    assert outputs[2]["type"] == "tool-output-available"
+    assert outputs[2]["output"]["exitCode"] == 3
+    assert h.run(headers["x-workflow-run-id"])["status"] == "completed"
+
+
+def test_second_turn_sees_the_history_and_reuses_the_chat(agents: AgentsFactory) -> None:
+    h = agents()
+    model = h.script([Text("first answer"), Text("second answer")])
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    h.turn(sid, chat_id, "one", model=model)
+    chunks, _ = h.turn(sid, chat_id, "two", model=model)
+    check_protocol(chunks)
+    assert text_of(chunks) == "second answer"
+    sent: list[dict[str, Any]] = h.model.requests(model.split("/", 1)[1])[-1]["messages"]
+    assert [m["role"] for m in sent if m["role"] != "system"] == ["user", "assistant", "user"]
+    detail = h.chat(sid, chat_id)
+    assert [m["role"] for m in detail["messages"]] == ["user", "assistant", "user", "assistant"]
