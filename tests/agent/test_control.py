@@ -1,0 +1,262 @@
+"""Controlling turns: resume, disconnect, stop, one turn per chat, concurrency, caps, models."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+from tests.agent.conftest import Agents, AgentsFactory, parse_sse
+from tests.agent.protocol import check_protocol, text_of, tool_outputs
+from tests.support.model_server import Call, Text, ToolCalls
+
+
+class Background:
+    """Read a turn's POST stream in a thread while the test does something else."""
+
+    def __init__(self, h: Agents, sid: str, chat_id: str, text: str, model: str) -> None:
+        self.raw = ""
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self.started = threading.Event()
+
+        def read() -> None:
+            with h.client.stream(
+                "POST", "/api/chat", json=h.body(sid, chat_id, text, model=model),
+                headers=h.account.headers,
+            ) as r:  # fmt: skip
+                self.status, self.headers = r.status_code, dict(r.headers)
+                self.started.set()
+                for piece in r.iter_text():
+                    self.raw += piece
+
+        self.thread = threading.Thread(target=read, daemon=True)
+        self.thread.start()
+
+    def chunks(self) -> list[dict[str, Any]]:
+        self.thread.join(60)
+        assert not self.thread.is_alive(), "stream did not end"
+        return parse_sse(self.raw)
+
+    def wait_for(self, needle: str, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while needle not in self.raw:
+            assert time.monotonic() < deadline, f"never saw {needle!r} in {self.raw[-500:]}"
+            time.sleep(0.02)
+
+
+def _session(h: Agents) -> tuple[str, str]:
+    created = h.new_session()
+    return created["session"]["id"], created["chat"]["id"]
+
+
+def test_resume_from_start_index_yields_exactly_the_tail(agents: AgentsFactory) -> None:
+    h = agents()
+    model = h.script(
+        [ToolCalls([Call("bash", {"command": "sleep 1.5; echo done"})]), Text("all done", chunks=5)]
+    )
+    sid, chat_id = _session(h)
+    bg = Background(h, sid, chat_id, "go", model)
+    bg.wait_for("tool-input-available")
+    with h.client.stream(
+        "GET", f"/api/chat/{chat_id}/stream?startIndex=3", headers=h.account.headers
+    ) as r:
+        assert r.status_code == 200
+        assert r.headers["x-workflow-run-id"] == bg.headers["x-workflow-run-id"]
+        tail = parse_sse(r.read().decode())
+    full = bg.chunks()
+    check_protocol(full)
+    assert tail == full[3:]
+    # Nothing live any more: 204.
+    r2 = h.client.get(f"/api/chat/{chat_id}/stream", headers=h.account.headers)
+    assert r2.status_code == 204
+
+
+def test_a_client_disconnect_does_not_stop_the_turn(agents: AgentsFactory) -> None:
+    h = agents()
+    model = h.script([ToolCalls([Call("bash", {"command": "sleep 1; echo finished"})]), Text("ok")])
+    sid, chat_id = _session(h)
+    with h.client.stream(
+        "POST", "/api/chat", json=h.body(sid, chat_id, "go", model=model),
+        headers=h.account.headers,
+    ) as r:  # fmt: skip
+        run_id = r.headers["x-workflow-run-id"]
+        first = next(r.iter_lines())
+        assert first.startswith("data: ")
+    # The client went away after one chunk; the turn goes on and is stored whole.
+    run = h.wait_run(run_id)
+    assert run["status"] == "completed"
+    assistant = h.chat(sid, chat_id)["messages"][-1]
+    bash = next(p for p in assistant["parts"] if p["type"] == "tool-bash")
+    assert bash["output"]["stdout"] == "finished\n"
+    assert assistant["parts"][-1]["text"] == "ok"
+
+
+def test_stop_in_the_middle_of_a_long_tool_call(agents: AgentsFactory) -> None:
+    h = agents()
+    model = h.script(
+        [
+            ToolCalls([Call("write", {"filePath": "notes.txt", "content": "kept"})]),
+            ToolCalls([Call("bash", {"command": "sleep 60; echo never > never.txt"})]),
+            Text("never said"),
+        ]
+    )
+    sid, chat_id = _session(h)
+    bg = Background(h, sid, chat_id, "go", model)
+    bg.wait_for('"toolCallId":"call_1_0","toolName":"bash","input"')
+    time.sleep(0.3)  # the command is running
+    began = time.monotonic()
+    r = h.client.post(f"/api/chat/{chat_id}/stop", headers=h.account.headers)
+    assert r.status_code == 200 and r.json() == {"success": True, "stopped": True}
+    chunks = bg.chunks()
+    assert time.monotonic() - began < 10
+    check_protocol(chunks)
+    outputs = tool_outputs(chunks)
+    assert outputs["call_0_0"]["type"] == "tool-output-available"
+    assert outputs["call_1_0"] == {
+        "type": "tool-output-error", "toolCallId": "call_1_0", "errorText": "Cancelled by the user",
+    }  # fmt: skip
+    assert "never said" not in text_of(chunks)
+
+    run = h.wait_run(bg.headers["x-workflow-run-id"])
+    assert run["status"] == "cancelled"
+    detail = h.chat(sid, chat_id)
+    assert detail["chat"]["activeStreamId"] is None
+    parts = detail["messages"][-1]["parts"]
+    states = {p["toolCallId"]: p["state"] for p in parts if "toolCallId" in p}
+    assert states == {"call_0_0": "output-available", "call_1_0": "output-error"}
+    # The command was killed, not left running: its file never appears.
+    time.sleep(0.5)
+    r = h.client.get(
+        f"/api/sessions/{sid}/files/content", params={"path": "never.txt"},
+        headers=h.account.headers,
+    )  # fmt: skip
+    assert r.status_code in (404, 405)
+    # Stopping again: nothing live.
+    r = h.client.post(f"/api/chat/{chat_id}/stop", headers=h.account.headers)
+    assert r.json() == {"success": True, "stopped": False}
+
+
+def test_a_second_turn_on_a_busy_chat_is_409_and_changes_nothing(agents: AgentsFactory) -> None:
+    h = agents()
+    model = h.script([ToolCalls([Call("bash", {"command": "sleep 1"})]), Text("first")])
+    sid, chat_id = _session(h)
+    bg = Background(h, sid, chat_id, "first", model)
+    bg.wait_for("tool-input-available")
+    r = h.client.post(
+        "/api/chat", json=h.body(sid, chat_id, "second", model=model), headers=h.account.headers
+    )
+    assert r.status_code == 409
+    assert r.json() == {"status": "error", "error": "This chat already has a turn in progress"}
+    bg.chunks()
+    h.wait_run(bg.headers["x-workflow-run-id"])
+    texts = [p.get("text") for m in h.chat(sid, chat_id)["messages"] for p in m["parts"]]
+    assert "second" not in texts
+
+
+def test_two_chats_of_one_session_run_at_once(agents: AgentsFactory) -> None:
+    h = agents()
+    created = h.new_session()
+    sid, chat_a = created["session"]["id"], created["chat"]["id"]
+    r = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
+    chat_b = r.json()["chat"]["id"]
+
+    def busy(name: str) -> str:
+        # Records when the command ran; overlapping intervals prove the turns ran at once.
+        return f"date +%s.%N > {name}.start; sleep 1.5; date +%s.%N > {name}.end"
+
+    model_a = h.script([ToolCalls([Call("bash", {"command": busy("a")})]), Text("A")])
+    model_b = h.script([ToolCalls([Call("bash", {"command": busy("b")})]), Text("B")])
+    a = Background(h, sid, chat_a, "a", model_a)
+    b = Background(h, sid, chat_b, "b", model_b)
+    ca, cb = a.chunks(), b.chunks()
+    check_protocol(ca)
+    check_protocol(cb)
+    assert (text_of(ca), text_of(cb)) == ("A", "B")
+    check = h.script([ToolCalls([Call("bash", {"command": "cat a.start a.end b.start b.end"})]),
+                      Text("ok")])  # fmt: skip
+    chat_c = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
+    chunks, _ = h.turn(sid, chat_c.json()["chat"]["id"], "check", model=check)
+    a0, a1, b0, b1 = map(float, tool_outputs(chunks)["call_0_0"]["output"]["stdout"].split())
+    assert a0 < b1 and b0 < a1, "the two turns' commands did not overlap"
+
+
+def test_the_step_cap_ends_the_turn_with_a_clear_error(agents: AgentsFactory) -> None:
+    h = agents(agent_step_cap=3)
+    model = h.script([ToolCalls([Call("todo_write", {"todos": []})])] * 10)
+    sid, chat_id = _session(h)
+    chunks, headers = h.turn(sid, chat_id, "loop", model=model)
+    check_protocol(chunks)
+    errors = [c for c in chunks if c["type"] == "error"]
+    assert errors == [
+        {
+            "type": "error",
+            "errorText": "Step limit reached: the turn made 3 model requests and was stopped.",
+        }
+    ]
+    run = h.run(headers["x-workflow-run-id"])
+    assert run["status"] == "failed" and run["steps"] == 3
+    assert run["error"] == errors[0]["errorText"]
+    assert h.chat(sid, chat_id)["chat"]["activeStreamId"] is None
+
+
+def test_a_model_error_fails_the_turn_and_releases_the_chat(agents: AgentsFactory) -> None:
+    from tests.support.model_server import Fail
+
+    h = agents()
+    model = h.script([Fail(status=400, message="bad request from the stand-in")])
+    sid, chat_id = _session(h)
+    chunks, headers = h.turn(sid, chat_id, "hi", model=model)
+    check_protocol(chunks)
+    error = next(c for c in chunks if c["type"] == "error")
+    assert "bad request from the stand-in" in error["errorText"]
+    assert h.run(headers["x-workflow-run-id"])["status"] == "failed"
+    assert h.chat(sid, chat_id)["chat"]["activeStreamId"] is None
+
+
+def test_an_unconfigured_model_is_refused_before_the_turn(agents: AgentsFactory) -> None:
+    h = agents()
+    sid, chat_id = _session(h)
+    r = h.client.post(
+        "/api/chat",
+        json=h.body(sid, chat_id, "hi", model="anthropic/claude-haiku-4.5"),
+        headers=h.account.headers,
+    )
+    assert r.status_code == 400
+    assert r.json() == {
+        "status": "error",
+        "error": "Model anthropic/claude-haiku-4.5 is not configured: set ANTHROPIC_API_KEY",
+    }
+    detail = h.chat(sid, chat_id)
+    assert detail["messages"] == [] and detail["chat"]["activeStreamId"] is None
+    r = h.client.post(
+        "/api/chat", json=h.body(sid, chat_id, "hi", model="mystery/m1"), headers=h.account.headers
+    )
+    assert r.status_code == 400 and "Unknown model provider 'mystery'" in r.json()["error"]
+
+    models = h.client.get("/api/models", headers=h.account.headers).json()
+    by_id = {m["id"]: m for m in models["models"]}
+    assert by_id["anthropic/claude-haiku-4.5"]["available"] is False
+    assert by_id["openai/gpt-5.4"]["available"] is True
+    assert models["defaultModelId"] == h.settings.default_model
+
+
+def test_headless_runs(agents: AgentsFactory) -> None:
+    h = agents()
+    model = h.script([ToolCalls([Call("bash", {"command": "echo headless"})]), Text("done")])
+    r = h.client.post(
+        "/api/chat/runs", json={"prompt": "do it", "model": model}, headers=h.account.headers
+    )
+    assert r.status_code == 202, r.text
+    accepted = r.json()
+    assert set(accepted) == {"runId", "chatId", "sessionId"}
+    run = h.wait_run(accepted["runId"], timeout=90)
+    assert run["status"] == "completed", run
+    assert run["toolCalls"] == 1 and run["model"] == model
+    detail = h.chat(accepted["sessionId"], accepted["chatId"])
+    assert [m["role"] for m in detail["messages"]] == ["user", "assistant"]
+    assert detail["chat"]["title"] == "do it"
+    # Bad bodies: 400, nothing started.
+    for body in ({}, {"prompt": "x", "messages": []}, {"prompt": ""}, {"prompt": "x", "bogus": 1}):
+        r = h.client.post("/api/chat/runs", json=body, headers=h.account.headers)
+        assert r.status_code == 400, (body, r.text)
