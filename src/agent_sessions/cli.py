@@ -106,6 +106,41 @@ def migrate() -> None:
     typer.echo("database is up to date")
 
 
+@app.command()
+def chat(
+    session: Annotated[
+        str | None, typer.Option("--session", help="Use this session (default: a new one).")
+    ] = None,
+    chat_id: Annotated[
+        str | None, typer.Option("--chat", help="Use this chat (default: the session's first).")
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Model id, e.g. openai/gpt-5.4.")
+    ] = None,
+    url: Annotated[
+        str, typer.Option("--url", envvar="AGENT_SESSIONS_URL", help="Server base URL.")
+    ] = "http://127.0.0.1:8000",
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key", envvar="AGENT_SESSIONS_API_KEY", show_default=False, help="API key."
+        ),
+    ] = None,
+) -> None:
+    """Chat with an agent from the terminal, over the HTTP API of a running server.
+
+    Ctrl-C stops a running turn; /exit or Ctrl-D quits.
+    """
+    from agent_sessions.client.repl import ChatOptions, run
+
+    options = ChatOptions(
+        url=url, api_key=api_key, session_id=session, chat_id=chat_id, model=model
+    )
+    code = run(options)
+    if code:
+        raise typer.Exit(code)
+
+
 @accounts_app.command("create")
 def accounts_create(
     name: Annotated[str | None, typer.Option(help="Display name.")] = None,

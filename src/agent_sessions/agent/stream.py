@@ -15,6 +15,7 @@ from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import Any, Literal
 
 from dbos import DBOS
+from dbos._error import DBOSStreamTimeoutError
 from pydantic_ai.messages import AgentStreamEvent, ModelResponse
 from pydantic_ai.ui.vercel_ai import VercelAIEventStream
 
@@ -110,6 +111,16 @@ class MessageBuilder:
                     return
         self.parts.append(part)
 
+    @property
+    def steps(self) -> int:
+        return sum(p.get("type") == "step-start" for p in self.parts)
+
+    @property
+    def tool_calls(self) -> int:
+        """Tool calls with an outcome (counted from the message, so a recovered turn counts
+        the calls of the process that crashed too)."""
+        return sum(p["state"].startswith("output") for p in self._tools.values())
+
     def open_tool_calls(self) -> list[str]:
         """Tool calls that never got an output (they end as errors when a turn stops)."""
         return [
@@ -124,6 +135,57 @@ class MessageBuilder:
         for chunk_id, part in list(self._open.items()):
             ends.append({"type": f"{part['type']}-end", "id": chunk_id})
         return ends
+
+
+class StreamTail:
+    """What a crashed attempt left open at the end of the stream, read back on recovery.
+
+    Chunks are written as they happen, so a process killed mid-step leaves a step, a text part
+    or a streaming tool input open; the recovered turn closes them before it goes on, keeping
+    the stream valid for clients that read it from chunk 0.
+    """
+
+    def __init__(self) -> None:
+        self.step_open = False
+        self.open_parts: dict[str, str] = {}
+        self.streaming_tools: dict[str, str] = {}
+
+    def feed(self, chunk: Chunk) -> None:
+        kind = chunk["type"]
+        if kind == "start-step":
+            self.step_open = True
+        elif kind == "finish-step":
+            self.step_open = False
+        elif kind in ("text-start", "reasoning-start"):
+            self.open_parts[chunk["id"]] = kind.split("-")[0]
+        elif kind in ("text-end", "reasoning-end"):
+            self.open_parts.pop(chunk["id"], None)
+        elif kind == "tool-input-start":
+            self.streaming_tools[chunk["toolCallId"]] = chunk.get("toolName", "unknown")
+        elif kind.startswith(("tool-input-available", "tool-input-error", "tool-output")):
+            self.streaming_tools.pop(chunk.get("toolCallId", ""), None)
+
+    def closing_chunks(self) -> list[Chunk]:
+        out: list[Chunk] = [{"type": f"{t}-end", "id": i} for i, t in self.open_parts.items()]
+        for call_id, name in self.streaming_tools.items():
+            out.append({
+                "type": "tool-input-error", "toolCallId": call_id, "toolName": name, "input": None,
+                "errorText": "Interrupted by a restart of the server; the step was run again.",
+            })  # fmt: skip
+        return out
+
+
+async def read_tail(run_id: str) -> StreamTail:
+    """Read this run's stream as far as it goes (on recovery only: it waits briefly at the end)."""
+    tail = StreamTail()
+    try:
+        async for value in DBOS.read_stream_async(
+            run_id, STREAM_KEY, polling_interval_sec=0.01, timeout_seconds=0.2
+        ):
+            tail.feed(json.loads(value))
+    except DBOSStreamTimeoutError:  # the stream timed out at its current end: that is the tail
+        pass
+    return tail
 
 
 class ChunkSink:
@@ -145,8 +207,7 @@ class ChunkSink:
         self._pending: Chunk | None = None
         self._pending_since = 0.0
         self.step_open = False
-        self.steps = 0
-        self.tool_calls = 0
+        self._recovering_run: str | None = None
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -182,17 +243,33 @@ class ChunkSink:
 
     async def handle(self, messages: list[Any], events: AsyncIterable[AgentStreamEvent]) -> None:
         """The DBOS event-stream handler: one call per model response, or per tool event."""
+        await self._resume_stream()
         first = True
         async for event in events:
             self._check_stop()
             if first and event.event_kind in ("part_start", "part_delta"):
                 await self.start_step(messages)
             first = False
-            if event.event_kind == "function_tool_result":
-                self.tool_calls += 1
             async for chunk in self._events.handle_event(event):
                 await self.emit(json.loads(chunk.encode(SDK_VERSION)))
         await self.persist()
+
+    def recovering(self, run_id: str) -> None:
+        """This attempt follows a crash: close what the last one left open in the stream.
+
+        Done lazily, by the first step that writes: a write outside a step would be recorded by
+        DBOS as a step of its own that the first attempt did not have, and break replay.
+        """
+        self._recovering_run = run_id
+
+    async def _resume_stream(self) -> None:
+        run_id, self._recovering_run = self._recovering_run, None
+        if run_id is None:
+            return
+        tail = await read_tail(run_id)
+        for chunk in tail.closing_chunks():
+            await _write(chunk)
+        self.step_open = tail.step_open
 
     async def start_step(self, messages: list[Any]) -> None:
         index = sum(isinstance(m, ModelResponse) for m in messages) - self._history_responses
@@ -200,10 +277,10 @@ class ChunkSink:
             await self.emit({"type": "finish-step"})
         self.builder.begin_step(index)
         self.step_open = True
-        self.steps = index + 1
         await _write({"type": "start-step"})
 
     async def end(self) -> None:
+        await self._resume_stream()
         for chunk in self.builder.close_streaming_parts():
             await self.emit(chunk)
         if self.step_open:

@@ -291,6 +291,9 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str
         history_responses=sum(isinstance(m, ModelResponse) for m in history),
         check_stop=deps.check_stop,
     )
+    attempt = await current().db.write_call(lambda s: store.count_attempt(s, run_id))
+    if attempt > 1:
+        deps.sink.recovering(run_id)
     watcher = asyncio.create_task(_watch_for_stop(deps))
     status, error, finish_reason = "completed", failure, "stop"
     try:
@@ -322,8 +325,8 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str
         "finish_reason": finish_reason,
         "input_tokens": usage.input_tokens if usage else 0,
         "output_tokens": usage.output_tokens if usage else 0,
-        "tool_calls": deps.sink.tool_calls,
-        "steps": deps.sink.steps,
+        "tool_calls": deps.sink.builder.tool_calls,
+        "steps": deps.sink.builder.steps,
     }
     await _finish(run_id, outcome)
     return status

@@ -4,9 +4,10 @@ Both directions stream: the archive is never held in memory, only ``CHUNK``-size
 Writing walks the workspace through directory file descriptors with ``O_NOFOLLOW``, so a symlink
 the sandbox planted (even one swapped in mid-walk) is archived as a link and never followed out
 of the workspace; headers come from the fast :mod:`._tarwriter`, compression from zstd's own
-worker threads. Reading extracts with tarfile and its ``data`` filter (absolute and ``..``
-paths, links that would be written through or hard-linked outside, and device nodes are
-refused; checklist §0.6, §1 test 16), with decompression in a worker thread.
+worker threads. Reading decompresses in a worker thread and extracts with :mod:`._untar`,
+which creates every entry through directory fds without following links (``..`` paths, links
+that would be written through or hard-linked outside, and device nodes are refused; checklist
+§0.6, §1 test 16).
 """
 
 from __future__ import annotations
@@ -22,17 +23,16 @@ from typing import IO, cast
 
 import zstandard
 
-from agent_sessions.faults import fault_point
 from agent_sessions.snapshots._streams import (
     CHUNK,
     DecompressingPipe,
-    ForwardReader,
     RawSink,
     Readable,
     Writable,
 )
 from agent_sessions.snapshots._tarwriter import TarWriter
-from agent_sessions.snapshots.errors import SnapshotCorrupt, UnsafeArchive
+from agent_sessions.snapshots._untar import extract_tar
+from agent_sessions.snapshots.errors import SnapshotCorrupt
 
 __all__ = ["ZSTD_LEVEL", "extract_archive", "workspace_filter", "write_archive"]
 
@@ -134,34 +134,25 @@ def extract_archive(source: Readable, dest: Path, *, owner: tuple[int, int] | No
     ``owner`` (uid, gid) is applied to every member when running as root, so a workspace comes
     back owned by its sandbox's host uid; otherwise files belong to the caller.
     """
-    member_filter = partial(workspace_filter, owner=owner)
+    chown = owner if owner is not None and os.geteuid() == 0 else None
+    root = os.open(dest, _DIR_FLAGS)
     try:
         with DecompressingPipe(source) as pipe:
-            reader = ForwardReader(io.BufferedReader(pipe, buffer_size=CHUNK))
-            with tarfile.TarFile(fileobj=reader, mode="r", errorlevel=2) as tar:
-                # extractall, not extract: it sets directory modes last, so a read-only
-                # directory can still be filled.
-                tar.extractall(dest, members=_with_fault_point(tar), filter=member_filter)  # noqa: S202 (data filter)
+            extract_tar(pipe.read_chunk, root, owner=chown)
             # Read up to the end of the frame: zstd checks its content checksum there.
-            while reader.read(CHUNK):
+            while pipe.read_chunk():
                 pass
-    except tarfile.FilterError as exc:
-        raise UnsafeArchive(f"snapshot archive rejected: {exc}") from exc
-    except (tarfile.TarError, zstandard.ZstdError, EOFError) as exc:
+    except zstandard.ZstdError as exc:
         raise SnapshotCorrupt(f"snapshot archive is damaged: {exc}") from exc
-
-
-def _with_fault_point(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    for count, member in enumerate(tar):
-        if count == 10:  # mid-way through any real workspace
-            fault_point("restore.extracting")
-        yield member
+    finally:
+        os.close(root)
 
 
 def workspace_filter(
     member: tarfile.TarInfo, dest: str, *, owner: tuple[int, int] | None
 ) -> tarfile.TarInfo:
-    """tarfile's ``data`` filter for safety, with two deliberate differences.
+    """tarfile's ``data`` filter for safety, with two deliberate differences (used where a
+    plain tar is unpacked with tarfile; snapshot restores use :mod:`._untar`, same rules).
 
     * Modes come back as they were (minus setuid, setgid, sticky): ``data`` drops directory
       modes and group/other write bits, harmless inside a workspace but part of a round trip.

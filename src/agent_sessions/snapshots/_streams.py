@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 __all__ = [
     "CHUNK",
     "DecompressingPipe",
-    "ForwardReader",
     "HashingReader",
     "HashingWriter",
     "RawSink",
@@ -99,58 +98,20 @@ class RawSink(io.RawIOBase):
         return view.nbytes
 
 
-class ForwardReader(io.RawIOBase):
-    """A read-only stream that can "seek" forward by skipping, which is all tarfile's
-    sequential extraction needs; it avoids the quadratic buffer of tarfile's stream mode."""
-
-    def __init__(self, source: io.BufferedReader) -> None:
-        self._source = source
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        data = self._source.read(-1 if size is None else size)
-        self._pos += len(data)
-        return data
-
-    def readinto(self, buffer: Buffer) -> int:
-        n = self._source.readinto(buffer)
-        self._pos += n
-        return n
-
-    def tell(self) -> int:
-        return self._pos
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        target = offset if whence == io.SEEK_SET else self._pos + offset
-        if whence not in (io.SEEK_SET, io.SEEK_CUR) or target < self._pos:
-            raise io.UnsupportedOperation("snapshot streams only seek forward")
-        while self._pos < target:
-            if not self.read(min(CHUNK, target - self._pos)):
-                break  # past the end: the next read reports it as truncation
-        return self._pos
-
-
-class DecompressingPipe(io.RawIOBase):
+class DecompressingPipe:
     """zstd decompression in a worker thread, feeding the extracting thread through a queue.
 
     zstd (and the SHA-256 of the source, computed by the reader it pulls from) release the GIL,
     so they overlap with extraction, which is Python plus one syscall after another. The queue
-    is bounded: at most ``_DEPTH`` chunks are ever held.
+    is bounded: at most ``_DEPTH`` chunks are ever held. Chunks are handed over whole
+    (:meth:`read_chunk`), so the reader parses them in place instead of copying them again.
     """
 
     _DEPTH = 8
 
     def __init__(self, source: Readable) -> None:
-        super().__init__()
         self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(self._DEPTH)
         self._stop = threading.Event()
-        self._pending = memoryview(b"")
         self._eof = False
         self._thread = threading.Thread(
             target=self._produce, args=(source,), name="snapshot-unzstd", daemon=True
@@ -177,29 +138,25 @@ class DecompressingPipe(io.RawIOBase):
                 continue
         return False
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Buffer) -> int:
-        while not self._pending:
-            if self._eof:
-                return 0
-            item = self._queue.get()
-            if item is None:
-                self._eof = True
-                return 0
-            if isinstance(item, BaseException):
-                self._eof = True
+    def read_chunk(self) -> bytes:
+        """The next decompressed chunk, ``b""`` at the end; the worker's error is raised here."""
+        if self._eof:
+            return b""
+        item = self._queue.get()
+        if item is None or isinstance(item, BaseException):
+            self._eof = True
+            if item is not None:
                 raise item
-            self._pending = memoryview(item)
-        out = memoryview(buffer).cast("B")
-        n = min(len(out), len(self._pending))
-        out[:n] = self._pending[:n]
-        self._pending = self._pending[n:]
-        return n
+            return b""
+        return item
+
+    def __enter__(self) -> DecompressingPipe:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def close(self) -> None:
         """Stop and join the worker, so the source is ours alone again."""
         self._stop.set()
         self._thread.join()
-        super().close()

@@ -74,7 +74,7 @@ def release_chat(db: Session, chat_id: str, run_id: str, *, replied: bool) -> No
 
 def create_run(db: Session, **fields: Any) -> ChatRun:
     run = ChatRun(
-        status="queued", stop_requested=False, input_tokens=0, output_tokens=0,
+        status="queued", stop_requested=False, attempts=0, input_tokens=0, output_tokens=0,
         tool_calls=0, steps=0, created_at=utcnow(), **fields,
     )  # fmt: skip
     db.add(run)
@@ -106,6 +106,12 @@ def mark_running(db: Session, run_id: str) -> RunView | None:
         row.status = "running"
         row.started_at = utcnow()
     return RunView.of(row)
+
+
+def count_attempt(db: Session, run_id: str) -> int:
+    """Count one more execution of the run's workflow; returns the new count."""
+    db.execute(update(ChatRun).where(ChatRun.id == run_id).values(attempts=ChatRun.attempts + 1))
+    return int(db.scalar(select(ChatRun.attempts).where(ChatRun.id == run_id)) or 0)
 
 
 def request_stop(db: Session, run_id: str) -> bool:

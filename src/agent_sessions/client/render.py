@@ -1,0 +1,171 @@
+"""UI message stream chunks → terminal output, one chunk at a time as they arrive.
+
+Text is printed inline as it streams; tool calls get a one-line header when their input is
+complete and a short summary of the result, so a long command output never floods the screen
+(the full result stays in the stored message).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.console import Console
+from rich.text import Text
+
+Chunk = dict[str, Any]
+
+HEADER_WIDTH = 120
+ARG_WIDTH = 60
+PREVIEW_CHARS = 300
+HEAD_LINES = 4
+TAIL_LINES = 4
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def tool_header(name: str, args: Any) -> str:
+    """``bash(command="ls -la")``: each argument as JSON, clipped so the header stays one line."""
+    if isinstance(args, dict):
+        inner = ", ".join(
+            f"{k}={_clip(json.dumps(v, ensure_ascii=False), ARG_WIDTH)}" for k, v in args.items()
+        )
+    elif args is None:
+        inner = ""
+    else:
+        inner = _clip(json.dumps(args, ensure_ascii=False), ARG_WIDTH)
+    return _clip(f"{name}({inner})", HEADER_WIDTH)
+
+
+def head_tail(text: str, head: int = HEAD_LINES, tail: int = TAIL_LINES) -> list[str]:
+    """The first and last lines of ``text``, with a marker for what lies between."""
+    lines = text.rstrip("\n").splitlines()
+    if len(lines) <= head + tail + 1:
+        return lines
+    return [*lines[:head], f"… {len(lines) - head - tail} more lines", *lines[-tail:]]
+
+
+class Renderer:
+    """Feeds on chunks and writes them to a rich console (colours only on a terminal)."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self._at_line_start = True
+        self._last_kind = ""
+        self._tools: dict[str, str] = {}
+        self._usage: dict[str, Any] | None = None
+
+    # --- output helpers ------------------------------------------------------------------------
+
+    def _inline(self, text: str, style: str = "") -> None:
+        if not text:
+            return
+        self.console.print(Text(text, style=style), end="")
+        self._at_line_start = text.endswith("\n")
+
+    def _line(self, text: str, style: str = "") -> None:
+        """A whole line of its own, starting a new one if inline text is pending."""
+        self.newline()
+        self.console.print(Text(text, style=style))
+        self._at_line_start = True
+
+    def newline(self) -> None:
+        if not self._at_line_start:
+            self.console.print()
+            self._at_line_start = True
+
+    # --- chunks --------------------------------------------------------------------------------
+
+    def feed(self, chunk: Chunk) -> None:
+        kind = str(chunk.get("type", ""))
+        if kind == "start":
+            self._usage = None
+        elif kind in ("text-start", "reasoning-start"):
+            if self._last_kind and self._last_kind != kind.split("-")[0]:
+                self.newline()
+            self._last_kind = kind.split("-")[0]
+        elif kind == "text-delta":
+            self._inline(str(chunk.get("delta", "")))
+        elif kind == "reasoning-delta":
+            self._inline(str(chunk.get("delta", "")), "dim italic")
+        elif kind == "tool-input-start":
+            self._tools[str(chunk.get("toolCallId"))] = str(chunk.get("toolName", "tool"))
+        elif kind in ("tool-input-available", "tool-input-error"):
+            self._tool_header(chunk)
+        elif kind == "tool-output-available":
+            self._tool_output(chunk)
+        elif kind == "tool-output-error":
+            self._result_lines([f"error: {chunk.get('errorText', '')}"], "red")
+        elif kind == "data-sandbox":
+            self._sandbox(chunk.get("data") or {})
+        elif kind == "error":
+            self._line(f"error: {chunk.get('errorText', 'unknown error')}", "bold red")
+            self._last_kind = "error"
+        elif kind == "abort":
+            self._line("(turn aborted)", "dim")
+        elif kind in ("message-metadata", "finish"):
+            metadata = chunk.get("messageMetadata")
+            if isinstance(metadata, dict) and isinstance(metadata.get("usage"), dict):
+                self._usage = metadata["usage"]
+            if kind == "finish":
+                self._footer()
+
+    def _tool_header(self, chunk: Chunk) -> None:
+        call_id = str(chunk.get("toolCallId"))
+        name = str(chunk.get("toolName") or self._tools.get(call_id, "tool"))
+        self._tools[call_id] = name
+        self.newline()
+        self.console.print(Text("⏺ ", style="green"), end="")
+        self.console.print(Text(tool_header(name, chunk.get("input")), style="bold"))
+        self._last_kind = "tool"
+        if chunk.get("type") == "tool-input-error":
+            self._result_lines([f"error: {chunk.get('errorText', '')}"], "red")
+
+    def _tool_output(self, chunk: Chunk) -> None:
+        name = self._tools.get(str(chunk.get("toolCallId")), "")
+        output = chunk.get("output")
+        if name == "bash" and isinstance(output, dict) and "exitCode" in output:
+            code = output.get("exitCode")
+            status = f"exit {code}"
+            if output.get("timedOut"):
+                status += " (timed out)"
+            if output.get("commandId"):
+                status += f" (detached: {output['commandId']})"
+            self._result_lines([status], "" if code == 0 else "yellow")
+            self._result_lines(head_tail(str(output.get("stdout") or "")), "", first=False)
+            self._result_lines(head_tail(str(output.get("stderr") or "")), "red", first=False)
+            return
+        if isinstance(output, str):
+            preview = head_tail(_clip(output, PREVIEW_CHARS), 3, 2)
+        else:
+            preview = [_clip(json.dumps(output, ensure_ascii=False), PREVIEW_CHARS)]
+        self._result_lines(preview or ["(no output)"], "dim")
+
+    def _result_lines(self, lines: list[str], style: str, *, first: bool = True) -> None:
+        for i, line in enumerate(lines):
+            prefix = "  ⎿  " if first and i == 0 else "     "
+            self._line(prefix + line, style)
+
+    def _sandbox(self, data: dict[str, Any]) -> None:
+        state = data.get("state")
+        if state == "restoring":
+            self._line("restoring sandbox…", "cyan")
+        elif state == "active":
+            self._line("sandbox ready", "dim")
+        elif state == "failed":
+            self._line(f"sandbox failed: {data.get('error') or 'unknown error'}", "bold red")
+        else:
+            self._line(f"sandbox {state}", "dim")
+
+    def _footer(self) -> None:
+        self.newline()
+        usage = self._usage
+        if usage:
+            self._line(
+                f"— {usage.get('inputTokens', '?')} input · "
+                f"{usage.get('outputTokens', '?')} output tokens",
+                "dim",
+            )
+        self._last_kind = ""

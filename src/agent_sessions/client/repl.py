@@ -1,0 +1,235 @@
+"""The prompt loop of ``agent-sessions chat``: pick the session and chat, wait for the sandbox,
+then send each line as a turn and render its stream.
+
+Ctrl-C during a turn stops the turn on the server (``POST /api/chat/{chatId}/stop``) rather than
+only hanging up: the turn would otherwise keep running, and keep the chat locked, server-side.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Generator
+from dataclasses import dataclass
+
+import httpx
+from rich.console import Console
+
+from agent_sessions.client.http import Api, ApiError, Chunk, StreamDropped
+from agent_sessions.client.render import Renderer
+
+SANDBOX_TIMEOUT = 300.0
+POLL_SECONDS = 0.5
+EXIT_COMMANDS = {"/exit", "/quit"}
+
+
+class ClientError(Exception):
+    """Ends the command with a one-line message and an exit code (2: bad or missing key)."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    url: str
+    api_key: str | None
+    session_id: str | None = None
+    chat_id: str | None = None
+    model: str | None = None
+
+
+def run(options: ChatOptions, console: Console | None = None) -> int:
+    """Run the client; returns the exit code. Errors become one line on stderr."""
+    console = console or Console(highlight=False, soft_wrap=True)
+    errors = Console(stderr=True, highlight=False, soft_wrap=True)
+    try:
+        if not options.api_key:
+            raise ClientError(
+                "no API key: pass --api-key or set AGENT_SESSIONS_API_KEY "
+                "(create one with `agent-sessions accounts create`)",
+                2,
+            )
+        api = Api(options.url, options.api_key)
+        try:
+            Repl(api, options, console).main()
+        finally:
+            api.close()
+    except ClientError as err:
+        errors.print(f"error: {err}", style="red", markup=False)
+        return err.code
+    return 0
+
+
+def _describe(err: Exception, url: str) -> ClientError:
+    if isinstance(err, ApiError):
+        if err.status == 401:
+            return ClientError(f"the server refused the API key: {err.message}", 2)
+        return ClientError(str(err))
+    return ClientError(f"cannot reach {url}: {err}")
+
+
+class Repl:
+    def __init__(self, api: Api, options: ChatOptions, console: Console) -> None:
+        self.api = api
+        self.options = options
+        self.console = console
+        self.renderer = Renderer(console)
+        self.session_id = ""
+        self.chat_id = ""
+
+    def main(self) -> None:
+        try:
+            self._open()
+            self._wait_for_sandbox()
+        except (ApiError, httpx.TransportError) as err:
+            raise _describe(err, self.options.url) from err
+        interactive = sys.stdin.isatty()
+        if interactive:
+            import readline  # noqa: F401  (line editing and history for input())
+
+        self.console.print(
+            "Type a message. /exit or Ctrl-D quits; Ctrl-C stops a running turn.", style="dim"
+        )
+        while True:
+            try:
+                line = input("> ")
+                if not interactive:  # piped input: echo it, so the output reads as a transcript
+                    self.console.print(line, markup=False)
+            except EOFError:
+                self.console.print()
+                return
+            except KeyboardInterrupt:
+                self.console.print()
+                continue
+            text = line.strip()
+            if text in EXIT_COMMANDS:
+                return
+            if not text:
+                continue
+            try:
+                self._turn(text)
+            except KeyboardInterrupt:
+                self._stop()
+            except ApiError as err:
+                if err.status == 401:
+                    raise _describe(err, self.options.url) from err
+                self._error(err.message)
+            except (httpx.TransportError, StreamDropped) as err:
+                self._error(str(err) or type(err).__name__)
+
+    # --- setup ---------------------------------------------------------------------------------
+
+    def _open(self) -> None:
+        if self.options.session_id is None:
+            created = self.api.create_session()
+            session, chat = created["session"], created["chat"]
+            self.session_id, self.chat_id = session["id"], chat["id"]
+            self.console.print(f"session {session['id']}  {session['title']}", markup=False)
+        else:
+            self.session_id = self.options.session_id
+            session = self.api.get_session(self.session_id)
+            chats = self.api.list_chats(self.session_id)
+            if self.options.chat_id is not None:
+                if not any(c["id"] == self.options.chat_id for c in chats):
+                    raise ClientError(
+                        f"session {self.session_id} has no chat {self.options.chat_id}"
+                    )
+                self.chat_id = self.options.chat_id
+            elif chats:
+                self.chat_id = chats[0]["id"]
+            else:
+                raise ClientError(f"session {self.session_id} has no chats")
+            self.console.print(f"session {session['id']}  {session['title']}", markup=False)
+        self.console.print(f"chat {self.chat_id}", style="dim", markup=False)
+
+    def _wait_for_sandbox(self) -> None:
+        """Poll the lifecycle until the sandbox is active. A hibernated one is fine too: the
+        first turn restores it (and says so in its stream)."""
+        deadline = time.monotonic() + SANDBOX_TIMEOUT
+        shown = ""
+        status = self.console.status("") if self.console.is_terminal else None
+        started = False
+        try:
+            while True:
+                sandbox = self.api.sandbox(self.session_id)
+                state = sandbox.get("lifecycleState") or "provisioning"
+                if state == "active":
+                    break
+                if state in ("hibernated", "hibernating"):
+                    self.console.print(
+                        "sandbox is hibernated; your first message restores it", style="dim"
+                    )
+                    break
+                if state in ("failed", "archived"):
+                    why = sandbox.get("lifecycleError") or state
+                    raise ClientError(f"the session's sandbox is {state}: {why}")
+                if state != shown:
+                    shown = state
+                    message = f"waiting for the sandbox ({state})…"
+                    if status is not None:
+                        status.update(message)
+                        if not started:
+                            status.start()
+                            started = True
+                    else:
+                        self.console.print(message, style="dim")
+                if time.monotonic() > deadline:
+                    raise ClientError(f"the sandbox is still {state} after {SANDBOX_TIMEOUT:g} s")
+                time.sleep(POLL_SECONDS)
+        finally:
+            if status is not None and started:
+                status.stop()
+        self.console.print("sandbox ready", style="dim")
+
+    # --- turns ---------------------------------------------------------------------------------
+
+    def _turn(self, text: str) -> None:
+        try:
+            chunks = self.api.send(
+                self.session_id, self.chat_id, text, self.options.model, on_retry=self._retrying
+            )
+        except ApiError as err:
+            if err.status != 409:
+                raise
+            self._error(err.message)
+            if not self._confirm("Attach to the running turn? [Y/n] "):
+                return
+            live = self.api.attach(self.chat_id, 0, on_retry=self._retrying)
+            if live is None:
+                self.console.print("that turn has ended; send your message again", style="dim")
+                return
+            self.console.print("(your message was not sent)", style="dim")
+            chunks = live
+        self._render(chunks)
+
+    def _render(self, chunks: Generator[Chunk, None, None]) -> None:
+        try:
+            for chunk in chunks:
+                self.renderer.feed(chunk)
+        finally:
+            chunks.close()  # hang up at once on Ctrl-C, not when the generator is collected
+            self.renderer.newline()
+
+    def _stop(self) -> None:
+        self.renderer.newline()
+        self.console.print("stopping…", style="yellow")
+        stopped = self.api.stop(self.chat_id)
+        self.console.print("stopped" if stopped else "the turn had already ended", style="dim")
+
+    def _retrying(self, attempt: int, reason: str) -> None:
+        self.renderer.newline()
+        self.console.print(f"connection lost ({reason}); resuming (try {attempt})…", style="dim")
+
+    def _confirm(self, question: str) -> bool:
+        try:
+            answer = input(question)
+        except (EOFError, KeyboardInterrupt):
+            self.console.print()
+            return False
+        return answer.strip().lower() in ("", "y", "yes")
+
+    def _error(self, message: str) -> None:
+        self.renderer.newline()
+        self.console.print(f"error: {message}", style="bold red", markup=False)

@@ -1,0 +1,191 @@
+"""kill -9 of a real ``serve`` in the middle of a turn: after a restart the turn finishes once.
+
+The server runs real bubblewrap sandboxes; the model is the scripted stand-in over HTTP. The
+second server (same data, same executor id) recovers the turn through DBOS: completed tool
+calls are not run again, the stream stays valid from chunk 0, and the chat holds one user and
+one assistant message.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.agent.conftest import parse_sse
+from tests.agent.protocol import check_protocol, text_of, tool_outputs
+from tests.conftest import Backend, Server, make_account, start_server, stop_server
+from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
+from tests.support.model_server import Call, ModelServer, Text, ToolCalls
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def data_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="agent-sessions-crash-", dir="/tmp"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _env(model_server: ModelServer) -> dict[str, str]:
+    return {
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": model_server.base_url,
+        "AGENT_SESSIONS_SANDBOX_UID_BASE": str(UID_BASE + 20),
+        "AGENT_SESSIONS_SANDBOX_UID_COUNT": "20",
+    }
+
+
+def _wait_run(srv: Server, run_id: str, headers: dict[str, str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 60
+    while True:
+        run: dict[str, Any] = httpx.get(f"{srv.url}/api/chat/runs/{run_id}", headers=headers).json()
+        if run["status"] in ("completed", "failed", "cancelled"):
+            return run
+        assert time.monotonic() < deadline, run
+        time.sleep(0.1)
+
+
+def _crash_then_restart(
+    backend: Backend, data_dir: Path, model_server: ModelServer, steps: list[Any], needle: str
+) -> tuple[Server, dict[str, str], str, str, str]:
+    """Start a turn, kill -9 the server once ``needle`` is in the stream, start a new one.
+
+    Returns the new server (the caller stops it), the auth headers, session, chat and run ids.
+    """
+    reason = local_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"crash-{time.monotonic_ns()}"
+    model_server.script(name, steps)
+    env = _env(model_server)
+    srv = start_server(data_dir, backend.url, **env)
+    h = make_account(backend.db).headers
+    try:
+        created = httpx.post(f"{srv.url}/api/sessions", json={}, headers=h).json()
+        sid, chat_id = created["session"]["id"], created["chat"]["id"]
+        deadline = time.monotonic() + 60
+        while (
+            httpx.get(f"{srv.url}/api/sessions/{sid}", headers=h).json()["session"][
+                "lifecycleState"
+            ]
+            != "active"
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        body = {
+            "id": chat_id,
+            "sessionId": sid,
+            "model": f"openai/{name}",
+            "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "go"}]}],
+        }
+        seen = ""
+        with httpx.stream("POST", f"{srv.url}/api/chat", json=body, headers=h, timeout=60) as r:
+            run_id = r.headers["x-workflow-run-id"]
+            try:
+                for piece in r.iter_text():
+                    seen += piece
+                    if needle in seen:
+                        time.sleep(0.3)
+                        srv.process.kill()
+                        srv.process.wait(10)
+            except httpx.HTTPError:
+                pass
+        assert srv.process.returncode == -9, seen[-2000:]
+    finally:
+        stop_server(srv)
+    return start_server(data_dir, backend.url, **env), h, sid, chat_id, run_id
+
+
+def _resume(srv: Server, chat_id: str, h: dict[str, str]) -> list[dict[str, Any]] | None:
+    """The recovered turn's stream from chunk 0 (None if it ended before we asked)."""
+    with httpx.stream(
+        "GET", f"{srv.url}/api/chat/{chat_id}/stream?startIndex=0", headers=h, timeout=60
+    ) as r:
+        raw = r.read().decode()
+        return parse_sse(raw) if r.status_code == 200 else None
+
+
+def _messages(srv: Server, sid: str, chat_id: str, h: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = httpx.get(
+        f"{srv.url}/api/sessions/{sid}/chats/{chat_id}", headers=h
+    ).json()
+    return out
+
+
+def test_kill_9_during_a_tool_call_then_restart_finishes_the_turn_once(
+    backend: Backend, data_dir: Path, model_server: ModelServer
+) -> None:
+    steps = [
+        ToolCalls([Call("bash", {"command": "echo once >> log.txt"})]),
+        ToolCalls([Call("bash", {"command": "sleep 3; echo slow >> log.txt"})]),
+        Text("recovered", chunks=3),
+    ]
+    needle = '"toolCallId":"call_1_0","toolName":"bash","input"'
+    srv, h, sid, chat_id, run_id = _crash_then_restart(
+        backend, data_dir, model_server, steps, needle
+    )
+    try:
+        chunks = _resume(srv, chat_id, h)
+        run = _wait_run(srv, run_id, h)
+        assert run["status"] == "completed", run
+        assert run["toolCalls"] == 2 and run["steps"] == 3
+        if chunks is not None:  # None only if the turn had already ended (a very slow restart)
+            check_protocol(chunks)
+            assert text_of(chunks) == "recovered"
+            assert list(tool_outputs(chunks)) == ["call_0_0", "call_1_0"]
+
+        detail = _messages(srv, sid, chat_id, h)
+        assert [m["role"] for m in detail["messages"]] == ["user", "assistant"]
+        parts = detail["messages"][1]["parts"]
+        assert [p["type"] for p in parts].count("step-start") == 3
+        assert [p["toolCallId"] for p in parts if "toolCallId" in p] == ["call_0_0", "call_1_0"]
+        assert parts[-1] == {"type": "text", "text": "recovered", "state": "done"}
+        assert detail["chat"]["activeStreamId"] is None
+
+        # The first command ran once; the one cut off by the crash ran to completion once.
+        check = f"check-{time.monotonic_ns()}"
+        model_server.script(check, [ToolCalls([Call("read", {"filePath": "log.txt"})]), Text(".")])
+        chat2 = httpx.post(f"{srv.url}/api/sessions/{sid}/chats", json={}, headers=h).json()
+        body2 = {
+            "id": chat2["chat"]["id"], "sessionId": sid, "model": f"openai/{check}",
+            "messages": [{"id": "u2", "role": "user", "parts": [{"type": "text", "text": "?"}]}],
+        }  # fmt: skip
+        r2 = httpx.post(f"{srv.url}/api/chat", json=body2, headers=h, timeout=60)
+        out = tool_outputs(parse_sse(r2.text))["call_0_0"]["output"]
+        assert out.startswith("1: once\n2: slow\n"), out
+    finally:
+        stop_server(srv)
+
+
+def test_kill_9_while_the_model_streams_then_restart_keeps_the_stream_valid(
+    backend: Backend, data_dir: Path, model_server: ModelServer
+) -> None:
+    words = "one two three four five six seven eight nine ten"
+    steps = [
+        ToolCalls([Call("todo_write", {"todos": []})]),
+        Text(words, chunks=10, delay_between_chunks=0.4),
+    ]
+    srv, h, sid, chat_id, run_id = _crash_then_restart(
+        backend, data_dir, model_server, steps, '"type":"text-delta"'
+    )
+    try:
+        chunks = _resume(srv, chat_id, h)
+        assert _wait_run(srv, run_id, h)["status"] == "completed"
+        if chunks is not None:
+            check_protocol(chunks)  # the interrupted text part was closed, the step redone
+            assert text_of(chunks).endswith(words)
+        parts = _messages(srv, sid, chat_id, h)["messages"][1]["parts"]
+        texts = [p["text"] for p in parts if p["type"] == "text"]
+        assert texts == [words]  # stored once, whatever the stream showed before the crash
+        assert [p["type"] for p in parts].count("step-start") == 2
+    finally:
+        stop_server(srv)
