@@ -194,17 +194,24 @@ class Api:
     ) -> Generator[Chunk, None, None]:
         """Yield chunks from ``response``; on a drop, reopen from the count received so far.
 
-        Consecutive failed reconnects are bounded; any chunk received resets the count.
+        Consecutive failed reconnects are bounded; any chunk received resets the count. A
+        stream that ends without a ``finish`` chunk is resumed as well (204 then means done).
         """
         failures = 0
+        finished = False
         current: httpx.Response | None = response
         while current is not None:
             try:
                 for chunk in parse_sse(current.iter_lines()):
                     received += 1
                     failures = 0
+                    finished = finished or chunk.get("type") == "finish"
                     yield chunk
-                return
+                if finished:
+                    return
+                # [DONE] before the turn's finish chunk: the server stopped reading early (seen
+                # once under load); the chat still names its live stream if the turn goes on.
+                reason = "the stream ended before the turn finished"
             except (httpx.TransportError, StreamDropped) as err:
                 reason = str(err) or type(err).__name__
             finally:

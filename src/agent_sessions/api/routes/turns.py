@@ -151,10 +151,9 @@ async def create_run(
         if not body.messages:
             raise InvalidInput("messages must not be empty")
         message = validate_user_message(body.messages[-1])
-    model = body.model or services.settings.default_model
-    models.check_usable(services.settings, model)
     session_id = body.session_id
-    if session_id is None:
+    if session_id is None:  # refuse an unusable model before making a session for nothing
+        models.check_usable(services.settings, body.model or services.settings.default_model)
         session_id = await _new_session(services, account_id)
     accepted: Accepted = await services.turns.start(
         account_id=account_id, session_id=session_id, chat_id=body.chat_id,
