@@ -1,0 +1,112 @@
+"""A hibernated sandbox restored by a turn, the client tool ``ask_user_question``, subagents."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.agent.conftest import AgentsFactory
+from tests.agent.protocol import check_protocol, text_of, tool_outputs
+from tests.agent.test_control import Background
+from tests.support.model_server import Call, Step, Text, ToolCalls, echo_last_tool_result
+
+
+def test_a_turn_restores_a_hibernated_sandbox_first(agents: AgentsFactory) -> None:
+    h = agents()
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    write = h.script([ToolCalls([Call("write", {"filePath": "kept.txt", "content": "still here"})]),
+                      Text("saved")])  # fmt: skip
+    h.turn(sid, chat_id, "save", model=write)
+    r = h.client.post(f"/api/sessions/{sid}/sandbox/hibernate", headers=h.account.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["lifecycleState"] == "hibernated"
+
+    chat2 = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
+    read = h.script([ToolCalls([Call("read", {"filePath": "kept.txt"})]), Text("read it")])
+    chunks, _ = h.turn(sid, chat2.json()["chat"]["id"], "read", model=read)
+    check_protocol(chunks)
+    sandbox = [c for c in chunks if c["type"] == "data-sandbox"]
+    assert [c["data"]["state"] for c in sandbox] == ["restoring", "active"]
+    first_step = next(i for i, c in enumerate(chunks) if c["type"] == "start-step")
+    assert chunks.index(sandbox[-1]) < first_step  # restored before the agent started
+    assert tool_outputs(chunks)["call_0_0"]["output"].startswith("1: still here")
+    state = h.client.get(f"/api/sessions/{sid}/sandbox", headers=h.account.headers).json()
+    assert state["lifecycleState"] == "active"
+
+
+def test_ask_user_question_waits_for_the_answer(agents: AgentsFactory) -> None:
+    h = agents()
+    question = {
+        "question": "Which language?",
+        "header": "Language",
+        "options": [{"label": "Python"}, {"label": "Go"}],
+    }
+    model = h.script(
+        [ToolCalls([Call("ask_user_question", {"questions": [question]})]), echo_last_tool_result]
+    )
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    bg = Background(h, sid, chat_id, "pick one", model)
+    bg.wait_for('"toolName":"ask_user_question","input"')
+    run = h.run(bg.headers["x-workflow-run-id"])
+    assert run["status"] == "running"  # waiting, durably, for the client
+
+    # The AI SDK sends the assistant message back with the tool's output filled in.
+    assistant = {
+        "id": "whatever",
+        "role": "assistant",
+        "parts": [
+            {
+                "type": "tool-ask_user_question",
+                "toolCallId": "call_0_0",
+                "state": "output-available",
+                "input": {"questions": [question]},
+                "output": {"answers": {"Which language?": "Go"}},
+            }
+        ],
+    }
+    body = {"id": chat_id, "sessionId": sid, "messages": [assistant],
+            "trigger": "submit-tool-result"}  # fmt: skip
+    with h.client.stream("POST", "/api/chat", json=body, headers=h.account.headers) as r:
+        assert r.status_code == 200
+        r.read()
+    chunks = bg.chunks()
+    check_protocol(chunks)
+    assert tool_outputs(chunks)["call_0_0"]["output"] == {"answers": {"Which language?": "Go"}}
+    assert "Go" in text_of(chunks)
+    assert h.wait_run(run["runId"])["status"] == "completed"
+
+    # No turn waits any more: another tool result is refused.
+    r = h.client.post("/api/chat", json=body, headers=h.account.headers)
+    assert r.status_code == 409
+
+
+def test_task_runs_a_subagent_and_returns_only_its_answer(agents: AgentsFactory) -> None:
+    h = agents()
+
+    def step0(request: dict[str, Any]) -> Step:
+        system = request["messages"][0]["content"]
+        if system.startswith("You are a subagent"):  # the subagent: it works, then answers
+            return ToolCalls([Call("bash", {"command": "echo 41 > sub.txt"})])
+        return ToolCalls(
+            [Call("task", {"task": "write 41 to sub.txt", "subagentType": "executor"})]
+        )
+
+    def step1(request: dict[str, Any]) -> Step:
+        system = request["messages"][0]["content"]
+        if system.startswith("You are a subagent"):
+            return Text("Summary: wrote the file. Answer: 41")
+        return echo_last_tool_result(request)
+
+    model = h.script([step0, step1])
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    chunks, _ = h.turn(sid, chat_id, "delegate", model=model)
+    check_protocol(chunks)
+    outputs = tool_outputs(chunks)
+    assert list(outputs) == ["call_0_0"]  # the subagent's own tool calls are not streamed
+    assert outputs["call_0_0"]["output"] == "Summary: wrote the file. Answer: 41"
+    check = h.script([ToolCalls([Call("read", {"filePath": "sub.txt"})]), Text(".")])
+    chat2 = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
+    more, _ = h.turn(sid, chat2.json()["chat"]["id"], "check", model=check)
+    assert tool_outputs(more)["call_0_0"]["output"].startswith("1: 41")
