@@ -260,3 +260,32 @@ def test_headless_runs(agents: AgentsFactory) -> None:
     for body in ({}, {"prompt": "x", "messages": []}, {"prompt": ""}, {"prompt": "x", "bogus": 1}):
         r = h.client.post("/api/chat/runs", json=body, headers=h.account.headers)
         assert r.status_code == 400, (body, r.text)
+
+
+def test_turns_queue_beyond_the_worker_concurrency(agents: AgentsFactory) -> None:
+    h = agents(agent_worker_concurrency=1)
+    created = h.new_session()
+    sid, chat_a = created["session"]["id"], created["chat"]["id"]
+    chat_b = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
+    slow = h.script([ToolCalls([Call("bash", {"command": "sleep 1.5"})]), Text("A")])
+    quick = h.script([Text("B")])
+    a = Background(h, sid, chat_a, "a", slow)
+    a.wait_for("tool-input-available")
+    b = Background(h, sid, chat_b.json()["chat"]["id"], "b", quick)
+    b.started.wait(10)
+    run_b = b.headers["x-workflow-run-id"]
+    assert h.run(run_b)["status"] == "queued"  # one turn at a time in this process
+    assert text_of(b.chunks()) == "B"
+    assert text_of(a.chunks()) == "A"
+    assert h.run(run_b)["status"] == "completed"
+
+
+def test_a_reply_marks_the_chat_unread_until_read(agents: AgentsFactory) -> None:
+    h = agents()
+    sid, chat_id = _session(h)
+    h.turn(sid, chat_id, "hi", model=h.script([Text("hello")]))
+    listing = h.client.get(f"/api/sessions/{sid}/chats", headers=h.account.headers).json()
+    assert [c["hasUnread"] for c in listing["chats"]] == [True]
+    h.client.post(f"/api/sessions/{sid}/chats/{chat_id}/read", headers=h.account.headers)
+    listing = h.client.get(f"/api/sessions/{sid}/chats", headers=h.account.headers).json()
+    assert [c["hasUnread"] for c in listing["chats"]] == [False]
