@@ -83,12 +83,14 @@ def worker() -> None:
     import signal
     import threading
 
+    from agent_sessions.agent.service import Turns  # registers the agent workflows
     from agent_sessions.lifecycle import Lifecycle
 
     settings = load_settings()
     db = _database(settings)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     lifecycle = Lifecycle(settings, db)
+    lifecycle.on_start(Turns(settings, db).reconcile)
     lifecycle.start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -78,6 +78,7 @@ class Repl:
         self.renderer = Renderer(console)
         self.session_id = ""
         self.chat_id = ""
+        self.interactive = sys.stdin.isatty()
 
     def main(self) -> None:
         try:
@@ -85,8 +86,7 @@ class Repl:
             self._wait_for_sandbox()
         except (ApiError, httpx.TransportError) as err:
             raise _describe(err, self.options.url) from err
-        interactive = sys.stdin.isatty()
-        if interactive:
+        if self.interactive:
             import readline  # noqa: F401  (line editing and history for input())
 
         self.console.print(
@@ -94,9 +94,7 @@ class Repl:
         )
         while True:
             try:
-                line = input("> ")
-                if not interactive:  # piped input: echo it, so the output reads as a transcript
-                    self.console.print(line, markup=False)
+                line = self._ask("> ")
             except EOFError:
                 self.console.print()
                 return
@@ -222,9 +220,15 @@ class Repl:
         self.renderer.newline()
         self.console.print(f"connection lost ({reason}); resuming (try {attempt})…", style="dim")
 
+    def _ask(self, prompt: str) -> str:
+        line = input(prompt)
+        if not self.interactive:  # piped input: echo it, so the output reads as a transcript
+            self.console.print(line, markup=False)
+        return line
+
     def _confirm(self, question: str) -> bool:
         try:
-            answer = input(question)
+            answer = self._ask(question)
         except (EOFError, KeyboardInterrupt):
             self.console.print()
             return False

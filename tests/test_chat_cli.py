@@ -1,0 +1,349 @@
+"""``agent-sessions chat``: the terminal client, against a real ``serve`` subprocess with real
+sandboxes and the scripted stand-in model; plus its stream reader and renderer on recorded
+chunks (no network).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import queue
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from rich.console import Console
+
+from agent_sessions.client.http import Api, StreamDropped, parse_sse
+from agent_sessions.client.render import Renderer
+from tests.conftest import CLI, Server, start_server, stop_server
+from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
+from tests.support.model_server import Call, ModelServer, Text, ToolCalls, run_model_server
+
+# --- a recorded turn: what the server streams for "run it" (bash, then text) ------------------
+
+RECORDED: list[dict[str, Any]] = [
+    {"type": "start", "messageId": "m1"},
+    {"type": "data-sandbox", "id": "sandbox", "data": {"state": "restoring"}},
+    {"type": "data-sandbox", "id": "sandbox", "data": {"state": "active"}},
+    {"type": "start-step"},
+    {"type": "reasoning-start", "id": "r1"},
+    {"type": "reasoning-delta", "id": "r1", "delta": "Let me look."},
+    {"type": "reasoning-end", "id": "r1"},
+    {"type": "tool-input-start", "toolCallId": "c1", "toolName": "bash"},
+    {"type": "tool-input-delta", "toolCallId": "c1", "inputTextDelta": '{"command":'},
+    {
+        "type": "tool-input-available",
+        "toolCallId": "c1",
+        "toolName": "bash",
+        "input": {"command": "seq 20"},
+    },
+    {
+        "type": "tool-output-available",
+        "toolCallId": "c1",
+        "output": {
+            "exitCode": 0,
+            "stdout": "".join(f"{i}\n" for i in range(1, 21)),
+            "stderr": "",
+        },
+    },
+    {"type": "tool-input-start", "toolCallId": "c2", "toolName": "read"},
+    {
+        "type": "tool-input-available",
+        "toolCallId": "c2",
+        "toolName": "read",
+        "input": {"filePath": "missing.txt"},
+    },
+    {"type": "tool-output-error", "toolCallId": "c2", "errorText": "missing.txt: no such file"},
+    {"type": "finish-step"},
+    {"type": "start-step"},
+    {"type": "text-start", "id": "t1"},
+    {"type": "text-delta", "id": "t1", "delta": "All "},
+    {"type": "text-delta", "id": "t1", "delta": "done."},
+    {"type": "text-end", "id": "t1"},
+    {"type": "finish-step"},
+    {"type": "error", "errorText": "something odd"},
+    {
+        "type": "message-metadata",
+        "messageMetadata": {"usage": {"inputTokens": 120, "outputTokens": 7}},
+    },
+    {"type": "finish", "finishReason": "stop"},
+]
+
+RENDERED = """\
+restoring sandbox…
+sandbox ready
+Let me look.
+⏺ bash(command="seq 20")
+  ⎿  exit 0
+     1
+     2
+     3
+     4
+     … 12 more lines
+     17
+     18
+     19
+     20
+⏺ read(filePath="missing.txt")
+  ⎿  error: missing.txt: no such file
+All done.
+error: something odd
+— 120 input · 7 output tokens
+"""
+
+
+def _sse_body(chunks: list[dict[str, Any]], done: bool = True) -> bytes:
+    body = "".join(f"data: {json.dumps(c)}\n\n" for c in chunks)
+    return (body + ("data: [DONE]\n\n" if done else "")).encode()
+
+
+def test_renderer_on_a_recorded_stream() -> None:
+    out = io.StringIO()
+    renderer = Renderer(Console(file=out, force_terminal=False, highlight=False, soft_wrap=True))
+    for chunk in parse_sse(_sse_body(RECORDED).decode().split("\n")):
+        renderer.feed(chunk)
+    assert out.getvalue() == RENDERED
+
+
+def test_parse_sse_framing() -> None:
+    lines = ['data: {"type":"start"}', "", ": a comment", 'data: {"type":', 'data: "finish"}', ""]
+    assert list(parse_sse([*lines, "data: [DONE]", "", "data: ignored", ""])) == [
+        {"type": "start"},
+        {"type": "finish"},
+    ]
+    # An event cut off before its blank line is not a chunk: the stream counts as dropped.
+    got: list[dict[str, Any]] = []
+    with pytest.raises(StreamDropped):
+        got.extend(parse_sse(['data: {"type":"start"}', "", 'data: {"type":"fin']))
+    assert got == [{"type": "start"}]
+
+
+def test_a_dropped_stream_resumes_from_the_chunks_received() -> None:
+    """The stream ends after two chunks ([DONE] but no ``finish``); the reader asks for the
+    rest from index 2, then that connection dies mid-event and it asks again from index 5."""
+    resumes: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path == "/api/chat":
+            assert json.loads(request.content)["messages"][0]["parts"][0]["text"] == "hi"
+            return httpx.Response(200, content=_sse_body(RECORDED[:2]))
+        assert request.url.path == "/api/chat/c1/stream"
+        resumes.append(request.url.params["startIndex"])
+        if len(resumes) == 1:  # the first resume drops too, mid-way through an event
+            body = _sse_body(RECORDED[2:5], done=False) + b'data: {"type":'
+            return httpx.Response(200, content=body)
+        return httpx.Response(200, content=_sse_body(RECORDED[5:]))
+
+    api = Api("http://server", "k", transport=httpx.MockTransport(handler))
+    retries: list[int] = []
+    chunks = list(api.send("s1", "c1", "hi", on_retry=lambda n, _: retries.append(n)))
+    assert chunks == RECORDED
+    assert resumes == ["2", "5"]
+    assert retries == [1, 1]
+
+    # Nothing live when we come back (204): the turn ended while we were away.
+    def ended(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            return httpx.Response(200, content=_sse_body(RECORDED[:3], done=False))
+        return httpx.Response(204)
+
+    api = Api("http://server", "k", transport=httpx.MockTransport(ended))
+    assert list(api.send("s1", "c1", "hi", on_retry=lambda *_: None)) == RECORDED[:3]
+
+
+def _chat_env(url: str | None = None, key: str | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
+    for var in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
+        env.pop(var, None)
+    env["PYTHONUNBUFFERED"] = "1"
+    if url:
+        env["AGENT_SESSIONS_URL"] = url
+    if key:
+        env["AGENT_SESSIONS_API_KEY"] = key
+    return env
+
+
+def test_missing_api_key_exits_2_with_one_line() -> None:
+    proc = subprocess.run(
+        [CLI, "chat"], env=_chat_env(), input="", capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.startswith("error: no API key")
+
+
+# --- end to end ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Served:
+    server: Server
+    key: str
+    model: ModelServer
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"x-api-key": self.key}
+
+    def script(self, steps: list[Any]) -> str:
+        name = f"script-{uuid.uuid4().hex[:10]}"
+        self.model.script(name, steps)
+        return f"openai/{name}"
+
+    def chat(
+        self, *args: str, stdin: str, key: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [CLI, "chat", *args],
+            env=_chat_env(self.server.url, key or self.key),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+
+    def new_session(self) -> tuple[str, str]:
+        r = httpx.post(f"{self.server.url}/api/sessions", json={}, headers=self.headers)
+        assert r.status_code == 200, r.text
+        sid, chat_id = r.json()["session"]["id"], r.json()["chat"]["id"]
+        deadline = time.monotonic() + 120
+        while True:
+            r = httpx.get(f"{self.server.url}/api/sessions/{sid}/sandbox", headers=self.headers)
+            if r.json()["lifecycleState"] == "active":
+                return sid, chat_id
+            assert time.monotonic() < deadline, r.text
+            time.sleep(0.1)
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[Served]:
+    """A real ``serve`` on a fresh SQLite database, sandboxes on, the stand-in as its model."""
+    reason = local_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    data_dir = Path(tempfile.mkdtemp(prefix="agent-sessions-chat-", dir="/tmp"))
+    data_dir.chmod(0o711)  # sandbox uids must be able to traverse it
+    try:
+        with run_model_server() as model:
+            srv = start_server(
+                data_dir,
+                OPENAI_API_KEY="test",
+                OPENAI_BASE_URL=model.base_url,
+                AGENT_SESSIONS_SANDBOX_UID_BASE=str(UID_BASE + 50),
+                AGENT_SESSIONS_SANDBOX_UID_COUNT="50",
+            )
+            try:
+                out = subprocess.run(
+                    [CLI, "accounts", "create", "--name", "chat", "--json"],
+                    env=srv.env,
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                yield Served(srv, json.loads(out.stdout)["apiKey"], model)
+            finally:
+                stop_server(srv)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def test_chat_runs_a_tool_and_shows_the_answer(served: Served) -> None:
+    model = served.script([ToolCalls([Call("bash", {"command": "echo hi"})]), Text("done")])
+    proc = served.chat("--model", model, stdin="run it\n/exit\n")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "\x1b" not in out  # plain when stdout is not a terminal
+    lines = out.splitlines()
+    assert lines[0].startswith("session ")
+    assert "sandbox ready" in lines
+    header = lines.index('⏺ bash(command="echo hi")')
+    assert lines[header + 1 : header + 3] == ["  ⎿  exit 0", "     hi"]
+    assert lines[header + 3] == "done"
+    footer = lines[header + 4]
+    assert footer.startswith("— ") and footer.endswith(" output tokens"), footer
+    assert proc.stderr == ""
+
+
+def test_chat_attaches_to_a_live_turn_on_409(served: Served) -> None:
+    """A turn already running in the chat (here a headless one): the client offers to attach and
+    shows that turn from its first chunk."""
+    sid, chat_id = served.new_session()
+    model = served.script([Text("slow answer", chunks=4, delay=3.0, delay_between_chunks=0.2)])
+    r = httpx.post(
+        f"{served.server.url}/api/chat/runs",
+        json={"sessionId": sid, "chatId": chat_id, "prompt": "go", "model": model},
+        headers=served.headers,
+    )
+    assert r.status_code == 202, r.text
+    proc = served.chat("--session", sid, stdin="another\ny\n/exit\n")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert any(line.startswith("error: ") and "already" in line for line in lines), lines
+    assert "(your message was not sent)" in lines
+    answer = next(i for i, line in enumerate(lines) if line.endswith("slow answer"))
+    assert lines[answer + 1].endswith(" output tokens")
+
+
+def test_ctrl_c_stops_the_turn_and_returns_to_the_prompt(served: Served) -> None:
+    sid, chat_id = served.new_session()
+    model = served.script([ToolCalls([Call("bash", {"command": "sleep 60"})]), Text("never")])
+    lines: queue.Queue[str] = queue.Queue()
+    seen: list[str] = []
+
+    def wait_for(text: str) -> None:
+        deadline = time.monotonic() + 90
+        while not any(text in line for line in seen):
+            seen.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
+
+    with subprocess.Popen(
+        [CLI, "chat", "--session", sid, "--chat", chat_id, "--model", model],
+        env=_chat_env(served.server.url, served.key),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as proc:
+        assert proc.stdin is not None and proc.stdout is not None
+        stdout = proc.stdout
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in stdout])
+        reader.start()
+        try:
+            proc.stdin.write("sleep please\n")
+            proc.stdin.flush()
+            wait_for('⏺ bash(command="sleep 60")')
+            proc.send_signal(signal.SIGINT)
+            wait_for("stopped")
+            proc.stdin.write("/exit\n")
+            proc.stdin.close()
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            reader.join(10)
+    while not lines.empty():
+        seen.append(lines.get())
+    r = httpx.get(f"{served.server.url}/api/sessions/{sid}/chats/{chat_id}", headers=served.headers)
+    assert r.json()["isStreaming"] is False
+    transcript = "".join(seen)
+    assert "stopping…\nstopped\n> /exit" in transcript
+    assert "never" not in transcript
+
+
+def test_a_wrong_api_key_exits_2_with_one_line(served: Served) -> None:
+    proc = served.chat(stdin="", key="ask_wrong")
+    assert proc.returncode == 2
+    assert len(proc.stderr.splitlines()) == 1
+    assert proc.stderr.startswith("error: the server refused the API key")
