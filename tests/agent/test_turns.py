@@ -115,3 +115,25 @@ def test_second_turn_sees_the_history_and_reuses_the_chat(agents: AgentsFactory)
     assert [m["role"] for m in sent if m["role"] != "system"] == ["user", "assistant", "user"]
     detail = h.chat(sid, chat_id)
     assert [m["role"] for m in detail["messages"]] == ["user", "assistant", "user", "assistant"]
+
+
+def test_invalid_tool_arguments_are_a_failed_call_the_model_can_retry(
+    agents: AgentsFactory,
+) -> None:
+    h = agents()
+    model = h.script(
+        [
+            ToolCalls([Call("bash", {"cmd": "ls"})]),  # wrong parameter name
+            ToolCalls([Call("bash", {"command": "echo fixed"})]),
+            Text("done"),
+        ]
+    )
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    chunks, headers = h.turn(sid, chat_id, "go", model=model)
+    check_protocol(chunks)
+    outputs = tool_outputs(chunks)
+    assert outputs["call_0_0"]["type"] == "tool-output-error"
+    assert "command" in outputs["call_0_0"]["errorText"]
+    assert outputs["call_1_0"]["output"]["stdout"] == "fixed\n"
+    assert h.run(headers["x-workflow-run-id"])["status"] == "completed"

@@ -6,8 +6,10 @@ name of the missing variable, rather than failing inside the turn after the user
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
+import httpx2
 from pydantic_ai.models import Model
 
 from agent_sessions.exceptions import InvalidInput
@@ -28,6 +30,9 @@ PROVIDERS = {
         "anthropic", "ANTHROPIC_API_KEY", ("claude-sonnet-4.6", "claude-haiku-4.5")
     ),
 }
+
+MODEL_TIMEOUT_SECONDS = 600.0
+"""A model request (streamed) may take this long; reasoning models can think for minutes."""
 
 _in_process: dict[str, Model] = {}
 """Models registered by code (tests with pydantic-ai's ``FunctionModel``), keyed by full id."""
@@ -87,38 +92,42 @@ def _api_key(settings: Settings, provider: str) -> str | None:
 
 
 def build_model(settings: Settings, model_id: str) -> Model:
-    """The pydantic-ai model for ``model_id``; one per id and process (clients are pooled)."""
+    """The pydantic-ai model for ``model_id``, one per id and event loop.
+
+    Each model gets a long-lived HTTP client: a provider that makes its own closes it when a
+    request ends, and building a client (TLS context included) cost 20-50 ms a step here
+    (bench/agent.py). HTTP connections belong to an event loop, hence one per loop.
+    """
     if model_id in _in_process:
         return _in_process[model_id]
     check_usable(settings, model_id)
     provider, name = split(model_id)
     base_url = settings.openai_base_url if provider == "openai" else settings.anthropic_base_url
-    key = (model_id, base_url, _api_key(settings, provider))
-    if key not in _built:
-        _built[key] = _build(provider, name, settings)
-    return _built[key]
+    loop = asyncio.get_running_loop()
+    key = (id(loop), model_id, base_url, _api_key(settings, provider))
+    built = _built.get(key)
+    if built is None or built[0] is not loop:
+        built = (loop, _build(provider, name, base_url, _api_key(settings, provider)))
+        _built[key] = built
+    return built[1]
 
 
-_built: dict[tuple[str, str | None, str | None], Model] = {}
+_built: dict[tuple[int, str, str | None, str | None], tuple[asyncio.AbstractEventLoop, Model]] = {}
 
 
-def _build(provider: str, name: str, settings: Settings) -> Model:
+def _build(provider: str, name: str, base_url: str | None, api_key: str | None) -> Model:
+    client = httpx2.AsyncClient(timeout=httpx2.Timeout(MODEL_TIMEOUT_SECONDS, connect=10.0))
     if provider == "openai":
         from pydantic_ai.models.openai import OpenAIChatModel
         from pydantic_ai.providers.openai import OpenAIProvider
 
         return OpenAIChatModel(
-            name,
-            provider=OpenAIProvider(
-                api_key=_api_key(settings, provider), base_url=settings.openai_base_url
-            ),
+            name, provider=OpenAIProvider(api_key=api_key, base_url=base_url, http_client=client)
         )
     from pydantic_ai.models.anthropic import AnthropicModel
     from pydantic_ai.providers.anthropic import AnthropicProvider
 
     return AnthropicModel(
         name,
-        provider=AnthropicProvider(
-            api_key=_api_key(settings, provider), base_url=settings.anthropic_base_url
-        ),
+        provider=AnthropicProvider(api_key=api_key, base_url=base_url, http_client=client),
     )

@@ -18,7 +18,7 @@ from dbos import DBOS, Queue, SetWorkflowID
 from sqlalchemy.orm import Session
 
 from agent_sessions.agent import models, turn
-from agent_sessions.agent.stream import SSE_DONE, STREAM_KEY, encode_sse
+from agent_sessions.agent.stream import SSE_DONE, encode_sse, read_chunks
 from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
 from agent_sessions.ids import nanoid
 from agent_sessions.lifecycle.runtime import TURN_QUEUE, off_loop
@@ -32,6 +32,8 @@ LIVE_TURN = "This chat already has a turn in progress"
 STREAM_POLL_SECONDS = 0.01
 """DBOS polls streams on SQLite (PostgreSQL notifies); this keeps chunks from arriving in bursts."""
 ANSWER_TOPIC = "answer:{tool_call_id}"
+REREAD_SECONDS = 0.05
+END_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -127,12 +129,31 @@ class Turns:
     async def chunks(self, run_id: str, start_index: int = 0) -> AsyncIterator[bytes]:
         """The run's SSE body from chunk ``start_index``; ends with ``[DONE]`` when the run does.
 
-        Reading never affects the run: a client that goes away only stops its own reader.
+        Reading never affects the run: a client that goes away only stops its own reader. DBOS
+        ends a read when the stream has no new value and the workflow does not look active;
+        that check can race with a run that is still going (seen under load), so the read is
+        resumed until the ``finish`` chunk arrives or the run record says it ended.
         """
-        async for value in DBOS.read_stream_async(
-            run_id, STREAM_KEY, offset=start_index, polling_interval_sec=STREAM_POLL_SECONDS
-        ):
-            yield encode_sse(value)
+        index = values = 0
+        ended_at: float | None = None
+        loop = asyncio.get_running_loop()
+        while True:
+            async for batch in read_chunks(run_id, from_value=values, poll=STREAM_POLL_SECONDS):
+                values += 1
+                for chunk in batch:
+                    if index >= start_index:
+                        yield encode_sse(chunk)
+                    index += 1
+                    if chunk.get("type") == "finish":
+                        yield SSE_DONE
+                        return
+            run = await self.db.read_call(lambda s: store.get_run(s, run_id))
+            if run is None or run.status in store.TERMINAL:
+                # Ended without a finish chunk (it crashed in its last step): drain, then stop.
+                ended_at = ended_at or loop.time()
+                if loop.time() - ended_at > END_GRACE_SECONDS:
+                    break
+            await asyncio.sleep(REREAD_SECONDS)
         yield SSE_DONE
 
     # --- stopping and answering -------------------------------------------------------------

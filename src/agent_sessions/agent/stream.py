@@ -2,27 +2,28 @@
 assistant message they add up to.
 
 pydantic-ai's ``VercelAIEventStream`` turns agent events into chunks; we add the step framing
-(one assistant message per turn, ``start-step``/``finish-step`` per model request), coalesce
-text deltas (each stream write is a database write), and fold every chunk into the stored
-assistant message so that what the client saw and what is persisted cannot drift apart.
+(one assistant message per turn, ``start-step``/``finish-step`` per model request), batch
+chunks into one stream value per 25 ms (each stream write is a database commit), and fold
+every chunk into the stored assistant message so that what the client saw and what is
+persisted cannot drift apart.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
-import time
-from collections.abc import AsyncIterable, Awaitable, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 from dbos import DBOS
 from dbos._error import DBOSStreamTimeoutError
-from pydantic_ai.messages import AgentStreamEvent, ModelResponse
+from pydantic_ai.messages import AgentStreamEvent, ModelResponse, PartEndEvent, ToolCallPart
 from pydantic_ai.ui.vercel_ai import VercelAIEventStream
 
 STREAM_KEY = "ui"
 SDK_VERSION: Literal[6] = 6
-COALESCE_SECONDS = 0.03
-"""Text deltas of one part arriving within this window go out as one chunk."""
+BATCH_SECONDS = 0.025
+"""Chunks emitted within this window go out as one stream write (text deltas merged)."""
 
 Chunk = dict[str, Any]
 
@@ -179,10 +180,9 @@ async def read_tail(run_id: str) -> StreamTail:
     """Read this run's stream as far as it goes (on recovery only: it waits briefly at the end)."""
     tail = StreamTail()
     try:
-        async for value in DBOS.read_stream_async(
-            run_id, STREAM_KEY, polling_interval_sec=0.01, timeout_seconds=0.2
-        ):
-            tail.feed(json.loads(value))
+        async for chunks in read_chunks(run_id, wait_at_most=0.2):
+            for chunk in chunks:
+                tail.feed(chunk)
     except DBOSStreamTimeoutError:  # the stream timed out at its current end: that is the tail
         pass
     return tail
@@ -204,36 +204,47 @@ class ChunkSink:
         self._history_responses = history_responses
         self._check_stop = check_stop
         self._events = VercelAIEventStream(None, sdk_version=SDK_VERSION)
-        self._pending: Chunk | None = None
-        self._pending_since = 0.0
+        self._batch: list[Chunk] = []
+        self._timer: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
         self.step_open = False
         self._recovering_run: str | None = None
 
     # --- writing -----------------------------------------------------------------------------
 
     async def emit(self, chunk: Chunk) -> None:
-        """Apply and send one chunk (text deltas may wait briefly to be merged)."""
+        """Apply one chunk and queue it; queued chunks go out together within BATCH_SECONDS."""
         self.builder.apply(chunk)
-        if chunk["type"] == "text-delta":
-            now = time.monotonic()
-            pending = self._pending
-            if (
-                pending is not None
-                and pending["id"] == chunk["id"]
-                and now - self._pending_since < COALESCE_SECONDS
-            ):
-                pending["delta"] += chunk["delta"]
-                return
-            await self.flush()
-            self._pending, self._pending_since = dict(chunk), now
-            return
-        await self.flush()
-        await _write(chunk)
+        last = self._batch[-1] if self._batch else None
+        if (
+            chunk["type"] == "text-delta"
+            and last is not None
+            and last["type"] == "text-delta"
+            and last["id"] == chunk["id"]
+        ):
+            last["delta"] += chunk["delta"]
+        else:
+            self._batch.append(dict(chunk))
+        if self._timer is None:
+            self._timer = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(BATCH_SECONDS)
+        self._timer = None
+        await self._write_batch()
 
     async def flush(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await _write(pending)
+        """Send what is queued now (before a step ends: nothing may outlive its step)."""
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
+        await self._write_batch()
+
+    async def _write_batch(self) -> None:
+        async with self._lock:
+            batch, self._batch = self._batch, []
+            if batch:
+                await write_chunks(batch)
 
     async def persist(self) -> None:
         await self.flush()
@@ -242,17 +253,37 @@ class ChunkSink:
     # --- agent events ------------------------------------------------------------------------
 
     async def handle(self, messages: list[Any], events: AsyncIterable[AgentStreamEvent]) -> None:
-        """The DBOS event-stream handler: one call per model response, or per tool event."""
+        """The DBOS event-stream handler: one call per model response, or per tool event.
+
+        A tool call's input is announced (``tool-input-available``) when the model finishes
+        streaming it, inside the model's step, rather than from the separate step DBOS gives the
+        call event: one stream write and one message upsert fewer per tool call.
+        """
         await self._resume_stream()
-        first = True
+        first, emitted = True, False
         async for event in events:
             self._check_stop()
             if first and event.event_kind in ("part_start", "part_delta"):
                 await self.start_step(messages)
             first = False
-            async for chunk in self._events.handle_event(event):
-                await self.emit(json.loads(chunk.encode(SDK_VERSION)))
-        await self.persist()
+            chunks = [
+                json.loads(c.encode(SDK_VERSION)) async for c in self._events.handle_event(event)
+            ]
+            if event.event_kind == "function_tool_call":
+                continue  # announced at the part's end below
+            if isinstance(event, PartEndEvent) and isinstance(event.part, ToolCallPart):
+                chunks.append({
+                    "type": "tool-input-available", "toolCallId": event.part.tool_call_id,
+                    "toolName": event.part.tool_name, "input": event.part.args_as_dict(),
+                })  # fmt: skip
+            for chunk in chunks:
+                if chunk["type"] == "tool-input-error":  # its input was already announced
+                    chunk = {"type": "tool-output-error", "toolCallId": chunk["toolCallId"],
+                             "errorText": chunk.get("errorText", "Invalid tool input")}  # fmt: skip
+                await self.emit(chunk)
+                emitted = True
+        if emitted:
+            await self.persist()
 
     def recovering(self, run_id: str) -> None:
         """This attempt follows a crash: close what the last one left open in the stream.
@@ -267,8 +298,7 @@ class ChunkSink:
         if run_id is None:
             return
         tail = await read_tail(run_id)
-        for chunk in tail.closing_chunks():
-            await _write(chunk)
+        await write_chunks(tail.closing_chunks())
         self.step_open = tail.step_open
 
     async def start_step(self, messages: list[Any]) -> None:
@@ -277,7 +307,7 @@ class ChunkSink:
             await self.emit({"type": "finish-step"})
         self.builder.begin_step(index)
         self.step_open = True
-        await _write({"type": "start-step"})
+        self._batch.append({"type": "start-step"})
 
     async def end(self) -> None:
         await self._resume_stream()
@@ -289,5 +319,20 @@ class ChunkSink:
         await self.flush()
 
 
-async def _write(chunk: Chunk) -> None:
-    await DBOS.write_stream_async(STREAM_KEY, json.dumps(chunk, separators=(",", ":")))
+async def write_chunks(chunks: list[Chunk]) -> None:
+    """One stream value holds the chunks written together (each value is a database write)."""
+    if chunks:
+        await DBOS.write_stream_async(STREAM_KEY, json.dumps(chunks, separators=(",", ":")))
+
+
+async def read_chunks(
+    run_id: str, *, from_value: int = 0, poll: float = 0.01, wait_at_most: float | None = None
+) -> AsyncIterator[list[Chunk]]:
+    """The run's stream values (lists of chunks) from value ``from_value`` on; with
+    ``wait_at_most``, DBOS raises ``DBOSStreamTimeoutError`` after that long without a value."""
+    async for value in DBOS.read_stream_async(
+        run_id, STREAM_KEY, offset=from_value, polling_interval_sec=poll,
+        timeout_seconds=wait_at_most,
+    ):  # fmt: skip
+        chunks: list[Chunk] = json.loads(value)
+        yield chunks

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import logging
 from collections.abc import AsyncIterable
 from dataclasses import replace
@@ -32,7 +31,7 @@ from pydantic_ai.usage import UsageLimits
 
 from agent_sessions.agent import models, prompt
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
-from agent_sessions.agent.stream import STREAM_KEY, ChunkSink, MessageBuilder
+from agent_sessions.agent.stream import STREAM_KEY, ChunkSink, MessageBuilder, write_chunks
 from agent_sessions.agent.tools import sandbox_toolset
 from agent_sessions.lifecycle.context import current
 from agent_sessions.store import chats as chat_store
@@ -193,7 +192,7 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
         await sink.emit({"type": "message-metadata", "messageMetadata": metadata})
         message = sink.builder.message
     else:
-        message = None
+        message, metadata = None, {}
 
     def record(s: Any) -> None:
         if message is not None:
@@ -212,15 +211,15 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
         _touch(s, run.session_id)
 
     await current().db.write_call(record)
-    finish: dict[str, Any] = {"type": "finish"}
+    finish: dict[str, Any] = {"type": "finish", "messageMetadata": metadata}
     if outcome["finish_reason"]:
         finish["finishReason"] = outcome["finish_reason"]
-    await DBOS.write_stream_async(STREAM_KEY, _json(finish))
+    if sink is not None:  # after the chat is released: a client that sees finish may go on
+        await sink.emit(finish)
+        await sink.flush()
+    else:
+        await write_chunks([finish])
     await DBOS.close_stream_async(STREAM_KEY)
-
-
-def _json(chunk: dict[str, Any]) -> str:
-    return json.dumps(chunk, separators=(",", ":"))
 
 
 def _touch(s: Any, session_id: str) -> None:
@@ -243,9 +242,7 @@ async def run_turn(run_id: str) -> str:
     run: store.RunView = begun["run"]
     if run.status in store.TERMINAL:
         return run.status
-    await DBOS.write_stream_async(
-        STREAM_KEY, _json({"type": "start", "messageId": run.assistant_message_id})
-    )
+    await write_chunks([{"type": "start", "messageId": run.assistant_message_id}])
     settings = current().settings
     deps = TurnDeps(
         settings=settings, run_id=run_id, session_id=run.session_id, chat_id=run.chat_id,
@@ -262,11 +259,10 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str
     run_id = run.id
     failure: str | None = None
     if begun["lifecycle_state"] != "active":
-        await DBOS.write_stream_async(STREAM_KEY, _sandbox_chunk("restoring"))
+        waiting = "provisioning" if begun["lifecycle_state"] == "provisioning" else "restoring"
+        await write_chunks([_sandbox_chunk(waiting)])
         failure = await _prepare_sandbox(run.session_id)
-        await DBOS.write_stream_async(
-            STREAM_KEY, _sandbox_chunk("failed" if failure else "active", failure)
-        )
+        await write_chunks([_sandbox_chunk("failed" if failure else "active", failure)])
 
     history = _model_history(begun["history"])
     persisted = await current().db.read_call(
@@ -337,11 +333,11 @@ def store_message(s: Any, message_id: str) -> dict[str, Any] | None:
     return dict(row.parts) if row is not None else None
 
 
-def _sandbox_chunk(state: str, error: str | None = None) -> str:
+def _sandbox_chunk(state: str, error: str | None = None) -> dict[str, Any]:
     data: dict[str, Any] = {"state": state}
     if error:
         data["error"] = error
-    return _json({"type": "data-sandbox", "id": "sandbox", "data": data})
+    return {"type": "data-sandbox", "id": "sandbox", "data": data}
 
 
 def _model_history(ui_messages: list[dict[str, Any]]) -> list[ModelMessage]:

@@ -7,9 +7,12 @@ replay old histories.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import TypeVar
 
 from dbos import DBOS, DBOSConfig
@@ -29,14 +32,28 @@ TURN_QUEUE = "agent-turns"
 def system_database_url(settings: Settings) -> str:
     """PostgreSQL apps keep DBOS's tables in the same database (schema ``dbos``)."""
     if settings.is_sqlite:
-        return f"sqlite:///{(settings.data_dir / 'dbos.sqlite').resolve()}"
+        return f"sqlite:///{_sqlite_system_path(settings)}"
     return settings.resolved_database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def _sqlite_system_path(settings: Settings) -> Path:
+    return (settings.data_dir / "dbos.sqlite").resolve()
+
+
+def _use_wal(path: Path) -> None:
+    """Put DBOS's SQLite file in WAL mode (it persists in the file). DBOS leaves the default
+    rollback journal, which costs several fsyncs per checkpoint and blocks readers (the SSE
+    streams poll) during every write; WAL with synchronous=FULL keeps every commit durable."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
 
 
 def start(settings: Settings, db: Database, context: LifecycleContext | None = None) -> None:
     """Configure the lifecycle context and launch DBOS (recovering this executor's runs)."""
     set_context(context or LifecycleContext(settings, db, HookRunner(settings.hooks_file)))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if settings.is_sqlite:
+        _use_wal(_sqlite_system_path(settings))
     config: DBOSConfig = {
         "name": "agent-sessions",
         "system_database_url": system_database_url(settings),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ctypes
 import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from agent_sessions.faults import fault_point
@@ -43,7 +46,8 @@ def restore_stream(
     staging = new_staging_dir(workspace)
     try:
         reader = HashingReader(source)
-        extract_archive(reader, staging, owner=owner)
+        with _background_writeback(staging):
+            extract_archive(reader, staging, owner=owner)
         reader.drain()
         if expected_size is not None and reader.size != expected_size:
             raise SnapshotCorrupt(
@@ -62,13 +66,49 @@ def restore_stream(
     swap_in(staging, workspace)
 
 
+_WRITEBACK_INTERVAL = 0.1  # seconds
+
+
 def _sync_filesystem(path: Path) -> None:
     """Flush the staged tree before it replaces the workspace (a power cut after the swap must
     not leave empty files). One ``syncfs`` instead of an ``fsync`` per file."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        if _libc.syncfs(fd) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, os.strerror(err), str(path))
+        _syncfs(fd, path)
     finally:
+        os.close(fd)
+
+
+def _syncfs(fd: int, path: Path) -> None:
+    if _libc.syncfs(fd) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err), str(path))
+
+
+@contextmanager
+def _background_writeback(path: Path) -> Iterator[None]:
+    """``syncfs`` every ``_WRITEBACK_INTERVAL`` in a thread while the tree is extracted.
+
+    Left alone, the kernel keeps the new tree in the page cache and the final sync then waits
+    for all of it at disk speed (a fifth of the restore time for 200 MB); syncing as we go
+    overlaps that I/O with extraction, on another core. Durability still comes from the final
+    :func:`_sync_filesystem`; errors here are left for it to report.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    stop = threading.Event()
+
+    def run() -> None:
+        try:
+            while not stop.wait(_WRITEBACK_INTERVAL):
+                _syncfs(fd, path)
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=run, name="snapshot-writeback", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
         os.close(fd)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -34,9 +35,40 @@ STREAM_HEADERS = {
 _SSE = {"description": "AI SDK UI message stream (SSE)", "content": {"text/event-stream": {}}}
 
 
+KEEPALIVE_SECONDS = 15.0
+
+
+async def _with_keepalive(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """Send an SSE comment when the stream is quiet (a long tool call), so that proxies and
+    clients do not take the connection for dead; SSE parsers ignore comments."""
+    queue: asyncio.Queue[bytes | None] = asyncio.Queue(maxsize=64)
+
+    async def pump() -> None:
+        try:
+            async for piece in body:
+                await queue.put(piece)
+        finally:
+            await queue.put(None)
+
+    task = asyncio.create_task(pump())
+    try:
+        while True:
+            try:
+                piece = await asyncio.wait_for(queue.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            if piece is None:
+                break
+            yield piece
+        await task  # re-raise a reader error, if any
+    finally:
+        task.cancel()
+
+
 def _sse(run_id: str, body: AsyncIterator[bytes]) -> StreamingResponse:
     return StreamingResponse(
-        body,
+        _with_keepalive(body),
         media_type="text/event-stream",
         headers={**STREAM_HEADERS, "x-workflow-run-id": run_id},
     )
