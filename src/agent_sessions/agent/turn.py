@@ -31,6 +31,7 @@ from pydantic_ai.usage import UsageLimits
 
 from agent_sessions.agent import models, prompt
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
+from agent_sessions.agent.hooks import ToolHooks, run_hook
 from agent_sessions.agent.stream import STREAM_KEY, ChunkSink, MessageBuilder, write_chunks
 from agent_sessions.agent.tools import sandbox_toolset
 from agent_sessions.lifecycle.context import current
@@ -97,6 +98,7 @@ agent: Agent[TurnDeps, str] = Agent(
     toolsets=[_main_tools],
     capabilities=[
         ResolveModelId(_resolve),
+        ToolHooks(),
         DBOSDurability(event_stream_handler=_on_event, parallel_execution_mode="sequential"),
     ],
 )
@@ -109,6 +111,7 @@ subagent: Agent[TurnDeps, str] = Agent(
     toolsets=[sandbox_toolset(with_client_tools=False)],
     capabilities=[
         ResolveModelId(_resolve),
+        ToolHooks(),
         DBOSDurability(event_stream_handler=_on_event, parallel_execution_mode="sequential"),
     ],
 )
@@ -290,6 +293,10 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str
     attempt = await current().db.write_call(lambda s: store.count_attempt(s, run_id))
     if attempt > 1:
         deps.sink.recovering(run_id)
+    if failure is None:
+        prompt = await run_hook(deps, "UserPromptSubmit", {"prompt": _prompt_of(begun)})
+        if prompt is not None and prompt.blocked:
+            failure = f"Blocked by a UserPromptSubmit hook: {'; '.join(prompt.reasons)}"
     watcher = asyncio.create_task(_watch_for_stop(deps))
     status, error, finish_reason = "completed", failure, "stop"
     try:
@@ -314,6 +321,7 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str
         watcher.cancel()
     if failure is not None:
         status, finish_reason = "failed", "error"
+    await run_hook(deps, "Stop", {"stop_hook_active": False, "status": status})
     usage = deps.usage
     outcome = {
         "status": status,
@@ -331,6 +339,12 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str
 def store_message(s: Any, message_id: str) -> dict[str, Any] | None:
     row = s.get(ChatMessage, message_id)
     return dict(row.parts) if row is not None else None
+
+
+def _prompt_of(begun: dict[str, Any]) -> str:
+    history = begun["history"]
+    parts = history[-1].get("parts", []) if history else []
+    return " ".join(p.get("text", "") for p in parts if p.get("type") == "text")
 
 
 def _sandbox_chunk(state: str, error: str | None = None) -> dict[str, Any]:
