@@ -137,3 +137,25 @@ def test_invalid_tool_arguments_are_a_failed_call_the_model_can_retry(
     assert "command" in outputs["call_0_0"]["errorText"]
     assert outputs["call_1_0"]["output"]["stdout"] == "fixed\n"
     assert h.run(headers["x-workflow-run-id"])["status"] == "completed"
+
+
+def test_regenerate_replaces_the_answer_after_the_user_message(agents: AgentsFactory) -> None:
+    h = agents()
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    first = h.script([Text("first try")])
+    body = h.body(sid, chat_id, "question", model=first)
+    r = h.client.post("/api/chat", json=body, headers=h.account.headers)
+    assert r.status_code == 200
+    h.wait_run(r.headers["x-workflow-run-id"])
+    # The AI SDK's regenerate(): the same user message again, trigger regenerate-message.
+    second = h.script([Text("second try")])
+    again = {**body, "model": second, "trigger": "regenerate-message"}
+    r = h.client.post("/api/chat", json=again, headers=h.account.headers)
+    assert r.status_code == 200
+    h.wait_run(r.headers["x-workflow-run-id"])
+    messages = h.chat(sid, chat_id)["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[1]["parts"][-1]["text"] == "second try"
+    sent = h.model.requests(second.split("/", 1)[1])[0]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user"]  # the old answer is gone

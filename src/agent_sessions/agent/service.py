@@ -75,6 +75,9 @@ class Turns:
                 raise Conflict("Message id belongs to another chat")
             if not store.claim_chat(db, chat.id, run_id):
                 raise Conflict(LIVE_TURN)
+            # A message the chat already has (regenerate, or a client resending after a lost
+            # response): the conversation continues from it, so what followed it goes.
+            store.truncate_after(db, chat.id, message_id)
             store.upsert_message(
                 db, message_id=message_id, chat_id=chat.id, role="user", message=user_message
             )

@@ -27,6 +27,8 @@ from agent_sessions.sandbox import Sandbox
 WORKSPACE_ROOT = "/workspace"
 BASH_MAX_OUTPUT = 50_000
 READ_DEFAULT_LIMIT = 2000
+READ_MAX_LINE = 2000
+"""Characters shown of one line (minified files would otherwise flood the context)."""
 GREP_MAX_MATCHES = 100
 GREP_MAX_PER_FILE = 10
 GREP_MAX_LINE = 200
@@ -132,7 +134,7 @@ async def read(
     async def run(sb: Sandbox) -> str:
         lines = (await _read_text(sb, path)).splitlines()
         chosen = lines[start - 1 : start - 1 + count]
-        body = "\n".join(f"{start + i}: {line}" for i, line in enumerate(chosen))
+        body = "\n".join(f"{start + i}: {_cut(line)}" for i, line in enumerate(chosen))
         end = start + len(chosen) - 1
         footer = (
             f"\n(lines {start}-{end} of {len(lines)})"
@@ -142,6 +144,12 @@ async def read(
         return body + footer
 
     return await sandbox_step(ctx, "read", run)  # type: ignore[no-any-return]
+
+
+def _cut(line: str) -> str:
+    if len(line) <= READ_MAX_LINE:
+        return line
+    return f"{line[:READ_MAX_LINE]}… ({len(line) - READ_MAX_LINE} more characters)"
 
 
 async def write(ctx: RunContext[TurnDeps], filePath: str, content: str) -> str:

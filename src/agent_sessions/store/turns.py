@@ -148,6 +148,23 @@ def upsert_message(
         row.parts = dict(message)
 
 
+def truncate_after(db: Session, chat_id: str, message_id: str) -> int:
+    """Delete the chat's messages after ``message_id`` (a regenerate, or a resent message);
+    returns how many went."""
+    anchor = db.get(ChatMessage, message_id)
+    if anchor is None or anchor.chat_id != chat_id:
+        return 0
+    later = select(ChatMessage).where(
+        ChatMessage.chat_id == chat_id,
+        (ChatMessage.created_at > anchor.created_at)
+        | ((ChatMessage.created_at == anchor.created_at) & (ChatMessage.id > anchor.id)),
+    )
+    rows = list(db.scalars(later))
+    for row in rows:
+        db.delete(row)
+    return len(rows)
+
+
 def message_exists_elsewhere(db: Session, message_id: str, chat_id: str) -> bool:
     row = db.get(ChatMessage, message_id)
     return row is not None and row.chat_id != chat_id
