@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import asyncio
 import threading
 from pathlib import Path
@@ -39,6 +41,11 @@ def test_provisioning_makes_the_session_active(harness: HarnessFactory) -> None:
     assert s["lifecycleVersion"] == 1
     assert s["sandboxState"] == {"provider": "fake", "name": created["id"]}
     assert s["lastActivityAt"] and s["hibernateAfter"] and s["sandboxExpiresAt"]
+    # The watcher takes its lease in its own first step, just after the activation commits.
+    deadline = time.monotonic() + 20
+    while s["lifecycleRunId"] is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+        s = h.session(created["id"])
     assert s["lifecycleRunId"] == f"watch-{created['id']}-1"
     status = h.sandbox(created["id"])
     assert status["lifecycleState"] == "active" and status["hasSnapshot"] is False
