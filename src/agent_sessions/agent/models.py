@@ -7,6 +7,7 @@ name of the missing variable, rather than failing inside the turn after the user
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 
 import httpx2
@@ -89,6 +90,19 @@ def _api_key(settings: Settings, provider: str) -> str | None:
         provider
     )
     return secret.get_secret_value() if secret is not None else None
+
+
+def warm_up(settings: Settings) -> None:
+    """Import the configured providers' model modules in the background: the SDKs take
+    seconds to import, which the first turn would otherwise wait for."""
+
+    def load() -> None:
+        if settings.openai_api_key is not None:
+            import pydantic_ai.models.openai
+        if settings.anthropic_api_key is not None:
+            import pydantic_ai.models.anthropic  # noqa: F401
+
+    threading.Thread(target=load, name="import-model-providers", daemon=True).start()
 
 
 def build_model(settings: Settings, model_id: str) -> Model:

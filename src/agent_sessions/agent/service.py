@@ -103,7 +103,9 @@ class Turns:
             await self._queue.enqueue_async(turn.run_turn, run_id)
 
     def reconcile(self) -> None:
-        """Enqueue turns that were accepted but never enqueued (a crash in between)."""
+        """Enqueue turns that were accepted but never enqueued (a crash in between); warm up
+        the model providers' imports."""
+        models.warm_up(self.settings)
         with self.db.read() as s:
             pending = store.unfinished_runs(s)
 
