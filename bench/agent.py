@@ -36,7 +36,6 @@ import math
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -51,6 +50,8 @@ from typing import Any
 import httpx
 import psycopg
 from openai import AsyncOpenAI
+
+from _common import create_account, kill_leftovers
 
 BENCH = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).with_name("agent-sessions"))
@@ -176,14 +177,7 @@ def server(
         env["AGENT_SESSIONS_DATABASE_URL"] = database_url
     if worker_concurrency:
         env["AGENT_SESSIONS_AGENT_WORKER_CONCURRENCY"] = str(worker_concurrency)
-    created = subprocess.run(
-        [CLI, "accounts", "create", "--name", "bench", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    headers = {"x-api-key": json.loads(created.stdout)["apiKey"]}
+    headers = create_account(CLI, env)
     port = _free_port()
     log = data_dir / "server.log"
     with log.open("ab") as out:
@@ -219,24 +213,6 @@ def postgres_database() -> Iterator[str | None]:
     finally:
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def kill_leftovers(root: Path) -> int:
-    """Kill processes whose command line names our temp dir (sandboxes and their helpers)."""
-    tag = os.fsencode(str(root))
-    found = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if tag not in f.read():
-                    continue
-            os.kill(int(entry), signal.SIGKILL)
-            found += 1
-        except OSError:
-            continue
-    return found
 
 
 # --- turns ------------------------------------------------------------------------------------

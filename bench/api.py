@@ -38,6 +38,8 @@ from pathlib import Path
 
 import httpx
 
+from _common import create_account
+
 BENCH = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).with_name("agent-sessions"))
 GET_RATIO_TARGET = 0.6
@@ -200,14 +202,7 @@ def run(duration: float, load: Load) -> list[Result]:
         log = data_dir / "servers.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
         env["AGENT_SESSIONS_DATA_DIR"] = str(data_dir)
-        created = subprocess.run(
-            [CLI, "accounts", "create", "--name", "bench", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        auth = {"x-api-key": json.loads(created.stdout)["apiKey"]}
+        auth = create_account(CLI, env)
         post_headers = {**auth, "content-type": "application/json"}
         warmup = min(2.0, duration)
 

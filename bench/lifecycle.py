@@ -26,11 +26,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import math
 import os
 import shutil
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -45,6 +43,7 @@ from typing import Any
 
 import httpx
 
+from _common import create_account, kill_leftovers
 from _lifecycle_fill import command as fill_command  # bench/ is sys.path[0] when run
 
 CLI = str(Path(sys.executable).with_name("agent-sessions"))
@@ -154,14 +153,7 @@ def server(
 ) -> Iterator[Server]:
     """Create an account, run ``serve`` until the block ends (SIGTERM, then SIGKILL)."""
     env = _env(data_dir, idle, hard, uid_base)
-    created = subprocess.run(
-        [CLI, "accounts", "create", "--name", "bench", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    headers = {"x-api-key": json.loads(created.stdout)["apiKey"]}
+    headers = create_account(CLI, env)
     port = _free_port()
     log = data_dir / "server.log"
     with log.open("ab") as out:
@@ -187,25 +179,6 @@ def server(
             print("  server did not stop within 30 s of SIGTERM; killing it")
             proc.kill()
             proc.wait()
-
-
-def kill_leftovers(root: Path) -> int:
-    """Kill processes whose command line names our temp dir (sandboxes, namespace holders):
-    all of them descend from this bench. Returns how many there were (should be 0)."""
-    tag = os.fsencode(str(root))
-    found = 0
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if tag not in f.read():
-                    continue
-            os.kill(int(entry), signal.SIGKILL)
-            found += 1
-        except OSError:
-            continue
-    return found
 
 
 # --- HTTP helpers -----------------------------------------------------------------------------

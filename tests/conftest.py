@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -116,6 +118,17 @@ class Account:
     @property
     def headers(self) -> dict[str, str]:
         return {"x-api-key": self.key}
+
+
+@contextlib.contextmanager
+def traversable_tmpdir(prefix: str = "agent-sessions-") -> Iterator[Path]:
+    """A temp dir every sandbox uid can traverse (pytest's tmp_path is 0700 on the way)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def make_account(db: Database, name: str = "test") -> Account:

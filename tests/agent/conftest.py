@@ -8,8 +8,6 @@ with ``OPENAI_BASE_URL`` pointing at the local server.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,7 +22,7 @@ from fastapi.testclient import TestClient
 from agent_sessions.api import create_app
 from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings
-from tests.conftest import Account, Backend, make_account, make_backend
+from tests.conftest import Account, Backend, make_account, make_backend, traversable_tmpdir
 from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
 from tests.support.model_server import ModelServer, ScriptStep, run_model_server
 
@@ -40,15 +38,6 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     """A database per test (starting the service reconciles every unfinished run in it)."""
     with make_backend(request.param, tmp_path / "db") as fresh:
         yield fresh
-
-
-@pytest.fixture
-def sandbox_dir() -> Iterator[Path]:
-    """Data dir for real sandboxes: traversable by the sandboxes' own uids."""
-    path = Path(tempfile.mkdtemp(prefix="agent-sessions-agent-", dir="/tmp"))
-    path.chmod(0o711)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def parse_sse(raw: str) -> list[dict[str, Any]]:
@@ -150,8 +139,14 @@ AgentsFactory = Callable[..., Agents]
 
 
 @pytest.fixture
+def sandbox_data_dir() -> Iterator[Path]:
+    with traversable_tmpdir("agent-sessions-agent-") as path:
+        yield path
+
+
+@pytest.fixture
 def agents(
-    backend: Backend, tmp_path: Path, sandbox_dir: Path, model_server: ModelServer
+    backend: Backend, tmp_path: Path, sandbox_data_dir: Path, model_server: ModelServer
 ) -> Iterator[AgentsFactory]:
     reason = local_unavailable_reason()
     if reason:
@@ -160,7 +155,7 @@ def agents(
 
     def make(**overrides: Any) -> Agents:
         values: dict[str, Any] = {
-            "data_dir": sandbox_dir,
+            "data_dir": sandbox_data_dir,
             "executor_id": f"test-{uuid.uuid4().hex[:12]}",
             "sandbox_uid_base": UID_BASE + 50,
             "sandbox_uid_count": 50,

@@ -8,10 +8,7 @@ one assistant message.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +25,9 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def data_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="agent-sessions-crash-", dir="/tmp"))
-    path.chmod(0o711)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+def data_dir(sandbox_data_dir: Path) -> Path:
+    """The server's data dir: one the sandboxes' own uids can traverse."""
+    return sandbox_data_dir
 
 
 def _env(model_server: ModelServer) -> dict[str, str]:

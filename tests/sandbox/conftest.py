@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import pytest
 from agent_sessions.sandbox import Sandbox, SandboxProvider
 from agent_sessions.sandbox.fake import FakeProvider
 from agent_sessions.settings import Settings
+from tests.conftest import traversable_tmpdir
 
 PROVIDER_FIXTURES: dict[str, str] = {
     "local": "local_provider",
@@ -61,11 +61,8 @@ def anyio_backend() -> str:
 
 @pytest.fixture
 def sandbox_data_dir() -> Iterator[Path]:
-    """A data dir every sandbox uid can traverse (pytest's tmp_path is 0700 on the way)."""
-    path = Path(tempfile.mkdtemp(prefix="agent-sessions-sbx-", dir="/tmp"))
-    path.chmod(0o711)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+    with traversable_tmpdir("agent-sessions-sbx-") as path:
+        yield path
 
 
 def local_settings(data_dir: Path, **overrides: object) -> Settings:

@@ -1,0 +1,40 @@
+"""Helpers the benchmarks share (they run as `python bench/<name>.py`: this is `_common`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def create_account(cli: str, env: Mapping[str, str]) -> dict[str, str]:
+    """A new account through the CLI; returns the auth header for its key."""
+    created = subprocess.run(
+        [cli, "accounts", "create", "--name", "bench", "--json"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return {"x-api-key": json.loads(created.stdout)["apiKey"]}
+
+
+def kill_leftovers(root: Path) -> int:
+    """Kill processes whose command line names our temp dir (sandboxes and their helpers)."""
+    tag = os.fsencode(str(root))
+    found = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                if tag not in f.read():
+                    continue
+            os.kill(int(entry), signal.SIGKILL)
+            found += 1
+        except OSError:
+            continue
+    return found
