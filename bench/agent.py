@@ -36,7 +36,6 @@ import math
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,7 +50,7 @@ import httpx
 import psycopg
 from openai import AsyncOpenAI
 
-from _common import create_account, kill_leftovers
+from _common import create_account, free_port, kill_leftovers
 
 BENCH = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).with_name("agent-sessions"))
@@ -103,12 +102,6 @@ def latency_row(name: str, seconds: list[float], target_ms: float | None = None)
 # --- processes --------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_healthy(proc: subprocess.Popen[bytes], url: str, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
@@ -137,7 +130,7 @@ def model_server(
     root: Path, tool_steps: set[int], cpu: list[str]
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The stand-in model in its own process; yields its base URL (``…/v1``)."""
-    port = _free_port()
+    port = free_port()
     log = root / "model.log"
     cmd = [*cpu, sys.executable, str(BENCH / "_agent_support.py"), "--port", str(port)]
     cmd += ["--tool-steps", ",".join(str(n) for n in sorted(tool_steps))]
@@ -178,7 +171,7 @@ def server(
     if worker_concurrency:
         env["AGENT_SESSIONS_AGENT_WORKER_CONCURRENCY"] = str(worker_concurrency)
     headers = create_account(CLI, env)
-    port = _free_port()
+    port = free_port()
     log = data_dir / "server.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(

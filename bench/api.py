@@ -27,7 +27,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import httpx
 
-from _common import create_account
+from _common import create_account, free_port
 
 BENCH = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).with_name("agent-sessions"))
@@ -145,12 +144,6 @@ class Load:
         return parsed
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _wait_until_ok(proc: subprocess.Popen[bytes], url: str, headers: dict[str, str]) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -207,7 +200,7 @@ def run(duration: float, load: Load) -> list[Result]:
         warmup = min(2.0, duration)
 
         def ours() -> contextlib.AbstractContextManager[subprocess.Popen[bytes]]:
-            port = _free_port()
+            port = free_port()
             cmd = [*load.server_cpu, CLI, "serve", "--port", str(port)]
             return _server(cmd, env, f"http://127.0.0.1:{port}/healthz", {}, log)
 
@@ -223,7 +216,7 @@ def run(duration: float, load: Load) -> list[Result]:
                 load.run("ours GET /api/sessions/{id}", url, headers=auth, duration=duration)
             )
 
-        port = _free_port()
+        port = free_port()
         db_file = str(data_dir / "agent-sessions.db")
         cmd = [*load.server_cpu, sys.executable, str(BENCH / "_baseline_app.py")]
         cmd += ["--db", db_file, "--port", str(port)]

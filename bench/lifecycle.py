@@ -29,7 +29,6 @@ import contextlib
 import math
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -43,7 +42,7 @@ from typing import Any
 
 import httpx
 
-from _common import create_account, kill_leftovers
+from _common import create_account, free_port, kill_leftovers
 from _lifecycle_fill import command as fill_command  # bench/ is sys.path[0] when run
 
 CLI = str(Path(sys.executable).with_name("agent-sessions"))
@@ -93,12 +92,6 @@ def latency_row(name: str, seconds: list[float], target_ms: float | None = None)
 
 
 # --- processes --------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def proc_status(pid: int) -> dict[str, int]:
@@ -154,7 +147,7 @@ def server(
     """Create an account, run ``serve`` until the block ends (SIGTERM, then SIGKILL)."""
     env = _env(data_dir, idle, hard, uid_base)
     headers = create_account(CLI, env)
-    port = _free_port()
+    port = free_port()
     log = data_dir / "server.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
