@@ -7,7 +7,14 @@ from typing import Any
 from tests.agent.conftest import AgentsFactory
 from tests.agent.protocol import check_protocol, text_of, tool_outputs
 from tests.agent.test_control import Background
-from tests.support.model_server import Call, Step, Text, ToolCalls, echo_last_tool_result
+from tests.support.model_server import (
+    Call,
+    Step,
+    Text,
+    ToolCalls,
+    echo_last_tool_result,
+    prompt_tokens_of,
+)
 
 
 def test_a_turn_restores_a_hibernated_sandbox_first(agents: AgentsFactory) -> None:
@@ -101,11 +108,16 @@ def test_task_runs_a_subagent_and_returns_only_its_answer(agents: AgentsFactory)
     model = h.script([step0, step1])
     created = h.new_session()
     sid, chat_id = created["session"]["id"], created["chat"]["id"]
-    chunks, _ = h.turn(sid, chat_id, "delegate", model=model)
+    chunks, headers = h.turn(sid, chat_id, "delegate", model=model)
     check_protocol(chunks)
     outputs = tool_outputs(chunks)
     assert list(outputs) == ["call_0_0"]  # the subagent's own tool calls are not streamed
     assert outputs["call_0_0"]["output"] == "Summary: wrote the file. Answer: 41"
+    # The run's tokens are the sum over every request, the subagent's two included.
+    requests = h.model.requests(model.split("/", 1)[1])
+    assert len(requests) == 4
+    expected = sum(prompt_tokens_of(r["messages"]) for r in requests)
+    assert h.run(headers["x-workflow-run-id"])["usage"]["inputTokens"] == expected
     check = h.script([ToolCalls([Call("read", {"filePath": "sub.txt"})]), Text(".")])
     chat2 = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
     more, _ = h.turn(sid, chat2.json()["chat"]["id"], "check", model=check)

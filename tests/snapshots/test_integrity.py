@@ -138,6 +138,35 @@ REJECTED = {
     "char-device": [_member("null", tarfile.CHRTYPE, devmajor=1, devminor=3)],
     "block-device": [_member("disk", tarfile.BLKTYPE, devmajor=8, devminor=0)],
     "fifo": [_member("pipe", tarfile.FIFOTYPE)],
+    # Links that stay inside the tree are still never written through or hard-linked to.
+    "write-through-inner-dir-symlink": [
+        _member("real", tarfile.DIRTYPE),
+        _member("inner", tarfile.SYMTYPE, linkname="real"),
+        _member("inner/file.txt"),
+    ],
+    "symlink-through-inner-dir-symlink": [
+        _member("real", tarfile.DIRTYPE),
+        _member("inner", tarfile.SYMTYPE, linkname="real"),
+        _member("inner/deeper", tarfile.SYMTYPE, linkname="/etc"),
+    ],
+    "hardlink-to-inner-symlink": [
+        _member("file.txt"),
+        _member("s", tarfile.SYMTYPE, linkname="file.txt"),
+        _member("hl", tarfile.LNKTYPE, linkname="s"),
+    ],
+    "hardlink-to-later-member": [
+        _member("hl", tarfile.LNKTYPE, linkname="file.txt"),
+        _member("file.txt"),
+    ],
+    "hardlink-to-directory": [
+        _member("d", tarfile.DIRTYPE),
+        _member("hl", tarfile.LNKTYPE, linkname="d"),
+    ],
+    "file-replacing-directory": [_member("d", tarfile.DIRTYPE), _member("d")],
+    "directory-over-symlink": [
+        _member("d", tarfile.SYMTYPE, linkname="/tmp"),
+        _member("d", tarfile.DIRTYPE, mode=0o777),
+    ],
 }
 
 
@@ -192,3 +221,59 @@ async def test_dangerous_bits_and_names_are_neutralised(
         assert (ws / "owned-by-root").stat().st_uid == 4242
     assert os.readlink(ws / "abs-link") == "/etc/shadow"
     assert os.readlink(ws / "up-link") == "../../.."
+
+
+async def test_tar_without_end_marker_is_refused(
+    local_store: LocalSnapshotStore, tmp_path: Path
+) -> None:
+    """A stream cut at a member boundary (zstd itself does not notice a frame that simply
+    stops) is damaged, not a smaller workspace."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for i in range(3):
+            info = _member(f"f{i}.txt", size=3)
+            tar.addfile(info, io.BytesIO(b"abc"))
+        cut = tar.offset  # before the end-of-archive blocks
+    local_store.root.mkdir(parents=True, exist_ok=True)
+    archive = local_store.root / "cut.tar.zst"
+    archive.write_bytes(zstandard.ZstdCompressor().compress(raw.getvalue()[:cut]))
+    ws = tmp_path / "ws"
+    with pytest.raises(SnapshotCorrupt):
+        await local_store.restore("local://snapshots/cut.tar.zst", ws)
+    assert not ws.exists()
+    assert leftovers(ws) == []
+
+
+async def test_pax_gnu_and_duplicate_members_are_read(
+    local_store: LocalSnapshotStore, tmp_path: Path
+) -> None:
+    """Archives made by other tools: PAX (local and global) headers, ``./`` prefixes, parents
+    missing from the archive, and a later member replacing an earlier file (``tar -r``)."""
+    long_name = "p" * 80 + "/" + "q" * 90 + "/é" * 30
+    raw = io.BytesIO()
+    with tarfile.open(
+        fileobj=raw, mode="w", format=tarfile.PAX_FORMAT, pax_headers={"comment": "global"}
+    ) as tar:
+        for name, data, mtime in [
+            ("./dup.txt", b"first", 1_000_000),
+            (long_name, b"long", 1_500_000_000.5),
+            ("implicit/parent/file.txt", b"deep", 2_000_000),
+            ("dup.txt", b"second", 3_000_000),
+        ]:
+            info = _member(name, size=len(data), mtime=mtime, mode=0o640)
+            tar.addfile(info, io.BytesIO(data))
+        tar.addfile(_member("long-link", tarfile.SYMTYPE, linkname="t" * 300))
+    local_store.root.mkdir(parents=True, exist_ok=True)
+    (local_store.root / "pax.tar.zst").write_bytes(
+        zstandard.ZstdCompressor().compress(raw.getvalue())
+    )
+    ws = tmp_path / "ws"
+    await local_store.restore("local://snapshots/pax.tar.zst", ws)
+
+    assert (ws / "dup.txt").read_bytes() == b"second"
+    assert int((ws / "dup.txt").stat().st_mtime) == 3_000_000
+    assert (ws / long_name).read_bytes() == b"long"
+    assert (ws / long_name).stat().st_mtime == 1_500_000_000.5
+    assert stat.S_IMODE((ws / long_name).stat().st_mode) == 0o640
+    assert (ws / "implicit" / "parent" / "file.txt").read_bytes() == b"deep"
+    assert os.readlink(ws / "long-link") == "t" * 300

@@ -78,6 +78,7 @@ __all__ = [
     "StepFn",
     "Text",
     "ToolCalls",
+    "prompt_tokens_of",
     "echo_last_tool_result",
     "run_model_server",
 ]
@@ -151,6 +152,11 @@ def _content_text(content: Any) -> str:
             str(part.get("text", "")) if isinstance(part, dict) else str(part) for part in content
         )
     return ""
+
+
+def prompt_tokens_of(messages: list[Any]) -> int:
+    """The ``prompt_tokens`` the stand-in reports for a request with these messages."""
+    return max(1, _prompt_chars(messages) // 4)
 
 
 def _prompt_chars(messages: list[dict[str, Any]]) -> int:
@@ -291,7 +297,7 @@ class ModelServer:
             out_chars = sum(len(name) + len(args) for _, name, args in calls)
         else:
             out_chars = len(step.text)
-        prompt_tokens = max(1, _prompt_chars(messages) // 4)
+        prompt_tokens = prompt_tokens_of(messages)
         completion_tokens = max(1, out_chars // 4)
         usage = {
             "prompt_tokens": prompt_tokens,

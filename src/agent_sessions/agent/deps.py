@@ -41,6 +41,8 @@ class TurnDeps:
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
     usage: RunUsage | None = None
     """The run's token usage so far (kept for turns that end by stop or error)."""
+    subagent_usage: RunUsage = field(default_factory=RunUsage)
+    """Tokens the turn's ``task`` subagents used."""
     _sandbox: Sandbox | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

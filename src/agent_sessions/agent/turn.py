@@ -27,7 +27,7 @@ from pydantic_ai.models import Model, ModelResolutionContext
 from pydantic_ai.models.test import TestModel
 from pydantic_ai.ui.vercel_ai import VercelAIAdapter
 from pydantic_ai.ui.vercel_ai.request_types import UIMessage
-from pydantic_ai.usage import UsageLimits
+from pydantic_ai.usage import RunUsage, UsageLimits
 
 from agent_sessions.agent import models, prompt
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
@@ -72,7 +72,7 @@ async def task(
     """Hand a self-contained piece of work to a subagent with the same sandbox tools and its own
     step cap; only its final answer comes back. Say exactly what to do and what to report."""
     deps = ctx.deps
-    sub_deps = replace(deps, sink=None)
+    sub_deps = replace(deps, sink=None, usage=None, subagent_usage=RunUsage())
     text = task if not instructions else f"{task}\n\nInstructions:\n{instructions}"
     cap = deps.settings.subagent_step_cap
     try:
@@ -84,6 +84,9 @@ async def task(
         )
     except UsageLimitExceeded:
         raise ToolFailed(f"The subagent reached its limit of {cap} model requests.") from None
+    finally:  # the run's token count includes its subagents'
+        if sub_deps.usage is not None:
+            deps.subagent_usage.incr(sub_deps.usage)
     return result.output
 
 
@@ -322,13 +325,16 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str
     if failure is not None:
         status, finish_reason = "failed", "error"
     await run_hook(deps, "Stop", {"stop_hook_active": False, "status": status})
-    usage = deps.usage
+    usage = RunUsage()
+    if deps.usage is not None:
+        usage.incr(deps.usage)
+    usage.incr(deps.subagent_usage)
     outcome = {
         "status": status,
         "error": error,
         "finish_reason": finish_reason,
-        "input_tokens": usage.input_tokens if usage else 0,
-        "output_tokens": usage.output_tokens if usage else 0,
+        "input_tokens": usage.input_tokens,
+        "output_tokens": usage.output_tokens,
         "tool_calls": deps.sink.builder.tool_calls,
         "steps": deps.sink.builder.steps,
     }
