@@ -78,8 +78,8 @@ __all__ = [
     "StepFn",
     "Text",
     "ToolCalls",
-    "prompt_tokens_of",
     "echo_last_tool_result",
+    "prompt_tokens_of",
     "run_model_server",
 ]
 
