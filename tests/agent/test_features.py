@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.agent.conftest import AgentsFactory
+from tests.agent.conftest import AgentsFactory, parse_sse
 from tests.agent.protocol import check_protocol, text_of, tool_outputs
 from tests.agent.test_control import Background
 from tests.support.model_server import (
@@ -76,8 +76,14 @@ def test_ask_user_question_waits_for_the_answer(agents: AgentsFactory) -> None:
             "trigger": "submit-tool-result"}  # fmt: skip
     with h.client.stream("POST", "/api/chat", json=body, headers=h.account.headers) as r:
         assert r.status_code == 200
-        r.read()
+        continued = parse_sse(r.read().decode())
     chunks = bg.chunks()
+    # The answer's response continues the same assistant message with what came after it.
+    assert continued[0] == {"type": "start", "messageId": chunks[0]["messageId"]}
+    assert continued[-1]["type"] == "finish"
+    kinds = [c["type"] for c in continued]
+    assert "tool-input-start" not in kinds and "tool-output-available" in kinds
+    assert continued[1:] == chunks[len(chunks) - len(continued) + 1 :]
     check_protocol(chunks)
     assert tool_outputs(chunks)["call_0_0"]["output"] == {"answers": {"Which language?": "Go"}}
     assert "Go" in text_of(chunks)

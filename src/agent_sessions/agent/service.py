@@ -9,12 +9,14 @@ run id as the workflow id. A crash between the two leaves a ``queued`` run that
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
 from dbos import DBOS, Queue, SetWorkflowID
+from dbos._error import DBOSStreamTimeoutError
 from sqlalchemy.orm import Session
 
 from agent_sessions.agent import models, turn
@@ -160,6 +162,21 @@ class Turns:
                     break
             await asyncio.sleep(REREAD_SECONDS)
         yield SSE_DONE
+
+    async def stream_length(self, run_id: str) -> int:
+        """Chunks the run's stream holds now (reads to its current end; waits briefly there)."""
+        count = 0
+        with contextlib.suppress(DBOSStreamTimeoutError):
+            async for batch in read_chunks(run_id, wait_at_most=0.05):
+                count += len(batch)
+        return count
+
+    async def continuation(self, run: store.RunView, start_index: int) -> AsyncIterator[bytes]:
+        """The stream from ``start_index`` under its own ``start`` chunk (a client continuing
+        the assistant message after a tool result)."""
+        yield encode_sse({"type": "start", "messageId": run.assistant_message_id})
+        async for piece in self.chunks(run.id, start_index):
+            yield piece
 
     # --- stopping and answering -------------------------------------------------------------
 

@@ -112,19 +112,24 @@ async def _submit_tool_result(
     run = await services.turns.live_run(account_id, body.session_id, chat_id)
     if run is None:
         raise Conflict("This chat has no turn waiting for a tool result")
-    answered = 0
-    for part in message.get("parts") or []:
-        if (
-            isinstance(part, dict)
-            and part.get("type") == "tool-ask_user_question"
-            and part.get("state") == "output-available"
-            and isinstance(part.get("toolCallId"), str)
-        ):
-            await services.turns.answer(run.id, part["toolCallId"], part.get("output"))
-            answered += 1
-    if not answered:
+    answers = [
+        part
+        for part in message.get("parts") or []
+        if isinstance(part, dict)
+        and part.get("type") == "tool-ask_user_question"
+        and part.get("state") == "output-available"
+        and isinstance(part.get("toolCallId"), str)
+    ]
+    if not answers:
         raise InvalidInput("The assistant message carries no ask_user_question result")
-    return _sse(run.id, services.turns.chunks(run.id, body.start_index or 0))
+    # The client continues the assistant message it has: send only what comes after the
+    # answer (counted before the answer goes, so nothing is missed), under a fresh start.
+    start = body.start_index
+    if start is None:
+        start = await services.turns.stream_length(run.id)
+    for part in answers:
+        await services.turns.answer(run.id, part["toolCallId"], part.get("output"))
+    return _sse(run.id, services.turns.continuation(run, start))
 
 
 @router.get(
