@@ -29,7 +29,14 @@ from agent_sessions.client.http import Api, StreamDropped, parse_sse
 from agent_sessions.client.render import Renderer
 from tests.conftest import CLI, Server, start_server, stop_server
 from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
-from tests.support.model_server import Call, ModelServer, Text, ToolCalls, run_model_server
+from tests.support.model_server import (
+    Call,
+    ModelServer,
+    Text,
+    ToolCalls,
+    echo_last_tool_result,
+    run_model_server,
+)
 
 # --- a recorded turn: what the server streams for "run it" (bash, then text) ------------------
 
@@ -275,6 +282,18 @@ def test_chat_runs_a_tool_and_shows_the_answer(served: Served) -> None:
     footer = lines[header + 4]
     assert footer.startswith("— ") and footer.endswith(" output tokens"), footer
     assert proc.stderr == ""
+
+
+def test_chat_answers_the_agents_question(served: Served) -> None:
+    question = {"question": "Which color?", "options": [{"label": "red"}, {"label": "blue"}]}
+    model = served.script(
+        [ToolCalls([Call("ask_user_question", {"questions": [question]})]), echo_last_tool_result]
+    )
+    proc = served.chat("--model", model, stdin="ask me\n2\n/exit\n")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert "Which color?" in lines and "  2. blue" in lines
+    assert any("blue" in line and "answers" in line for line in lines[lines.index("  2. blue") :])
 
 
 def test_chat_attaches_to_a_live_turn_on_409(served: Served) -> None:

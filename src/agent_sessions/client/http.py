@@ -121,6 +121,28 @@ class Api:
     def stop(self, chat_id: str) -> bool:
         return bool(self._json("POST", f"/api/chat/{chat_id}/stop").get("stopped"))
 
+    def answer(self, session_id: str, chat_id: str, call: Chunk, output: Chunk) -> None:
+        """Answer the agent's ``ask_user_question`` (the waiting turn goes on; its stream is
+        the one already being read, so the continuation sent back here is not needed)."""
+        part = {
+            "type": "tool-ask_user_question",
+            "toolCallId": call["toolCallId"],
+            "state": "output-available",
+            "input": call.get("input"),
+            "output": output,
+        }
+        message = {"id": str(uuid.uuid4()), "role": "assistant", "parts": [part]}
+        body = {
+            "id": chat_id,
+            "sessionId": session_id,
+            "trigger": "submit-tool-result",
+            "messages": [message],
+        }
+        with self._http.stream("POST", "/api/chat", json=body) as response:
+            if response.status_code >= 400:
+                response.read()
+            _raise_for_status(response)
+
     # --- streams -------------------------------------------------------------------------------
 
     def send(

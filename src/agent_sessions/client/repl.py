@@ -206,9 +206,34 @@ class Repl:
         try:
             for chunk in chunks:
                 self.renderer.feed(chunk)
+                if (
+                    chunk.get("type") == "tool-input-available"
+                    and chunk.get("toolName") == "ask_user_question"
+                ):
+                    self._answer(chunk)
         finally:
             chunks.close()  # hang up at once on Ctrl-C, not when the generator is collected
             self.renderer.newline()
+
+    def _answer(self, call: Chunk) -> None:
+        """The agent asked multiple-choice questions: ask them here, send the answers back."""
+        self.renderer.newline()
+        answers: dict[str, str] = {}
+        questions = (call.get("input") or {}).get("questions") or []
+        try:
+            for q in questions:
+                options = [o.get("label", "") for o in q.get("options", [])]
+                self.console.print(q.get("question", ""), style="bold", markup=False)
+                for i, label in enumerate(options, start=1):
+                    self.console.print(f"  {i}. {label}", markup=False)
+                reply = self._ask("choose a number, or type an answer: ").strip()
+                if reply.isdigit() and 1 <= int(reply) <= len(options):
+                    reply = options[int(reply) - 1]
+                answers[q.get("question", "")] = reply
+        except (EOFError, KeyboardInterrupt):
+            self.api.answer(self.session_id, self.chat_id, call, {"declined": True})
+            return
+        self.api.answer(self.session_id, self.chat_id, call, {"answers": answers})
 
     def _stop(self) -> None:
         self.renderer.newline()
