@@ -109,17 +109,19 @@ def _walk(dir_fd: int, prefix: str) -> Iterator[_Entry]:
         entries = sorted(it, key=lambda e: e.name)
     for entry in entries:
         name = f"{prefix}/{entry.name}" if prefix else entry.name
-        st = entry.stat(follow_symlinks=False)
-        if stat.S_ISREG(st.st_mode):
+        # The type comes from the directory entry (no lstat); the fstat after opening is what
+        # counts for a file.
+        if entry.is_file(follow_symlinks=False):
             fd = os.open(entry.name, _FILE_FLAGS, dir_fd=dir_fd)
             fst = os.fstat(fd)
-            if not stat.S_ISREG(fst.st_mode):  # swapped between lstat and open
+            if not stat.S_ISREG(fst.st_mode):  # swapped between listing and open
                 os.close(fd)
                 continue
             yield name, fst, fd, None
-        elif stat.S_ISLNK(st.st_mode):
+        elif entry.is_symlink():
+            st = entry.stat(follow_symlinks=False)
             yield name, st, None, os.readlink(entry.name, dir_fd=dir_fd)
-        elif stat.S_ISDIR(st.st_mode):
+        elif entry.is_dir(follow_symlinks=False):
             sub = os.open(entry.name, _DIR_FLAGS, dir_fd=dir_fd)
             try:
                 yield name, os.fstat(sub), None, None

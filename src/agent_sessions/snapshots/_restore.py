@@ -91,8 +91,9 @@ def _background_writeback(path: Path) -> Iterator[None]:
 
     Left alone, the kernel keeps the new tree in the page cache and the final sync then waits
     for all of it at disk speed (a fifth of the restore time for 200 MB); syncing as we go
-    overlaps that I/O with extraction, on another core. Durability still comes from the final
-    :func:`_sync_filesystem`; errors here are left for it to report.
+    overlaps that I/O with extraction, on another core (it flushes other writers' data on the
+    filesystem early too, which the final sync would wait for anyway). Durability still comes
+    from the final :func:`_sync_filesystem`; errors here are left for it to report.
     """
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     stop = threading.Event()

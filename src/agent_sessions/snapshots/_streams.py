@@ -35,6 +35,10 @@ class Writable(Protocol):
     def write(self, data: bytes, /) -> object: ...
 
 
+class _BufferWritable(Protocol):
+    def write(self, data: memoryview, /) -> object: ...
+
+
 class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
@@ -84,9 +88,12 @@ class HashingReader:
 
 
 class RawSink(io.RawIOBase):
-    """Lets ``io.BufferedWriter`` feed the zstd writer (which is not a RawIOBase)."""
+    """Lets ``io.BufferedWriter`` feed the zstd writer (which is not a RawIOBase).
 
-    def __init__(self, target: Writable) -> None:
+    The buffer is passed on as a view, not copied: zstd consumes it before ``write`` returns.
+    """
+
+    def __init__(self, target: _BufferWritable) -> None:
         self._target = target
 
     def writable(self) -> bool:
@@ -94,7 +101,7 @@ class RawSink(io.RawIOBase):
 
     def write(self, data: Buffer) -> int:
         view = memoryview(data)
-        self._target.write(view.tobytes())
+        self._target.write(view)
         return view.nbytes
 
 
