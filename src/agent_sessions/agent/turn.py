@@ -38,7 +38,7 @@ from agent_sessions.lifecycle.context import current
 from agent_sessions.store import chats as chat_store
 from agent_sessions.store import lifecycle as cas
 from agent_sessions.store import turns as store
-from agent_sessions.store.models import ChatMessage, utcnow
+from agent_sessions.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +272,7 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str
 
     history = _model_history(begun["history"])
     persisted = await current().db.read_call(
-        lambda s: store_message(s, run.assistant_message_id)
+        lambda s: store.message_of(s, run.assistant_message_id)
     )  # the latest state, also when this is a recovery: the builder continues from it
     builder = MessageBuilder(persisted or {"id": run.assistant_message_id, "role": "assistant"})
 
@@ -340,11 +340,6 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str
     }
     await _finish(run_id, outcome)
     return status
-
-
-def store_message(s: Any, message_id: str) -> dict[str, Any] | None:
-    row = s.get(ChatMessage, message_id)
-    return dict(row.parts) if row is not None else None
 
 
 def _prompt_of(begun: dict[str, Any]) -> str:

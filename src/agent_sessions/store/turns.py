@@ -165,6 +165,12 @@ def truncate_after(db: Session, chat_id: str, message_id: str) -> int:
     return len(rows)
 
 
+def message_of(db: Session, message_id: str) -> dict[str, Any] | None:
+    """The stored UIMessage with this id, if any."""
+    row = db.get(ChatMessage, message_id)
+    return dict(row.parts) if row is not None else None
+
+
 def message_exists_elsewhere(db: Session, message_id: str, chat_id: str) -> bool:
     row = db.get(ChatMessage, message_id)
     return row is not None and row.chat_id != chat_id
