@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any, Literal, TypeVar
 
 from dbos import DBOS, SetWorkflowID
+from sqlalchemy.orm import Session
 
 from agent_sessions.faults import fault_point
 from agent_sessions.lifecycle.context import current
@@ -129,15 +130,21 @@ async def run_hooks(event: str, session_id: str, extra: dict[str, Any]) -> list[
 
 @DBOS.step()
 async def activate(session_id: str, state: dict[str, Any], from_state: str) -> LifecycleView | None:
-    return await _db(
-        cas.transition,
-        session_id,
-        from_states={from_state},
-        to_state="active",
-        sandbox_state=state,
-        lifecycle_run_id=None,
-        **_timers(),
-    )
+    """Make the session active with the lease already naming the watcher started next, in one
+    transaction: no reader ever sees an active session without its watcher's lease."""
+    timers = _timers()
+
+    def go(s: Session) -> LifecycleView | None:
+        v = cas.transition(
+            s, session_id, from_states={from_state}, to_state="active", sandbox_state=state,
+            **timers,
+        )  # fmt: skip
+        if v is None:
+            return None
+        watcher = watcher_id(session_id, v.lifecycle_version)
+        return cas.set_fields(s, session_id, in_states={"active"}, lifecycle_run_id=watcher)
+
+    return await current().db.write_call(go)
 
 
 @DBOS.step()
@@ -280,8 +287,12 @@ async def plan(session_id: str, run_id: str) -> tuple[Literal["exit", "sleep", "
 # --- workflows --------------------------------------------------------------------------------
 
 
+def watcher_id(session_id: str, version: int) -> str:
+    return f"watch-{session_id}-{version}"
+
+
 async def start_watcher(session_id: str, version: int) -> None:
-    with SetWorkflowID(f"watch-{session_id}-{version}"):
+    with SetWorkflowID(watcher_id(session_id, version)):
         await DBOS.start_workflow_async(watch, session_id)
 
 
