@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from tests.agent.conftest import AgentsFactory
@@ -24,7 +25,11 @@ def test_multi_step_tool_use_in_a_real_sandbox(agents: AgentsFactory) -> None:
     )
     created = h.new_session()
     sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    before = h.client.get(f"/api/sessions/{sid}/sandbox", headers=h.account.headers).json()
     chunks, headers = h.turn(sid, chat_id, "make app.py print bye", model=model)
+    after = h.client.get(f"/api/sessions/{sid}/sandbox", headers=h.account.headers).json()
+    for field in ("lastActivityAt", "hibernateAfter"):  # refreshed by the turn
+        assert datetime.fromisoformat(after[field]) > datetime.fromisoformat(before[field])
 
     check_protocol(chunks)
     assert headers["x-vercel-ai-ui-message-stream"] == "v1"
