@@ -256,6 +256,9 @@ def test_headless_runs(agents: AgentsFactory) -> None:
     detail = h.chat(accepted["sessionId"], accepted["chatId"])
     assert [m["role"] for m in detail["messages"]] == ["user", "assistant"]
     assert detail["chat"]["title"] == "do it"
+    # Nobody is there to answer a client tool, so a headless run is not offered one.
+    offered = {t["function"]["name"] for t in h.model.requests(model.split("/", 1)[1])[0]["tools"]}
+    assert "ask_user_question" not in offered and "bash" in offered
     # Bad bodies: 400, nothing started.
     for body in ({}, {"prompt": "x", "messages": []}, {"prompt": ""}, {"prompt": "x", "bogus": 1}):
         r = h.client.post("/api/chat/runs", json=body, headers=h.account.headers)

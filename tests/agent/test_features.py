@@ -94,6 +94,30 @@ def test_ask_user_question_waits_for_the_answer(agents: AgentsFactory) -> None:
     assert r.status_code == 409
 
 
+def requests_of_subagent(h: Any, model: str) -> list[dict[str, Any]]:
+    return [
+        r
+        for r in h.model.requests(model.split("/", 1)[1])
+        if r["messages"][0]["content"].startswith("You are a subagent")
+    ]
+
+
+def test_an_explorer_subagent_only_reads(agents: AgentsFactory) -> None:
+    h = agents()
+
+    def step0(request: dict[str, Any]) -> Step:
+        if request["messages"][0]["content"].startswith("You are a subagent"):
+            return Text("Summary: looked. Answer: nothing to change")
+        return ToolCalls([Call("task", {"task": "look around", "subagentType": "explorer"})])
+
+    model = h.script([step0, echo_last_tool_result])
+    created = h.new_session()
+    h.turn(created["session"]["id"], created["chat"]["id"], "explore", model=model)
+    offered = {t["function"]["name"] for t in requests_of_subagent(h, model)[0]["tools"]}
+    assert {"read", "grep", "glob", "bash"} <= offered
+    assert not offered & {"write", "edit", "ask_user_question", "task"}
+
+
 def test_task_runs_a_subagent_and_returns_only_its_answer(agents: AgentsFactory) -> None:
     h = agents()
 
@@ -119,6 +143,9 @@ def test_task_runs_a_subagent_and_returns_only_its_answer(agents: AgentsFactory)
     outputs = tool_outputs(chunks)
     assert list(outputs) == ["call_0_0"]  # the subagent's own tool calls are not streamed
     assert outputs["call_0_0"]["output"] == "Summary: wrote the file. Answer: 41"
+    # An executor subagent may change files, and is offered no client tool.
+    sub_tools = {t["function"]["name"] for t in requests_of_subagent(h, model)[0]["tools"]}
+    assert {"write", "edit", "bash"} <= sub_tools and "ask_user_question" not in sub_tools
     # The run's tokens are the sum over every request, the subagent's two included.
     requests = h.model.requests(model.split("/", 1)[1])
     assert len(requests) == 4

@@ -36,6 +36,10 @@ class TurnDeps:
     model_id: str
     repo: str | None = None
     branch: str | None = None
+    headless: bool = False
+    """A headless run (``POST /api/chat/runs``): no client tools, nobody to answer them."""
+    read_only: bool = False
+    """The ``explorer`` subagent: no write or edit tools."""
     sink: ChunkSink | None = None
     """Where the main agent's events go; subagents run without one (only their answer returns)."""
     stopped: asyncio.Event = field(default_factory=asyncio.Event)

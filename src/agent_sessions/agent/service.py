@@ -61,6 +61,7 @@ class Turns:
         chat_id: str | None,
         user_message: dict[str, Any],
         model_id: str | None = None,
+        headless: bool = False,
     ) -> Accepted:
         """Accept a turn (409 if the chat has one live) and enqueue it."""
         run_id = f"run-{nanoid()}"
@@ -89,7 +90,7 @@ class Turns:
                     chat.title = title_from_prompt(prompt)
             store.create_run(
                 db, id=run_id, chat_id=chat.id, session_id=session_id, account_id=account_id,
-                model_id=model, assistant_message_id=f"msg-{nanoid()}",
+                model_id=model, assistant_message_id=f"msg-{nanoid()}", headless=headless,
             )  # fmt: skip
             return Accepted(run_id, chat.id, session_id)
 

@@ -16,8 +16,9 @@ from typing import Any, Literal
 
 from dbos import DBOS
 from pydantic import BaseModel, Field
-from pydantic_ai import RunContext
+from pydantic_ai import RunContext, Tool
 from pydantic_ai.exceptions import ToolFailed
+from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.toolsets import FunctionToolset
 
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
@@ -336,12 +337,29 @@ async def ask_user_question(ctx: RunContext[TurnDeps], questions: list[Question]
     return answer
 
 
+async def _unless_read_only(
+    ctx: RunContext[TurnDeps], tool_def: ToolDefinition
+) -> ToolDefinition | None:
+    return None if ctx.deps.read_only else tool_def
+
+
+async def _unless_headless(
+    ctx: RunContext[TurnDeps], tool_def: ToolDefinition
+) -> ToolDefinition | None:
+    return None if ctx.deps.headless else tool_def
+
+
 def sandbox_toolset(*, with_client_tools: bool) -> FunctionToolset[TurnDeps]:
-    """The tools of a turn; subagents and headless runs get no client tools."""
-    tools: list[Callable[..., Any]] = [bash, read, write, edit, grep, glob, todo_write, skill]
+    """The tools of a turn. Read-only runs (the ``explorer`` subagent) get no write/edit;
+    headless runs and subagents get no client tool (nobody is there to answer)."""
+    tools: list[Tool[TurnDeps]] = [
+        Tool(bash), Tool(read), Tool(write, prepare=_unless_read_only),
+        Tool(edit, prepare=_unless_read_only), Tool(grep), Tool(glob), Tool(todo_write),
+        Tool(skill),
+    ]  # fmt: skip
     if with_client_tools:
-        tools.append(ask_user_question)
-    return FunctionToolset(tools, id="sandbox" if with_client_tools else "sandbox-headless")
+        tools.append(Tool(ask_user_question, prepare=_unless_headless))
+    return FunctionToolset(tools, id="sandbox" if with_client_tools else "sandbox-subagent")
 
 
 __all__ = [

@@ -69,10 +69,14 @@ async def task(
     subagentType: Literal["explorer", "executor", "general"] = "general",
     instructions: str | None = None,
 ) -> str:
-    """Hand a self-contained piece of work to a subagent with the same sandbox tools and its own
-    step cap; only its final answer comes back. Say exactly what to do and what to report."""
+    """Hand a self-contained piece of work to a subagent with the sandbox tools and its own step
+    cap; only its final answer comes back. `explorer` only reads (no write/edit); `executor`
+    and `general` change files too. Say exactly what to do and what to report."""
     deps = ctx.deps
-    sub_deps = replace(deps, sink=None, usage=None, subagent_usage=RunUsage())
+    sub_deps = replace(
+        deps, sink=None, usage=None, subagent_usage=RunUsage(),
+        read_only=subagentType == "explorer",
+    )  # fmt: skip
     text = task if not instructions else f"{task}\n\nInstructions:\n{instructions}"
     cap = deps.settings.subagent_step_cap
     try:
@@ -253,6 +257,7 @@ async def run_turn(run_id: str) -> str:
     deps = TurnDeps(
         settings=settings, run_id=run_id, session_id=run.session_id, chat_id=run.chat_id,
         model_id=run.model_id, repo=begun["repo"], branch=begun["branch"],
+        headless=run.headless,
     )  # fmt: skip
     _live[run_id] = deps
     try:

@@ -204,6 +204,8 @@ class ChatRun(Base):
     status: Mapped[str] = mapped_column(String(16), default="queued")
     """queued | running | completed | failed | cancelled"""
     stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    headless: Mapped[bool] = mapped_column(Boolean, default=False)
+    """Started by ``POST /api/chat/runs``: no client tools (nobody would answer them)."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     """Executions of the turn's workflow so far; above 1 the turn is a recovery after a crash."""
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)

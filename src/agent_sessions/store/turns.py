@@ -30,6 +30,7 @@ class RunView:
     assistant_message_id: str
     status: str
     stop_requested: bool
+    headless: bool
     input_tokens: int
     output_tokens: int
     tool_calls: int
@@ -73,10 +74,12 @@ def release_chat(db: Session, chat_id: str, run_id: str, *, replied: bool) -> No
 
 
 def create_run(db: Session, **fields: Any) -> ChatRun:
-    run = ChatRun(
-        status="queued", stop_requested=False, attempts=0, input_tokens=0, output_tokens=0,
-        tool_calls=0, steps=0, created_at=utcnow(), **fields,
-    )  # fmt: skip
+    defaults: dict[str, Any] = {
+        "status": "queued", "stop_requested": False, "headless": False, "attempts": 0,
+        "input_tokens": 0, "output_tokens": 0, "tool_calls": 0, "steps": 0,
+        "created_at": utcnow(),
+    }  # fmt: skip
+    run = ChatRun(**{**defaults, **fields})
     db.add(run)
     return run
 

@@ -194,7 +194,7 @@ async def create_run(
         session_id = await _new_session(services, account_id)
     accepted: Accepted = await services.turns.start(
         account_id=account_id, session_id=session_id, chat_id=body.chat_id,
-        user_message=message, model_id=body.model,
+        user_message=message, model_id=body.model, headless=True,
     )  # fmt: skip
     return schemas.RunAccepted(
         run_id=accepted.run_id, chat_id=accepted.chat_id, session_id=accepted.session_id

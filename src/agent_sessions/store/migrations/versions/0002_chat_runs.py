@@ -26,6 +26,7 @@ def upgrade() -> None:
         sa.Column("assistant_message_id", sa.String(length=128), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("stop_requested", sa.Boolean(), nullable=False),
+        sa.Column("headless", sa.Boolean(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("input_tokens", sa.Integer(), nullable=False),
         sa.Column("output_tokens", sa.Integer(), nullable=False),
