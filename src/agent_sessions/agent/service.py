@@ -20,7 +20,7 @@ from dbos._error import DBOSStreamTimeoutError
 from sqlalchemy.orm import Session
 
 from agent_sessions.agent import models, turn
-from agent_sessions.agent.stream import SSE_DONE, encode_sse, read_chunks
+from agent_sessions.agent.stream import Chunk, read_chunks
 from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
 from agent_sessions.ids import nanoid
 from agent_sessions.lifecycle.runtime import TURN_QUEUE, off_loop
@@ -134,8 +134,8 @@ class Turns:
 
         return await self.db.read_call(find)
 
-    async def chunks(self, run_id: str, start_index: int = 0) -> AsyncIterator[bytes]:
-        """The run's SSE body from chunk ``start_index``; ends with ``[DONE]`` when the run does.
+    async def chunks(self, run_id: str, start_index: int = 0) -> AsyncIterator[Chunk]:
+        """The run's chunks from ``start_index`` until the run ends.
 
         Reading never affects the run: a client that goes away only stops its own reader. DBOS
         ends a read when the stream has no new value and the workflow does not look active;
@@ -150,19 +150,17 @@ class Turns:
                 values += 1
                 for chunk in batch:
                     if index >= start_index:
-                        yield encode_sse(chunk)
+                        yield chunk
                     index += 1
                     if chunk.get("type") == "finish":
-                        yield SSE_DONE
                         return
             run = await self.db.read_call(lambda s: store.get_run(s, run_id))
             if run is None or run.status in store.TERMINAL:
                 # Ended without a finish chunk (it crashed in its last step): drain, then stop.
                 ended_at = ended_at or loop.time()
                 if loop.time() - ended_at > END_GRACE_SECONDS:
-                    break
+                    return
             await asyncio.sleep(REREAD_SECONDS)
-        yield SSE_DONE
 
     async def stream_length(self, run_id: str) -> int:
         """Chunks the run's stream holds now (reads to its current end; waits briefly there)."""
@@ -172,12 +170,12 @@ class Turns:
                 count += len(batch)
         return count
 
-    async def continuation(self, run: store.RunView, start_index: int) -> AsyncIterator[bytes]:
+    async def continuation(self, run: store.RunView, start_index: int) -> AsyncIterator[Chunk]:
         """The stream from ``start_index`` under its own ``start`` chunk (a client continuing
         the assistant message after a tool result)."""
-        yield encode_sse({"type": "start", "messageId": run.assistant_message_id})
-        async for piece in self.chunks(run.id, start_index):
-            yield piece
+        yield {"type": "start", "messageId": run.assistant_message_id}
+        async for chunk in self.chunks(run.id, start_index):
+            yield chunk
 
     # --- stopping and answering -------------------------------------------------------------
 

@@ -28,14 +28,6 @@ BATCH_SECONDS = 0.025
 Chunk = dict[str, Any]
 
 
-def encode_sse(chunk: Chunk | str) -> bytes:
-    body = chunk if isinstance(chunk, str) else json.dumps(chunk, separators=(",", ":"))
-    return f"data: {body}\n\n".encode()
-
-
-SSE_DONE = b"data: [DONE]\n\n"
-
-
 class MessageBuilder:
     """Folds chunks into the UIMessage the AI SDK client builds from the same chunks."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from agent_sessions.agent.service import (
     user_message_from_prompt,
     validate_user_message,
 )
+from agent_sessions.agent.stream import Chunk
 from agent_sessions.api import schemas
 from agent_sessions.api.deps import AccountId, ServicesDep
 from agent_sessions.api.responses import errors
@@ -36,6 +38,16 @@ _SSE = {"description": "AI SDK UI message stream (SSE)", "content": {"text/event
 
 
 KEEPALIVE_SECONDS = 15.0
+
+
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+async def _encode(chunks: AsyncIterator[Chunk]) -> AsyncIterator[bytes]:
+    """Chunks as Server-Sent Events (``data: {json}``), then ``data: [DONE]``."""
+    async for chunk in chunks:
+        yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+    yield SSE_DONE
 
 
 async def _with_keepalive(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -66,9 +78,9 @@ async def _with_keepalive(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         task.cancel()
 
 
-def _sse(run_id: str, body: AsyncIterator[bytes]) -> StreamingResponse:
+def _sse(run_id: str, chunks: AsyncIterator[Chunk]) -> StreamingResponse:
     return StreamingResponse(
-        _with_keepalive(body),
+        _with_keepalive(_encode(chunks)),
         media_type="text/event-stream",
         headers={**STREAM_HEADERS, "x-workflow-run-id": run_id},
     )
