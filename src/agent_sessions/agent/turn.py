@@ -14,7 +14,6 @@ import contextvars
 import logging
 from collections.abc import AsyncIterable
 from dataclasses import replace
-from datetime import timedelta
 from typing import Any, Literal
 
 from dbos import DBOS
@@ -38,7 +37,6 @@ from agent_sessions.lifecycle.context import current
 from agent_sessions.store import chats as chat_store
 from agent_sessions.store import lifecycle as cas
 from agent_sessions.store import turns as store
-from agent_sessions.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -233,11 +231,7 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
 
 
 def _touch(s: Any, session_id: str) -> None:
-    now = utcnow()
-    idle = timedelta(seconds=current().settings.idle_timeout_seconds)
-    cas.set_fields(
-        s, session_id, in_states={"active"}, last_activity_at=now, hibernate_after=now + idle
-    )
+    cas.touch(s, session_id, current().settings.idle_timeout_seconds)
 
 
 # --- the workflow --------------------------------------------------------------------------------

@@ -118,12 +118,7 @@ class Lifecycle:
             v = _current(s, session_id, expected_version)
             if v.lifecycle_state != "active":
                 raise Conflict(f"Sandbox is not active (state: {v.lifecycle_state})")
-            now = utcnow()
-            idle = timedelta(seconds=self.settings.idle_timeout_seconds)
-            done = cas.set_fields(
-                s, session_id, in_states={"active"}, last_activity_at=now,
-                hibernate_after=now + idle,
-            )  # fmt: skip
+            done = cas.touch(s, session_id, self.settings.idle_timeout_seconds)
             assert done is not None
             return done
 

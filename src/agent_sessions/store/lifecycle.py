@@ -162,6 +162,15 @@ def set_fields(
     return view(db, session_id)
 
 
+def touch(db: Session, session_id: str, idle_seconds: int) -> LifecycleView | None:
+    """Record activity on an active session: ``lastActivityAt`` now, the idle deadline moved."""
+    now = utcnow()
+    return set_fields(
+        db, session_id, in_states={"active"}, last_activity_at=now,
+        hibernate_after=now + timedelta(seconds=idle_seconds),
+    )  # fmt: skip
+
+
 def claim_lease(db: Session, session_id: str, run_id: str, *, stale_before: datetime) -> bool:
     """Take the watcher lease if it is free, ours already, or stale (its deadline long past)."""
     due_stale = (SessionRow.hibernate_after.is_not(None)) & (
