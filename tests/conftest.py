@@ -246,3 +246,21 @@ def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
     srv = start_server(tmp_path / "serve-data", backend.url)
     yield srv
     stop_server(srv)
+
+
+_exit_status = 0
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Leave at once with pytest's exit status. A DBOS instance destroyed mid-sleep can leave a
+    non-daemon executor thread retrying against a test database already dropped; the
+    interpreter would wait for it forever at exit (seen once in CI, after all tests passed)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_exit_status)
