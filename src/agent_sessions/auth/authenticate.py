@@ -6,7 +6,6 @@ import hmac
 from dataclasses import dataclass
 
 import anyio.to_thread
-from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from agent_sessions.auth.keys import hash_key, looks_like_key
@@ -16,6 +15,7 @@ from agent_sessions.settings import Settings
 from agent_sessions.store import accounts
 from agent_sessions.store.database import Database
 from agent_sessions.store.models import utcnow
+from agent_sessions.store.reads import Reader
 
 _INVALID = "Invalid API key or token"
 
@@ -57,7 +57,7 @@ class Authenticator:
             raise Unauthorized("Missing credentials: send x-api-key or Authorization: Bearer")
         return hashes, tokens
 
-    def _lookup(self, db: Connection, creds: _Credentials) -> tuple[str, list[str]]:
+    def _lookup(self, db: Reader, creds: _Credentials) -> tuple[str, list[str]]:
         """The one account the credentials name, and the keys whose ``last_used_at`` is stale."""
         found: set[str] = set()
         stale: list[str] = []

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, bindparam, or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from agent_sessions.exceptions import NotFound
 from agent_sessions.ids import new_uuid
 from agent_sessions.store.models import Account, ApiKey, Membership, Organization, utcnow
+from agent_sessions.store.reads import Query, Reader, first
 
 LAST_USED_RESOLUTION = timedelta(seconds=60)
 """``last_used_at`` is refreshed at most this often: authentication is not a write per request."""
@@ -42,16 +43,17 @@ def get_account(db: Session, account_id: str) -> Account:
     return account
 
 
-_ACCOUNT_FOR_SUBJECT = (
+_ACCOUNT_FOR_SUBJECT = Query(
     select(Account.id)
     .where(or_(Account.id == bindparam("sub"), Account.jwt_subject == bindparam("sub")))
     .limit(1)
 )
 
 
-def account_for_subject(db: Session | Connection, subject: str) -> str | None:
+def account_for_subject(db: Reader, subject: str) -> str | None:
     """The account a JWT ``sub`` acts as: an account id, or an account's ``jwt_subject``."""
-    return db.execute(_ACCOUNT_FOR_SUBJECT, {"sub": subject}).scalar_one_or_none()
+    row = first(db, _ACCOUNT_FOR_SUBJECT, sub=subject)
+    return None if row is None else str(row.id)
 
 
 def add_key(db: Session, *, account_id: str, prefix: str, key_hash: str) -> ApiKey:
@@ -65,13 +67,15 @@ def add_key(db: Session, *, account_id: str, prefix: str, key_hash: str) -> ApiK
 
 
 # Built once: constructing the expression per request was a fifth of an authenticated GET.
-_ACTIVE_KEY_BY_HASH = select(
-    ApiKey.id, ApiKey.account_id, ApiKey.key_hash, ApiKey.last_used_at
-).where(ApiKey.key_hash == bindparam("hash"), ApiKey.revoked_at.is_(None))
+_ACTIVE_KEY_BY_HASH = Query(
+    select(ApiKey.id, ApiKey.account_id, ApiKey.key_hash, ApiKey.last_used_at).where(
+        ApiKey.key_hash == bindparam("hash"), ApiKey.revoked_at.is_(None)
+    )
+)
 
 
-def active_key_by_hash(db: Session | Connection, key_hash: str) -> ActiveKey | None:
-    row = db.execute(_ACTIVE_KEY_BY_HASH, {"hash": key_hash}).one_or_none()
+def active_key_by_hash(db: Reader, key_hash: str) -> ActiveKey | None:
+    row = first(db, _ACTIVE_KEY_BY_HASH, hash=key_hash)  # key_hash is unique
     return None if row is None else ActiveKey(*row)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,8 @@ from typing import Any, TypeVar
 import anyio.to_thread
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session
+
+from agent_sessions.store.reads import RawReader, Reader
 
 T = TypeVar("T")
 
@@ -97,6 +100,8 @@ class Database:
             self._write_engine = self.engine
             self._query_engine = self.engine
             self._write_lock = contextlib.nullcontext()
+        self._readers = threading.local()
+        self._all_readers: weakref.WeakSet[RawReader] = weakref.WeakSet()
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Session]:
@@ -125,22 +130,29 @@ class Database:
         with self._write_lock, self._write_engine.connect() as conn:
             yield conn
 
-    @contextlib.contextmanager
-    def query(self) -> Iterator[Connection]:
-        """A Core connection for plain ``SELECT``s: no ORM session to build and tear down,
-        which is most of the cost of a one-row read."""
-        with self._query_engine.connect() as conn:
-            yield conn
+    def _raw_reader(self) -> RawReader:
+        """This thread's :class:`RawReader` (SQLite only), on a connection taken out of the
+        pool: it lives as long as the thread (a test client's portal thread, the event loop)
+        and closes when the thread's reader is collected, or at :meth:`dispose`."""
+        reader: RawReader | None = getattr(self._readers, "reader", None)
+        if reader is None:
+            conn = self._query_engine.raw_connection()
+            conn.detach()
+            reader = RawReader(conn, self._query_engine.dialect)
+            self._readers.reader = reader
+            self._all_readers.add(reader)
+        return reader
 
-    async def query_call(self, fn: Callable[[Connection], T]) -> T:
-        """Run Core queries; inline on SQLite (see :meth:`read_call`), else in the pool."""
+    async def query_call(self, fn: Callable[[Reader], T]) -> T:
+        """Run :mod:`~agent_sessions.store.reads` queries: inline on SQLite, straight on the
+        driver (see :meth:`read_call` and the reads module); else on a Core connection in the
+        pool."""
         if self.is_sqlite:
-            with self.query() as conn:
-                return fn(conn)
+            return fn(self._raw_reader())
         return await anyio.to_thread.run_sync(self._query_call, fn)
 
-    def _query_call(self, fn: Callable[[Connection], T]) -> T:
-        with self.query() as conn:
+    def _query_call(self, fn: Callable[[Reader], T]) -> T:
+        with self._query_engine.connect() as conn:
             return fn(conn)
 
     async def read_call(self, fn: Callable[[Session], T]) -> T:
@@ -164,5 +176,8 @@ class Database:
             return fn(session)
 
     def dispose(self) -> None:
+        for reader in list(self._all_readers):
+            reader.close()
+        self._readers = threading.local()
         for engine in {self.engine, self._write_engine, self._query_engine}:
             engine.dispose()

@@ -10,12 +10,13 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlparse
 
-from sqlalchemy import Connection, Row, and_, bindparam, delete, or_, select
+from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
 
 from agent_sessions.exceptions import Conflict, Forbidden, InvalidInput, NotFound
 from agent_sessions.ids import nanoid
 from agent_sessions.store.models import Chat, SessionRow, utcnow
+from agent_sessions.store.reads import Query, Reader, first
 from agent_sessions.store.titles import generate_title
 
 T = TypeVar("T")
@@ -108,16 +109,15 @@ def get_owned(
     return _owned(db.execute(stmt).scalar_one_or_none(), account_id)
 
 
-_SESSION_BY_ID = select(SessionRow.__table__).where(SessionRow.id == bindparam("id"))
+_SESSION_BY_ID = Query(select(SessionRow.__table__).where(SessionRow.id == bindparam("id")))
 
 
-def read_owned(db: Session | Connection, session_id: str, account_id: str) -> Row[Any]:
+def read_owned(db: Reader, session_id: str, account_id: str) -> Any:
     """Like :func:`get_owned` for reads: a plain row (no ORM identity map, several times
     cheaper on the hot ``GET`` path) with the same attribute names."""
     if "\x00" in session_id:
         raise NotFound("Session not found")
-    row = db.execute(_SESSION_BY_ID, {"id": session_id}).first()
-    return _owned(row, account_id)
+    return _owned(first(db, _SESSION_BY_ID, id=session_id), account_id)
 
 
 def _encode_cursor(row: SessionRow) -> str:
