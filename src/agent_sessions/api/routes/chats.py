@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from agent_sessions.api import schemas
 from agent_sessions.api.convert import chat_out, chat_summary_out, message_out
-from agent_sessions.api.deps import AccountId, ServicesDep
+from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
 from agent_sessions.exceptions import InvalidInput
 from agent_sessions.store import chats as store
@@ -38,9 +38,8 @@ def _chat_id(value: object) -> str | None:
     summary="List the session's chats, oldest first",
     responses=errors(401, 403, 404),
 )
-async def list_chats(
-    services: ServicesDep, account_id: AccountId, sessionId: str
-) -> schemas.ChatList:
+async def list_chats(caller: CallerDep, sessionId: str) -> schemas.ChatList:
+    services, account_id = caller
 
     def listing(db: Session) -> schemas.ChatList:
         sessions.read_owned(db, sessionId, account_id)
@@ -60,11 +59,11 @@ async def list_chats(
     responses=errors(400, 401, 403, 404, 409, 413),
 )
 async def create_chat(
-    services: ServicesDep,
-    account_id: AccountId,
+    caller: CallerDep,
     sessionId: str,
     body: Annotated[schemas.ChatCreate | None, Body()] = None,
 ) -> schemas.ChatResponse:
+    services, account_id = caller
     chat_id = _chat_id(body.id if body else None)
 
     def create(db: Session) -> schemas.ChatResponse:
@@ -82,9 +81,8 @@ async def create_chat(
     summary="Get a chat with its stored messages",
     responses=errors(401, 403, 404),
 )
-async def get_chat(
-    services: ServicesDep, account_id: AccountId, sessionId: str, chatId: str
-) -> schemas.ChatDetail:
+async def get_chat(caller: CallerDep, sessionId: str, chatId: str) -> schemas.ChatDetail:
+    services, account_id = caller
 
     def detail(db: Session) -> schemas.ChatDetail:
         sessions.read_owned(db, sessionId, account_id)
@@ -105,12 +103,12 @@ async def get_chat(
     responses=errors(400, 401, 403, 404, 413),
 )
 async def patch_chat(
-    services: ServicesDep,
-    account_id: AccountId,
+    caller: CallerDep,
     sessionId: str,
     chatId: str,
     body: Annotated[schemas.ChatPatch | None, Body()] = None,
 ) -> schemas.ChatResponse:
+    services, account_id = caller
     changes = body.model_dump(exclude_unset=True, exclude_none=True, by_alias=False) if body else {}
     if not changes:
         raise InvalidInput("Provide at least one of title or modelId")
@@ -130,9 +128,8 @@ async def patch_chat(
     summary="Delete a chat (not the session's only one)",
     responses=errors(400, 401, 403, 404),
 )
-async def delete_chat(
-    services: ServicesDep, account_id: AccountId, sessionId: str, chatId: str
-) -> schemas.Success:
+async def delete_chat(caller: CallerDep, sessionId: str, chatId: str) -> schemas.Success:
+    services, account_id = caller
 
     def delete(db: Session) -> None:
         sessions.get_owned(db, sessionId, account_id, for_update=True)
@@ -148,9 +145,8 @@ async def delete_chat(
     summary="Mark the chat read for the caller",
     responses=errors(401, 403, 404),
 )
-async def mark_read(
-    services: ServicesDep, account_id: AccountId, sessionId: str, chatId: str
-) -> schemas.Success:
+async def mark_read(caller: CallerDep, sessionId: str, chatId: str) -> schemas.Success:
+    services, account_id = caller
 
     def read(db: Session) -> None:
         sessions.get_owned(db, sessionId, account_id)

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 
 from agent_sessions.api import schemas
-from agent_sessions.api.deps import AccountId, ServicesDep
+from agent_sessions.api.deps import CallerDep, Services
 from agent_sessions.api.responses import errors
 from agent_sessions.store import sessions
 from agent_sessions.store.lifecycle import LifecycleView
@@ -31,7 +31,7 @@ def _out(v: LifecycleView) -> schemas.SandboxState:
     )
 
 
-async def _owned(services: ServicesDep, account_id: str, session_id: str) -> None:
+async def _owned(services: Services, account_id: str, session_id: str) -> None:
     await services.db.query_call(lambda db: sessions.read_owned(db, session_id, account_id))
 
 
@@ -41,9 +41,8 @@ async def _owned(services: ServicesDep, account_id: str, session_id: str) -> Non
     summary="Lifecycle state of the session's sandbox (database only, cheap)",
     responses=errors(401, 403, 404),
 )
-async def sandbox_status(
-    services: ServicesDep, account_id: AccountId, sessionId: str
-) -> schemas.SandboxState:
+async def sandbox_status(caller: CallerDep, sessionId: str) -> schemas.SandboxState:
+    services, account_id = caller
     await _owned(services, account_id, sessionId)
     return _out(await services.lifecycle.status(sessionId))
 
@@ -61,8 +60,9 @@ _ACTIONS: dict[str, tuple[str, tuple[int, ...]]] = {
 
 def _action_route(name: str) -> Callable[..., Awaitable[schemas.SandboxState]]:
     async def run(
-        services: ServicesDep, account_id: AccountId, sessionId: str, body: VersionBody = None
+        caller: CallerDep, sessionId: str, body: VersionBody = None
     ) -> schemas.SandboxState:
+        services, account_id = caller
         await _owned(services, account_id, sessionId)
         expected = body.expected_lifecycle_version if body else None
         action: Callable[[str, int | None], Awaitable[LifecycleView]]

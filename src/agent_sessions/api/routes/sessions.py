@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from agent_sessions.api import schemas
 from agent_sessions.api.convert import chat_out, session_out
-from agent_sessions.api.deps import AccountId, ServicesDep
+from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
 from agent_sessions.exceptions import Forbidden
 from agent_sessions.store import accounts
@@ -26,10 +26,10 @@ router = APIRouter(prefix="/api/sessions", tags=["sessions"])
     responses=errors(400, 401, 403, 413),
 )
 async def create_session(
-    services: ServicesDep,
-    account_id: AccountId,
+    caller: CallerDep,
     body: Annotated[schemas.SessionCreate | None, Body()] = None,
 ) -> schemas.SessionCreated:
+    services, account_id = caller
     body = body or schemas.SessionCreate()
     new = NewSession(
         title=body.title,
@@ -62,12 +62,12 @@ async def create_session(
     responses=errors(400, 401),
 )
 async def list_sessions(
-    services: ServicesDep,
-    account_id: AccountId,
+    caller: CallerDep,
     status: Literal["active", "archived", "all"] = "active",
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
 ) -> schemas.SessionList:
+    services, account_id = caller
 
     def page(db: Session) -> schemas.SessionList:
         rows, next_cursor = store.list_sessions(
@@ -84,9 +84,8 @@ async def list_sessions(
     summary="Get session by id",
     responses=errors(401, 403, 404),
 )
-async def get_session(
-    services: ServicesDep, account_id: AccountId, sessionId: str
-) -> schemas.SessionResponse:
+async def get_session(caller: CallerDep, sessionId: str) -> schemas.SessionResponse:
+    services, account_id = caller
     row = await services.db.query_call(lambda db: store.read_owned(db, sessionId, account_id))
     return schemas.SessionResponse(session=session_out(row))
 
@@ -98,11 +97,11 @@ async def get_session(
     responses=errors(400, 401, 403, 404, 409, 413),
 )
 async def patch_session(
-    services: ServicesDep,
-    account_id: AccountId,
+    caller: CallerDep,
     sessionId: str,
     body: Annotated[schemas.SessionPatch | None, Body()] = None,
 ) -> schemas.SessionResponse:
+    services, account_id = caller
     changes = body.model_dump(exclude_unset=True, by_alias=False) if body else {}
 
     def patch(db: Session) -> tuple[schemas.SessionResponse, store.PatchEffect]:
@@ -122,9 +121,8 @@ async def patch_session(
     summary="Delete a session, its sandbox, snapshots, chats and messages",
     responses=errors(401, 403, 404),
 )
-async def delete_session(
-    services: ServicesDep, account_id: AccountId, sessionId: str
-) -> schemas.Success:
+async def delete_session(caller: CallerDep, sessionId: str) -> schemas.Success:
+    services, account_id = caller
 
     def delete(db: Session) -> tuple[str, dict[str, Any] | None, str | None]:
         row = store.get_owned(db, sessionId, account_id, for_update=True)

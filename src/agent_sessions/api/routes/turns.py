@@ -19,7 +19,7 @@ from agent_sessions.agent.service import (
 )
 from agent_sessions.agent.stream import Chunk
 from agent_sessions.api import schemas
-from agent_sessions.api.deps import AccountId, ServicesDep
+from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
 from agent_sessions.exceptions import Conflict, InvalidInput
 from agent_sessions.store import chats as chat_store
@@ -92,9 +92,8 @@ def _sse(run_id: str, chunks: AsyncIterator[Chunk]) -> StreamingResponse:
     responses={200: _SSE, **errors(400, 401, 403, 404, 409, 413)},
     response_class=StreamingResponse,
 )
-async def post_chat(
-    services: ServicesDep, account_id: AccountId, body: schemas.ChatTurnRequest
-) -> StreamingResponse:
+async def post_chat(caller: CallerDep, body: schemas.ChatTurnRequest) -> StreamingResponse:
+    services, account_id = caller
     chat_id = body.id or body.chat_id
     last = body.message if body.message is not None else (body.messages or [{}])[-1]
     if not last:
@@ -151,11 +150,12 @@ async def _submit_tool_result(
     response_class=StreamingResponse,
 )
 async def resume_stream(
-    services: ServicesDep,
-    account_id: AccountId,
+    caller: CallerDep,
     chatId: str,
     startIndex: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
+    services, account_id = caller
+
     def find(db: Session) -> tuple[str, str | None]:
         chat = chat_store.get_owned_chat(db, chat_id=chatId, account_id=account_id)
         return chat.session_id, chat.active_stream_id
@@ -172,9 +172,8 @@ async def resume_stream(
     summary="Stop the chat's live turn; open tool calls end as errors, the partial reply stays",
     responses=errors(401, 403, 404),
 )
-async def stop_turn(
-    services: ServicesDep, account_id: AccountId, chatId: str
-) -> schemas.StopResult:
+async def stop_turn(caller: CallerDep, chatId: str) -> schemas.StopResult:
+    services, account_id = caller
     chat = await services.db.read_call(
         lambda db: chat_store.get_owned_chat(db, chat_id=chatId, account_id=account_id)
     )
@@ -189,9 +188,8 @@ async def stop_turn(
     summary="Start a headless turn (a new session and chat unless given)",
     responses=errors(400, 401, 403, 404, 409, 413),
 )
-async def create_run(
-    services: ServicesDep, account_id: AccountId, body: schemas.RunCreate
-) -> schemas.RunAccepted:
+async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunAccepted:
+    services, account_id = caller
     if (body.prompt is None) == (body.messages is None):
         raise InvalidInput("Give exactly one of prompt or messages")
     if body.prompt is not None:
@@ -229,7 +227,8 @@ async def _new_session(services: Any, account_id: str) -> str:
     summary="A run's status and usage",
     responses=errors(401, 403, 404),
 )
-async def get_run(services: ServicesDep, account_id: AccountId, runId: str) -> schemas.Run:
+async def get_run(caller: CallerDep, runId: str) -> schemas.Run:
+    services, account_id = caller
     return run_out(await services.turns.get_run(account_id, runId))
 
 
@@ -250,8 +249,8 @@ def run_out(run: RunView) -> schemas.Run:
     summary="Models this server can use (a provider without credentials is listed unavailable)",
     responses=errors(401),
 )
-async def list_models(services: ServicesDep, account_id: AccountId) -> schemas.ModelList:
-    settings = services.settings
+async def list_models(caller: CallerDep) -> schemas.ModelList:
+    settings = caller.services.settings
     return schemas.ModelList(
         models=[schemas.ModelInfo.model_validate(m) for m in models.usable_models(settings)],
         default_model_id=settings.default_model,
