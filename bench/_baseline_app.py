@@ -64,6 +64,7 @@ def serve(db_path: str, host: str, port: int) -> None:
         log_level="info",
         access_log=False,
         server_header=False,
+        loop="asyncio",
     )
 
 
