@@ -71,9 +71,16 @@ def start(settings: Settings, db: Database, context: LifecycleContext | None = N
     off_loop(
         lambda: DBOS.register_queue(
             TURN_QUEUE,
-            worker_concurrency=settings.agent_worker_concurrency,
+            # DBOS refuses a worker limit above the global one (a global 4 with the default
+            # worker 8 stopped start-up): one process can never run more than all together.
+            worker_concurrency=min(
+                settings.agent_worker_concurrency,
+                settings.agent_global_concurrency or settings.agent_worker_concurrency,
+            ),
             global_concurrency=settings.agent_global_concurrency,
-            polling_interval_sec=0.05,  # the queue's poll is on the path to a turn's first chunk
+            # Turns start directly while the process has room (agent/service.py); a queued one
+            # waits up to a poll, which matters only with a global limit (all turns queue).
+            polling_interval_sec=0.05 if settings.agent_global_concurrency else 0.5,
             on_conflict="always_update",
         )
     )
