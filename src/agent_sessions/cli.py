@@ -82,7 +82,9 @@ def worker() -> None:
     """Run lifecycle and agent workflows without serving HTTP (scale-out: one per host or core).
 
     Give each process its own ``AGENT_SESSIONS_EXECUTOR_ID``; with PostgreSQL, any number of
-    ``serve`` and ``worker`` processes share the work.
+    ``serve`` and ``worker`` processes share the work (agent turns through the queue when
+    ``AGENT_SESSIONS_AGENT_GLOBAL_CONCURRENCY`` is set; otherwise the accepting ``serve`` runs
+    them).
     """
     import signal
     import threading

@@ -86,9 +86,11 @@ class Settings(BaseSettings):
     """Model requests one turn may make; past it the turn ends with a clear error."""
     subagent_step_cap: int = Field(default=30, ge=1, le=1000)
     agent_worker_concurrency: int = Field(default=8, ge=1, le=1000)
-    """Turns one process runs at once (a DBOS queue; the rest wait queued)."""
+    """Turns one process runs at once; the rest wait, in order, in the process that accepted
+    them (a crash hands them to the queue at the next start)."""
     agent_global_concurrency: int | None = Field(default=None, ge=1)
-    """Turns all processes together run at once (unbounded when unset)."""
+    """Turns all processes together run at once (unbounded when unset). When set, every turn
+    goes through the shared DBOS queue, the one place that counts across processes."""
     bash_timeout_seconds: int = Field(default=120, ge=1, le=3600)
 
     # --- model providers (their own variable names, no prefix) --------------------------------

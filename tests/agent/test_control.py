@@ -6,6 +6,8 @@ import threading
 import time
 from typing import Any
 
+import pytest
+
 from tests.agent.conftest import Agents, AgentsFactory, parse_sse
 from tests.agent.protocol import check_protocol, text_of, tool_outputs
 from tests.support.model_server import Call, Text, ToolCalls
@@ -265,8 +267,17 @@ def test_headless_runs(agents: AgentsFactory) -> None:
         assert r.status_code == 400, (body, r.text)
 
 
-def test_turns_queue_beyond_the_worker_concurrency(agents: AgentsFactory) -> None:
-    h = agents(agent_worker_concurrency=1)
+@pytest.mark.parametrize(
+    "limit",
+    [{"agent_worker_concurrency": 1}, {"agent_global_concurrency": 1}],
+    ids=["in-process", "global-queue"],
+)
+def test_turns_queue_beyond_the_worker_concurrency(
+    agents: AgentsFactory, limit: dict[str, int]
+) -> None:
+    """Without a global limit the accepting process holds the overflow; with one, the DBOS
+    queue does. Either way the second turn waits, then runs."""
+    h = agents(**limit)
     created = h.new_session()
     sid, chat_a = created["session"]["id"], created["chat"]["id"]
     chat_b = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)

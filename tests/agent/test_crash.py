@@ -184,3 +184,44 @@ def test_kill_9_while_the_model_streams_then_restart_keeps_the_stream_valid(
         assert [p["type"] for p in parts].count("step-start") == 2
     finally:
         stop_server(srv)
+
+
+def test_kill_9_between_accepting_a_turn_and_starting_it_then_restart_runs_it(
+    backend: Backend, data_dir: Path, model_server: ModelServer
+) -> None:
+    """The run is committed, its workflow never started: the next start hands it to the queue."""
+    reason = local_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"accepted-{time.monotonic_ns()}"
+    model_server.script(name, [Text("after the crash")])
+    env = _env(model_server)
+    srv = start_server(data_dir, backend.url, AGENT_SESSIONS_FAULT_POINT="turn-accepted", **env)
+    h = make_account(backend.db).headers
+    try:
+        created = httpx.post(f"{srv.url}/api/sessions", json={}, headers=h).json()
+        sid, chat_id = created["session"]["id"], created["chat"]["id"]
+        body = {
+            "id": chat_id,
+            "sessionId": sid,
+            "model": f"openai/{name}",
+            "messages": [{"id": "u1", "role": "user", "parts": [{"type": "text", "text": "go"}]}],
+        }
+        with pytest.raises(httpx.HTTPError):
+            httpx.post(f"{srv.url}/api/chat", json=body, headers=h, timeout=60)
+        srv.process.wait(10)
+        assert srv.process.returncode == -9
+    finally:
+        stop_server(srv)
+    srv = start_server(data_dir, backend.url, **env)
+    try:
+        run_id = _messages(srv, sid, chat_id, h)["chat"]["activeStreamId"]
+        assert run_id, "the accepted turn holds the chat"
+        run = _wait_run(srv, run_id, h)
+        assert run["status"] == "completed", run
+        detail = _messages(srv, sid, chat_id, h)
+        assert [m["role"] for m in detail["messages"]] == ["user", "assistant"]
+        assert detail["chat"]["activeStreamId"] is None
+        assert text_of(_resume(srv, chat_id, h) or []) in ("after the crash", "")
+    finally:
+        stop_server(srv)

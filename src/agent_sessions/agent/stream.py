@@ -16,7 +16,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
 from typing import Any, Literal
 
 from dbos import DBOS
-from dbos._error import DBOSStreamTimeoutError
+from dbos._error import DBOSNonExistentWorkflowError, DBOSStreamTimeoutError
 from pydantic_ai.messages import AgentStreamEvent, ModelResponse, PartEndEvent, ToolCallPart
 from pydantic_ai.ui.vercel_ai import VercelAIEventStream
 
@@ -321,10 +321,17 @@ async def read_chunks(
     run_id: str, *, from_value: int = 0, poll: float = 0.01, wait_at_most: float | None = None
 ) -> AsyncIterator[list[Chunk]]:
     """The run's stream values (lists of chunks) from value ``from_value`` on; with
-    ``wait_at_most``, DBOS raises ``DBOSStreamTimeoutError`` after that long without a value."""
-    async for value in DBOS.read_stream_async(
+    ``wait_at_most``, DBOS raises ``DBOSStreamTimeoutError`` after that long without a value.
+
+    A run still waiting for a slot has no workflow yet: its stream is empty so far.
+    """
+    values = DBOS.read_stream_async(
         run_id, STREAM_KEY, offset=from_value, polling_interval_sec=poll,
         timeout_seconds=wait_at_most,
-    ):  # fmt: skip
-        chunks: list[Chunk] = json.loads(value)
-        yield chunks
+    )  # fmt: skip
+    try:
+        async for value in values:
+            chunks: list[Chunk] = json.loads(value)
+            yield chunks
+    except DBOSNonExistentWorkflowError:
+        return

@@ -369,6 +369,11 @@ async def _watch_for_stop(deps: TurnDeps) -> None:
             deps.stopped.set()
 
 
+def live_runs() -> set[str]:
+    """Runs whose turn is running in this process."""
+    return set(_live)
+
+
 def signal_stop(run_id: str) -> None:
     deps = _live.get(run_id)
     if deps is not None:
