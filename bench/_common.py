@@ -45,3 +45,12 @@ def kill_leftovers(root: Path) -> int:
         except OSError:
             continue
     return found
+
+
+def cpu_speed_line() -> str:
+    """How fast this machine's CPU is right now, to compare absolute figures across runs: the
+    same VM measured 2.5x slower one day than another (ratios within a run stay comparable)."""
+    import timeit
+
+    best = min(timeit.repeat("sum(range(10**6))", number=5, repeat=5)) / 5
+    return f"cpu calibration: sum(range(10**6)) best {best * 1000:.1f} ms (lower is faster)"

@@ -50,7 +50,7 @@ import httpx
 import psycopg
 from openai import AsyncOpenAI
 
-from _common import create_account, free_port, kill_leftovers
+from _common import cpu_speed_line, create_account, free_port, kill_leftovers
 
 BENCH = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).with_name("agent-sessions"))
@@ -493,6 +493,7 @@ def main() -> None:
         shutil.rmtree(root, ignore_errors=True)
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\ntotal {time.perf_counter() - started:.0f} s; load average at the end {load}")
+    print(cpu_speed_line())
     for db, rows in tables.items():
         header = f"{'figure':<34} {'n':>5}  {'value':<40} {'target':<14} result"
         print(f"\n== {db} ==  (stand-in model, zero latency)")

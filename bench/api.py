@@ -37,7 +37,7 @@ from pathlib import Path
 
 import httpx
 
-from _common import create_account, free_port
+from _common import cpu_speed_line, create_account, free_port
 
 BENCH = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).with_name("agent-sessions"))
@@ -262,6 +262,7 @@ def main() -> None:
         f"load generator: {load.tool}, {args.connections} connections, "
         f"{args.duration:g} s each, {pinning}"
     )
+    print(cpu_speed_line())
     if load.tool == "httpx":
         print("warning: the httpx load generator saturates before the servers do; install wrk")
     ours_get, baseline_get, ours_post = run(args.duration, load)
