@@ -240,3 +240,17 @@ def test_delete_removes_session_and_chats(
     with backend.db.read() as s:
         assert s.scalar(select(func.count()).where(Chat.session_id == sid)) == 0
     assert client.delete(f"/api/sessions/{sid}", headers=alice.headers).status_code == 404
+
+
+def test_get_renders_exactly_what_fastapi_renders(client: TestClient, alice: Account) -> None:
+    """GET /api/sessions/{id} renders its body itself (the hot path); an empty PATCH answers
+    the same session through FastAPI's own response serialization: the bytes must agree."""
+    sid = _create(client, alice, {"title": "bytes", "cloneUrl": "https://github.com/o/r.git"})[
+        "session"
+    ]["id"]
+    got = client.get(f"/api/sessions/{sid}", headers=alice.headers)
+    patched = client.patch(f"/api/sessions/{sid}", json={}, headers=alice.headers)
+    assert got.status_code == patched.status_code == 200
+    assert got.headers["content-type"] == patched.headers["content-type"] == "application/json"
+    assert got.content == patched.content
+    assert set(got.json()["session"]) == SEED_FIELDS

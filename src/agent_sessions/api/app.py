@@ -99,7 +99,8 @@ def create_app(
         turns=agent_turns,
     )
     errors.install(app)
-    for router in (health.router, sessions.router, chats.router, sandbox.router, turns.router):
+    # Matched in this order; the hottest route (GET /api/sessions/{id}) is in the first router.
+    for router in (sessions.router, chats.router, sandbox.router, turns.router, health.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(CORSMiddleware, origins=settings.cors_origins)

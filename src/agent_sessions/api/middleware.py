@@ -101,7 +101,12 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.max_body_bytes
-        declared = Headers(scope=scope).get("content-length")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is None and "transfer-encoding" not in headers:
+            # Neither header: HTTP/1.1 says there is no body (most GETs). Nothing to count.
+            await self.app(scope, receive, send)
+            return
         if declared is not None:
             if not declared.isdigit():
                 await self._refuse(send, 400, "Invalid Content-Length header")

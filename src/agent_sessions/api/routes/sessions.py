@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Body, Query, Response
 from sqlalchemy.orm import Session
 
 from agent_sessions.api import schemas
@@ -84,10 +84,13 @@ async def list_sessions(
     summary="Get session by id",
     responses=errors(401, 403, 404),
 )
-async def get_session(caller: CallerDep, sessionId: str) -> schemas.SessionResponse:
+async def get_session(caller: CallerDep, sessionId: str) -> Response:
     services, account_id = caller
     row = await services.db.query_call(lambda db: store.read_owned(db, sessionId, account_id))
-    return schemas.SessionResponse(session=session_out(row))
+    # Rendered here: FastAPI would validate the model it was just built from, then render it
+    # the same way (the hot path; response_model above still documents it).
+    body = schemas.SessionResponse(session=session_out(row)).model_dump_json()
+    return Response(body, media_type="application/json")
 
 
 @router.patch(
