@@ -29,7 +29,8 @@ AnySelect = Select[*tuple[Any, ...]]
 @dataclass(frozen=True)
 class _Bind:
     name: str
-    fixed: Any  # a literal's own value; None for a parameter the caller must give
+    required: bool  # a parameter the caller gives; else a literal with its own value
+    value: Any
     process: _Processor
 
 
@@ -61,7 +62,8 @@ def _compile(stmt: AnySelect, dialect: Dialect) -> _Compiled:
     binds = tuple(
         _Bind(
             name,
-            None if compiled.binds[name].required else compiled.binds[name].effective_value,
+            compiled.binds[name].required,
+            compiled.binds[name].effective_value,
             compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect),
         )
         for name in names
@@ -91,7 +93,7 @@ class RawReader:
         c = query.compiled(self.dialect)
         args = []
         for bind in c.binds:
-            value = params[bind.name] if bind.fixed is None else bind.fixed
+            value = params[bind.name] if bind.required else bind.value
             args.append(value if bind.process is None else bind.process(value))
         try:
             raw = self._conn.execute(c.sql, args).fetchone()
