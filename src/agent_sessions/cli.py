@@ -90,6 +90,7 @@ def worker() -> None:
     import threading
 
     from agent_sessions.agent.service import Turns  # registers the agent workflows
+    from agent_sessions.heap import freeze_startup_heap
     from agent_sessions.lifecycle import Lifecycle
 
     settings = load_settings()
@@ -98,6 +99,7 @@ def worker() -> None:
     lifecycle = Lifecycle(settings, db)
     lifecycle.on_start(Turns(settings, db).reconcile)
     lifecycle.start()
+    freeze_startup_heap()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())

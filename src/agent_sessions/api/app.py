@@ -16,6 +16,7 @@ from agent_sessions.api.deps import Services
 from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
 from agent_sessions.api.routes import chats, health, sandbox, sessions, turns
 from agent_sessions.auth import Authenticator
+from agent_sessions.heap import freeze_startup_heap
 from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings, load_settings
 from agent_sessions.store import Database
@@ -64,11 +65,16 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
 
 
 def create_app(
-    settings: Settings, *, db: Database | None = None, lifecycle: Lifecycle | None = None
+    settings: Settings,
+    *,
+    db: Database | None = None,
+    lifecycle: Lifecycle | None = None,
+    freeze_heap: bool = False,
 ) -> FastAPI:
     """Build the app. The schema must already be migrated (``serve`` does it before start).
 
-    The lifecycle (DBOS) starts and stops with the app's lifespan.
+    The lifecycle (DBOS) starts and stops with the app's lifespan; with ``freeze_heap`` (the
+    ``serve`` process) the start-up heap is then frozen out of full GC passes (``heap``).
     """
     database = db or Database(settings.resolved_database_url)
     lifecycle = lifecycle or Lifecycle(settings, database)
@@ -78,6 +84,8 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         lifecycle.start()
+        if freeze_heap:
+            freeze_startup_heap()
         try:
             yield
         finally:
@@ -110,4 +118,4 @@ def create_app(
 
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` (settings from the environment)."""
-    return create_app(load_settings())
+    return create_app(load_settings(), freeze_heap=True)
