@@ -135,9 +135,10 @@ def _build(provider: str, name: str, base_url: str | None, api_key: str | None) 
         from pydantic_ai.models.openai import OpenAIChatModel
         from pydantic_ai.providers.openai import OpenAIProvider
 
-        return OpenAIChatModel(
-            name, provider=OpenAIProvider(api_key=api_key, base_url=base_url, http_client=client)
-        )
+        from agent_sessions.agent.openai_client import DirectChatOpenAI
+
+        sdk = DirectChatOpenAI(api_key=api_key, base_url=base_url, http_client=client)
+        return OpenAIChatModel(name, provider=OpenAIProvider(openai_client=sdk))
     from pydantic_ai.models.anthropic import AnthropicModel
     from pydantic_ai.providers.anthropic import AnthropicProvider
 
