@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from agent_sessions.store import turns as store
 from tests.agent.conftest import Agents, AgentsFactory, parse_sse
 from tests.agent.protocol import check_protocol, text_of, tool_outputs
 from tests.support.model_server import Call, Text, ToolCalls
@@ -137,6 +138,24 @@ def test_stop_in_the_middle_of_a_long_tool_call(agents: AgentsFactory) -> None:
     # Stopping again: nothing live.
     r = h.client.post(f"/api/chat/{chat_id}/stop", headers=h.account.headers)
     assert r.json() == {"success": True, "stopped": False}
+
+
+def test_a_stop_recorded_by_another_process_stops_the_turn(agents: AgentsFactory) -> None:
+    """Only the database flag, as a ``serve`` process that does not run the turn sets it: the
+    turn's own watcher polls for it."""
+    h = agents()
+    model = h.script([ToolCalls([Call("bash", {"command": "sleep 60"})]), Text("never said")])
+    sid, chat_id = _session(h)
+    bg = Background(h, sid, chat_id, "go", model)
+    bg.wait_for('"toolCallId":"call_0_0","toolName":"bash","input"')
+    run_id = bg.headers["x-workflow-run-id"]
+    with h.backend.db.write() as s:
+        assert store.request_stop(s, run_id)
+    chunks = bg.chunks()
+    check_protocol(chunks)
+    assert tool_outputs(chunks)["call_0_0"]["errorText"] == "Cancelled by the user"
+    assert "never said" not in text_of(chunks)
+    assert h.wait_run(run_id)["status"] == "cancelled"
 
 
 def test_a_second_turn_on_a_busy_chat_is_409_and_changes_nothing(agents: AgentsFactory) -> None:

@@ -365,7 +365,7 @@ async def _watch_for_stop(deps: TurnDeps) -> None:
     db = current().db
     while not deps.stopped.is_set():
         await asyncio.sleep(STOP_POLL_SECONDS)
-        if await db.read_call(lambda s: store.stop_requested(s, deps.run_id)):
+        if await db.query_call(lambda r: store.stop_requested(r, deps.run_id)):
             deps.stopped.set()
 
 

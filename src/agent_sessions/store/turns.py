@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from agent_sessions.store.models import Chat, ChatMessage, ChatRun, SessionRow, utcnow
+from agent_sessions.store.reads import Query, Reader, first
 
 LIVE = ("queued", "running")
 TERMINAL = ("completed", "failed", "cancelled")
@@ -127,8 +128,13 @@ def request_stop(db: Session, run_id: str) -> bool:
     return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
 
-def stop_requested(db: Session, run_id: str) -> bool:
-    return bool(db.scalar(select(ChatRun.stop_requested).where(ChatRun.id == run_id)))
+_STOP_REQUESTED = Query(select(ChatRun.stop_requested).where(ChatRun.id == bindparam("id")))
+
+
+def stop_requested(db: Reader, run_id: str) -> bool:
+    """Polled several times a second by every running turn: a compiled read (``reads``)."""
+    row = first(db, _STOP_REQUESTED, id=run_id)
+    return bool(row is not None and row[0])
 
 
 def finish_run(db: Session, run_id: str, **fields: Any) -> None:
