@@ -13,6 +13,7 @@ import os
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from agent_sessions.sandbox._output import HeadTail
 from agent_sessions.sandbox.errors import SandboxUnavailable
@@ -68,6 +69,13 @@ async def _spawn(
             os.close(fd)
 
 
+def _abandon(drains: asyncio.Future[Any]) -> None:
+    """Cancel the drains and take their outcome when it comes (else asyncio logs a
+    "never retrieved" CancelledError at exit)."""
+    drains.cancel()
+    drains.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+
 async def run(
     argv: Sequence[str],
     *,
@@ -91,10 +99,10 @@ async def run(
             # The namespace is gone once bwrap has exited, so the pipes close promptly.
             await asyncio.wait_for(asyncio.shield(drains), _DRAIN_GRACE)
         except TimeoutError:
-            drains.cancel()
+            _abandon(drains)
     except BaseException:  # cancelled by the caller: leave nothing behind
         _kill_group(proc.pid)
-        drains.cancel()
+        _abandon(drains)
         raise
     finally:
         with contextlib.suppress(asyncio.CancelledError, Exception):
