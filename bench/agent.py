@@ -12,11 +12,13 @@ own (``bench/_agent_support.py``). Measured from the client (httpx), per databas
    SSE; also the whole turn's wall time (``POST /api/chat`` until ``[DONE]``) / steps. The
    baseline is the stand-in model alone: the very request bodies the agent sent, replayed with
    the ``openai`` SDK (streaming, one warm client). Overhead p50 = our p50 − model p50 (its
-   p99 = our p99 − model p50). Target p50 < 15 ms (SQLite);
+   p99 = our p99 − model p50). Target p50 < 15 ms (SQLite). Also the server process's CPU
+   time (all threads, ``/proc``) per step: steadier than latencies on a shared VM;
 2. ``POST /api/chat`` → first chunk, and → first ``text-delta`` (a text-only script), over
    sequential turns. Target p50 < 100 ms;
 3. throughput: C chats (one session each; sandboxes made active beforehand, not timed) each
-   running one turn of M tool steps at the same time → model steps/s, turns/s, wall time.
+   running one turn of M tool steps at the same time → model steps/s, turns/s, wall time,
+   server CPU per step.
 
 Every turn gets a new chat: the stand-in picks its answer by the number of assistant messages.
 With two CPUs or more, the server is pinned to CPU 0 and this process and the model to CPU 1.
@@ -364,7 +366,9 @@ async def bench_database(srv: Server, model_url: str, opts: Options) -> list[Row
 
         # 1. per-step overhead
         before = len(await recorded_requests(model_url, tools))
+        cpu0 = process_cpu(srv.proc.pid)
         turns = [await c.turn(main_session, tools, opts.steps + 1) for _ in range(opts.turns)]
+        cpu_sequential = process_cpu(srv.proc.pid) - cpu0
         bodies = (await recorded_requests(model_url, tools))[before:]
         intervals = [dt for t in turns for dt in t.step_intervals()]
         per_step_wall = [t.wall / (opts.steps + 1) for t in turns]
@@ -380,11 +384,11 @@ async def bench_database(srv: Server, model_url: str, opts: Options) -> list[Row
 
         # 3. throughput
         many = f"tools-{opts.concurrent_steps}"
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), process_cpu(srv.proc.pid)
         conc = await asyncio.gather(
             *(c.turn(s, many, opts.concurrent_steps + 1) for s in sessions[: opts.concurrency])
         )
-        wall = time.perf_counter() - start
+        wall, cpu_concurrent = time.perf_counter() - start, process_cpu(srv.proc.pid) - cpu0
         total_steps = sum(t.kinds.count("start-step") for t in conc)
         print(f"  part 3: {opts.concurrency} concurrent turns in {wall:.2f} s")
 
@@ -402,6 +406,11 @@ async def bench_database(srv: Server, model_url: str, opts: Options) -> list[Row
             f"p50 < {STEP_OVERHEAD_P50_TARGET_MS:g} ms",
             over50 < STEP_OVERHEAD_P50_TARGET_MS,
         ),
+        Row(
+            "server CPU per step (part 1)",
+            len(intervals) + len(turns),
+            f"{cpu_sequential / (len(turns) * (opts.steps + 1)) * 1000:7.1f} ms",
+        ),
         latency_row("POST → first chunk", [t.first() for t in firsts], FIRST_CHUNK_P50_TARGET_MS),
         latency_row("POST → first text-delta", [t.first("text-delta") for t in firsts]),
         latency_row("text-only turn wall", [t.wall for t in firsts]),
@@ -411,7 +420,14 @@ async def bench_database(srv: Server, model_url: str, opts: Options) -> list[Row
             f"{total_steps / wall:6.1f} steps/s  {opts.concurrency / wall:5.2f} turns/s",
         ),
         Row("  wall time; turn p50/max", "", _wall_line(wall, [t.wall for t in conc])),
+        Row("  server CPU per step", "", f"{cpu_concurrent / max(1, total_steps) * 1000:7.1f} ms"),
     ]
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) the process has used, all its threads (``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wall_line(wall: float, walls: list[float]) -> str:
