@@ -23,7 +23,7 @@ from dbos._error import DBOSStreamTimeoutError
 from sqlalchemy.orm import Session
 
 from agent_sessions.agent import models, turn
-from agent_sessions.agent.stream import Chunk, read_chunks
+from agent_sessions.agent.stream import Chunk, read_chunks, written
 from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
 from agent_sessions.faults import fault_point
 from agent_sessions.ids import nanoid
@@ -37,8 +37,10 @@ from agent_sessions.store.titles import title_from_prompt
 _log = logging.getLogger(__name__)
 
 LIVE_TURN = "This chat already has a turn in progress"
-STREAM_POLL_SECONDS = 0.01
-"""DBOS polls streams on SQLite (PostgreSQL notifies); this keeps chunks from arriving in bursts."""
+STREAM_POLL_SECONDS = 0.05
+"""DBOS's poll of a stream written by another process, on SQLite (PostgreSQL notifies)."""
+WAKE_AT_MOST_SECONDS = 1.0
+"""A reader of a turn running here re-reads at least this often, should a wake-up be missed."""
 ANSWER_TOPIC = "answer:{tool_call_id}"
 REREAD_SECONDS = 0.05
 END_GRACE_SECONDS = 1.0
@@ -198,30 +200,51 @@ class Turns:
     async def chunks(self, run_id: str, start_index: int = 0) -> AsyncIterator[Chunk]:
         """The run's chunks from ``start_index`` until the run ends.
 
-        Reading never affects the run: a client that goes away only stops its own reader. DBOS
-        ends a read when the stream has no new value and the workflow does not look active;
-        that check can race with a run that is still going (seen under load), so the read is
-        resumed until the ``finish`` chunk arrives or the run record says it ended.
+        Reading never affects the run: a client that goes away only stops its own reader. A
+        run that this process runs (or will) wakes its readers at each write (``written``);
+        they then read what is new. A run elsewhere is followed by DBOS's own read, which polls
+        on SQLite and is notified on PostgreSQL. DBOS ends a read when the stream has no new
+        value and the workflow does not look active; that check can race with a run that is
+        still going (seen under load), so the read is resumed until the ``finish`` chunk
+        arrives or the run record says it ended.
         """
         index = values = 0
         ended_at: float | None = None
         loop = asyncio.get_running_loop()
-        while True:
-            async for batch in read_chunks(run_id, from_value=values, poll=STREAM_POLL_SECONDS):
-                values += 1
-                for chunk in batch:
-                    if index >= start_index:
-                        yield chunk
-                    index += 1
-                    if chunk.get("type") == "finish":
-                        return
-            run = await self.db.read_call(lambda s: store.get_run(s, run_id))
-            if run is None or run.status in store.TERMINAL:
-                # Ended without a finish chunk (it crashed in its last step): drain, then stop.
-                ended_at = ended_at or loop.time()
-                if loop.time() - ended_at > END_GRACE_SECONDS:
-                    return
-            await asyncio.sleep(REREAD_SECONDS)
+        with written.listen(run_id) as wrote:
+            while True:
+                here = self._runs_here(run_id)
+                wrote.clear()
+                caught_up = False
+                try:
+                    async for batch in read_chunks(
+                        run_id, from_value=values, poll=STREAM_POLL_SECONDS,
+                        wait_at_most=0 if here else None,
+                    ):  # fmt: skip
+                        values += 1
+                        for chunk in batch:
+                            if index >= start_index:
+                                yield chunk
+                            index += 1
+                            if chunk.get("type") == "finish":
+                                return
+                except DBOSStreamTimeoutError:
+                    caught_up = True  # everything written so far was read; the run goes on
+                if not caught_up:
+                    status = await self.db.query_call(lambda r: store.run_status(r, run_id))
+                    if status is None or status in store.TERMINAL:
+                        # Ended without a finish chunk (it crashed in its last step): drain,
+                        # then stop.
+                        ended_at = ended_at or loop.time()
+                        if loop.time() - ended_at > END_GRACE_SECONDS:
+                            return
+                wait = WAKE_AT_MOST_SECONDS if here and ended_at is None else REREAD_SECONDS
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wrote.wait(), wait)
+
+    def _runs_here(self, run_id: str) -> bool:
+        """Whether this process runs the turn, or will: its writes wake this process's readers."""
+        return run_id in self._direct or run_id in self._waiting or run_id in turn.live_runs()
 
     async def stream_length(self, run_id: str) -> int:
         """Chunks the run's stream holds now (reads to its current end; waits briefly there)."""

@@ -128,6 +128,16 @@ def request_stop(db: Session, run_id: str) -> bool:
     return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
 
+_STATUS = Query(select(ChatRun.status).where(ChatRun.id == bindparam("id")))
+
+
+def run_status(db: Reader, run_id: str) -> str | None:
+    """The run's status, None if there is no such run (a compiled read: stream readers poll
+    it)."""
+    row = first(db, _STATUS, id=run_id)
+    return None if row is None else str(row[0])
+
+
 _STOP_REQUESTED = Query(select(ChatRun.stop_requested).where(ChatRun.id == bindparam("id")))
 
 
