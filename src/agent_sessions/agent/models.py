@@ -14,6 +14,7 @@ import httpx2
 from pydantic_ai.models import Model
 
 from agent_sessions.exceptions import InvalidInput
+from agent_sessions.heap import freeze_late_imports
 from agent_sessions.settings import Settings
 
 
@@ -99,8 +100,10 @@ def warm_up(settings: Settings) -> None:
     def load() -> None:
         if settings.openai_api_key is not None:
             import pydantic_ai.models.openai
+
         if settings.anthropic_api_key is not None:
             import pydantic_ai.models.anthropic  # noqa: F401
+        freeze_late_imports()
 
     threading.Thread(target=load, name="import-model-providers", daemon=True).start()
 
