@@ -41,6 +41,9 @@ STREAM_POLL_SECONDS = 0.05
 """DBOS's poll of a stream written by another process, on SQLite (PostgreSQL notifies)."""
 WAKE_AT_MOST_SECONDS = 1.0
 """A reader of a turn running here re-reads at least this often, should a wake-up be missed."""
+ELSEWHERE_READ_SECONDS = 0.5
+"""How long DBOS's read of a turn running elsewhere may wait for a value before the reader looks
+again where the turn runs (a queued turn may start in this process)."""
 ANSWER_TOPIC = "answer:{tool_call_id}"
 REREAD_SECONDS = 0.05
 END_GRACE_SECONDS = 1.0
@@ -219,7 +222,7 @@ class Turns:
                 try:
                     async for batch in read_chunks(
                         run_id, from_value=values, poll=STREAM_POLL_SECONDS,
-                        wait_at_most=0 if here else None,
+                        wait_at_most=0 if here else ELSEWHERE_READ_SECONDS,
                     ):  # fmt: skip
                         values += 1
                         for chunk in batch:
