@@ -24,15 +24,18 @@ def freeze_startup_heap() -> int:
     """
     global _enabled
     _enabled = True
-    gc.collect()
-    gc.freeze()
+    _freeze()
     return gc.get_freeze_count()
 
 
 def freeze_late_imports() -> None:
-    """Freeze again after modules imported in the background (the model SDKs, ~100,000 more
-    objects: full passes were back at 60-130 ms without this). Only in a process that froze
-    its start-up heap."""
+    """Freeze again after modules imported in the background (the model SDKs, ~60,000 more
+    objects: full passes during turns were back at 45-135 ms without this). Only in a process
+    that froze its start-up heap."""
     if _enabled:
-        gc.collect()
-        gc.freeze()
+        _freeze()
+
+
+def _freeze() -> None:
+    gc.collect()
+    gc.freeze()

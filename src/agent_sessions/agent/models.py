@@ -100,7 +100,6 @@ def warm_up(settings: Settings) -> None:
     def load() -> None:
         if settings.openai_api_key is not None:
             import pydantic_ai.models.openai
-
         if settings.anthropic_api_key is not None:
             import pydantic_ai.models.anthropic  # noqa: F401
         freeze_late_imports()
