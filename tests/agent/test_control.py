@@ -219,6 +219,11 @@ def test_the_step_cap_ends_the_turn_with_a_clear_error(agents: AgentsFactory) ->
     assert run["status"] == "failed" and run["steps"] == 3
     assert run["error"] == errors[0]["errorText"]
     assert h.chat(sid, chat_id)["chat"]["activeStreamId"] is None
+    # The third call ran, though no model step followed to announce it: its output is shown.
+    outputs = tool_outputs(chunks)
+    assert [o["type"] for o in outputs.values()] == ["tool-output-available"] * 3
+    assert outputs["call_2_0"]["output"] == {"todos": []}
+    assert run["toolCalls"] == 3
 
 
 def test_a_model_error_fails_the_turn_and_releases_the_chat(agents: AgentsFactory) -> None:

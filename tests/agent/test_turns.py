@@ -164,3 +164,19 @@ def test_regenerate_replaces_the_answer_after_the_user_message(agents: AgentsFac
     assert messages[1]["parts"][-1]["text"] == "second try"
     sent = h.model.requests(second.split("/", 1)[1])[0]["messages"]
     assert [m["role"] for m in sent] == ["system", "user"]  # the old answer is gone
+
+
+def test_a_tool_step_costs_one_checkpoint_per_model_request(agents: AgentsFactory) -> None:
+    """Tool events add no DBOS steps of their own (ADR 7): a turn of three tool calls and an
+    answer records four model steps and nothing per event; the outputs still stream."""
+    from dbos import DBOS
+
+    h = agents()
+    model = h.script([ToolCalls([Call("todo_write", {"todos": []})])] * 3 + [Text("done")])
+    created = h.new_session()
+    chunks, headers = h.turn(created["session"]["id"], created["chat"]["id"], "plan", model=model)
+    check_protocol(chunks)
+    assert len(tool_outputs(chunks)) == 3
+    names = [s["function_name"] for s in DBOS.list_workflow_steps(headers["x-workflow-run-id"])]
+    assert sum(n.endswith("__model.request") for n in names) == 4, names
+    assert not [n for n in names if "event" in n], names

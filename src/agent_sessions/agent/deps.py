@@ -11,6 +11,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pydantic_ai.messages import ToolReturnPart
 from pydantic_ai.usage import RunUsage
 
 from agent_sessions.agent.stream import ChunkSink
@@ -47,6 +48,8 @@ class TurnDeps:
     """The run's token usage so far (kept for turns that end by stop or error)."""
     subagent_usage: RunUsage = field(default_factory=RunUsage)
     """Tokens the turn's ``task`` subagents used."""
+    tool_returns: dict[str, ToolReturnPart] = field(default_factory=dict)
+    """Each tool call's return by call id, for calls that no later model step announced."""
     _sandbox: Sandbox | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -19,7 +19,16 @@ from typing import Any, Literal
 
 from dbos import DBOS
 from dbos._error import DBOSNonExistentWorkflowError, DBOSStreamTimeoutError
-from pydantic_ai.messages import AgentStreamEvent, ModelResponse, PartEndEvent, ToolCallPart
+from pydantic_ai.messages import (
+    AgentStreamEvent,
+    FunctionToolResultEvent,
+    ModelMessage,
+    ModelRequest,
+    ModelResponse,
+    PartEndEvent,
+    ToolCallPart,
+    ToolReturnPart,
+)
 from pydantic_ai.ui.vercel_ai import VercelAIEventStream
 
 STREAM_KEY = "ui"
@@ -144,6 +153,7 @@ class StreamTail:
         self.step_open = False
         self.open_parts: dict[str, str] = {}
         self.streaming_tools: dict[str, str] = {}
+        self.outputs: set[str] = set()
 
     def feed(self, chunk: Chunk) -> None:
         kind = chunk["type"]
@@ -159,6 +169,8 @@ class StreamTail:
             self.streaming_tools[chunk["toolCallId"]] = chunk.get("toolName", "unknown")
         elif kind.startswith(("tool-input-available", "tool-input-error", "tool-output")):
             self.streaming_tools.pop(chunk.get("toolCallId", ""), None)
+            if kind.startswith("tool-output"):
+                self.outputs.add(chunk["toolCallId"])
 
     def closing_chunks(self) -> list[Chunk]:
         out: list[Chunk] = [{"type": f"{t}-end", "id": i} for i, t in self.open_parts.items()]
@@ -203,6 +215,8 @@ class ChunkSink:
         self._lock = asyncio.Lock()
         self.step_open = False
         self._recovering_run: str | None = None
+        self._streamed_outputs: set[str] = set()
+        """Tool calls whose output is in the stream (also from a crashed attempt's writes)."""
 
     # --- writing -----------------------------------------------------------------------------
 
@@ -247,13 +261,11 @@ class ChunkSink:
     # --- agent events ------------------------------------------------------------------------
 
     async def handle(self, messages: list[Any], events: AsyncIterable[AgentStreamEvent]) -> None:
-        """The DBOS event-stream handler: one call per model response, or per tool event.
+        """The events of one model response, as it streams (inside the model's step).
 
         A tool call's input is announced (``tool-input-available``) when the model finishes
-        streaming it, inside the model's step, rather than from the separate step DBOS gives the
-        call event: one stream write and one message upsert fewer per tool call.
+        streaming it; its output follows from :meth:`begin_request` or :meth:`tool_returns`.
         """
-        await self._resume_stream()
         first, emitted = True, False
         async for event in events:
             self._check_stop()
@@ -263,21 +275,51 @@ class ChunkSink:
             chunks = [
                 json.loads(c.encode(SDK_VERSION)) async for c in self._events.handle_event(event)
             ]
-            if event.event_kind == "function_tool_call":
-                continue  # announced at the part's end below
             if isinstance(event, PartEndEvent) and isinstance(event.part, ToolCallPart):
                 chunks.append({
                     "type": "tool-input-available", "toolCallId": event.part.tool_call_id,
                     "toolName": event.part.tool_name, "input": event.part.args_as_dict(),
                 })  # fmt: skip
             for chunk in chunks:
-                if chunk["type"] == "tool-input-error":  # its input was already announced
-                    chunk = {"type": "tool-output-error", "toolCallId": chunk["toolCallId"],
-                             "errorText": chunk.get("errorText", "Invalid tool input")}  # fmt: skip
                 await self.emit(chunk)
                 emitted = True
         if emitted:
             await self.persist()
+
+    async def begin_request(self, messages: list[ModelMessage]) -> None:
+        """Before a model request: send the outputs of this turn's tool calls that the
+        request's history holds and the stream has not shown yet (no step of their own)."""
+        await self._resume_stream()
+        waiting = set(self.builder.open_tool_calls())
+        found: list[ToolReturnPart] = []
+        for message in reversed(messages):
+            if not waiting:
+                break
+            if isinstance(message, ModelRequest):
+                for part in message.parts:
+                    if isinstance(part, ToolReturnPart) and part.tool_call_id in waiting:
+                        waiting.discard(part.tool_call_id)
+                        found.append(part)
+        await self.tool_returns(found[::-1])
+
+    async def tool_returns(self, parts: list[ToolReturnPart]) -> None:
+        """Send tool outputs, converted by pydantic-ai's event stream as a result event would be
+        (inputs were announced at the end of the model's part, so a backfilled one is dropped).
+        An output a crashed attempt already streamed goes into the message only."""
+        for part in parts:
+            streamed = part.tool_call_id in self._streamed_outputs
+            async for encoded in self._events.handle_event(FunctionToolResultEvent(part)):
+                chunk = json.loads(encoded.encode(SDK_VERSION))
+                if chunk["type"] == "tool-input-available":
+                    continue
+                if chunk["type"] == "tool-input-error":  # its input was already announced
+                    chunk = {"type": "tool-output-error", "toolCallId": chunk["toolCallId"],
+                             "errorText": chunk.get("errorText", "Invalid tool input")}  # fmt: skip
+                if streamed:
+                    self.builder.apply(chunk)
+                else:
+                    await self.emit(chunk)
+            self._streamed_outputs.add(part.tool_call_id)
 
     def recovering(self, run_id: str) -> None:
         """This attempt follows a crash: close what the last one left open in the stream.
@@ -294,6 +336,7 @@ class ChunkSink:
         tail = await read_tail(run_id)
         await write_chunks(tail.closing_chunks())
         self.step_open = tail.step_open
+        self._streamed_outputs |= tail.outputs
 
     async def start_step(self, messages: list[Any]) -> None:
         index = sum(isinstance(m, ModelResponse) for m in messages) - self._history_responses

@@ -1,10 +1,10 @@
 """One agent turn = one DBOS workflow (DESIGN §6); the workflow id is the run id.
 
 The pydantic-ai agents are built once, at import, because DBOS must know every step before it
-launches. ``DBOSDurability`` makes each model request a step and hands the agent's events to
-:class:`~agent_sessions.agent.stream.ChunkSink` inside that step, so a recovered turn neither
-repeats a model call nor re-sends its chunks; each sandbox tool call is a step of its own
-(:mod:`.tools`). What a crash can repeat is the one step in flight.
+launches. ``DBOSDurability`` makes each model request a step; the chat's model streams inside
+it and sends its events to :class:`~agent_sessions.agent.stream.ChunkSink` (:mod:`.live`), so
+a recovered turn neither repeats a model call nor re-sends its chunks; each sandbox tool call
+is a step of its own (:mod:`.tools`). What a crash can repeat is the one step in flight.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-from collections.abc import AsyncIterable
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -21,7 +20,7 @@ from pydantic_ai import Agent, RunContext
 from pydantic_ai.capabilities import ResolveModelId
 from pydantic_ai.durable_exec.dbos import DBOSDurability
 from pydantic_ai.exceptions import ToolFailed, UsageLimitExceeded
-from pydantic_ai.messages import AgentStreamEvent, ModelMessage, ModelResponse
+from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models import Model, ModelResolutionContext
 from pydantic_ai.models.test import TestModel
 from pydantic_ai.ui.vercel_ai import VercelAIAdapter
@@ -31,6 +30,7 @@ from pydantic_ai.usage import RunUsage, UsageLimits
 from agent_sessions.agent import models, prompt
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.hooks import ToolHooks, run_hook
+from agent_sessions.agent.live import LiveModel, RunRecorder
 from agent_sessions.agent.stream import STREAM_KEY, ChunkSink, MessageBuilder, write_chunks
 from agent_sessions.agent.tools import sandbox_toolset
 from agent_sessions.lifecycle.context import current
@@ -47,18 +47,8 @@ _live: dict[str, TurnDeps] = {}
 """Turns running in this process, so that a stop reaches them without waiting for a poll."""
 
 
-def _resolve(ctx: ModelResolutionContext[Any], model_id: str) -> Model | None:
-    return models.build_model(current().settings, model_id)
-
-
-async def _on_event(ctx: RunContext[TurnDeps], events: AsyncIterable[AgentStreamEvent]) -> None:
-    sink = ctx.deps.sink
-    ctx.deps.usage = ctx.usage
-    if sink is None:  # a subagent: only its final answer reaches the stream
-        async for _ in events:
-            ctx.deps.check_stop()
-        return
-    await sink.handle(ctx.messages, events)
+def _resolve(ctx: ModelResolutionContext[TurnDeps], model_id: str) -> Model | None:
+    return LiveModel(models.build_model(current().settings, model_id), ctx.deps)
 
 
 async def task(
@@ -103,8 +93,9 @@ agent: Agent[TurnDeps, str] = Agent(
     toolsets=[_main_tools],
     capabilities=[
         ResolveModelId(_resolve),
+        RunRecorder(),
         ToolHooks(),
-        DBOSDurability(event_stream_handler=_on_event, parallel_execution_mode="sequential"),
+        DBOSDurability(parallel_execution_mode="sequential"),
     ],
 )
 
@@ -116,8 +107,9 @@ subagent: Agent[TurnDeps, str] = Agent(
     toolsets=[sandbox_toolset(with_client_tools=False)],
     capabilities=[
         ResolveModelId(_resolve),
+        RunRecorder(),
         ToolHooks(),
-        DBOSDurability(event_stream_handler=_on_event, parallel_execution_mode="sequential"),
+        DBOSDurability(parallel_execution_mode="sequential"),
     ],
 )
 
@@ -180,6 +172,10 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
     if run is None:
         return
     if sink is not None:
+        assert deps is not None
+        ran = deps.tool_returns  # calls that ran, but no model step came to announce them
+        await sink.tool_returns([ran[c] for c in sink.builder.open_tool_calls() if c in ran])
+        tool_calls = sink.builder.tool_calls  # counted before the cancelled ones are closed
         reason = CANCELLED if outcome["status"] == "cancelled" else (outcome["error"] or "Failed")
         for call_id in sink.builder.open_tool_calls():
             await sink.emit(
@@ -200,7 +196,7 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
         await sink.emit({"type": "message-metadata", "messageMetadata": metadata})
         message = sink.builder.message
     else:
-        message, metadata = None, {}
+        message, metadata, tool_calls = None, {}, 0
 
     def record(s: Any) -> None:
         if message is not None:
@@ -211,7 +207,7 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
         store.finish_run(
             s, run_id, status=outcome["status"], error=outcome["error"],
             finish_reason=outcome["finish_reason"], input_tokens=outcome["input_tokens"],
-            output_tokens=outcome["output_tokens"], tool_calls=outcome["tool_calls"],
+            output_tokens=outcome["output_tokens"], tool_calls=tool_calls,
             steps=outcome["steps"],
         )  # fmt: skip
         replied = message is not None and bool(message.get("parts"))
@@ -334,7 +330,6 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str
         "finish_reason": finish_reason,
         "input_tokens": usage.input_tokens,
         "output_tokens": usage.output_tokens,
-        "tool_calls": deps.sink.builder.tool_calls,
         "steps": deps.sink.builder.steps,
     }
     await _finish(run_id, outcome)
