@@ -327,3 +327,33 @@ def test_a_reply_marks_the_chat_unread_until_read(agents: AgentsFactory) -> None
     h.client.post(f"/api/sessions/{sid}/chats/{chat_id}/read", headers=h.account.headers)
     listing = h.client.get(f"/api/sessions/{sid}/chats", headers=h.account.headers).json()
     assert [c["hasUnread"] for c in listing["chats"]] == [False]
+
+
+def test_a_turn_whose_workflow_fails_unexpectedly_releases_the_chat(
+    agents: AgentsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An error nothing in the turn handles (here the run record's final write, in ``_finish``)
+    ends the DBOS workflow for good: the run is recorded failed and the chat is free again."""
+    h = agents()
+    real_finish_run = store.finish_run
+    calls: list[str] = []
+
+    def failing_once(db: Any, run_id: str, **fields: Any) -> None:
+        calls.append(run_id)
+        if len(calls) == 1:
+            raise RuntimeError("injected failure of the run's final write")
+        real_finish_run(db, run_id, **fields)
+
+    monkeypatch.setattr(store, "finish_run", failing_once)
+    model = h.script([Text("first"), Text("second")])
+    sid, chat_id = _session(h)
+    chunks, headers = h.turn(sid, chat_id, "one", model=model)
+    assert text_of(chunks) == "first"  # streamed before the failure
+    run = h.run(headers["x-workflow-run-id"])
+    assert run["status"] == "failed"
+    assert "injected failure" in run["error"]
+    assert h.chat(sid, chat_id)["chat"]["activeStreamId"] is None
+    chunks, headers = h.turn(sid, chat_id, "two", model=model)  # not a 409
+    check_protocol(chunks)
+    assert text_of(chunks) == "second"
+    assert h.run(headers["x-workflow-run-id"])["status"] == "completed"

@@ -10,6 +10,7 @@ is a step of its own (:mod:`.tools`). What a crash can repeat is the one step in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 from dataclasses import replace
@@ -252,8 +253,27 @@ async def run_turn(run_id: str) -> str:
     _live[run_id] = deps
     try:
         return await _run(run, deps, begun)
+    except Exception as err:
+        await _abandon(run, err)
+        raise
     finally:
         _live.pop(run_id, None)
+
+
+async def _abandon(run: store.RunView, err: Exception) -> None:
+    """The workflow fails with an error no part of the turn handled (the database gone during
+    ``_finish``, a turn recorded by incompatible code meeting other steps on replay): DBOS
+    will not run it again, so record the run failed and release the chat, outside DBOS, or
+    the chat would stay locked for good. Its message keeps what the last persisted step had."""
+    log.exception("turn %s failed unexpectedly", run.id)
+    error = f"The turn failed unexpectedly: {err or type(err).__name__}"[:1000]
+
+    def record(s: Any) -> None:
+        store.finish_run(s, run.id, status="failed", error=error, finish_reason="error")
+        store.release_chat(s, run.chat_id, run.id, replied=False)
+
+    with contextlib.suppress(Exception):  # the database may be what failed: the error stands
+        await current().db.write_call(record)
 
 
 async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str:
