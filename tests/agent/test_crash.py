@@ -50,9 +50,15 @@ def _wait_run(srv: Server, run_id: str, headers: dict[str, str]) -> dict[str, An
 
 
 def _crash_then_restart(
-    backend: Backend, data_dir: Path, model_server: ModelServer, steps: list[Any], needle: str
+    backend: Backend,
+    data_dir: Path,
+    model_server: ModelServer,
+    steps: list[Any],
+    needle: str,
+    graceful: bool = False,
 ) -> tuple[Server, dict[str, str], str, str, str]:
-    """Start a turn, kill -9 the server once ``needle`` is in the stream, start a new one.
+    """Start a turn, kill -9 the server once ``needle`` is in the stream (with ``graceful``,
+    SIGTERM: a restart for a deploy), start a new one.
 
     Returns the new server (the caller stops it), the auth headers, session, chat and run ids.
     """
@@ -90,11 +96,16 @@ def _crash_then_restart(
                     seen += piece
                     if needle in seen:
                         time.sleep(0.3)
+                        if graceful:
+                            break  # uvicorn would wait for an open stream to end
                         srv.process.kill()
                         srv.process.wait(10)
             except httpx.HTTPError:
                 pass
-        assert srv.process.returncode == -9, seen[-2000:]
+        if graceful:
+            srv.process.terminate()
+            srv.process.wait(30)
+        assert srv.process.returncode == (-15 if graceful else -9), seen[-2000:]
     finally:
         stop_server(srv)
     return start_server(data_dir, backend.url, **env), h, sid, chat_id, run_id
@@ -116,9 +127,12 @@ def _messages(srv: Server, sid: str, chat_id: str, h: dict[str, str]) -> dict[st
     return out
 
 
+@pytest.mark.parametrize("graceful", [False, True], ids=["kill-9", "sigterm"])
 def test_kill_9_during_a_tool_call_then_restart_finishes_the_turn_once(
-    backend: Backend, data_dir: Path, model_server: ModelServer
+    backend: Backend, data_dir: Path, model_server: ModelServer, graceful: bool
 ) -> None:
+    """Also for a graceful stop (SIGTERM, as a deploy does): shutting down is not a failure
+    of the turn, which resumes in the next process."""
     steps = [
         ToolCalls([Call("bash", {"command": "echo once >> log.txt"})]),
         ToolCalls([Call("bash", {"command": "sleep 3; echo slow >> log.txt"})]),
@@ -126,7 +140,7 @@ def test_kill_9_during_a_tool_call_then_restart_finishes_the_turn_once(
     ]
     needle = '"toolCallId":"call_1_0","toolName":"bash","input"'
     srv, h, sid, chat_id, run_id = _crash_then_restart(
-        backend, data_dir, model_server, steps, needle
+        backend, data_dir, model_server, steps, needle, graceful=graceful
     )
     try:
         chunks = _resume(srv, chat_id, h)
