@@ -43,6 +43,17 @@ def _fail(err: AgentSessionsError) -> None:
     raise typer.Exit(1)
 
 
+QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
+"""HTTP clients that log every request at INFO: one line per model request (each agent step)
+is noise, and formatting and writing it was 3% of a turn's CPU (py-spy, bench/agent.py)."""
+
+
+def _configure_logging() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
@@ -61,7 +72,7 @@ def serve(
                 err=True,
             )
     db.dispose()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _configure_logging()
     uvicorn.run(
         "agent_sessions.api.app:app_from_env",
         factory=True,
@@ -95,7 +106,7 @@ def worker() -> None:
 
     settings = load_settings()
     db = _database(settings)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _configure_logging()
     lifecycle = Lifecycle(settings, db)
     lifecycle.on_start(Turns(settings, db).reconcile)
     lifecycle.start()

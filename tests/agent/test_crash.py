@@ -171,6 +171,8 @@ def test_kill_9_during_a_tool_call_then_restart_finishes_the_turn_once(
         r2 = httpx.post(f"{srv.url}/api/chat", json=body2, headers=h, timeout=60)
         out = tool_outputs(parse_sse(r2.text))["call_0_0"]["output"]
         assert out.startswith("1: once\n2: slow\n"), out
+        # Model requests are not logged one line each (the HTTP clients' INFO lines are off).
+        assert "HTTP Request:" not in srv.log.read_text()
     finally:
         stop_server(srv)
 
