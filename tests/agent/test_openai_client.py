@@ -16,6 +16,7 @@ import httpx2
 import openai.resources.chat.completions.completions as sdk_completions
 import pytest
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionChunk
 from pydantic_ai import Agent, RunContext
 from pydantic_ai.messages import AgentStreamEvent
 from pydantic_ai.models.openai import OpenAIChatModel
@@ -129,3 +130,57 @@ def test_a_body_that_is_not_plain_json_takes_the_sdk_path(
     assert sdk[1] == direct[1] == "ok"
     assert direct[0] == sdk[0]
     assert len(transforms) == 2
+
+
+def _streamed_chunks(server: ModelServer, script: str) -> list[dict[str, Any]]:
+    """The stand-in's SSE data for one streamed request, as the JSON objects it sent."""
+    body = {
+        "model": script, "stream": True, "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "go"}],
+    }  # fmt: skip
+    raw = httpx2.post(
+        f"{server.base_url}/chat/completions", json=body, headers={"authorization": "Bearer k"}
+    ).text
+    lines = [ln[len("data: ") :] for ln in raw.splitlines() if ln.startswith("data: ")]
+    return [json.loads(ln) for ln in lines if ln != "[DONE]"]
+
+
+@pytest.mark.parametrize("kind", ["text", "tool-calls"])
+def test_streamed_chunks_are_built_as_the_sdk_builds_them(
+    model_server: ModelServer, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    """Validation builds each chunk the SDK would construct: same fields, same set fields,
+    same extras, same dict; one that does not validate is built the SDK's lenient way."""
+    import openai._base_client as base_client
+
+    script = f"direct-chunks-{kind}"
+    step = Text("Hello there, friend.", chunks=3) if kind == "text" else ToolCalls(
+        [Call("add", {"a": 2, "b": 40}), Call("add", {"a": 1, "b": 1})]
+    )  # fmt: skip
+    model_server.script(script, [step])
+    chunks = _streamed_chunks(model_server, script)
+    assert len(chunks) >= 3
+    odd = {**chunks[-2], "choices": [{**chunks[-2]["choices"][0], "finish_reason": "eos"}]}
+    extra = {**chunks[0], "service_tier": "flex", "x_vendor": {"a": [1]}}
+    constructed: list[object] = []
+    real_construct = base_client.construct_type
+
+    def counting(**kw: Any) -> Any:
+        constructed.append(kw["type_"])
+        return real_construct(**kw)
+
+    monkeypatch.setattr(base_client, "construct_type", counting)
+    response = httpx2.Response(200)
+    sdk = AsyncOpenAI(api_key="k", base_url=model_server.base_url)
+    direct = DirectChatOpenAI(api_key="k", base_url=model_server.base_url)
+    for data in [*chunks, extra, odd]:
+        a = sdk._process_response_data(data=data, cast_to=ChatCompletionChunk, response=response)
+        constructed.clear()
+        b = direct._process_response_data(data=data, cast_to=ChatCompletionChunk, response=response)
+        assert type(b) is type(a) is ChatCompletionChunk
+        assert b.model_dump() == a.model_dump()
+        declared = set(ChatCompletionChunk.model_fields)  # (validation lists extras as set too)
+        assert b.model_fields_set & declared == a.model_fields_set & declared
+        assert b.model_extra == a.model_extra
+        assert b.to_dict() == a.to_dict() == {k: v for k, v in data.items() if v is not None}
+        assert len(constructed) == (1 if data is odd else 0)  # only the odd one the SDK's way
