@@ -11,7 +11,8 @@ own (``bench/_agent_support.py``). Measured from the client (httpx), per databas
    The step interval is the time between consecutive ``start-step`` chunks as they arrive over
    SSE; also the whole turn's wall time (``POST /api/chat`` until ``[DONE]``) / steps. The
    baseline is the stand-in model alone: the very request bodies the agent sent, replayed with
-   the ``openai`` SDK (streaming, one warm client). Overhead p50 = our p50 − model p50 (its
+   the ``openai`` SDK (streaming, a warmed client), each turn's right after that turn (this
+   VM's speed drifts by tens of percent within minutes). Overhead p50 = our p50 − model p50 (its
    p99 = our p99 − model p50). Target p50 < 15 ms (SQLite). Also the server process's CPU
    time (all threads, ``/proc``) per step: steadier than latencies on a shared VM;
 2. ``POST /api/chat`` → first chunk, and → first ``text-delta`` (a text-only script), over
@@ -23,7 +24,7 @@ own (``bench/_agent_support.py``). Measured from the client (httpx), per databas
 Every turn gets a new chat: the stand-in picks its answer by the number of assistant messages.
 With two CPUs or more, the server is pinned to CPU 0 and this process and the model to CPU 1.
 
-    .venv/bin/python bench/agent.py [--steps 20] [--turns 5] [--first-turns 30]
+    .venv/bin/python bench/agent.py [--steps 20] [--turns 10] [--first-turns 30]
         [--concurrency 20] [--concurrent-steps 20] [--db sqlite|postgres|both]
 """
 
@@ -364,18 +365,23 @@ async def bench_database(srv: Server, model_url: str, opts: Options) -> list[Row
             await c.turn(main_session, text, 1)
         await c.turn(main_session, tools, opts.steps + 1)
 
-        # 1. per-step overhead
-        before = len(await recorded_requests(model_url, tools))
-        cpu0 = process_cpu(srv.proc.pid)
-        turns = [await c.turn(main_session, tools, opts.steps + 1) for _ in range(opts.turns)]
-        cpu_sequential = process_cpu(srv.proc.pid) - cpu0
-        bodies = (await recorded_requests(model_url, tools))[before:]
+        # 1. per-step overhead; each turn's requests are replayed alone right after it, so
+        # that a change in this VM's speed hits ours and the baseline alike
+        turns: list[Turn] = []
+        alone: list[float] = []
+        cpu_sequential = 0.0
+        for _ in range(opts.turns):
+            before = len(await recorded_requests(model_url, tools))
+            cpu0 = process_cpu(srv.proc.pid)
+            turns.append(await c.turn(main_session, tools, opts.steps + 1))
+            cpu_sequential += process_cpu(srv.proc.pid) - cpu0
+            bodies = (await recorded_requests(model_url, tools))[before:]
+            alone += await model_alone(model_url, tools, bodies)
         intervals = [dt for t in turns for dt in t.step_intervals()]
         per_step_wall = [t.wall / (opts.steps + 1) for t in turns]
-        alone = await model_alone(model_url, tools, bodies)
         print(
             f"  part 1: {opts.turns} turns × {opts.steps} tool steps + 1 text step; "
-            f"{len(bodies)} model requests replayed alone"
+            f"{len(alone)} model requests replayed alone, each turn's right after it"
         )
 
         # 2. first chunk
@@ -440,7 +446,7 @@ def _wall_line(wall: float, walls: list[float]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description="Agent turn benchmark (see module doc).")
     parser.add_argument("--steps", type=int, default=20, help="tool steps per turn (part 1)")
-    parser.add_argument("--turns", type=int, default=5, help="turns in part 1")
+    parser.add_argument("--turns", type=int, default=10, help="turns in part 1")
     parser.add_argument("--first-turns", type=int, default=30, help="text-only turns (part 2)")
     parser.add_argument("--concurrency", type=int, default=20, help="concurrent chats (part 3)")
     parser.add_argument("--concurrent-steps", type=int, default=20, help="tool steps (part 3)")
