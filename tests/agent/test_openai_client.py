@@ -22,6 +22,7 @@ from pydantic_ai.messages import AgentStreamEvent
 from pydantic_ai.models.openai import OpenAIChatModel
 from pydantic_ai.providers.openai import OpenAIProvider
 
+from agent_sessions.agent.models import CachedToolSchemas
 from agent_sessions.agent.openai_client import DirectChatOpenAI, _transform_is_identity
 from tests.support.model_server import Call, ModelServer, Text, ToolCalls
 
@@ -59,9 +60,14 @@ def _client(cls: type[AsyncOpenAI], server: ModelServer, sent: list[Sent]) -> As
     return cls(api_key="test-key", base_url=server.base_url, http_client=http, max_retries=0)
 
 
-async def _agent_run(client: AsyncOpenAI, script: str, stream: bool) -> str:
+async def _agent_run(
+    client: AsyncOpenAI,
+    script: str,
+    stream: bool,
+    model_cls: type[OpenAIChatModel] = OpenAIChatModel,
+) -> str:
     agent = Agent(
-        OpenAIChatModel(script, provider=OpenAIProvider(openai_client=client)),
+        model_cls(script, provider=OpenAIProvider(openai_client=client)),
         instructions="You are terse.",
     )
 
@@ -184,3 +190,49 @@ def test_streamed_chunks_are_built_as_the_sdk_builds_them(
         assert b.model_extra == a.model_extra
         assert b.to_dict() == a.to_dict() == {k: v for k, v in data.items() if v is not None}
         assert len(constructed) == (1 if data is odd else 0)  # only the odd one the SDK's way
+
+
+def test_tool_schemas_are_transformed_once_and_requests_stay_the_same(
+    model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``CachedToolSchemas``: the same requests as pydantic-ai's own model sends, with each
+    tool's schema walked by the provider's transformer once instead of once per request."""
+    import pydantic_ai.models as pai_models
+
+    class Cached(CachedToolSchemas, OpenAIChatModel):
+        pass
+
+    walks: list[str] = []
+    real_customize = pai_models._customize_tool_def
+
+    def counting(transformer: Any, tool_def: Any) -> Any:
+        walks.append(tool_def.name)
+        return real_customize(transformer, tool_def)
+
+    monkeypatch.setattr(pai_models, "_customize_tool_def", counting)
+    steps = [
+        ToolCalls([Call("add", {"a": 2, "b": 40})]),
+        ToolCalls([Call("add", {"a": 3, "b": 4, "note": "n"})]),
+        Text("The sum is 42."),
+    ]
+    runs = []
+    for cls in (OpenAIChatModel, Cached):
+        script = f"cached-schemas-{cls.__name__}"
+        model_server.script(script, steps)
+        walks.clear()
+        sent: list[Sent] = []
+
+        async def go(model_cls: type[OpenAIChatModel], script: str, sent: list[Sent]) -> str:
+            async with _client(AsyncOpenAI, model_server, sent) as client:
+                return await _agent_run(client, script, True, model_cls)
+
+        output = asyncio.run(go(cls, script, sent))
+        runs.append((output, [(m, body) for m, _url, _h, body in sent], list(walks)))
+    (plain_out, plain_sent, plain_walks), (cached_out, cached_sent, cached_walks) = runs
+    assert plain_out == cached_out == "The sum is 42."
+    assert len(plain_sent) == len(cached_sent) == 3
+    for (m1, b1), (m2, b2) in zip(plain_sent, cached_sent, strict=True):
+        assert m1 == m2
+        assert {**b1, "model": None} == {**b2, "model": None}  # the tools as sent, too
+    assert plain_walks == ["add"] * 3  # once per request
+    assert cached_walks == ["add"]  # once

@@ -7,11 +7,13 @@ name of the missing variable, rather than failing inside the turn after the user
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import httpx2
-from pydantic_ai.models import Model
+from pydantic_ai.models import Model, ModelRequestParameters
+from pydantic_ai.tools import ToolDefinition
 
 from agent_sessions.exceptions import InvalidInput
 from agent_sessions.heap import freeze_late_imports
@@ -139,12 +141,60 @@ def _build(provider: str, name: str, base_url: str | None, api_key: str | None) 
 
         from agent_sessions.agent.openai_client import DirectChatOpenAI
 
+        class OpenAIModel(CachedToolSchemas, OpenAIChatModel):
+            pass
+
         sdk = DirectChatOpenAI(api_key=api_key, base_url=base_url, http_client=client)
-        return OpenAIChatModel(name, provider=OpenAIProvider(openai_client=sdk))
+        return OpenAIModel(name, provider=OpenAIProvider(openai_client=sdk))
     from pydantic_ai.models.anthropic import AnthropicModel
     from pydantic_ai.providers.anthropic import AnthropicProvider
 
-    return AnthropicModel(
+    class ClaudeModel(CachedToolSchemas, AnthropicModel):
+        pass
+
+    return ClaudeModel(
         name,
         provider=AnthropicProvider(api_key=api_key, base_url=base_url, http_client=client),
     )
+
+
+class CachedToolSchemas(Model):
+    """A model that transforms each tool's JSON schema for its provider once, not per request.
+
+    pydantic-ai walks every tool's schema with the profile's transformer before each request
+    (5% of a turn's CPU here, py-spy on bench/agent.py), and hands over a fresh copy of the
+    same schemas each time. The result depends only on the schema and ``strict``, so it is kept
+    by the schema's canonical JSON (a C-speed dump, several times cheaper than the walk); other
+    fields of the tool definition come from each request's own.
+    """
+
+    _MAX_CACHED = 256
+
+    def customize_request_parameters(
+        self, model_request_parameters: ModelRequestParameters
+    ) -> ModelRequestParameters:
+        params = model_request_parameters
+        if not self.profile.get("json_schema_transformer") or params.output_object is not None:
+            return super().customize_request_parameters(params)
+        return replace(
+            params,
+            function_tools=[self._customized(t) for t in params.function_tools],
+            output_tools=[self._customized(t) for t in params.output_tools],
+        )
+
+    def _customized(self, tool: ToolDefinition) -> ToolDefinition:
+        cache: dict[tuple[str, bool | None], ToolDefinition]
+        cache = self.__dict__.setdefault("_tool_schema_cache", {})
+        try:
+            key = (json.dumps(tool.parameters_json_schema, sort_keys=True), tool.strict)
+        except (TypeError, ValueError):  # not plain JSON: no cache
+            alone = ModelRequestParameters(function_tools=[tool])
+            return super().customize_request_parameters(alone).function_tools[0]
+        done = cache.get(key)
+        if done is None:
+            alone = ModelRequestParameters(function_tools=[tool])
+            done = super().customize_request_parameters(alone).function_tools[0]
+            if len(cache) >= self._MAX_CACHED:
+                cache.clear()
+            cache[key] = done
+        return replace(tool, parameters_json_schema=done.parameters_json_schema, strict=done.strict)
