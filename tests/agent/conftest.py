@@ -40,6 +40,22 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
         yield fresh
 
 
+@pytest.fixture
+def schema_walks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the tools whose JSON schema pydantic-ai's transformer walks (a spy)."""
+    import pydantic_ai.models as pai_models
+
+    walks: list[str] = []
+    real = pai_models._customize_tool_def
+
+    def counting(transformer: Any, tool_def: Any) -> Any:
+        walks.append(tool_def.name)
+        return real(transformer, tool_def)
+
+    monkeypatch.setattr(pai_models, "_customize_tool_def", counting)
+    return walks
+
+
 def parse_sse(raw: str) -> list[dict[str, Any]]:
     """SSE body → chunks; asserts the framing (``data:`` lines, ``[DONE]`` last)."""
     events = [e for e in raw.split("\n\n") if e.strip()]

@@ -193,23 +193,14 @@ def test_streamed_chunks_are_built_as_the_sdk_builds_them(
 
 
 def test_tool_schemas_are_transformed_once_and_requests_stay_the_same(
-    model_server: ModelServer, monkeypatch: pytest.MonkeyPatch
+    model_server: ModelServer, schema_walks: list[str]
 ) -> None:
     """``CachedToolSchemas``: the same requests as pydantic-ai's own model sends, with each
     tool's schema walked by the provider's transformer once instead of once per request."""
-    import pydantic_ai.models as pai_models
 
     class Cached(CachedToolSchemas, OpenAIChatModel):
         pass
 
-    walks: list[str] = []
-    real_customize = pai_models._customize_tool_def
-
-    def counting(transformer: Any, tool_def: Any) -> Any:
-        walks.append(tool_def.name)
-        return real_customize(transformer, tool_def)
-
-    monkeypatch.setattr(pai_models, "_customize_tool_def", counting)
     steps = [
         ToolCalls([Call("add", {"a": 2, "b": 40})]),
         ToolCalls([Call("add", {"a": 3, "b": 4, "note": "n"})]),
@@ -219,7 +210,7 @@ def test_tool_schemas_are_transformed_once_and_requests_stay_the_same(
     for cls in (OpenAIChatModel, Cached):
         script = f"cached-schemas-{cls.__name__}"
         model_server.script(script, steps)
-        walks.clear()
+        schema_walks.clear()
         sent: list[Sent] = []
 
         async def go(model_cls: type[OpenAIChatModel], script: str, sent: list[Sent]) -> str:
@@ -227,7 +218,7 @@ def test_tool_schemas_are_transformed_once_and_requests_stay_the_same(
                 return await _agent_run(client, script, True, model_cls)
 
         output = asyncio.run(go(cls, script, sent))
-        runs.append((output, [(m, body) for m, _url, _h, body in sent], list(walks)))
+        runs.append((output, [(m, body) for m, _url, _h, body in sent], list(schema_walks)))
     (plain_out, plain_sent, plain_walks), (cached_out, cached_sent, cached_walks) = runs
     assert plain_out == cached_out == "The sum is 42."
     assert len(plain_sent) == len(cached_sent) == 3

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import pytest
-
 from tests.agent.conftest import AgentsFactory
 from tests.agent.protocol import check_protocol, text_of, tool_outputs
 from tests.support.model_server import Call, Text, ToolCalls, echo_last_tool_result
@@ -185,25 +183,15 @@ def test_a_tool_step_costs_one_checkpoint_per_model_request(agents: AgentsFactor
 
 
 def test_a_turn_transforms_each_tool_schema_once(
-    agents: AgentsFactory, monkeypatch: pytest.MonkeyPatch
+    agents: AgentsFactory, schema_walks: list[str]
 ) -> None:
     """The tools' schemas arrive as fresh copies at every step (through the agent and DBOS);
     the model's cache (``CachedToolSchemas``) knows them by content and walks each one once in
     the four requests, not once per request."""
-    import pydantic_ai.models as pai_models
-
-    walks: list[str] = []
-    real_customize = pai_models._customize_tool_def
-
-    def counting(transformer: Any, tool_def: Any) -> Any:
-        walks.append(tool_def.name)
-        return real_customize(transformer, tool_def)
-
-    monkeypatch.setattr(pai_models, "_customize_tool_def", counting)
     h = agents()
     model = h.script([ToolCalls([Call("todo_write", {"todos": []})])] * 3 + [Text("done")])
     created = h.new_session()
     chunks, _ = h.turn(created["session"]["id"], created["chat"]["id"], "plan", model=model)
     assert text_of(chunks) == "done"
     assert len(h.model.requests(model.split("/", 1)[1])) == 4
-    assert walks and sorted(walks) == sorted(set(walks))  # each tool once in four requests
+    assert schema_walks and sorted(schema_walks) == sorted(set(schema_walks))  # each tool once
