@@ -76,11 +76,12 @@ class Agents:
     backend: Backend
     model: ModelServer
 
-    def script(self, steps: list[ScriptStep]) -> str:
-        """Register a script under a fresh name; returns the model id to use."""
+    def script(self, steps: list[ScriptStep], provider: str = "openai") -> str:
+        """Register a script under a fresh name; returns the model id to use (the stand-in
+        speaks both providers' protocols)."""
         name = f"script-{uuid.uuid4().hex[:10]}"
         self.model.script(name, steps)
-        return f"openai/{name}"
+        return f"{provider}/{name}"
 
     def new_session(self, **body: Any) -> dict[str, Any]:
         r = self.client.post("/api/sessions", json=body, headers=self.account.headers)

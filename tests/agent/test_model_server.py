@@ -294,3 +294,39 @@ def test_module_runs_as_a_script(tmp_path: Path) -> None:
         proc.wait(timeout=10)
         assert proc.stdout is not None
         proc.stdout.close()
+
+
+def test_anthropic_messages_streamed_and_not(server: ModelServer) -> None:
+    """The same scripts in Anthropic's Messages protocol, read by the official ``anthropic``
+    SDK: tool use then text, the step chosen by the assistant messages so far."""
+    import anthropic
+
+    server.script(
+        "claude-script",
+        [ToolCalls([Call("lookup", {"q": "x"})], chunks=2), Text("found it", chunks=2)],
+    )
+    client = anthropic.Anthropic(api_key="k", base_url=server.anthropic_base_url, max_retries=0)
+    first = client.messages.create(
+        model="claude-script", max_tokens=100, messages=[{"role": "user", "content": "go"}]
+    )
+    assert first.stop_reason == "tool_use"
+    assert [(b.type, b.id, b.name, b.input) for b in first.content] == [  # type: ignore[union-attr]
+        ("tool_use", "toolu_0_0", "lookup", {"q": "x"})
+    ]
+    history: list[Any] = [
+        {"role": "user", "content": "go"},
+        {"role": "assistant", "content": [b.model_dump() for b in first.content]},
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_0_0",
+                                      "content": "the answer"}]},
+    ]  # fmt: skip
+    with client.messages.stream(model="claude-script", max_tokens=100, messages=history) as s:
+        kinds = [event.type for event in s]
+        final = s.get_final_message()
+    assert kinds[0] == "message_start" and "message_stop" in kinds
+    assert final.stop_reason == "end_turn"
+    assert [b.text for b in final.content] == ["found it"]  # type: ignore[union-attr]
+    assert final.usage.input_tokens >= 1 and final.usage.output_tokens >= 1
+    with pytest.raises(anthropic.NotFoundError):
+        client.messages.create(
+            model="no-such-script", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )

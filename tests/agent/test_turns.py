@@ -7,7 +7,7 @@ from typing import Any
 
 from tests.agent.conftest import AgentsFactory
 from tests.agent.protocol import check_protocol, text_of, tool_outputs
-from tests.support.model_server import Call, Text, ToolCalls, echo_last_tool_result
+from tests.support.model_server import Call, ModelServer, Text, ToolCalls, echo_last_tool_result
 
 
 def test_multi_step_tool_use_in_a_real_sandbox(agents: AgentsFactory) -> None:
@@ -195,3 +195,45 @@ def test_a_turn_transforms_each_tool_schema_once(
     assert text_of(chunks) == "done"
     assert len(h.model.requests(model.split("/", 1)[1])) == 4
     assert schema_walks and sorted(schema_walks) == sorted(set(schema_walks))  # each tool once
+
+
+def test_an_anthropic_model_runs_a_turn_with_tools(
+    agents: AgentsFactory, model_server: ModelServer
+) -> None:
+    """``anthropic/*`` end to end: pydantic-ai's Anthropic model and the ``anthropic`` SDK
+    against the stand-in's Messages API (streamed events, tool use, tool results)."""
+    h = agents(anthropic_api_key="test-key", anthropic_base_url=model_server.anthropic_base_url)
+    model = h.script(
+        [
+            ToolCalls([Call("write", {"filePath": "a.txt", "content": "from claude\n"})]),
+            ToolCalls([Call("bash", {"command": "cat a.txt"})]),
+            Text("The file says: from claude", chunks=3),
+        ],
+        provider="anthropic",
+    )
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    chunks, headers = h.turn(sid, chat_id, "write and read a file", model=model)
+    check_protocol(chunks)
+    outputs = tool_outputs(chunks)
+    assert list(outputs) == ["toolu_0_0", "toolu_1_0"]
+    assert outputs["toolu_1_0"]["output"]["stdout"] == "from claude\n"
+    assert text_of(chunks) == "The file says: from claude"
+    run = h.run(headers["x-workflow-run-id"])
+    assert run["status"] == "completed" and run["steps"] == 3 and run["toolCalls"] == 2
+    assert run["usage"]["inputTokens"] > 0 and run["usage"]["outputTokens"] > 0
+
+    # What reached the stand-in is Anthropic's request shape, history and tool results included.
+    requests = h.model.requests(model.split("/", 1)[1])
+    assert len(requests) == 3 and all(r.get("stream") for r in requests)
+    assert "/workspace" in str(requests[0]["system"])
+    assert {t["name"] for t in requests[0]["tools"]} >= {"bash", "read", "write", "edit"}
+    assert all("input_schema" in t for t in requests[0]["tools"])
+    results = [
+        block
+        for message in requests[2]["messages"]
+        if isinstance(message["content"], list)
+        for block in message["content"]
+        if block.get("type") == "tool_result"
+    ]
+    assert [b["tool_use_id"] for b in results] == ["toolu_0_0", "toolu_1_0"]

@@ -9,8 +9,10 @@ has ``system_fingerprint: "scripted-stand-in"`` and the header ``x-stand-in: scr
 them as fixtures, never as model behaviour.
 
 Routes: ``POST /v1/chat/completions`` (``stream`` true or false; with
-``stream_options.include_usage`` a final usage chunk is sent), ``GET /v1/models`` (the script
-names) and ``GET /healthz``.
+``stream_options.include_usage`` a final usage chunk is sent), ``POST /v1/messages`` (the same
+scripts in Anthropic's Messages protocol, streamed as its ``message_start`` …
+``message_stop`` events or not: for ``ANTHROPIC_BASE_URL=http://127.0.0.1:<port>``),
+``GET /v1/models`` (the script names) and ``GET /healthz``.
 
 Scripts::
 
@@ -199,6 +201,41 @@ def _sse(obj: dict[str, Any]) -> bytes:
 _DONE = b"data: [DONE]\n\n"
 
 
+def _event(kind: str, data: dict[str, Any]) -> bytes:
+    """One server-sent event of Anthropic's stream (its ``type`` repeated in the data)."""
+    payload = json.dumps({"type": kind, **data}, separators=(",", ":"))
+    return f"event: {kind}\ndata: {payload}\n\n".encode()
+
+
+def _anthropic_error(status: int, message: str) -> JSONResponse:
+    kind = {400: "invalid_request_error", 404: "not_found_error", 429: "rate_limit_error"}
+    return JSONResponse(
+        {"type": "error", "error": {"type": kind.get(status, "api_error"), "message": message}},
+        status_code=status,
+        headers=_HEADERS,
+    )
+
+
+def _anthropic_chars(body: dict[str, Any]) -> int:
+    """Characters of an Anthropic request's system prompt and messages (text, tool use and
+    results), for the usage the stand-in reports."""
+    total = len(_content_text(body.get("system")))
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            total += len(content)
+            continue
+        for block in content or ():
+            if not isinstance(block, dict):
+                continue
+            total += len(str(block.get("text", "")))
+            if block.get("type") == "tool_use":
+                total += len(str(block.get("name", ""))) + len(json.dumps(block.get("input")))
+            elif block.get("type") == "tool_result":
+                total += len(_content_text(block.get("content")))
+    return total
+
+
 # --- the server --------------------------------------------------------------------------------
 
 
@@ -216,6 +253,7 @@ class ModelServer:
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self._chat_completions, methods=["POST"]),
+                Route("/v1/messages", self._messages, methods=["POST"]),
                 Route("/v1/models", self._models, methods=["GET"]),
                 Route("/healthz", self._healthz, methods=["GET"]),
             ]
@@ -225,6 +263,11 @@ class ModelServer:
     def base_url(self) -> str:
         """``http://<host>:<port>/v1``, what ``OPENAI_BASE_URL`` should be."""
         return f"http://{self.host}:{self.port}/v1"
+
+    @property
+    def anthropic_base_url(self) -> str:
+        """``http://<host>:<port>``, what ``ANTHROPIC_BASE_URL`` should be."""
+        return f"http://{self.host}:{self.port}"
 
     def script(self, name: str, steps: Sequence[ScriptStep]) -> None:
         """Register (or replace) the script answered for ``model == name``."""
@@ -371,6 +414,86 @@ class ModelServer:
             frames.append(_sse({**chunk_head, "choices": [], "usage": usage}))
         frames.append(_DONE)
 
+        return StreamingResponse(
+            _emit(frames, step.delay_between_chunks),
+            media_type="text/event-stream",
+            headers={**_HEADERS, "cache-control": "no-cache"},
+        )
+
+    async def _messages(self, request: Request) -> Response:
+        """Anthropic's Messages API over the same scripts (step = assistant messages so far)."""
+        try:
+            body = json.loads(await request.body())
+        except ValueError as err:
+            return _anthropic_error(400, f"invalid JSON body: {err}")
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return _anthropic_error(400, "the request needs a string `model`")
+        model: str = body["model"]
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            return _anthropic_error(400, "the request needs a `messages` list")
+        with self._lock:
+            self._requests.setdefault(model, []).append(body)
+            script = self._scripts.get(model)
+        if script is None:
+            return _anthropic_error(404, f"model: {model} (no script of that name)")
+        index = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant")
+        try:
+            step = self._resolve(script, index, body)
+        except Exception as err:
+            return _anthropic_error(500, f"script step raised {err!r}")
+        if step.delay > 0:
+            await asyncio.sleep(step.delay)
+        if isinstance(step, Fail):
+            return _anthropic_error(step.status, step.message)
+
+        blocks: list[dict[str, Any]]
+        if isinstance(step, ToolCalls):
+            blocks = [
+                {"type": "tool_use", "id": c.id or f"toolu_{index}_{i}", "name": c.name,
+                 "input": c.arguments}
+                for i, c in enumerate(step.calls)
+            ]  # fmt: skip
+            out_chars = sum(len(b["name"]) + len(json.dumps(b["input"])) for b in blocks)
+            stop_reason = "tool_use"
+        else:
+            blocks = [{"type": "text", "text": step.text}]
+            out_chars, stop_reason = len(step.text), "end_turn"
+        usage = {
+            "input_tokens": max(1, _anthropic_chars(body) // 4),
+            "output_tokens": max(1, out_chars // 4),
+        }
+        head = {
+            "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
+            "model": model, "stop_sequence": None,
+        }  # fmt: skip
+        if not body.get("stream"):
+            return JSONResponse(
+                {**head, "content": blocks, "stop_reason": stop_reason, "usage": usage},
+                headers=_HEADERS,
+            )
+
+        frames = [
+            _event("message_start", {"message": {**head, "content": [], "stop_reason": None,
+                   "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}}),
+        ]  # fmt: skip
+        for i, block in enumerate(blocks):
+            if block["type"] == "text":
+                start = {"type": "text", "text": ""}
+                pieces = _split(block["text"], step.chunks)
+                deltas = [{"type": "text_delta", "text": piece} for piece in pieces]
+            else:
+                start = {**block, "input": {}}
+                pieces = _split(json.dumps(block["input"]), step.chunks)
+                deltas = [{"type": "input_json_delta", "partial_json": piece} for piece in pieces]
+            frames.append(_event("content_block_start", {"index": i, "content_block": start}))
+            frames.extend(_event("content_block_delta", {"index": i, "delta": d}) for d in deltas)
+            frames.append(_event("content_block_stop", {"index": i}))
+        frames.append(
+            _event("message_delta", {"delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                                     "usage": {"output_tokens": usage["output_tokens"]}})
+        )  # fmt: skip
+        frames.append(_event("message_stop", {}))
         return StreamingResponse(
             _emit(frames, step.delay_between_chunks),
             media_type="text/event-stream",
