@@ -56,6 +56,7 @@ def _crash_then_restart(
     steps: list[Any],
     needle: str,
     graceful: bool = False,
+    **extra_env: str,
 ) -> tuple[Server, dict[str, str], str, str, str]:
     """Start a turn, kill -9 the server once ``needle`` is in the stream (with ``graceful``,
     SIGTERM: a restart for a deploy), start a new one.
@@ -67,7 +68,7 @@ def _crash_then_restart(
         pytest.skip(reason)
     name = f"crash-{time.monotonic_ns()}"
     model_server.script(name, steps)
-    env = _env(model_server)
+    env = {**_env(model_server), **extra_env}
     srv = start_server(data_dir, backend.url, **env)
     h = make_account(backend.db).headers
     try:
@@ -173,6 +174,38 @@ def test_kill_9_during_a_tool_call_then_restart_finishes_the_turn_once(
         assert out.startswith("1: once\n2: slow\n"), out
         # Model requests are not logged one line each (the HTTP clients' INFO lines are off).
         assert "HTTP Request:" not in srv.log.read_text()
+    finally:
+        stop_server(srv)
+
+
+def test_kill_9_in_the_last_tool_call_then_restart_ends_the_turn_with_its_output(
+    backend: Backend, data_dir: Path, model_server: ModelServer
+) -> None:
+    """The step cap ends the turn right after the call the crash cut off: the recovered attempt
+    goes from that tool straight to the turn's end, which still shows the call's output."""
+    steps = [
+        ToolCalls([Call("bash", {"command": "echo once >> log.txt"})]),
+        ToolCalls([Call("bash", {"command": "sleep 3; echo slow >> log.txt; echo done"})]),
+        Text("never reached"),
+    ]
+    needle = '"toolCallId":"call_1_0","toolName":"bash","input"'
+    srv, h, sid, chat_id, run_id = _crash_then_restart(
+        backend, data_dir, model_server, steps, needle, AGENT_SESSIONS_AGENT_STEP_CAP="2"
+    )
+    try:
+        chunks = _resume(srv, chat_id, h)
+        run = _wait_run(srv, run_id, h)
+        assert run["status"] == "failed" and run["error"].startswith("Step limit reached"), run
+        assert run["toolCalls"] == 2 and run["steps"] == 2
+        if chunks is not None:
+            check_protocol(chunks)
+            outputs = tool_outputs(chunks)
+            assert [o["type"] for o in outputs.values()] == ["tool-output-available"] * 2
+            assert outputs["call_1_0"]["output"]["stdout"] == "done\n"
+        parts = _messages(srv, sid, chat_id, h)["messages"][1]["parts"]
+        tools = [p for p in parts if "toolCallId" in p]
+        assert [p["state"] for p in tools] == ["output-available"] * 2
+        assert tools[1]["output"]["stdout"] == "done\n"
     finally:
         stop_server(srv)
 

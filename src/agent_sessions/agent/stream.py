@@ -222,6 +222,8 @@ class ChunkSink:
 
     async def emit(self, chunk: Chunk) -> None:
         """Apply one chunk and queue it; queued chunks go out together within BATCH_SECONDS."""
+        if self._recovering_run is not None:  # whatever writes first closes the crashed tail
+            await self._resume_stream()
         self.builder.apply(chunk)
         last = self._batch[-1] if self._batch else None
         if (
@@ -306,6 +308,7 @@ class ChunkSink:
         """Send tool outputs, converted by pydantic-ai's event stream as a result event would be
         (inputs were announced at the end of the model's part, so a backfilled one is dropped).
         An output a crashed attempt already streamed goes into the message only."""
+        await self._resume_stream()
         for part in parts:
             streamed = part.tool_call_id in self._streamed_outputs
             async for encoded in self._events.handle_event(FunctionToolResultEvent(part)):
