@@ -226,6 +226,19 @@ def test_the_step_cap_ends_the_turn_with_a_clear_error(agents: AgentsFactory) ->
     assert run["toolCalls"] == 3
 
 
+def test_a_failed_last_call_before_the_step_cap_shows_its_error(agents: AgentsFactory) -> None:
+    """The call ran and failed, no model step followed: its failure is what the stream and the
+    message show, not the turn's error."""
+    h = agents(agent_step_cap=1)
+    model = h.script([ToolCalls([Call("read", {"filePath": "missing.txt"})]), Text("never")])
+    sid, chat_id = _session(h)
+    chunks, _ = h.turn(sid, chat_id, "read it", model=model)
+    check_protocol(chunks)
+    output = tool_outputs(chunks)["call_0_0"]
+    assert output["type"] == "tool-output-error"
+    assert "missing.txt" in output["errorText"] and "Step limit" not in output["errorText"]
+
+
 def test_a_model_error_fails_the_turn_and_releases_the_chat(agents: AgentsFactory) -> None:
     from tests.support.model_server import Fail
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic_ai import RunContext
 from pydantic_ai.capabilities import AbstractCapability
-from pydantic_ai.exceptions import ToolFailed
+from pydantic_ai.exceptions import ToolFailed, ToolFailedError, ToolRetryError
 from pydantic_ai.messages import ModelMessage, ModelResponse, ToolCallPart, ToolReturnPart
 from pydantic_ai.models import Model, ModelRequestContext, ModelRequestParameters
 from pydantic_ai.models.wrapper import WrapperModel
@@ -80,7 +80,14 @@ class RunRecorder(AbstractCapability[TurnDeps]):
         returns = ctx.deps.tool_returns
         try:
             result = await handler(args)
-        except ToolFailed as err:
+        except ToolFailedError as err:  # a tool's ToolFailed, as the toolset wraps it
+            returns[call.tool_call_id] = err.tool_failed
+            raise
+        except ToolRetryError as err:  # ModelRetry: the call's own return, outcome "retried"
+            if isinstance(err.tool_retry, ToolReturnPart):
+                returns[call.tool_call_id] = err.tool_retry
+            raise
+        except ToolFailed as err:  # raised around the tool (a PreToolUse hook's block)
             returns[call.tool_call_id] = ToolReturnPart(
                 call.tool_name, err.message, tool_call_id=call.tool_call_id, outcome="failed"
             )
