@@ -155,3 +155,36 @@ def test_task_runs_a_subagent_and_returns_only_its_answer(agents: AgentsFactory)
     chat2 = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
     more, _ = h.turn(sid, chat2.json()["chat"]["id"], "check", model=check)
     assert tool_outputs(more)["call_0_0"]["output"].startswith("1: 41")
+
+
+def test_a_turn_waiting_for_the_user_holds_no_worker_slot(agents: AgentsFactory) -> None:
+    """With room for one turn, a turn waiting on ``ask_user_question`` lets another chat's turn
+    run meanwhile; the answer then finishes the first."""
+    h = agents(agent_worker_concurrency=1)
+    question = {"question": "Go on?", "options": [{"label": "Yes"}, {"label": "No"}]}
+    asking = h.script(
+        [ToolCalls([Call("ask_user_question", {"questions": [question]})]), echo_last_tool_result]
+    )
+    created = h.new_session()
+    sid, chat_a = created["session"]["id"], created["chat"]["id"]
+    bg = Background(h, sid, chat_a, "ask me", asking)
+    bg.wait_for('"toolName":"ask_user_question","input"')
+    run_a = bg.headers["x-workflow-run-id"]
+
+    chat_b = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
+    other = Background(h, sid, chat_b.json()["chat"]["id"], "hi", h.script([Text("meanwhile")]))
+    assert text_of(other.chunks()) == "meanwhile"  # not queued behind the open question
+    assert h.run(run_a)["status"] == "running"
+
+    assistant = {
+        "id": "whatever", "role": "assistant",
+        "parts": [{"type": "tool-ask_user_question", "toolCallId": "call_0_0",
+                   "state": "output-available", "input": {"questions": [question]},
+                   "output": {"answers": {"Go on?": "Yes"}}}],
+    }  # fmt: skip
+    body = {"id": chat_a, "sessionId": sid, "messages": [assistant],
+            "trigger": "submit-tool-result"}  # fmt: skip
+    r = h.client.post("/api/chat", json=body, headers=h.account.headers)
+    assert r.status_code == 200
+    assert "Yes" in text_of(bg.chunks())
+    assert h.wait_run(run_a)["status"] == "completed"

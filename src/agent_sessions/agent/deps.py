@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from pydantic_ai.messages import ToolReturnPart
 from pydantic_ai.usage import RunUsage
 
+from agent_sessions.agent import slots
 from agent_sessions.agent.stream import ChunkSink
 from agent_sessions.exceptions import Conflict
 from agent_sessions.lifecycle.context import current
@@ -87,5 +88,7 @@ class TurnDeps:
         raise TurnStopped
 
     async def wait_for_answer(self, receive: Awaitable[Any]) -> Any:
-        """Wait durably for a client tool's answer; a stop ends the wait."""
-        return await self.until_stopped(receive)
+        """Wait durably for a client tool's answer; a stop ends the wait. Meanwhile the turn
+        holds no worker slot (:mod:`.slots`)."""
+        with slots.paused(self.run_id):
+            return await self.until_stopped(receive)

@@ -22,7 +22,7 @@ from dbos import DBOS, Queue, SetWorkflowID, WorkflowHandleAsync
 from dbos._error import DBOSStreamTimeoutError
 from sqlalchemy.orm import Session
 
-from agent_sessions.agent import models, turn
+from agent_sessions.agent import models, slots, turn
 from agent_sessions.agent.stream import Chunk, read_chunks, written
 from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
 from agent_sessions.faults import fault_point
@@ -64,6 +64,7 @@ class Turns:
         self._direct: set[str] = set()  # started here, not yet finished
         self._waiting: collections.deque[str] = collections.deque()  # accepted, not started
         self._waiters: set[asyncio.Future[None]] = set()
+        slots.on_slot_freed(self._start_waiting)
 
     # --- starting ---------------------------------------------------------------------------
 
@@ -133,7 +134,7 @@ class Turns:
 
     async def _start_waiting(self) -> None:
         limit = self.settings.agent_worker_concurrency
-        while self._waiting and len(self._direct | turn.live_runs()) < limit:
+        while self._waiting and len(self._holding_slots()) < limit:
             run_id = self._waiting.popleft()
             self._direct.add(run_id)
             try:
@@ -143,6 +144,11 @@ class Turns:
                 self._direct.discard(run_id)
                 raise
             self._watch(run_id, handle)
+
+    def _holding_slots(self) -> set[str]:
+        """Turns of this process that count against the worker limit: not those waiting for
+        the user (``ask_user_question``), who may take hours to answer."""
+        return (self._direct | turn.live_runs()) - slots.paused_runs()
 
     def _watch(self, run_id: str, handle: WorkflowHandleAsync[str]) -> None:
         """Free the run's slot when its workflow ends, and start the next waiting turn."""
