@@ -41,6 +41,30 @@ def test_a_turn_restores_a_hibernated_sandbox_first(agents: AgentsFactory) -> No
     assert state["lifecycleState"] == "active"
 
 
+def _asking_turn(h: Any, question: dict[str, Any]) -> tuple[Background, str, str]:
+    """A turn (in the background) whose agent asks ``question`` and then echoes the answer;
+    returns once the question is in the stream: the reader, session id and chat id."""
+    model = h.script(
+        [ToolCalls([Call("ask_user_question", {"questions": [question]})]), echo_last_tool_result]
+    )
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    bg = Background(h, sid, chat_id, "ask me", model)
+    bg.wait_for('"toolName":"ask_user_question","input"')
+    return bg, sid, chat_id
+
+
+def _answer_body(sid: str, chat_id: str, question: dict[str, Any], answers: Any) -> Any:
+    """What the AI SDK sends back: the assistant message with the tool's output filled in."""
+    part = {
+        "type": "tool-ask_user_question", "toolCallId": "call_0_0", "state": "output-available",
+        "input": {"questions": [question]}, "output": {"answers": answers},
+    }  # fmt: skip
+    assistant = {"id": "whatever", "role": "assistant", "parts": [part]}
+    return {"id": chat_id, "sessionId": sid, "messages": [assistant],
+            "trigger": "submit-tool-result"}  # fmt: skip
+
+
 def test_ask_user_question_waits_for_the_answer(agents: AgentsFactory) -> None:
     h = agents()
     question = {
@@ -48,32 +72,11 @@ def test_ask_user_question_waits_for_the_answer(agents: AgentsFactory) -> None:
         "header": "Language",
         "options": [{"label": "Python"}, {"label": "Go"}],
     }
-    model = h.script(
-        [ToolCalls([Call("ask_user_question", {"questions": [question]})]), echo_last_tool_result]
-    )
-    created = h.new_session()
-    sid, chat_id = created["session"]["id"], created["chat"]["id"]
-    bg = Background(h, sid, chat_id, "pick one", model)
-    bg.wait_for('"toolName":"ask_user_question","input"')
+    bg, sid, chat_id = _asking_turn(h, question)
     run = h.run(bg.headers["x-workflow-run-id"])
     assert run["status"] == "running"  # waiting, durably, for the client
 
-    # The AI SDK sends the assistant message back with the tool's output filled in.
-    assistant = {
-        "id": "whatever",
-        "role": "assistant",
-        "parts": [
-            {
-                "type": "tool-ask_user_question",
-                "toolCallId": "call_0_0",
-                "state": "output-available",
-                "input": {"questions": [question]},
-                "output": {"answers": {"Which language?": "Go"}},
-            }
-        ],
-    }
-    body = {"id": chat_id, "sessionId": sid, "messages": [assistant],
-            "trigger": "submit-tool-result"}  # fmt: skip
+    body = _answer_body(sid, chat_id, question, {"Which language?": "Go"})
     with h.client.stream("POST", "/api/chat", json=body, headers=h.account.headers) as r:
         assert r.status_code == 200
         continued = parse_sse(r.read().decode())
@@ -162,13 +165,7 @@ def test_a_turn_waiting_for_the_user_holds_no_worker_slot(agents: AgentsFactory)
     run meanwhile; the answer then finishes the first."""
     h = agents(agent_worker_concurrency=1)
     question = {"question": "Go on?", "options": [{"label": "Yes"}, {"label": "No"}]}
-    asking = h.script(
-        [ToolCalls([Call("ask_user_question", {"questions": [question]})]), echo_last_tool_result]
-    )
-    created = h.new_session()
-    sid, chat_a = created["session"]["id"], created["chat"]["id"]
-    bg = Background(h, sid, chat_a, "ask me", asking)
-    bg.wait_for('"toolName":"ask_user_question","input"')
+    bg, sid, chat_a = _asking_turn(h, question)
     run_a = bg.headers["x-workflow-run-id"]
 
     chat_b = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
@@ -176,14 +173,7 @@ def test_a_turn_waiting_for_the_user_holds_no_worker_slot(agents: AgentsFactory)
     assert text_of(other.chunks()) == "meanwhile"  # not queued behind the open question
     assert h.run(run_a)["status"] == "running"
 
-    assistant = {
-        "id": "whatever", "role": "assistant",
-        "parts": [{"type": "tool-ask_user_question", "toolCallId": "call_0_0",
-                   "state": "output-available", "input": {"questions": [question]},
-                   "output": {"answers": {"Go on?": "Yes"}}}],
-    }  # fmt: skip
-    body = {"id": chat_a, "sessionId": sid, "messages": [assistant],
-            "trigger": "submit-tool-result"}  # fmt: skip
+    body = _answer_body(sid, chat_a, question, {"Go on?": "Yes"})
     r = h.client.post("/api/chat", json=body, headers=h.account.headers)
     assert r.status_code == 200
     assert "Yes" in text_of(bg.chunks())
