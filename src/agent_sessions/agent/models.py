@@ -183,6 +183,7 @@ class CachedToolSchemas(Model):
         )
 
     def _customized(self, tool: ToolDefinition) -> ToolDefinition:
+        # Made on first use: the providers' models are dataclasses with an __init__ of their own.
         cache: dict[tuple[str, bool | None], ToolDefinition]
         cache = self.__dict__.setdefault("_tool_schema_cache", {})
         try:
