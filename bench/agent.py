@@ -162,8 +162,10 @@ def server(
     uid_base: int,
     cpu: list[str],
     worker_concurrency: int | None,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
+    env.update(extra_env or {})
     env["AGENT_SESSIONS_DATA_DIR"] = str(data_dir)
     env["AGENT_SESSIONS_SANDBOX_UID_BASE"] = str(uid_base)
     env["AGENT_SESSIONS_SANDBOX_UID_COUNT"] = str(UID_COUNT)
