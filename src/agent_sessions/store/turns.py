@@ -159,12 +159,21 @@ def finish_run(db: Session, run_id: str, **fields: Any) -> None:
 def upsert_message(
     db: Session, *, message_id: str, chat_id: str, role: str, message: dict[str, Any]
 ) -> None:
-    row = db.get(ChatMessage, message_id)
-    if row is None:
+    """Store the message under its id; an id that another chat holds is left alone.
+
+    An UPDATE first, without loading the row: a turn upserts its message after every step,
+    and reading the whole stored message back only to replace it cost a query and a JSON
+    decode of a message that grows with each step.
+    """
+    updated = db.execute(
+        update(ChatMessage)
+        .where(ChatMessage.id == message_id, ChatMessage.chat_id == chat_id)
+        .values(parts=message)
+        .execution_options(synchronize_session=False)
+    )
+    if updated.rowcount == 0 and db.get(ChatMessage, message_id) is None:  # type: ignore[attr-defined]
         db.add(ChatMessage(id=message_id, chat_id=chat_id, role=role, parts=message,
                            created_at=utcnow()))  # fmt: skip
-    elif row.chat_id == chat_id:
-        row.parts = dict(message)
 
 
 def truncate_after(db: Session, chat_id: str, message_id: str) -> int:
