@@ -65,6 +65,10 @@ def start(settings: Settings, db: Database, context: LifecycleContext | None = N
         # session creations grew it to 256 threads (bench/lifecycle.py). Bound it.
         "max_executor_threads": 64,
     }
+    if settings.is_sqlite:
+        # DBOS pings its pool's connection on every checkout (a `SELECT 1`, five or six per
+        # agent step); a connection to a local file cannot have gone away.
+        config["db_engine_kwargs"] = {"pool_pre_ping": False}
     logging.getLogger("dbos").setLevel(logging.WARNING)
     DBOS(config=config)
     DBOS.launch()
