@@ -219,26 +219,35 @@ class Turns:
         """
         index = values = 0
         ended_at: float | None = None
+        to_end = True  # read to the stream's end (not only the values counted as written)
         loop = asyncio.get_running_loop()
-        with written.listen(run_id) as wrote:
+        with written.listen(run_id) as wake:
             while True:
                 here = self._runs_here(run_id)
-                wrote.clear()
+                owed = wake.take()
+                # After a read to the end, each later write of this process was counted.
+                left = owed if here and owed and not to_end else None
                 caught_up = False
+                reads = read_chunks(
+                    run_id, from_value=values, poll=STREAM_POLL_SECONDS,
+                    wait_at_most=0 if here else ELSEWHERE_READ_SECONDS,
+                )  # fmt: skip
                 try:
-                    async for batch in read_chunks(
-                        run_id, from_value=values, poll=STREAM_POLL_SECONDS,
-                        wait_at_most=0 if here else ELSEWHERE_READ_SECONDS,
-                    ):  # fmt: skip
-                        values += 1
-                        for chunk in batch:
-                            if index >= start_index:
-                                yield chunk
-                            index += 1
-                            if chunk.get("type") == "finish":
-                                return
+                    async with contextlib.aclosing(reads):
+                        async for batch in reads:
+                            values += 1
+                            for chunk in batch:
+                                if index >= start_index:
+                                    yield chunk
+                                index += 1
+                                if chunk.get("type") == "finish":
+                                    return
+                            if left is not None and (left := left - 1) == 0:
+                                caught_up = True
+                                break
                 except DBOSStreamTimeoutError:
                     caught_up = True  # everything written so far was read; the run goes on
+                to_end = not caught_up
                 if not caught_up:
                     status = await self.db.query_call(lambda r: store.run_status(r, run_id))
                     if status is None or status in store.TERMINAL:
@@ -249,7 +258,7 @@ class Turns:
                             return
                 wait = WAKE_AT_MOST_SECONDS if here and ended_at is None else REREAD_SECONDS
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wrote.wait(), wait)
+                    await asyncio.wait_for(wake.wait(), wait)
 
     def _runs_here(self, run_id: str) -> bool:
         """Whether this process runs the turn, or will: its writes wake this process's readers."""

@@ -14,7 +14,13 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterator,
+)
 from typing import Any, Literal
 
 from dbos import DBOS
@@ -257,8 +263,9 @@ class ChunkSink:
                 await write_chunks(batch)
 
     async def persist(self) -> None:
-        await self.flush()
-        await self._persist(self.builder.message)
+        """Send what is queued and store the message, both before the step ends. The two go to
+        different databases and neither depends on the other, so their commits overlap."""
+        await asyncio.gather(self.flush(), self._persist(self.builder.message))
 
     # --- agent events ------------------------------------------------------------------------
 
@@ -366,31 +373,57 @@ async def write_chunks(chunks: list[Chunk]) -> None:
         written.notify(DBOS.workflow_id or "")
 
 
+class Wake:
+    """One reader's wake-up: set by every write to its run's stream, counting the writes."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.event = asyncio.Event()
+        self._writes = 0
+        self._lock = threading.Lock()
+
+    def add(self) -> None:
+        with self._lock:
+            self._writes += 1
+
+    def take(self) -> int:
+        """The writes since the last call (the event is cleared with them: read after this)."""
+        with self._lock:
+            writes, self._writes = self._writes, 0
+            self.event.clear()
+        return writes
+
+    async def wait(self) -> None:
+        await self.event.wait()
+
+
 class Written:
     """In-process wake-ups for readers of a stream this process writes.
 
     DBOS's stream reader on SQLite polls: every reader re-read the database every 10 ms through
     several thread hops, and DBOS's listener thread checked every open stream every 50 ms. With
     20 turns streaming at once that was a third of the server's CPU (``bench/agent.py``). A
-    reader of a turn running here waits for this signal instead, then reads what is new.
+    reader of a turn running here waits for this signal instead, then reads what is new: as
+    many values as were written since it last looked, so it need not read once more to find
+    the end (each read of DBOS's is several thread hops and a query).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._listeners: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+        self._listeners: dict[str, set[Wake]] = {}
 
     @contextlib.contextmanager
-    def listen(self, run_id: str) -> Iterator[asyncio.Event]:
-        """An event set after each write to the run's stream (clear it before reading)."""
-        entry = (asyncio.get_running_loop(), asyncio.Event())
+    def listen(self, run_id: str) -> Iterator[Wake]:
+        """A wake-up for each write to the run's stream from now on."""
+        wake = Wake(asyncio.get_running_loop())
         with self._lock:
-            self._listeners.setdefault(run_id, set()).add(entry)
+            self._listeners.setdefault(run_id, set()).add(wake)
         try:
-            yield entry[1]
+            yield wake
         finally:
             with self._lock:
                 listeners = self._listeners.get(run_id, set())
-                listeners.discard(entry)
+                listeners.discard(wake)
                 if not listeners:
                     self._listeners.pop(run_id, None)
 
@@ -403,12 +436,13 @@ class Written:
             here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             here = None
-        for loop, event in listeners:
-            if loop is here:
-                event.set()
+        for wake in listeners:
+            wake.add()
+            if wake.loop is here:
+                wake.event.set()
             else:
                 with contextlib.suppress(RuntimeError):  # that loop has closed
-                    loop.call_soon_threadsafe(event.set)
+                    wake.loop.call_soon_threadsafe(wake.event.set)
 
 
 written = Written()
@@ -416,7 +450,7 @@ written = Written()
 
 async def read_chunks(
     run_id: str, *, from_value: int = 0, poll: float = 0.01, wait_at_most: float | None = None
-) -> AsyncIterator[list[Chunk]]:
+) -> AsyncGenerator[list[Chunk], None]:
     """The run's stream values (lists of chunks) from value ``from_value`` on; with
     ``wait_at_most``, DBOS raises ``DBOSStreamTimeoutError`` after that long without a value.
 
@@ -427,8 +461,9 @@ async def read_chunks(
         timeout_seconds=wait_at_most,
     )  # fmt: skip
     try:
-        async for value in values:
-            chunks: list[Chunk] = json.loads(value)
-            yield chunks
+        async with contextlib.aclosing(values):
+            async for value in values:
+                chunks: list[Chunk] = json.loads(value)
+                yield chunks
     except DBOSNonExistentWorkflowError:
         return
