@@ -16,6 +16,7 @@ from agent_sessions.api.deps import Services
 from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
 from agent_sessions.api.routes import chats, health, sandbox, sessions, turns
 from agent_sessions.auth import Authenticator
+from agent_sessions.eventloop import asyncio_named
 from agent_sessions.heap import freeze_startup_heap
 from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings, load_settings
@@ -87,7 +88,8 @@ def create_app(
         if freeze_heap:
             freeze_startup_heap()
         try:
-            yield
+            with asyncio_named():
+                yield
         finally:
             lifecycle.stop()
 
