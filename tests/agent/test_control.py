@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
+from dbos._error import DBOSStreamTimeoutError
 
+from agent_sessions.agent import service
+from agent_sessions.agent.stream import RunLog, read_chunks
 from agent_sessions.store import turns as store
 from tests.agent.conftest import Agents, AgentsFactory, parse_sse
 from tests.agent.protocol import check_protocol, text_of, tool_outputs
@@ -73,6 +78,92 @@ def test_resume_from_start_index_yields_exactly_the_tail(agents: AgentsFactory) 
     # Nothing live any more: 204.
     r2 = h.client.get(f"/api/chat/{chat_id}/stream", headers=h.account.headers)
     assert r2.status_code == 204
+
+
+class _DatabaseReads:
+    """Counts the stream values readers of this process took from the database."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.values = 0
+        real = service.read_chunks
+
+        async def counted(*args: Any, **kwargs: Any) -> AsyncGenerator[list[Any], None]:
+            async with contextlib.aclosing(real(*args, **kwargs)) as values:
+                async for value in values:
+                    self.values += 1
+                    yield value
+
+        monkeypatch.setattr(service, "read_chunks", counted)
+
+
+def _tool_turn_model(h: Agents) -> str:
+    steps: list[Any] = [
+        ToolCalls([Call("bash", {"command": f"sleep 0.2; echo step {i}"})]) for i in range(4)
+    ]
+    return h.script([*steps, Text("all done", chunks=5)])
+
+
+def test_a_reader_here_follows_the_turn_from_memory(
+    agents: AgentsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A turn's first execution keeps its stream values in memory (``RunLog``): the POST
+    stream and a resumed reader of the same process read none of them from the database,
+    and see exactly what the database holds."""
+    h = agents()
+    reads = _DatabaseReads(monkeypatch)
+    sid, chat_id = _session(h)
+    bg = Background(h, sid, chat_id, "go", _tool_turn_model(h))
+    bg.wait_for("step 1")
+    with h.client.stream(
+        "GET", f"/api/chat/{chat_id}/stream?startIndex=0", headers=h.account.headers
+    ) as r:
+        resumed = parse_sse(r.read().decode())
+    full = bg.chunks()
+    check_protocol(full)
+    assert resumed == full
+    assert len(full) > 20
+    # A reader that starts before the turn's first line runs may take a value or two from
+    # the database; none after that.
+    assert reads.values <= 2, reads.values
+    stored = [c for batch in _stored_stream(h, bg.headers["x-workflow-run-id"]) for c in batch]
+    assert stored == full
+
+
+def test_readers_go_on_from_the_database_when_the_log_gives_up(
+    agents: AgentsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A log over its size stops being used mid-turn: its readers go on from the database at
+    the value they reached, without a gap or a repeat."""
+    monkeypatch.setattr(RunLog, "MAX_BYTES", 600)
+    h = agents()
+    reads = _DatabaseReads(monkeypatch)
+    sid, chat_id = _session(h)
+    bg = Background(h, sid, chat_id, "go", _tool_turn_model(h))
+    bg.wait_for("step 0")
+    with h.client.stream(
+        "GET", f"/api/chat/{chat_id}/stream?startIndex=2", headers=h.account.headers
+    ) as r:
+        resumed = parse_sse(r.read().decode())
+    full = bg.chunks()
+    check_protocol(full)
+    assert resumed == full[2:]
+    assert reads.values > 4  # both readers went to the database
+    stored = [c for batch in _stored_stream(h, bg.headers["x-workflow-run-id"]) for c in batch]
+    assert stored == full
+
+
+def _stored_stream(h: Agents, run_id: str) -> list[list[dict[str, Any]]]:
+    """The run's stream as the database holds it (after the run)."""
+
+    async def read() -> list[list[dict[str, Any]]]:
+        out = []
+        with contextlib.suppress(DBOSStreamTimeoutError):
+            async for batch in read_chunks(run_id, wait_at_most=0.2):
+                out.append(batch)
+        return out
+
+    h.wait_run(run_id)
+    return h.client.portal.call(read)  # type: ignore[union-attr]
 
 
 def test_a_client_disconnect_does_not_stop_the_turn(agents: AgentsFactory) -> None:

@@ -211,11 +211,12 @@ class Turns:
 
         Reading never affects the run: a client that goes away only stops its own reader. A
         run that this process runs (or will) wakes its readers at each write (``written``);
-        they then read what is new. A run elsewhere is followed by DBOS's own read, which polls
-        on SQLite and is notified on PostgreSQL. DBOS ends a read when the stream has no new
-        value and the workflow does not look active; that check can race with a run that is
-        still going (seen under load), so the read is resumed until the ``finish`` chunk
-        arrives or the run record says it ended.
+        they then read what is new, from the turn's log in memory while it has one (its first
+        execution), else from the database. A run elsewhere is followed by DBOS's own read,
+        which polls on SQLite and is notified on PostgreSQL. DBOS ends a read when the stream
+        has no new value and the workflow does not look active; that check can race with a run
+        that is still going (seen under load), so the read is resumed until the ``finish``
+        chunk arrives or the run record says it ended.
         """
         index = values = 0
         ended_at: float | None = None
@@ -225,6 +226,22 @@ class Turns:
             while True:
                 here = self._runs_here(run_id)
                 owed = wake.take()
+                log = written.log(run_id)
+                if log is not None and log.usable:  # the turn's first execution, here
+                    for value in log.values[values:]:
+                        values += 1
+                        for chunk in json.loads(value):
+                            if index >= start_index:
+                                yield chunk
+                            index += 1
+                            if chunk.get("type") == "finish":
+                                return
+                    to_end = True  # if the database is read next, it is read to its end
+                    if log.usable and not log.ended:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wake.wait(), WAKE_AT_MOST_SECONDS)
+                        continue
+                    # given up, or over without a finish chunk: the database from here
                 # After a read to the end, each later write of this process was counted.
                 left = owed if here and owed and not to_end else None
                 caught_up = False

@@ -368,9 +368,51 @@ class ChunkSink:
 
 async def write_chunks(chunks: list[Chunk]) -> None:
     """One stream value holds the chunks written together (each value is a database write)."""
-    if chunks:
-        await DBOS.write_stream_async(STREAM_KEY, json.dumps(chunks, separators=(",", ":")))
-        written.notify(DBOS.workflow_id or "")
+    if not chunks:
+        return
+    value = json.dumps(chunks, separators=(",", ":"))
+    run_id = DBOS.workflow_id or ""
+    log = written.log(run_id)
+    if log is None:
+        await DBOS.write_stream_async(STREAM_KEY, value)
+    else:
+        async with log.writing:  # appended in the order of the commits
+            try:
+                await DBOS.write_stream_async(STREAM_KEY, value)
+            except BaseException:
+                log.usable = False  # it may have been written all the same
+                raise
+            log.add(value)
+    written.notify(run_id)
+
+
+class RunLog:
+    """The stream's values, in memory, as written by the one process that writes all of them.
+
+    A turn's first execution writes every value of its stream, in order, so its log holds what
+    the database holds, value for value: a reader in the same process follows the log and reads
+    nothing from the database (DBOS's read is five thread hops and a query per value). A
+    recovered turn keeps no log (the values of its crashed attempt are not in it, and DBOS skips
+    replayed writes), and a log that may have missed a value stops being used: readers then go
+    on from the database at the value they reached.
+    """
+
+    MAX_BYTES = 16 * 2**20
+    """Beyond this a turn's readers use the database (memory stays bounded)."""
+
+    def __init__(self) -> None:
+        self.values: list[str] = []
+        self.usable = True
+        self.ended = False
+        self.writing = asyncio.Lock()
+        self._size = 0
+
+    def add(self, value: str) -> None:
+        self._size += len(value)
+        if self._size > self.MAX_BYTES:
+            self.usable = False
+        if self.usable:
+            self.values.append(value)
 
 
 class Wake:
@@ -403,14 +445,31 @@ class Written:
     DBOS's stream reader on SQLite polls: every reader re-read the database every 10 ms through
     several thread hops, and DBOS's listener thread checked every open stream every 50 ms. With
     20 turns streaming at once that was a third of the server's CPU (``bench/agent.py``). A
-    reader of a turn running here waits for this signal instead, then reads what is new: as
-    many values as were written since it last looked, so it need not read once more to find
-    the end (each read of DBOS's is several thread hops and a query).
+    reader of a turn running here waits for this signal instead, then reads what is new: from
+    the turn's :class:`RunLog` if it keeps one, else from the database, as many values as were
+    written since it last looked (not once more to find the end: each read of DBOS's is
+    several thread hops and a query).
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._listeners: dict[str, set[Wake]] = {}
+        self._logs: dict[str, RunLog] = {}
+
+    @contextlib.contextmanager
+    def logging(self, run_id: str) -> Iterator[RunLog]:
+        """Keep the run's values in memory while its turn runs (its first execution only)."""
+        log = RunLog()
+        self._logs[run_id] = log
+        try:
+            yield log
+        finally:
+            log.ended = True
+            self._logs.pop(run_id, None)
+            self.notify(run_id)
+
+    def log(self, run_id: str) -> RunLog | None:
+        return self._logs.get(run_id)
 
     @contextlib.contextmanager
     def listen(self, run_id: str) -> Iterator[Wake]:

@@ -32,7 +32,13 @@ from agent_sessions.agent import models, prompt
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.hooks import ToolHooks, run_hook
 from agent_sessions.agent.live import LiveModel, RunRecorder
-from agent_sessions.agent.stream import STREAM_KEY, ChunkSink, MessageBuilder, write_chunks
+from agent_sessions.agent.stream import (
+    STREAM_KEY,
+    ChunkSink,
+    MessageBuilder,
+    write_chunks,
+    written,
+)
 from agent_sessions.agent.tools import sandbox_toolset
 from agent_sessions.lifecycle.context import current
 from agent_sessions.store import chats as chat_store
@@ -237,6 +243,12 @@ def _touch(s: Any, session_id: str) -> None:
 @DBOS.workflow(name="agent_turn")
 async def run_turn(run_id: str) -> str:
     """Run one turn to its end; returns the run's final status."""
+    attempt, first = await current().db.write_call(lambda s: store.count_attempt(s, run_id))
+    with written.logging(run_id) if first else contextlib.nullcontext():
+        return await _turn(run_id, attempt)
+
+
+async def _turn(run_id: str, attempt: int) -> str:
     begun = await _begin(run_id)
     if begun is None:
         return "missing"
@@ -252,7 +264,7 @@ async def run_turn(run_id: str) -> str:
     )  # fmt: skip
     _live[run_id] = deps
     try:
-        return await _run(run, deps, begun)
+        return await _run(run, deps, begun, attempt)
     except Exception as err:
         await _abandon(run, err)
         raise
@@ -276,7 +288,7 @@ async def _abandon(run: store.RunView, err: Exception) -> None:
         await current().db.write_call(record)
 
 
-async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str:
+async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attempt: int) -> str:
     run_id = run.id
     failure: str | None = None
     if begun["lifecycle_state"] != "active":
@@ -308,7 +320,6 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any]) -> str
         history_responses=sum(isinstance(m, ModelResponse) for m in history),
         check_stop=deps.check_stop,
     )
-    attempt = await current().db.write_call(lambda s: store.count_attempt(s, run_id))
     if attempt > 1:
         deps.sink.recovering(run_id)
     if failure is None:

@@ -112,10 +112,15 @@ def mark_running(db: Session, run_id: str) -> RunView | None:
     return RunView.of(row)
 
 
-def count_attempt(db: Session, run_id: str) -> int:
-    """Count one more execution of the run's workflow; returns the new count."""
+def count_attempt(db: Session, run_id: str) -> tuple[int, bool]:
+    """Count one more execution of the run's workflow; returns the new count and whether this
+    is the run's very first execution (counted first, and the run never marked running: a run
+    that an older version started had been marked running before it was counted)."""
     db.execute(update(ChatRun).where(ChatRun.id == run_id).values(attempts=ChatRun.attempts + 1))
-    return int(db.scalar(select(ChatRun.attempts).where(ChatRun.id == run_id)) or 0)
+    row = db.execute(select(ChatRun.attempts, ChatRun.status).where(ChatRun.id == run_id)).first()
+    if row is None:
+        return 0, False
+    return int(row.attempts), row.attempts == 1 and row.status == "queued"
 
 
 def request_stop(db: Session, run_id: str) -> bool:
