@@ -193,6 +193,22 @@ def server(
         _stop(proc, "server")
 
 
+def server_place(
+    stack: contextlib.ExitStack, root: Path, name: str, db: str
+) -> tuple[Path, str | None] | None:
+    """A server's data directory under ``root`` and its database URL (None: SQLite in that
+    directory); None when PostgreSQL is asked for and unreachable."""
+    url: str | None = None
+    if db == "postgres":
+        url = stack.enter_context(postgres_database())
+        if url is None:
+            return None
+    data_dir = root / name
+    data_dir.mkdir()
+    data_dir.chmod(0o711)
+    return data_dir, url
+
+
 @contextlib.contextmanager
 def postgres_database() -> Iterator[str | None]:
     """A database of our own on the test server (None when it is unreachable)."""
@@ -490,14 +506,10 @@ def main() -> None:
         with model_server(root, {args.steps, args.concurrent_steps}, client_cpu) as (model_url, _):
             for db in dbs:
                 with contextlib.ExitStack() as stack:
-                    url: str | None = None
-                    if db == "postgres":
-                        url = stack.enter_context(postgres_database())
-                        if url is None:
-                            continue
-                    data_dir = root / db
-                    data_dir.mkdir()
-                    data_dir.chmod(0o711)
+                    place = server_place(stack, root, db, db)
+                    if place is None:
+                        continue
+                    data_dir, url = place
                     print(f"[{db}] data under {data_dir}")
                     srv = stack.enter_context(
                         server(

@@ -29,7 +29,7 @@ from pathlib import Path
 import httpx
 
 from _common import cpu_speed_line, kill_leftovers
-from agent import Client, Server, model_server, postgres_database, server
+from agent import Client, Server, model_server, server, server_place
 
 UID_BASES = {"A": 3_200_000, "B": 3_250_000}
 
@@ -94,14 +94,10 @@ def main() -> None:
         ):
             servers: dict[str, Server] = {}
             for key, env in (("A", {"PYTHONPATH": str(baseline)}), ("B", {})):
-                url: str | None = None
-                if args.db == "postgres":
-                    url = stack.enter_context(postgres_database())
-                    if url is None:
-                        return
-                data_dir = root / key
-                data_dir.mkdir()
-                data_dir.chmod(0o711)
+                place = server_place(stack, root, key, args.db)
+                if place is None:
+                    return
+                data_dir, url = place
                 servers[key] = stack.enter_context(
                     server(data_dir, url, model_url, UID_BASES[key], server_cpu, None, env)
                 )

@@ -103,6 +103,24 @@ def _tool_turn_model(h: Agents) -> str:
     return h.script([*steps, Text("all done", chunks=5)])
 
 
+def _read_twice(
+    h: Agents, *, after: str, start_index: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """A tool turn's POST stream; a second reader from ``start_index`` once ``after`` has been
+    seen; and the stream as the database holds it. All three are returned."""
+    sid, chat_id = _session(h)
+    bg = Background(h, sid, chat_id, "go", _tool_turn_model(h))
+    bg.wait_for(after)
+    with h.client.stream(
+        "GET", f"/api/chat/{chat_id}/stream?startIndex={start_index}", headers=h.account.headers
+    ) as r:
+        resumed = parse_sse(r.read().decode())
+    full = bg.chunks()
+    check_protocol(full)
+    stored = [c for batch in _stored_stream(h, bg.headers["x-workflow-run-id"]) for c in batch]
+    return full, resumed, stored
+
+
 def test_a_reader_here_follows_the_turn_from_memory(
     agents: AgentsFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -111,22 +129,12 @@ def test_a_reader_here_follows_the_turn_from_memory(
     and see exactly what the database holds."""
     h = agents()
     reads = _DatabaseReads(monkeypatch)
-    sid, chat_id = _session(h)
-    bg = Background(h, sid, chat_id, "go", _tool_turn_model(h))
-    bg.wait_for("step 1")
-    with h.client.stream(
-        "GET", f"/api/chat/{chat_id}/stream?startIndex=0", headers=h.account.headers
-    ) as r:
-        resumed = parse_sse(r.read().decode())
-    full = bg.chunks()
-    check_protocol(full)
-    assert resumed == full
+    full, resumed, stored = _read_twice(h, after="step 1", start_index=0)
+    assert resumed == full == stored
     assert len(full) > 20
     # A reader that starts before the turn's first line runs may take a value or two from
     # the database; none after that.
     assert reads.values <= 2, reads.values
-    stored = [c for batch in _stored_stream(h, bg.headers["x-workflow-run-id"]) for c in batch]
-    assert stored == full
 
 
 def test_readers_go_on_from_the_database_when_the_log_gives_up(
@@ -137,19 +145,10 @@ def test_readers_go_on_from_the_database_when_the_log_gives_up(
     monkeypatch.setattr(RunLog, "MAX_BYTES", 600)
     h = agents()
     reads = _DatabaseReads(monkeypatch)
-    sid, chat_id = _session(h)
-    bg = Background(h, sid, chat_id, "go", _tool_turn_model(h))
-    bg.wait_for("step 0")
-    with h.client.stream(
-        "GET", f"/api/chat/{chat_id}/stream?startIndex=2", headers=h.account.headers
-    ) as r:
-        resumed = parse_sse(r.read().decode())
-    full = bg.chunks()
-    check_protocol(full)
+    full, resumed, stored = _read_twice(h, after="step 0", start_index=2)
     assert resumed == full[2:]
-    assert reads.values > 4  # both readers went to the database
-    stored = [c for batch in _stored_stream(h, bg.headers["x-workflow-run-id"]) for c in batch]
     assert stored == full
+    assert reads.values > 4  # both readers went to the database
 
 
 def _stored_stream(h: Agents, run_id: str) -> list[list[dict[str, Any]]]:
