@@ -380,7 +380,7 @@ async def write_chunks(chunks: list[Chunk]) -> None:
             try:
                 await DBOS.write_stream_async(STREAM_KEY, value)
             except BaseException:
-                log.usable = False  # it may have been written all the same
+                log.give_up()  # it may have been written all the same
                 raise
             log.add(value)
     written.notify(run_id)
@@ -398,21 +398,58 @@ class RunLog:
     """
 
     MAX_BYTES = 16 * 2**20
-    """Beyond this a turn's readers use the database (memory stays bounded)."""
+    """Beyond this a turn's readers use the database (a long turn, or one waiting for days on
+    its user, does not keep its whole stream in memory); all logs together: see Written."""
 
-    def __init__(self) -> None:
+    def __init__(self, budget: Budget) -> None:
         self.values: list[str] = []
         self.usable = True
         self.ended = False
         self.writing = asyncio.Lock()
+        self._budget = budget
         self._size = 0
 
     def add(self, value: str) -> None:
+        if not self.usable:
+            return
+        if self._size + len(value) > self.MAX_BYTES or not self._budget.take(len(value)):
+            self.give_up()
+            return
         self._size += len(value)
-        if self._size > self.MAX_BYTES:
-            self.usable = False
-        if self.usable:
-            self.values.append(value)
+        self.values.append(value)
+
+    def end(self) -> None:
+        """The turn is over: readers still on it finish from it; new ones use the database."""
+        self.ended = True
+        self._budget.give(self._size)
+        self._size = 0
+
+    def give_up(self) -> None:
+        """Readers go to the database from here on; the memory goes back to the budget."""
+        self.usable = False
+        self.values = []  # a reader holding the old list keeps values that were all right
+        self._budget.give(self._size)
+        self._size = 0
+
+
+class Budget:
+    """Bytes that all of a process's stream logs may hold together."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._lock = threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self._lock:
+            if self.used + n > self.limit:
+                return False
+            self.used += n
+            return True
+
+    def give(self, n: int) -> None:
+        with self._lock:
+            self.used -= n
 
 
 class Wake:
@@ -455,17 +492,21 @@ class Written:
         self._lock = threading.Lock()
         self._listeners: dict[str, set[Wake]] = {}
         self._logs: dict[str, RunLog] = {}
+        self.budget = Budget(self.MAX_LOGGED_BYTES)
+
+    MAX_LOGGED_BYTES = 128 * 2**20
+    """What all logs of this process may hold together (beyond it, new values are not logged)."""
 
     @contextlib.contextmanager
     def logging(self, run_id: str) -> Iterator[RunLog]:
         """Keep the run's values in memory while its turn runs (its first execution only)."""
-        log = RunLog()
+        log = RunLog(self.budget)
         self._logs[run_id] = log
         try:
             yield log
         finally:
-            log.ended = True
             self._logs.pop(run_id, None)
+            log.end()
             self.notify(run_id)
 
     def log(self, run_id: str) -> RunLog | None:
