@@ -488,14 +488,14 @@ class Written:
     several thread hops and a query).
     """
 
+    MAX_LOGGED_BYTES = 128 * 2**20
+    """What all logs of this process may hold together (beyond it, new values are not logged)."""
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._listeners: dict[str, set[Wake]] = {}
         self._logs: dict[str, RunLog] = {}
         self.budget = Budget(self.MAX_LOGGED_BYTES)
-
-    MAX_LOGGED_BYTES = 128 * 2**20
-    """What all logs of this process may hold together (beyond it, new values are not logged)."""
 
     @contextlib.contextmanager
     def logging(self, run_id: str) -> Iterator[RunLog]:
