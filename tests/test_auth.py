@@ -14,8 +14,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from agent_sessions.auth import hash_key
+from agent_sessions.ids import new_uuid
 from agent_sessions.store import accounts
-from agent_sessions.store.models import ApiKey
+from agent_sessions.store.models import Account as AccountRow
+from agent_sessions.store.models import ApiKey, utcnow
 from tests.conftest import Account, Backend, api_app, make_account
 
 SECRET = "test-secret-that-is-long-enough-for-hs256"
@@ -135,6 +137,17 @@ def test_jwt_subject_mapping(backend: Backend, hs_client: TestClient) -> None:
     assert r.status_code == 200 and r.json()["session"]["userId"] == account.id
 
 
+def test_a_sub_naming_two_accounts_is_refused(backend: Backend, hs_client: TestClient) -> None:
+    """Rows from before account creation refused such subjects: one account's ``jwt_subject``
+    is another's id. The token is ambiguous, so it acts as neither."""
+    with backend.db.write() as s:
+        first = accounts.create_account(s, name="first")
+        s.add(AccountRow(id=new_uuid(), name="second", jwt_subject=first.id, created_at=utcnow()))
+    token = _hs(_claims(first.id, iss="https://issuer.test", aud="sessions"))
+    r = hs_client.get("/api/sessions", headers=_bearer(token))
+    assert r.status_code == 401, r.text
+
+
 @pytest.mark.parametrize(
     "case",
     [
@@ -152,6 +165,10 @@ def test_jwt_subject_mapping(backend: Backend, hs_client: TestClient) -> None:
         "tampered",
         "unknown-sub",
         "future-nbf",
+        "string-exp",
+        "string-iat",
+        "float-string-exp",
+        "bool-iat",
     ],
 )
 def test_bad_jwts_are_refused(hs_client: TestClient, alice: Account, case: str) -> None:
@@ -184,6 +201,14 @@ def test_bad_jwts_are_refused(hs_client: TestClient, alice: Account, case: str) 
         token = f"{head}.{body[:-2]}AA.{sig}"
     elif case == "unknown-sub":
         token = _hs(_claims("nobody", **good))
+    elif case == "string-exp":  # PyJWT checks int(exp) but leaves the string in the claims
+        token = _hs(_claims(alice.id, **good, exp=str(now + 300)))
+    elif case == "string-iat":
+        token = _hs(_claims(alice.id, **good, iat=str(now)))
+    elif case == "float-string-exp":
+        token = _hs(_claims(alice.id, **good, exp=f"{now + 300}.5"))
+    elif case == "bool-iat":
+        token = _hs(_claims(alice.id, **good, iat=True))
     else:
         token = _hs(_claims(alice.id, **good, nbf=now + 3600))
     r = hs_client.get("/api/sessions", headers=_bearer(token))

@@ -56,6 +56,18 @@ def test_unknown_ids_fail_cleanly(env: dict[str, str]) -> None:
     assert proc.returncode == 1 and "Traceback" not in proc.stderr
 
 
+def test_jwt_subject_must_name_one_account(env: dict[str, str]) -> None:
+    """A JWT ``sub`` is an account id or an account's ``--jwt-subject``: a subject that is
+    already either would let one token act as two accounts, so it is refused."""
+    first = as_json(env, "accounts", "create", "--jwt-subject", "did:privy:abc")
+    for taken in (first["accountId"], "did:privy:abc"):
+        proc = run(env, "accounts", "create", "--jwt-subject", taken, ok=False)
+        assert proc.returncode == 1, proc.stdout
+        assert "already" in proc.stderr and "Traceback" not in proc.stderr
+    listed = as_json(env, "keys", "list")["keys"]
+    assert len(listed) == 1  # nothing was created by the refused commands
+
+
 @pytest.mark.parametrize(
     ("var", "value"),
     [

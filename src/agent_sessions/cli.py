@@ -173,11 +173,14 @@ def accounts_create(
     """Create an account and its first API key (the key is printed once)."""
     db = _database(load_settings())
     key = generate_key()
-    with db.write() as s:
-        account = accounts.create_account(s, name=name, jwt_subject=jwt_subject)
-        api_key = accounts.add_key(
-            s, account_id=account.id, prefix=display_prefix(key), key_hash=hash_key(key)
-        )
+    try:
+        with db.write() as s:
+            account = accounts.create_account(s, name=name, jwt_subject=jwt_subject)
+            api_key = accounts.add_key(
+                s, account_id=account.id, prefix=display_prefix(key), key_hash=hash_key(key)
+            )
+    except AgentSessionsError as err:
+        _fail(err)
     _emit(
         as_json,
         {"accountId": account.id, "apiKey": key, "keyId": api_key.id},

@@ -17,6 +17,10 @@ from agent_sessions.exceptions import Unauthorized
 from agent_sessions.settings import Settings
 
 
+def _numeric(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 class TokenVerifier:
     """Turns a Bearer JWT into its ``sub``; raises :class:`Unauthorized` for anything else."""
 
@@ -79,6 +83,10 @@ class TokenVerifier:
         iat, exp, sub = claims["iat"], claims["exp"], claims["sub"]
         if not isinstance(sub, str) or not sub:
             raise Unauthorized("Invalid token: sub must be a non-empty string")
+        # PyJWT validates int(exp) and int(iat) but hands the claims back as sent: "1700000000"
+        # passes its check and is still a string here (RFC 7519 says NumericDate, a number).
+        if not (_numeric(iat) and _numeric(exp)):
+            raise Unauthorized("Invalid token: exp and iat must be numbers")
         if iat > time.time() + s.jwt_leeway_seconds:
             raise Unauthorized("Invalid token: issued in the future")
         if exp - iat > s.jwt_max_lifetime_seconds:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from agent_sessions.exceptions import NotFound
+from agent_sessions.exceptions import Conflict, NotFound
 from agent_sessions.ids import new_uuid
 from agent_sessions.store.models import Account, ApiKey, Membership, Organization, utcnow
 from agent_sessions.store.reads import Query, Reader, first
@@ -30,7 +30,14 @@ class ActiveKey:
 def create_account(
     db: Session, *, name: str | None = None, jwt_subject: str | None = None
 ) -> Account:
-    account = Account(id=new_uuid(), name=name, jwt_subject=jwt_subject, created_at=utcnow())
+    """A new account; ``jwt_subject`` must not already name an account (as its id or its
+    subject), or one token's ``sub`` would act as either of two accounts."""
+    account_id = new_uuid()
+    if jwt_subject is not None and _names_an_account(db, jwt_subject):
+        raise Conflict(f"JWT subject {jwt_subject!r} already names an account")
+    if _names_an_account(db, account_id):  # a subject someone chose to equal this new id
+        raise Conflict("Account id collides with an existing JWT subject; try again")
+    account = Account(id=account_id, name=name, jwt_subject=jwt_subject, created_at=utcnow())
     db.add(account)
     db.flush()
     return account
@@ -44,16 +51,25 @@ def get_account(db: Session, account_id: str) -> Account:
 
 
 _ACCOUNT_FOR_SUBJECT = Query(
-    select(Account.id)
-    .where(or_(Account.id == bindparam("sub"), Account.jwt_subject == bindparam("sub")))
-    .limit(1)
+    select(func.count().label("n"), func.min(Account.id).label("id")).where(
+        or_(Account.id == bindparam("sub"), Account.jwt_subject == bindparam("sub"))
+    )
 )
 
 
 def account_for_subject(db: Reader, subject: str) -> str | None:
-    """The account a JWT ``sub`` acts as: an account id, or an account's ``jwt_subject``."""
+    """The account a JWT ``sub`` acts as: an account id, or an account's ``jwt_subject``.
+
+    None when no account matches, and also when two do (one's id is the other's subject, in
+    a database from before :func:`create_account` refused that): such a token is ambiguous.
+    """
     row = first(db, _ACCOUNT_FOR_SUBJECT, sub=subject)
-    return None if row is None else str(row.id)
+    return str(row.id) if row is not None and row.n == 1 else None
+
+
+def _names_an_account(db: Reader, subject: str) -> bool:
+    row = first(db, _ACCOUNT_FOR_SUBJECT, sub=subject)
+    return row is not None and row.n > 0
 
 
 def add_key(db: Session, *, account_id: str, prefix: str, key_hash: str) -> ApiKey:
