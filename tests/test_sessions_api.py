@@ -75,6 +75,10 @@ def test_create_with_repo_binding(client: TestClient, alice: Account) -> None:
         ({"title": 5}, "title"),
         ({"organizationId": "nope"}, "organizationId"),
         ({"cloneUrl": "file:///etc/passwd"}, "cloneUrl"),
+        # git clone would take these as options: -u is --upload-pack, a command to run
+        ({"cloneUrl": "-u@x:touch${IFS}/tmp/pwned"}, "cloneUrl"),
+        ({"cloneUrl": "--upload-pack@x:y"}, "cloneUrl"),
+        ({"cloneUrl": "-"}, "cloneUrl"),
         ({"branch": "--upload-pack=x"}, "branch"),
         ({"branch": "a..b"}, "branch"),
         ({"isNewBranch": "yes"}, "isNewBranch"),

@@ -43,7 +43,9 @@ ModelId = Annotated[
     ),
 ]
 _BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,255}(?<![./])$")
-_CLONE_URL = re.compile(r"^(https?|ssh|git)://[^\s]+$|^[\w.-]+@[\w.-]+:[^\s]+$")
+# scp-like ``user@host:path`` must not start with "-": git would read it as an option
+# (``-u@x:cmd`` is ``--upload-pack`` with a command to run).
+_CLONE_URL = re.compile(r"^(https?|ssh|git)://[^\s]+$|^(?!-)[\w.-]+@[\w.-]+:[^\s]+$")
 
 
 class _Wire(BaseModel):

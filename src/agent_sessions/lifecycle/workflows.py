@@ -99,13 +99,15 @@ async def clone_repo(
 ) -> None:
     """Clone into the (empty) workspace; on a re-run after a crash, start from a clean slate."""
     sandbox = await current().provider(kind).connect(state)
-    target = f"--branch {_quote(branch)} " if branch and not new_branch else ""
+    # Values are validated at the API, and still each follows an option's "=" or a "--": no
+    # value can ever be read as an option (git clone -u runs a command).
+    target = f"--branch={_quote(branch)} " if branch and not new_branch else ""
     script = (
         "set -e; if [ ! -d .git ]; then find . -mindepth 1 -delete; "
-        f"git clone --quiet {target}{_quote(clone_url)} .; fi"
+        f"git clone --quiet {target}-- {_quote(clone_url)} .; fi"
     )
     if branch and new_branch:
-        script += f"; git checkout --quiet -B {_quote(branch)}"
+        script += f"; git checkout --quiet -B {_quote(branch)} --"
     result = await sandbox.exec(script, timeout=300)
     if result.exit_code != 0:
         detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
