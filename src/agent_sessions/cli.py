@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from agent_sessions import datadir
 from agent_sessions.auth import display_prefix, generate_key, hash_key
 from agent_sessions.exceptions import AgentSessionsError
 from agent_sessions.settings import Settings, load_settings
@@ -28,7 +29,7 @@ JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable J
 
 
 def _database(settings: Settings) -> Database:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    datadir.prepare(settings)
     db = Database(settings.resolved_database_url)
     upgrade(db)
     return db

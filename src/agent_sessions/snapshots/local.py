@@ -15,6 +15,7 @@ import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 
+from agent_sessions.datadir import PRIVATE_DIR, private
 from agent_sessions.faults import fault_point
 from agent_sessions.sandbox.base import SnapshotInfo
 from agent_sessions.snapshots._archive import write_archive
@@ -61,12 +62,12 @@ class LocalSnapshotStore(SnapshotStore):
     def _save(self, workspace: Path, snapshot_id: str) -> SnapshotInfo:
         url = f"local://snapshots/{snapshot_id}{_SUFFIX}"
         archive, sidecar = self._paths(url)
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=PRIVATE_DIR, parents=True, exist_ok=True)
         for stale in self.root.glob(f".{archive.name}.*.tmp"):  # left by a crashed save
             stale.unlink(missing_ok=True)
         tmp = self.root / f".{archive.name}.{secrets.token_hex(6)}.tmp"
         try:
-            with open(tmp, "xb") as f:
+            with open(tmp, "xb", opener=private) as f:
                 sink = HashingWriter(f)
                 write_archive(workspace, sink)
                 fault_point("save.written")
@@ -137,7 +138,7 @@ class LocalSnapshotStore(SnapshotStore):
 def _write_durably(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        with open(tmp, "xb") as f:
+        with open(tmp, "xb", opener=private) as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from agent_sessions.datadir import private
 from agent_sessions.sandbox.errors import SandboxUnavailable
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,10 @@ class UidAllocator:
             yield table
             if table != before:
                 tmp = self.path.with_suffix(".tmp")
-                tmp.write_text(json.dumps(table, sort_keys=True))
-                with open(tmp, "rb") as f:
+                tmp.unlink(missing_ok=True)
+                with open(tmp, "xb", opener=private) as f:
+                    f.write(json.dumps(table, sort_keys=True).encode())
+                    f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, self.path)
         finally:
