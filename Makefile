@@ -1,35 +1,47 @@
 # The README's two commands are `make serve` and `make test`; both bootstrap .venv themselves.
+# `serve` installs what serving needs; `test` adds the test tools (the [dev] extra).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-stamp
+PIP    := $(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt
+SERVE_STAMP := $(VENV)/.serve-stamp
+DEV_STAMP   := $(VENV)/.dev-stamp
 
 .PHONY: serve test lint typecheck bench format deps
 
-$(STAMP): pyproject.toml constraints.txt scripts/ensure-system-deps.sh
+$(BIN)/python:
 	@scripts/ensure-system-deps.sh
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	@touch $(STAMP)
+	$(PYTHON) -m venv $(VENV)
 
-deps: $(STAMP)
+$(SERVE_STAMP): pyproject.toml constraints.txt scripts/ensure-system-deps.sh | $(BIN)/python
+	@scripts/ensure-system-deps.sh
+	@echo "Installing the service's Python dependencies into $(VENV) (first run: a minute or two)…"
+	$(PIP) -e .
+	@touch $(SERVE_STAMP)
 
-serve: $(STAMP)
+$(DEV_STAMP): $(SERVE_STAMP)
+	@echo "Installing the test tools into $(VENV)…"
+	$(PIP) -e '.[dev]'
+	@touch $(DEV_STAMP)
+
+deps: $(DEV_STAMP)
+
+serve: $(SERVE_STAMP)
 	$(BIN)/agent-sessions serve $(ARGS)
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(BIN)/python -m pytest $(ARGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 
-format: $(STAMP)
+format: $(DEV_STAMP)
 	$(BIN)/ruff check --fix src tests bench
 	$(BIN)/ruff format src tests bench
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python bench/api.py $(ARGS)
