@@ -63,7 +63,7 @@ def test_bad_credentials_401(
     assert fingerprint(backend) == before
 
 
-@pytest.mark.parametrize("route", ROUTES[:-1], ids=lambda r: f"{r[0]} {r[1]}")
+@pytest.mark.parametrize("route", [ROUTES[0], ROUTES[3], ROUTES[4]], ids=lambda r: f"{r[0]} {r[1]}")
 def test_another_account_is_403(
     backend: Backend, client: TestClient, run_world: dict[str, Any], route: Any
 ) -> None:
@@ -72,6 +72,20 @@ def test_another_account_is_403(
     r = _call(client, *route, bob.headers, **_ids(run_world))
     assert r.status_code == 403, r.text
     assert r.json() == {"status": "error", "error": "You do not have access to this session"}
+    assert fingerprint(backend) == before
+
+
+@pytest.mark.parametrize("route", ROUTES[1:3], ids=lambda r: f"{r[0]} {r[1]}")
+def test_another_accounts_chat_id_is_404(
+    backend: Backend, client: TestClient, run_world: dict[str, Any], route: Any
+) -> None:
+    """A chat id alone names the caller's chat (ids are per account, ADR 9): Bob has none of
+    that id, and is not told that Alice has."""
+    before = fingerprint(backend)
+    bob: Account = run_world["bob"]
+    r = _call(client, *route, bob.headers, **_ids(run_world))
+    assert r.status_code == 404, r.text
+    assert r.json() == {"status": "error", "error": "Chat not found"}
     assert fingerprint(backend) == before
 
 

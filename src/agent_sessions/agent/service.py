@@ -85,19 +85,20 @@ class Turns:
             session = sessions.get_owned(db, session_id, account_id, for_update=True)
             if session.status == "archived":
                 raise Conflict("Session is archived; unarchive it first")
-            chat = chat_store.create_chat(db, session_id=session_id, chat_id=chat_id)
+            chat = chat_store.create_chat(
+                db, account_id=account_id, session_id=session_id, chat_id=chat_id
+            )
             model = (model_id or chat.model_id or self.settings.default_model).strip()
             models.check_usable(self.settings, model)
             message_id = str(user_message["id"])
-            if store.message_exists_elsewhere(db, message_id, chat.id):
-                raise Conflict("Message id belongs to another chat")
-            if not store.claim_chat(db, chat.id, run_id):
+            if not store.claim_chat(db, chat.key, run_id):
                 raise Conflict(LIVE_TURN)
             # A message the chat already has (regenerate, or a client resending after a lost
-            # response): the conversation continues from it, so what followed it goes.
-            store.truncate_after(db, chat.id, message_id)
+            # response): the conversation continues from it, so what followed it goes. Message
+            # ids are the chat's own: the same id in another chat is another message (ADR 9).
+            store.truncate_after(db, chat.key, message_id)
             store.upsert_message(
-                db, message_id=message_id, chat_id=chat.id, role="user", message=user_message
+                db, chat=chat.key, message_id=message_id, role="user", message=user_message
             )
             if chat.title == chat_store.DEFAULT_TITLE:
                 prompt = _text_of(user_message)
@@ -201,8 +202,10 @@ class Turns:
     ) -> store.RunView | None:
         def find(db: Session) -> store.RunView | None:
             sessions.read_owned(db, session_id, account_id)
-            chat_store.get_chat(db, session_id=session_id, chat_id=chat_id)
-            return store.live_run(db, chat_id)
+            chat = chat_store.get_chat(
+                db, account_id=account_id, session_id=session_id, chat_id=chat_id
+            )
+            return store.live_run(db, chat.key)
 
         return await self.db.read_call(find)
 
