@@ -45,6 +45,8 @@ ELSEWHERE_READ_SECONDS = 0.5
 """How long DBOS's read of a turn running elsewhere may wait for a value before the reader looks
 again where the turn runs (a queued turn may start in this process)."""
 ANSWER_TOPIC = "answer:{tool_call_id}"
+MAX_MESSAGE_ID = 128
+"""The width of ``chat_messages.id``: a longer client id cannot be stored."""
 REREAD_SECONDS = 0.05
 END_GRACE_SECONDS = 1.0
 
@@ -359,6 +361,8 @@ def validate_user_message(raw: Any) -> dict[str, Any]:
         raise InvalidInput("The user message has no text")
     message: dict[str, Any] = json.loads(json.dumps(raw))
     message["id"] = str(raw.get("id") or f"msg-{nanoid()}")
+    if len(message["id"]) > MAX_MESSAGE_ID:
+        raise InvalidInput("Invalid message id")
     if "\x00" in json.dumps(message):
         raise InvalidInput("The message contains a NUL character")
     return message
