@@ -66,13 +66,14 @@ class Backend:
 
 
 @contextlib.contextmanager
-def make_backend(kind: str, data_dir: Path) -> Iterator[Backend]:
-    """A migrated database of its own: a SQLite file in ``data_dir``, or a new PostgreSQL
-    database dropped afterwards (skips with the reason when PostgreSQL is unreachable)."""
+def make_backend(kind: str, data_dir: Path, revision: str = "head") -> Iterator[Backend]:
+    """A database of its own migrated to ``revision``: a SQLite file in ``data_dir``, or a new
+    PostgreSQL database dropped afterwards (skips with the reason when PostgreSQL is
+    unreachable)."""
     if kind == "sqlite":
         url = f"sqlite:///{data_dir / 'agent-sessions.db'}"
         db = Database(url)
-        upgrade(db)
+        upgrade(db, revision)
         yield Backend("sqlite", url, db, data_dir)
         db.dispose()
         return
@@ -85,7 +86,7 @@ def make_backend(kind: str, data_dir: Path) -> Iterator[Backend]:
     url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
     db = Database(Settings(database_url=url).resolved_database_url)
     try:
-        upgrade(db)
+        upgrade(db, revision)
         yield Backend("postgres", url, db, data_dir)
     finally:
         db.dispose()

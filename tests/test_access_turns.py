@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from agent_sessions.store import turns
-from tests.conftest import Account, Backend
+from tests.conftest import Account, Backend, api_app
 from tests.test_access_matrix import CREDENTIAL_CASES, fingerprint, world  # noqa: F401
 
 USER_MESSAGE = {"id": "m-1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
@@ -63,7 +63,7 @@ def test_bad_credentials_401(
     assert fingerprint(backend) == before
 
 
-@pytest.mark.parametrize("route", ROUTES[:-1], ids=lambda r: f"{r[0]} {r[1]}")
+@pytest.mark.parametrize("route", [ROUTES[0], ROUTES[3], ROUTES[4]], ids=lambda r: f"{r[0]} {r[1]}")
 def test_another_account_is_403(
     backend: Backend, client: TestClient, run_world: dict[str, Any], route: Any
 ) -> None:
@@ -72,6 +72,20 @@ def test_another_account_is_403(
     r = _call(client, *route, bob.headers, **_ids(run_world))
     assert r.status_code == 403, r.text
     assert r.json() == {"status": "error", "error": "You do not have access to this session"}
+    assert fingerprint(backend) == before
+
+
+@pytest.mark.parametrize("route", ROUTES[1:3], ids=lambda r: f"{r[0]} {r[1]}")
+def test_another_accounts_chat_id_is_404(
+    backend: Backend, client: TestClient, run_world: dict[str, Any], route: Any
+) -> None:
+    """A chat id alone names the caller's chat (ids are per account, ADR 9): Bob has none of
+    that id, and is not told that Alice has."""
+    before = fingerprint(backend)
+    bob: Account = run_world["bob"]
+    r = _call(client, *route, bob.headers, **_ids(run_world))
+    assert r.status_code == 404, r.text
+    assert r.json() == {"status": "error", "error": "Chat not found"}
     assert fingerprint(backend) == before
 
 
@@ -135,4 +149,17 @@ def test_bad_chat_bodies_are_400(
     r = _call(client, "POST", "/api/chat", body, alice.headers, **_ids(run_world))
     assert r.status_code == 400, r.text
     assert r.json()["status"] == "error"
+    assert fingerprint(backend) == before
+
+
+def test_a_message_id_too_long_to_store_is_400(backend: Backend, run_world: dict[str, Any]) -> None:
+    """With a usable model the turn would be accepted: the id must be refused before it is
+    stored (PostgreSQL refused it with a 500, SQLite stored it)."""
+    alice: Account = run_world["alice"]
+    message = {**USER_MESSAGE, "id": "m" * 129}
+    body = {"id": run_world["cid"], "sessionId": run_world["sid"], "messages": [message]}
+    before = fingerprint(backend)
+    with TestClient(api_app(backend, openai_api_key="test"), raise_server_exceptions=False) as c:
+        r = c.post("/api/chat", json=body, headers=alice.headers)
+    assert (r.status_code, r.json()) == (400, {"status": "error", "error": "Invalid message id"})
     assert fingerprint(backend) == before

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from agent_sessions.store.models import Chat, ChatMessage, utcnow
+from agent_sessions.store.models import Chat, ChatKey, ChatMessage, utcnow
 from tests.conftest import Account, Backend
 
 
@@ -79,6 +79,7 @@ def test_get_returns_messages_in_order(
         for mid, role, dt in [("m2", "assistant", 1), ("m1", "user", 0), ("m0b", "user", 1)]:
             s.add(
                 ChatMessage(
+                    account_id=alice.id,
                     id=f"{chat_id}-{mid}",
                     chat_id=chat_id,
                     role=role,
@@ -155,7 +156,7 @@ def test_unread_follows_assistant_messages_and_reads(
 
     def assistant_replies() -> None:
         with backend.db.write() as s:
-            chat = s.get(Chat, chat_id)
+            chat = s.get(Chat, ChatKey(alice.id, chat_id))
             assert chat is not None
             chat.last_assistant_message_at = utcnow()
 

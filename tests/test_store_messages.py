@@ -1,42 +1,52 @@
-"""Storing a turn's message (store/turns.py ``upsert_message``): insert, replace, and an id that
-another chat holds, on every database."""
+"""Storing a turn's message (store/turns.py ``upsert_message``): insert, replace, and the same id
+in another chat being another message (ids are the chat's own, ADR 9), on every database."""
 
 from __future__ import annotations
 
 from agent_sessions.store import chats, sessions, turns
+from agent_sessions.store.models import ChatKey
 from tests.conftest import Account, Backend
 
 
-def _two_chats(backend: Backend, alice: Account) -> tuple[str, str]:
+def _two_chats(backend: Backend, alice: Account) -> tuple[ChatKey, ChatKey]:
     with backend.db.write() as s:
         _, first = sessions.create_session(s, account_id=alice.id, new=sessions.NewSession())
-        second = chats.create_chat(s, session_id=first.session_id, chat_id=None)
-        return first.id, second.id
+        second = chats.create_chat(
+            s, account_id=alice.id, session_id=first.session_id, chat_id=None
+        )
+        return first.key, second.key
 
 
-def _upsert(backend: Backend, chat_id: str, message: dict[str, object]) -> None:
+def _upsert(backend: Backend, chat: ChatKey, message: dict[str, object]) -> None:
     with backend.db.write() as s:
         turns.upsert_message(
-            s, message_id=str(message["id"]), chat_id=chat_id, role="assistant", message=message
+            s, chat=chat, message_id=str(message["id"]), role="assistant", message=message
         )
 
 
 def test_inserted_then_replaced_whole(backend: Backend, alice: Account) -> None:
     chat, _ = _two_chats(backend, alice)
-    mid = f"m-{chat}"
+    mid = f"m-{chat.chat_id}"
     _upsert(backend, chat, {"id": mid, "parts": [{"type": "text", "text": "a"}]})
     _upsert(backend, chat, {"id": mid, "parts": [{"type": "step-start"}], "metadata": {"n": 2}})
     with backend.db.read() as s:
-        assert turns.message_of(s, mid) == {
+        assert turns.message_of(s, chat, mid) == {
             "id": mid, "parts": [{"type": "step-start"}], "metadata": {"n": 2}
         }  # fmt: skip
 
 
-def test_an_id_another_chat_holds_is_left_alone(backend: Backend, alice: Account) -> None:
+def test_the_same_id_in_another_chat_is_another_message(
+    backend: Backend, alice: Account, bob: Account
+) -> None:
     chat, other = _two_chats(backend, alice)
-    mid = f"m-{chat}"
-    _upsert(backend, chat, {"id": mid, "parts": ["mine"]})
-    _upsert(backend, other, {"id": mid, "parts": ["theirs"]})
-    with backend.db.read() as s:
-        assert turns.message_of(s, mid) == {"id": mid, "parts": ["mine"]}
-        assert turns.message_exists_elsewhere(s, mid, other)
+    bobs, _ = _two_chats(backend, bob)
+    _upsert(backend, chat, {"id": "m1", "parts": ["mine"]})
+    _upsert(backend, other, {"id": "m1", "parts": ["theirs"]})
+    _upsert(backend, bobs, {"id": "m1", "parts": ["bob's"]})
+    _upsert(backend, other, {"id": "m1", "parts": ["theirs, again"]})
+    with backend.db.write() as s:
+        assert turns.truncate_after(s, other, "m1") == 0
+        assert turns.message_of(s, chat, "m1") == {"id": "m1", "parts": ["mine"]}
+        assert turns.message_of(s, other, "m1") == {"id": "m1", "parts": ["theirs, again"]}
+        assert turns.message_of(s, bobs, "m1") == {"id": "m1", "parts": ["bob's"]}
+        assert [m.parts for m in chats.messages(s, chat)] == [{"id": "m1", "parts": ["mine"]}]

@@ -101,9 +101,11 @@ class Agents:
             assert time.monotonic() < deadline, f"{sid} stuck in {state}"
             time.sleep(0.05)
 
-    def body(self, session_id: str, chat_id: str, text: str, **extra: Any) -> dict[str, Any]:
+    def body(
+        self, session_id: str, chat_id: str, text: str, message_id: str | None = None, **extra: Any
+    ) -> dict[str, Any]:
         message = {
-            "id": f"u-{uuid.uuid4().hex[:8]}",
+            "id": message_id or f"u-{uuid.uuid4().hex[:8]}",
             "role": "user",
             "parts": [{"type": "text", "text": text}],
         }

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
-from tests.agent.conftest import AgentsFactory
+from tests.agent.conftest import Agents, AgentsFactory
 from tests.agent.protocol import check_protocol, text_of, tool_outputs
+from tests.conftest import make_account
 from tests.support.model_server import Call, ModelServer, Text, ToolCalls, echo_last_tool_result
 
 
@@ -164,6 +166,67 @@ def test_regenerate_replaces_the_answer_after_the_user_message(agents: AgentsFac
     assert messages[1]["parts"][-1]["text"] == "second try"
     sent = h.model.requests(second.split("/", 1)[1])[0]["messages"]
     assert [m["role"] for m in sent] == ["system", "user"]  # the old answer is gone
+
+
+def test_message_ids_are_the_chats_own(agents: AgentsFactory) -> None:
+    """The README's walk-through message id ``m1`` in a second chat is that chat's own first
+    message; resent in its first chat it is still where that conversation continues."""
+    h = agents()
+    model = h.script([Text("an answer")])
+    created = h.new_session()
+    sid, first = created["session"]["id"], created["chat"]["id"]
+    second = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
+    assert second.status_code == 200, second.text
+    other = second.json()["chat"]["id"]
+    h.turn(sid, first, "one", model=model, message_id="m1")
+    h.turn(sid, other, "two", model=model, message_id="m1")
+
+    def conversation(chat_id: str) -> list[tuple[str, str, str]]:
+        return [
+            (m["id"], m["role"], m["parts"][-1]["text"]) for m in h.chat(sid, chat_id)["messages"]
+        ]
+
+    (answer_1,) = [m for m, role, _ in conversation(first) if role == "assistant"]
+    (answer_2,) = [m for m, role, _ in conversation(other) if role == "assistant"]
+    assert conversation(first) == [("m1", "user", "one"), (answer_1, "assistant", "an answer")]
+    assert conversation(other) == [("m1", "user", "two"), (answer_2, "assistant", "an answer")]
+    sent = h.model.requests(model.split("/", 1)[1])[-1]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user"]  # nothing of the first chat
+    # Resending m1 in the first chat replaces what followed it there, and there only.
+    h.turn(sid, first, "one again", model=model, message_id="m1")
+    assert [(m, r, t) for m, r, t in conversation(first) if r == "user"] == [
+        ("m1", "user", "one again")
+    ]
+    assert len(conversation(first)) == 2
+    assert conversation(other) == [("m1", "user", "two"), (answer_2, "assistant", "an answer")]
+
+
+def test_another_accounts_chat_id_starts_a_chat_of_its_own(agents: AgentsFactory) -> None:
+    """``POST /api/chat`` creates the chat if missing: with the id of another account's chat it
+    creates the caller's own (no 409 to say the id is taken), and the turn sees none of the
+    other chat's history."""
+    alice = agents()
+    bob = Agents(alice.client, make_account(alice.backend.db, "bob"), alice.settings,
+                 alice.backend, alice.model)  # fmt: skip
+    model = alice.script([Text("an answer")])
+    created = alice.new_session()
+    alice_sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    alice.turn(alice_sid, chat_id, "alice's secret", model=model, message_id="m1")
+    alices = alice.chat(alice_sid, chat_id)
+
+    bob_sid = bob.new_session()["session"]["id"]
+    chunks, _ = bob.turn(bob_sid, chat_id, "bob's question", model=model, message_id="m1")
+    check_protocol(chunks)
+    sent = alice.model.requests(model.split("/", 1)[1])[-1]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user"]
+    assert "alice" not in json.dumps(sent)
+    bobs = bob.chat(bob_sid, chat_id)
+    assert bobs["chat"]["sessionId"] == bob_sid and bobs["chat"]["title"] == "bob's question"
+    assert [(m["id"], m["role"]) for m in bobs["messages"]] == [
+        ("m1", "user"), (chunks[0]["messageId"], "assistant")
+    ]  # fmt: skip
+    assert "alice" not in json.dumps(bobs)
+    assert alice.chat(alice_sid, chat_id) == alices
 
 
 def test_a_tool_step_costs_one_checkpoint_per_model_request(agents: AgentsFactory) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from agent_sessions.sandbox import SandboxUnavailable
 from agent_sessions.sandbox.fake import FakeProvider
-from agent_sessions.store.models import Chat, SessionRow
+from agent_sessions.store.models import Chat, ChatKey, SessionRow
 from tests.lifecycle.conftest import HarnessFactory
 
 
@@ -113,7 +113,7 @@ def test_live_turn_blocks_hibernation(harness: HarnessFactory) -> None:
     created = h.client.post("/api/sessions", json={}, headers=h.account.headers).json()
     sid, chat_id = created["session"]["id"], created["chat"]["id"]
     with h.backend.db.write() as db:
-        chat = db.get(Chat, chat_id)
+        chat = db.get(Chat, ChatKey(h.account.id, chat_id))
         assert chat is not None
         chat.active_stream_id = "run-live"
     h.wait_state(sid, "active")
@@ -121,7 +121,7 @@ def test_live_turn_blocks_hibernation(harness: HarnessFactory) -> None:
     threading.Event().wait(2.5)
     assert h.session(sid)["lifecycleState"] == "active"
     with h.backend.db.write() as db:
-        chat = db.get(Chat, chat_id)
+        chat = db.get(Chat, ChatKey(h.account.id, chat_id))
         assert chat is not None
         chat.active_stream_id = None
     h.wait_state(sid, "hibernated", timeout=40)

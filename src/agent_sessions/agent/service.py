@@ -45,6 +45,8 @@ ELSEWHERE_READ_SECONDS = 0.5
 """How long DBOS's read of a turn running elsewhere may wait for a value before the reader looks
 again where the turn runs (a queued turn may start in this process)."""
 ANSWER_TOPIC = "answer:{tool_call_id}"
+MAX_MESSAGE_ID = 128
+"""The width of ``chat_messages.id``: a longer client id cannot be stored."""
 REREAD_SECONDS = 0.05
 END_GRACE_SECONDS = 1.0
 
@@ -85,19 +87,20 @@ class Turns:
             session = sessions.get_owned(db, session_id, account_id, for_update=True)
             if session.status == "archived":
                 raise Conflict("Session is archived; unarchive it first")
-            chat = chat_store.create_chat(db, session_id=session_id, chat_id=chat_id)
+            chat = chat_store.create_chat(
+                db, account_id=account_id, session_id=session_id, chat_id=chat_id
+            )
             model = (model_id or chat.model_id or self.settings.default_model).strip()
             models.check_usable(self.settings, model)
             message_id = str(user_message["id"])
-            if store.message_exists_elsewhere(db, message_id, chat.id):
-                raise Conflict("Message id belongs to another chat")
-            if not store.claim_chat(db, chat.id, run_id):
+            if not store.claim_chat(db, chat.key, run_id):
                 raise Conflict(LIVE_TURN)
             # A message the chat already has (regenerate, or a client resending after a lost
-            # response): the conversation continues from it, so what followed it goes.
-            store.truncate_after(db, chat.id, message_id)
+            # response): the conversation continues from it, so what followed it goes. Message
+            # ids are the chat's own: the same id in another chat is another message (ADR 9).
+            store.truncate_after(db, chat.key, message_id)
             store.upsert_message(
-                db, message_id=message_id, chat_id=chat.id, role="user", message=user_message
+                db, chat=chat.key, message_id=message_id, role="user", message=user_message
             )
             if chat.title == chat_store.DEFAULT_TITLE:
                 prompt = _text_of(user_message)
@@ -201,8 +204,10 @@ class Turns:
     ) -> store.RunView | None:
         def find(db: Session) -> store.RunView | None:
             sessions.read_owned(db, session_id, account_id)
-            chat_store.get_chat(db, session_id=session_id, chat_id=chat_id)
-            return store.live_run(db, chat_id)
+            chat = chat_store.get_chat(
+                db, account_id=account_id, session_id=session_id, chat_id=chat_id
+            )
+            return store.live_run(db, chat.key)
 
         return await self.db.read_call(find)
 
@@ -356,6 +361,8 @@ def validate_user_message(raw: Any) -> dict[str, Any]:
         raise InvalidInput("The user message has no text")
     message: dict[str, Any] = json.loads(json.dumps(raw))
     message["id"] = str(raw.get("id") or f"msg-{nanoid()}")
+    if len(message["id"]) > MAX_MESSAGE_ID:
+        raise InvalidInput("Invalid message id")
     if "\x00" in json.dumps(message):
         raise InvalidInput("The message contains a NUL character")
     return message

@@ -135,7 +135,9 @@ async def _begin(run_id: str) -> dict[str, Any] | None:
         view = cas.view(s, run.session_id)
         repo, branch = store.session_repo(s, run.session_id)
         history = [
-            m.parts for m in chat_store.messages(s, run.chat_id) if m.id != run.assistant_message_id
+            m.parts
+            for m in chat_store.messages(s, run.chat_key)
+            if m.id != run.assistant_message_id
         ]
         _touch(s, run.session_id)
         return {
@@ -208,7 +210,7 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
     def record(s: Any) -> None:
         if message is not None:
             store.upsert_message(
-                s, message_id=run.assistant_message_id, chat_id=run.chat_id, role="assistant",
+                s, chat=run.chat_key, message_id=run.assistant_message_id, role="assistant",
                 message=message,
             )  # fmt: skip
         store.finish_run(
@@ -218,7 +220,7 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
             steps=outcome["steps"],
         )  # fmt: skip
         replied = message is not None and bool(message.get("parts"))
-        store.release_chat(s, run.chat_id, run_id, replied=replied)
+        store.release_chat(s, run.chat_key, run_id, replied=replied)
         _touch(s, run.session_id)
 
     await current().db.write_call(record)
@@ -282,7 +284,7 @@ async def _abandon(run: store.RunView, err: Exception) -> None:
 
     def record(s: Any) -> None:
         store.finish_run(s, run.id, status="failed", error=error, finish_reason="error")
-        store.release_chat(s, run.chat_id, run.id, replied=False)
+        store.release_chat(s, run.chat_key, run.id, replied=False)
 
     with contextlib.suppress(Exception):  # the database may be what failed: the error stands
         await current().db.write_call(record)
@@ -299,7 +301,7 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
 
     history = _model_history(begun["history"])
     persisted = await current().db.read_call(
-        lambda s: store.message_of(s, run.assistant_message_id)
+        lambda s: store.message_of(s, run.chat_key, run.assistant_message_id)
     )  # the latest state, also when this is a recovery: the builder continues from it
     builder = MessageBuilder(persisted or {"id": run.assistant_message_id, "role": "assistant"})
 
@@ -307,8 +309,8 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
         await current().db.write_call(
             lambda s: store.upsert_message(
                 s,
+                chat=run.chat_key,
                 message_id=run.assistant_message_id,
-                chat_id=run.chat_id,
                 role="assistant",
                 message=message,
             )

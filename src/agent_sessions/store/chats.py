@@ -1,4 +1,8 @@
-"""Chats of a session: list with unread state, idempotent create, patch, delete, read marks."""
+"""Chats of a session: list with unread state, idempotent create, patch, delete, read marks.
+
+A chat id is the client's, unique per owning account (ADR 9): every lookup goes through the
+account (``ChatKey``) and, on the session routes, checks the session too.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,7 @@ from sqlalchemy.orm import Session
 
 from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
 from agent_sessions.ids import nanoid
-from agent_sessions.store.models import Chat, ChatMessage, ChatRead, utcnow
-from agent_sessions.store.sessions import read_owned
+from agent_sessions.store.models import Chat, ChatKey, ChatMessage, ChatRead, utcnow
 
 CHAT_NOT_FOUND = "Chat not found"
 DEFAULT_TITLE = "New chat"
@@ -27,7 +30,12 @@ class ChatWithUnread:
 def list_chats(db: Session, *, session_id: str, account_id: str) -> list[ChatWithUnread]:
     stmt = (
         select(Chat, ChatRead.last_read_at)
-        .outerjoin(ChatRead, (ChatRead.chat_id == Chat.id) & (ChatRead.account_id == account_id))
+        .outerjoin(
+            ChatRead,
+            (ChatRead.account_id == Chat.account_id)
+            & (ChatRead.chat_id == Chat.id)
+            & (ChatRead.account_id == account_id),
+        )
         .where(Chat.session_id == session_id)
         .order_by(Chat.created_at, Chat.id)
     )
@@ -39,26 +47,30 @@ def list_chats(db: Session, *, session_id: str, account_id: str) -> list[ChatWit
     return out
 
 
-def get_chat(db: Session, *, session_id: str, chat_id: str) -> Chat:
-    """The chat if it belongs to this session; a chat of another session is reported as missing."""
+def get_chat(db: Session, *, account_id: str, session_id: str, chat_id: str) -> Chat:
+    """The account's chat if it belongs to this session (the account's, checked by the caller);
+    a chat of another session is reported as missing."""
     if "\x00" in chat_id:  # no id has one, and PostgreSQL refuses NUL in text (a 500)
         raise NotFound(CHAT_NOT_FOUND)
-    chat = db.get(Chat, chat_id)
+    chat = db.get(Chat, ChatKey(account_id, chat_id))
     if chat is None or chat.session_id != session_id:
         raise NotFound(CHAT_NOT_FOUND)
     return chat
 
 
-def create_chat(db: Session, *, session_id: str, chat_id: str | None) -> Chat:
-    """Create a chat; the same id in the same session returns the existing chat (idempotent)."""
+def create_chat(db: Session, *, account_id: str, session_id: str, chat_id: str | None) -> Chat:
+    """Create a chat in the account's session; the same id in the same session returns the
+    existing chat (idempotent), in another session of the account it is a conflict. Another
+    account's chat of the same id is no concern of this one's."""
     if chat_id is not None:
-        existing = db.get(Chat, chat_id)
+        existing = db.get(Chat, ChatKey(account_id, chat_id))
         if existing is not None:
             if existing.session_id != session_id:
                 raise Conflict("Chat ID conflict")
             return existing
     now = utcnow()
     chat = Chat(
+        account_id=account_id,
         id=chat_id or nanoid(),
         session_id=session_id,
         title=DEFAULT_TITLE,
@@ -70,7 +82,7 @@ def create_chat(db: Session, *, session_id: str, chat_id: str | None) -> Chat:
             db.add(chat)
     except IntegrityError:
         # Lost a race with another request creating the same id: answer as if we came second.
-        return create_chat(db, session_id=session_id, chat_id=chat.id)
+        return create_chat(db, account_id=account_id, session_id=session_id, chat_id=chat.id)
     return chat
 
 
@@ -90,16 +102,17 @@ def delete_chat(db: Session, chat: Chat) -> None:
     db.delete(chat)
 
 
-def messages(db: Session, chat_id: str) -> list[ChatMessage]:
+def messages(db: Session, chat: ChatKey) -> list[ChatMessage]:
     stmt = (
         select(ChatMessage)
-        .where(ChatMessage.chat_id == chat_id)
+        .where(ChatMessage.account_id == chat.account_id, ChatMessage.chat_id == chat.chat_id)
         .order_by(ChatMessage.created_at, ChatMessage.id)
     )
     return list(db.scalars(stmt))
 
 
 def mark_read(db: Session, *, account_id: str, chat_id: str) -> None:
+    """Mark the account's chat read (the reader is the owner: only the owner reaches a chat)."""
     now = utcnow()
     row = db.get(ChatRead, (account_id, chat_id))
     if row is not None:
@@ -113,11 +126,11 @@ def mark_read(db: Session, *, account_id: str, chat_id: str) -> None:
 
 
 def get_owned_chat(db: Session, *, chat_id: str, account_id: str) -> Chat:
-    """A chat by id alone (the agent-turn routes): 404 when missing, 403 when another account's."""
+    """The caller's chat by id (the agent-turn routes), 404 when the caller has none of that id:
+    another account's chat of the same id is not the caller's, and its existence is not told."""
     if "\x00" in chat_id:
         raise NotFound(CHAT_NOT_FOUND)
-    chat = db.get(Chat, chat_id)
+    chat = db.get(Chat, ChatKey(account_id, chat_id))
     if chat is None:
         raise NotFound(CHAT_NOT_FOUND)
-    read_owned(db, chat.session_id, account_id)
     return chat

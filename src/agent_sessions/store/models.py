@@ -7,7 +7,7 @@ queries translate directly. Enum-like columns are plain strings checked by the A
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import (
     JSON,
@@ -15,9 +15,11 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Text,
     TypeDecorator,
@@ -150,11 +152,31 @@ class SessionRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class ChatKey(NamedTuple):
+    """A chat's primary key. Chat ids are the client's, unique per owning account (ADR 9): an
+    id another account uses is another chat, so a chat is always found through its account."""
+
+    account_id: str
+    chat_id: str
+
+
+def _chat_fk() -> ForeignKeyConstraint:
+    """A reference to a chat: the owner's account and the chat id, deleted with the chat."""
+    return ForeignKeyConstraint(
+        ["account_id", "chat_id"], ["chats.account_id", "chats.id"], ondelete="CASCADE"
+    )
+
+
 class Chat(Base):
     __tablename__ = "chats"
-    __table_args__ = (Index("ix_chats_session_created", "session_id", "created_at"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("account_id", "id"),
+        Index("ix_chats_session_created", "session_id", "created_at"),
+    )
 
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    """The session's account (sessions never change hands)."""
+    id: Mapped[str] = mapped_column(String(128))
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(String(500))
     model_id: Mapped[str | None] = mapped_column(String(200))
@@ -163,29 +185,40 @@ class Chat(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
+    @property
+    def key(self) -> ChatKey:
+        return ChatKey(self.account_id, self.id)
+
 
 class ChatMessage(Base):
-    """A stored UI message; ``parts`` holds the whole UIMessage (parts and metadata)."""
+    """A stored UI message; ``parts`` holds the whole UIMessage (parts and metadata). Its id is
+    the client's (or ours for replies), unique within its chat."""
 
     __tablename__ = "chat_messages"
-    __table_args__ = (Index("ix_chat_messages_chat_created", "chat_id", "created_at", "id"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("account_id", "chat_id", "id"),
+        _chat_fk(),
+        Index("ix_chat_messages_chat_created", "account_id", "chat_id", "created_at", "id"),
+    )
 
-    id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    chat_id: Mapped[str] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    account_id: Mapped[str] = mapped_column(String(36))
+    chat_id: Mapped[str] = mapped_column(String(128))
+    id: Mapped[str] = mapped_column(String(128))
     role: Mapped[str] = mapped_column(String(16))
     parts: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ChatRead(Base):
+    """When the account last read the chat: its owner's mark (only the owner reaches a chat)."""
+
     __tablename__ = "chat_reads"
+    __table_args__ = (_chat_fk(),)
 
     account_id: Mapped[str] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
     )
-    chat_id: Mapped[str] = mapped_column(
-        ForeignKey("chats.id", ondelete="CASCADE"), primary_key=True, index=True
-    )
+    chat_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     last_read_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -193,12 +226,16 @@ class ChatRun(Base):
     """One agent turn (a DBOS workflow of the same id): its status and usage record."""
 
     __tablename__ = "chat_runs"
-    __table_args__ = (Index("ix_chat_runs_chat_created", "chat_id", "created_at"),)
+    __table_args__ = (
+        _chat_fk(),
+        Index("ix_chat_runs_chat_created", "account_id", "chat_id", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    chat_id: Mapped[str] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
+    chat_id: Mapped[str] = mapped_column(String(128))
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    """The session's account, who started the run (only the owner can)."""
     model_id: Mapped[str] = mapped_column(String(200))
     assistant_message_id: Mapped[str] = mapped_column(String(128))
     status: Mapped[str] = mapped_column(String(16), default="queued")

@@ -74,6 +74,7 @@ def create_session(db: Session, *, account_id: str, new: NewSession) -> tuple[Se
         updated_at=now,
     )
     chat = Chat(
+        account_id=account_id,
         id=nanoid(),
         session_id=row.id,
         title=INITIAL_CHAT_TITLE,

@@ -2,7 +2,8 @@
 
 ``activeStreamId`` is claimed and released by compare-and-set (``UPDATE … WHERE
 active_stream_id IS NULL`` / ``= :run``), so two turns can never both own a chat and a turn
-never releases a lock that is no longer its own.
+never releases a lock that is no longer its own. Chats are addressed by their ``ChatKey`` (the
+account and the client's chat id) and messages within their chat (ADR 9).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from agent_sessions.store.models import Chat, ChatMessage, ChatRun, SessionRow, utcnow
+from agent_sessions.store.models import Chat, ChatKey, ChatMessage, ChatRun, SessionRow, utcnow
 from agent_sessions.store.reads import Query, Reader, first
 
 LIVE = ("queued", "running")
@@ -47,31 +48,37 @@ class RunView:
         return cls(**{f: getattr(row, f) for f in cls.__dataclass_fields__})
 
     @property
+    def chat_key(self) -> ChatKey:
+        return ChatKey(self.account_id, self.chat_id)
+
+    @property
     def duration_ms(self) -> int | None:
         if self.started_at is None or self.finished_at is None:
             return None
         return int((self.finished_at - self.started_at) / timedelta(milliseconds=1))
 
 
-def claim_chat(db: Session, chat_id: str, run_id: str) -> bool:
+def _is(chat: ChatKey) -> Any:
+    return (Chat.account_id == chat.account_id) & (Chat.id == chat.chat_id)
+
+
+def claim_chat(db: Session, chat: ChatKey, run_id: str) -> bool:
     """Take the chat's stream lock for ``run_id``; False if another turn holds it."""
     result = db.execute(
         update(Chat)
-        .where(Chat.id == chat_id, Chat.active_stream_id.is_(None))
+        .where(_is(chat), Chat.active_stream_id.is_(None))
         .values(active_stream_id=run_id)
     )
     return result.rowcount == 1  # type: ignore[attr-defined, no-any-return]
 
 
-def release_chat(db: Session, chat_id: str, run_id: str, *, replied: bool) -> None:
+def release_chat(db: Session, chat: ChatKey, run_id: str, *, replied: bool) -> None:
     """Give the lock back if ``run_id`` still holds it; note the reply time when there was one."""
     values: dict[str, Any] = {"active_stream_id": None}
     if replied:
         now = utcnow()
         values.update(last_assistant_message_at=now, updated_at=now)
-    db.execute(
-        update(Chat).where(Chat.id == chat_id, Chat.active_stream_id == run_id).values(**values)
-    )
+    db.execute(update(Chat).where(_is(chat), Chat.active_stream_id == run_id).values(**values))
 
 
 def create_run(db: Session, **fields: Any) -> ChatRun:
@@ -90,9 +97,9 @@ def get_run(db: Session, run_id: str) -> RunView | None:
     return RunView.of(row) if row is not None else None
 
 
-def live_run(db: Session, chat_id: str) -> RunView | None:
+def live_run(db: Session, chat: ChatKey) -> RunView | None:
     """The run holding the chat's stream lock, if any."""
-    stmt = select(ChatRun).join(Chat, Chat.active_stream_id == ChatRun.id).where(Chat.id == chat_id)
+    stmt = select(ChatRun).join(Chat, Chat.active_stream_id == ChatRun.id).where(_is(chat))
     row = db.scalars(stmt).first()
     return RunView.of(row) if row is not None else None
 
@@ -161,34 +168,45 @@ def finish_run(db: Session, run_id: str, **fields: Any) -> None:
     )
 
 
+def _message(chat: ChatKey, message_id: str) -> tuple[str, str, str]:
+    return (chat.account_id, chat.chat_id, message_id)  # ChatMessage's primary key
+
+
 def upsert_message(
-    db: Session, *, message_id: str, chat_id: str, role: str, message: dict[str, Any]
+    db: Session, *, chat: ChatKey, message_id: str, role: str, message: dict[str, Any]
 ) -> None:
-    """Store the message under its id; an id that another chat holds is left alone.
+    """Store the message under its id in the chat (the same id in another chat is another
+    message).
 
     An UPDATE first, without loading the row: a turn upserts its message after every step,
     and reading the whole stored message back only to replace it cost a query and a JSON
-    decode of a message that grows with each step.
+    decode of a message that grows with each step. The chat's turn lock (``claim_chat``)
+    keeps two writers of one chat's messages apart, so nothing inserts in between.
     """
     updated = db.execute(
         update(ChatMessage)
-        .where(ChatMessage.id == message_id, ChatMessage.chat_id == chat_id)
+        .where(
+            ChatMessage.account_id == chat.account_id,
+            ChatMessage.chat_id == chat.chat_id,
+            ChatMessage.id == message_id,
+        )
         .values(parts=message)
         .execution_options(synchronize_session=False)
     )
-    if updated.rowcount == 0 and db.get(ChatMessage, message_id) is None:  # type: ignore[attr-defined]
-        db.add(ChatMessage(id=message_id, chat_id=chat_id, role=role, parts=message,
-                           created_at=utcnow()))  # fmt: skip
+    if updated.rowcount == 0:  # type: ignore[attr-defined]
+        db.add(ChatMessage(account_id=chat.account_id, chat_id=chat.chat_id, id=message_id,
+                           role=role, parts=message, created_at=utcnow()))  # fmt: skip
 
 
-def truncate_after(db: Session, chat_id: str, message_id: str) -> int:
+def truncate_after(db: Session, chat: ChatKey, message_id: str) -> int:
     """Delete the chat's messages after ``message_id`` (a regenerate, or a resent message);
     returns how many went."""
-    anchor = db.get(ChatMessage, message_id)
-    if anchor is None or anchor.chat_id != chat_id:
+    anchor = db.get(ChatMessage, _message(chat, message_id))
+    if anchor is None:
         return 0
     later = select(ChatMessage).where(
-        ChatMessage.chat_id == chat_id,
+        ChatMessage.account_id == chat.account_id,
+        ChatMessage.chat_id == chat.chat_id,
         (ChatMessage.created_at > anchor.created_at)
         | ((ChatMessage.created_at == anchor.created_at) & (ChatMessage.id > anchor.id)),
     )
@@ -198,15 +216,10 @@ def truncate_after(db: Session, chat_id: str, message_id: str) -> int:
     return len(rows)
 
 
-def message_of(db: Session, message_id: str) -> dict[str, Any] | None:
-    """The stored UIMessage with this id, if any."""
-    row = db.get(ChatMessage, message_id)
+def message_of(db: Session, chat: ChatKey, message_id: str) -> dict[str, Any] | None:
+    """The stored UIMessage with this id in the chat, if any."""
+    row = db.get(ChatMessage, _message(chat, message_id))
     return dict(row.parts) if row is not None else None
-
-
-def message_exists_elsewhere(db: Session, message_id: str, chat_id: str) -> bool:
-    row = db.get(ChatMessage, message_id)
-    return row is not None and row.chat_id != chat_id
 
 
 def session_repo(db: Session, session_id: str) -> tuple[str | None, str | None]:

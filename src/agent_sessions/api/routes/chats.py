@@ -69,7 +69,9 @@ async def create_chat(
     def create(db: Session) -> schemas.ChatResponse:
         sessions.get_owned(db, sessionId, account_id, for_update=True)
         return schemas.ChatResponse(
-            chat=chat_out(store.create_chat(db, session_id=sessionId, chat_id=chat_id))
+            chat=chat_out(
+                store.create_chat(db, account_id=account_id, session_id=sessionId, chat_id=chat_id)
+            )
         )
 
     return await services.db.write_call(create)
@@ -86,11 +88,11 @@ async def get_chat(caller: CallerDep, sessionId: str, chatId: str) -> schemas.Ch
 
     def detail(db: Session) -> schemas.ChatDetail:
         sessions.read_owned(db, sessionId, account_id)
-        chat = store.get_chat(db, session_id=sessionId, chat_id=chatId)
+        chat = store.get_chat(db, account_id=account_id, session_id=sessionId, chat_id=chatId)
         return schemas.ChatDetail(
             chat=chat_out(chat),
             is_streaming=chat.active_stream_id is not None,
-            messages=[message_out(m) for m in store.messages(db, chat.id)],
+            messages=[message_out(m) for m in store.messages(db, chat.key)],
         )
 
     return await services.db.read_call(detail)
@@ -115,7 +117,7 @@ async def patch_chat(
 
     def patch(db: Session) -> schemas.ChatResponse:
         sessions.get_owned(db, sessionId, account_id, for_update=True)
-        chat = store.get_chat(db, session_id=sessionId, chat_id=chatId)
+        chat = store.get_chat(db, account_id=account_id, session_id=sessionId, chat_id=chatId)
         store.update_chat(chat, changes)
         return schemas.ChatResponse(chat=chat_out(chat))
 
@@ -133,7 +135,8 @@ async def delete_chat(caller: CallerDep, sessionId: str, chatId: str) -> schemas
 
     def delete(db: Session) -> None:
         sessions.get_owned(db, sessionId, account_id, for_update=True)
-        store.delete_chat(db, store.get_chat(db, session_id=sessionId, chat_id=chatId))
+        chat = store.get_chat(db, account_id=account_id, session_id=sessionId, chat_id=chatId)
+        store.delete_chat(db, chat)
 
     await services.db.write_call(delete)
     return schemas.Success()
@@ -150,7 +153,7 @@ async def mark_read(caller: CallerDep, sessionId: str, chatId: str) -> schemas.S
 
     def read(db: Session) -> None:
         sessions.get_owned(db, sessionId, account_id)
-        store.get_chat(db, session_id=sessionId, chat_id=chatId)
+        store.get_chat(db, account_id=account_id, session_id=sessionId, chat_id=chatId)
         store.mark_read(db, account_id=account_id, chat_id=chatId)
 
     await services.db.write_call(read)

@@ -146,7 +146,7 @@ async def _submit_tool_result(
 @router.get(
     "/chat/{chatId}/stream",
     summary="Resume the live turn's stream from chunk startIndex (204 when none is live)",
-    responses={200: _SSE, 204: {"description": "No turn is live"}, **errors(401, 403, 404)},
+    responses={200: _SSE, 204: {"description": "No turn is live"}, **errors(401, 404)},
     response_class=StreamingResponse,
 )
 async def resume_stream(
@@ -170,7 +170,7 @@ async def resume_stream(
     "/chat/{chatId}/stop",
     response_model=schemas.StopResult,
     summary="Stop the chat's live turn; open tool calls end as errors, the partial reply stays",
-    responses=errors(401, 403, 404),
+    responses=errors(401, 404),
 )
 async def stop_turn(caller: CallerDep, chatId: str) -> schemas.StopResult:
     services, account_id = caller
