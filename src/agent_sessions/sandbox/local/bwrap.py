@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,7 +176,8 @@ def data_fd(name: str, data: bytes) -> int:
 
 def args_fd(options: Sequence[str]) -> int:
     """bwrap's ``--args`` descriptor: ``options``, each ended by NUL."""
-    return data_fd("agent-sessions-bwrap-args", b"".join(os.fsencode(o) + b"\0" for o in options))
+    data = "".join(f"{o}\0" for o in options).encode(sys.getfilesystemencoding(), "surrogateescape")
+    return data_fd("agent-sessions-bwrap-args", data)
 
 
 def etc_files() -> dict[str, str]:

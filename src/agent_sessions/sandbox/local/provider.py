@@ -7,6 +7,8 @@ it)::
     .uids.json                         name → host uid (when running as root)
     <name>/workspace                   bound at /workspace, owned by the sandbox uid, 0700
     <name>/stopped                     marker: stop() ran and no exec since
+    <name>/netns.json                  root, 0600: pid and start time of the namespace holder
+                                       and helper (:mod:`.netns`)
 
 Each ``exec`` is one bwrap invocation (see :mod:`.bwrap`): commands share the workspace and,
 when the service is root, one network namespace per sandbox (:mod:`.netns`; a detached dev
