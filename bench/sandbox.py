@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from agent_sessions.sandbox.local import LocalProvider, LocalSandbox, seccomp
+from agent_sessions.sandbox.local import LocalProvider, LocalSandbox
 from agent_sessions.settings import Settings
 
 MINIMAL_BWRAP = ["bwrap", "--unshare-all", "--die-with-parent", "--ro-bind", "/usr", "/usr",
@@ -44,13 +44,13 @@ LABELS = {
 
 
 def _direct(box: LocalSandbox, netns: str | None) -> None:
-    fd = seccomp.filter_fd()
+    argv, fds = box.launch("true", cwd_parts=[], env=None, cpu_seconds=121, netns=netns)
     try:
-        argv = box.argv("true", cwd_parts=[], env=None, cpu_seconds=121, seccomp_fd=fd, netns=netns)
-        subprocess.run(argv, pass_fds=(fd,), check=True, capture_output=True,
+        subprocess.run(argv, pass_fds=fds, check=True, capture_output=True,
                        start_new_session=True, env=_HOST_ENV)  # fmt: skip
     finally:
-        os.close(fd)
+        for fd in fds:
+            os.close(fd)
 
 
 def _timed(fn: Callable[[], object]) -> float:
@@ -67,9 +67,12 @@ async def bench_exec(n: int, data_dir: Path) -> dict[str, list[float]]:
         for _ in range(10):  # warm up: page cache, seccomp program, child watcher, namespace
             await box.exec("true")
         netns = box.netns.path() if box.netns is not None else None
-        shown = box.argv("true", cwd_parts=[], env=None, cpu_seconds=121, seccomp_fd=9,
-                         netns=netns)  # fmt: skip
-        print("argv:", " ".join(shown), "\n")
+        shown, fds = box.launch("true", cwd_parts=[], env=None, cpu_seconds=121, netns=netns)
+        for fd in fds:
+            os.close(fd)
+        options = box.jail.options(cwd_parts=[], env=box.jail.environment(None), seccomp_fd=9,
+                                   netns=netns)  # fmt: skip
+        print("argv:", " ".join(shown), "\nbwrap --args:", " ".join(options), "\n")
         results: dict[str, list[float]] = {key: [] for key in LABELS}
         for _ in range(n):
             start = time.perf_counter()

@@ -643,6 +643,26 @@ async def test_21_service_killed_takes_sandboxes_with_it(sandbox_data_dir: Path)
     await (await provider.connect({"provider": "local", "name": name})).destroy()
 
 
+# 22 ---------------------------------------------------------------------------------------
+async def test_22_no_host_paths_in_process_arguments_or_environment(
+    a: LocalSandbox, b: LocalSandbox, local: LocalProvider
+) -> None:
+    """Issue 14 finding 11: bwrap (pid 1 inside) was started with the host paths of the data
+    directory and the workspace; no process the sandbox can see may show them."""
+    r = await a.exec(
+        "sleep 1000 & for f in /proc/[0-9]*/cmdline /proc/[0-9]*/environ; do "
+        "echo \"== $f\"; tr '\\0' ' ' < $f; echo; done; kill %1; echo '== fds'; ls -l /proc/1/fd"
+    )
+    shown = dict(
+        (part.partition("\n")[0], part.partition("\n")[2]) for part in r.stdout.split("== ")[1:]
+    )
+    assert shown["/proc/1/cmdline"].startswith("bwrap"), r  # it was readable
+    assert "memfd" not in shown["fds"], r  # bwrap closed the descriptor of its options
+    for host_path in (str(local.root.parent), str(a.workspace), str(a.home)):
+        assert host_path not in r.stdout, (host_path, r.stdout)
+    await host_is_fine(b)
+
+
 @pytest.fixture
 async def _unused() -> AsyncIterator[None]:  # keeps the AsyncIterator import honest for mypy
     yield

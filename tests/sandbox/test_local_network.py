@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shlex
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import textwrap
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -93,6 +96,123 @@ async def test_first_execs_racing_share_one_namespace(
     assert len(namespaces) == 1, namespaces
     assert namespaces != {os.readlink("/proc/self/ns/net") + "\n"}  # never the host's
     assert (await b.exec("readlink /proc/self/ns/net")).stdout not in namespaces
+
+
+async def test_a_sandbox_cannot_pass_for_another_ones_namespace_holder(
+    boxes: tuple[LocalSandbox, LocalSandbox], sandbox_data_dir: Path
+) -> None:
+    """Issue 14 finding 3: A names a process like B's holder; B must not join A's namespace,
+    neither on its first command nor once its holder is gone and a restarted service (a fresh
+    provider) looks it up anew."""
+    a, b = boxes
+    url = "http://127.0.0.1:8766/"
+    await a.exec("python3 -m http.server 8766 --bind 127.0.0.1", detached=True)
+    r = await a.exec(f"readlink /proc/self/ns/net; {_get(url, retry_for=20)}", timeout=60)
+    a_ns, status = r.stdout.split()
+    assert status == "200", r
+
+    async def forge() -> None:
+        forged = f"agent-sessions-netns:{b.home}"
+        before = set(_pids_named(forged + "\0"))
+        await a.exec(f"exec -a {shlex.quote(forged)} sleep 1000", detached=True)
+        await _until(lambda: bool(set(_pids_named(forged + "\0")) - before), "no forged holder")
+
+    async def b_network(box: LocalSandbox) -> list[str]:
+        return (await box.exec(f"readlink /proc/self/ns/net; {_get(url)}")).stdout.split()
+
+    await forge()
+    ns, status = await b_network(b)
+    assert ns != a_ns and status == "URLError"
+    await b.stop()  # B's holder is gone, as after a restart of the service
+    await forge()
+    restarted = await _provider(sandbox_data_dir, "off")
+    b_again = await restarted.connect(b.state)
+    assert isinstance(b_again, LocalSandbox)
+    ns, status = await b_network(b_again)
+    assert ns != a_ns and status == "URLError"
+    await b_again.stop()
+
+
+async def test_a_sandbox_cannot_pass_for_another_ones_network_helper(
+    sandbox_data_dir: Path,
+) -> None:
+    """Issue 14 finding 3, the slirp4netns side: when B's helper dies, a process of A named
+    like it must not keep B from getting a new one (and its network)."""
+    provider = await _provider(sandbox_data_dir, "on")
+    a = await provider.create(f"ha-{secrets.token_hex(3)}")
+    b = await provider.create(f"hb-{secrets.token_hex(3)}")
+    assert isinstance(a, LocalSandbox) and isinstance(b, LocalSandbox) and b.netns is not None
+    interfaces = "tail -n +3 /proc/net/dev | cut -d: -f1 | sort | tr '\\n' ' '"
+    try:
+        assert (await b.exec(interfaces)).stdout.split() == ["lo", "tap0"]
+        holder = b.netns.path()
+        helper = b.netns._helper_pid()
+        assert holder is not None and helper is not None
+        holder_pid = holder.split("/")[2]
+        forged = f"exec -a agent-sessions-slirp4netns bash -c 'sleep 1000; :' x {holder_pid} tap0"
+        await a.exec(forged, detached=True)
+        await _until(
+            lambda: bool(_pids_named("agent-sessions-slirp4netns\0-c\0sleep 1000; :\0")),
+            "no forged helper",
+        )
+        os.kill(helper, signal.SIGKILL)  # B's helper crashes
+        await _until(lambda: not _running(helper), "the helper survived SIGKILL")
+        assert (await b.exec(interfaces)).stdout.split() == ["lo", "tap0"]
+    finally:
+        await a.destroy()
+        await b.destroy()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
+async def _until(done: Callable[[], bool], failure: str, wait: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + wait
+    while not done():
+        if asyncio.get_running_loop().time() > deadline:
+            pytest.fail(failure)
+        await asyncio.sleep(0.05)
+
+
+_OTHER_SERVICE = """
+import asyncio, sys
+from pathlib import Path
+sys.path[:0] = {path!r}
+from tests.sandbox.conftest import local_settings
+from agent_sessions.sandbox.local import LocalProvider
+
+async def main():
+    settings = local_settings(Path({data_dir!r}), sandbox_uid_base={uid_base})
+    box = await LocalProvider(settings).connect({state!r})
+    print((await box.exec("readlink /proc/self/ns/net")).stdout, end="")
+
+asyncio.run(main())
+"""
+
+
+async def test_another_service_process_joins_the_same_namespace(
+    boxes: tuple[LocalSandbox, LocalSandbox], sandbox_data_dir: Path
+) -> None:
+    """``serve`` and ``worker`` share the data directory: a command of the sandbox run by the
+    other process lands in the namespace this one created (found through its record)."""
+    from .conftest import UID_BASE
+
+    a, _ = boxes
+    ns = (await a.exec("readlink /proc/self/ns/net")).stdout
+    script = _OTHER_SERVICE.format(
+        path=sys.path, data_dir=str(sandbox_data_dir), uid_base=UID_BASE, state=a.state
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, stdout=asyncio.subprocess.PIPE, cwd=os.getcwd()
+    )
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0
+    assert out.decode() == ns
 
 
 async def test_interfaces_with_network_off(boxes: tuple[LocalSandbox, LocalSandbox]) -> None:

@@ -197,30 +197,35 @@ def test_environment_names_are_checked(tmp_path: Path) -> None:
 
 
 def test_argv_hardening_flags(tmp_path: Path) -> None:
-    argv = Jail(tmp_path, tmp_path, 123456).argv(
-        "echo hi", cwd_parts=["src"], env={"PATH": "/usr/bin"}, cpu_seconds=5, seccomp_fd=9
-    )
+    jail = Jail(tmp_path, tmp_path, 123456)
+    argv = jail.argv("echo hi", cpu_seconds=5, args_fd=8)
     assert argv[:2] == ["setpriv", "--reuid=123456"]
-    for flag in ["--clear-groups", "--inh-caps=-all", "--unshare-all", "--disable-userns",
-                 "--die-with-parent", "--new-session", "--clearenv", "--core=0"]:  # fmt: skip
+    for flag in ["--clear-groups", "--inh-caps=-all", "--core=0"]:
         assert flag in argv, flag
-    assert "--share-net" not in argv
-    assert argv[argv.index("--cap-drop") + 1] == "ALL"
-    assert argv[argv.index("--seccomp") + 1] == "9"
-    assert argv.index("--size") + 2 == argv.index("--tmpfs")  # --size must precede --tmpfs
-    assert argv[argv.index("--remount-ro") + 1] == "/"
-    assert argv[argv.index("--chdir") + 1] == "/workspace/src"
-    assert argv[-3:] == ["/bin/bash", "-c", "echo hi"]
+    # bwrap's options come through --args: none shows on its command line, /proc/1/cmdline
+    bwrap = ["bwrap", "--args", "8", "--", "/bin/bash", "-c", "echo hi"]
+    assert argv[argv.index("bwrap") :] == bwrap
+    options = jail.options(cwd_parts=["src"], env={"PATH": "/usr/bin"}, seccomp_fd=9)
+    for flag in ["--unshare-all", "--disable-userns", "--die-with-parent", "--new-session",
+                 "--clearenv"]:  # fmt: skip
+        assert flag in options, flag
+    assert "--share-net" not in options
+    assert options[options.index("--cap-drop") + 1] == "ALL"
+    assert options[options.index("--seccomp") + 1] == "9"
+    assert options.index("--size") + 2 == options.index("--tmpfs")  # --size must precede --tmpfs
+    assert options[options.index("--remount-ro") + 1] == "/"
+    assert options[options.index("--chdir") + 1] == "/workspace/src"
+    assert str(tmp_path) not in " ".join(argv)
 
 
 def test_argv_with_the_sandbox_network_namespace(tmp_path: Path) -> None:
-    argv = Jail(tmp_path, tmp_path, 123456).argv(
-        "true", cwd_parts=[], env={}, cpu_seconds=5, seccomp_fd=9, netns="/proc/42/ns/net"
-    )
+    jail = Jail(tmp_path, tmp_path, 123456)
+    argv = jail.argv("true", cpu_seconds=5, args_fd=8, netns="/proc/42/ns/net")
     assert argv[:3] == ["nsenter", "--net=/proc/42/ns/net", "--"]
+    options = jail.options(cwd_parts=[], env={}, seccomp_fd=9, netns="/proc/42/ns/net")
     for flag in ["--unshare-user", "--unshare-pid", "--unshare-ipc", "--unshare-uts"]:
-        assert flag in argv
-    assert "--share-net" not in argv and "--unshare-all" not in argv
+        assert flag in options
+    assert "--share-net" not in options and "--unshare-all" not in options
 
 
 def test_seccomp_program_builds() -> None:

@@ -5,13 +5,20 @@ or bounding capabilities), ``prlimit`` sets rlimits, ``choom`` makes sandbox pro
 killer's first choice, and bwrap builds the jail: every namespace unshared, nested user
 namespaces disabled, a read-only root with the host's ``/usr`` and a minimal ``/etc``, a
 size-capped ``/tmp``, the workspace at ``/workspace``, a cleared environment and the seccomp
-filter passed as the only extra descriptor.
+filter passed as a descriptor.
+
+bwrap's options name host paths (the data directory, the workspace), and bwrap is pid 1 inside
+the sandbox, where ``/proc/1/cmdline`` shows its command line. So they reach it through
+``--args FD`` (NUL-separated, read and closed by bwrap before the command starts) and its
+visible command line is ``bwrap --args FD -- /bin/bash -c COMMAND`` (issue 14, finding 11).
 """
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Mapping
+import sys
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +26,16 @@ from agent_sessions.exceptions import InvalidInput
 from agent_sessions.sandbox.errors import SandboxError
 from agent_sessions.sandbox.local.netns import SLIRP_DNS
 
-__all__ = ["BASE_ENV", "SANDBOX_GID", "SANDBOX_UID", "InvalidEnvironment", "Jail", "Limits"]
+__all__ = [
+    "BASE_ENV",
+    "SANDBOX_GID",
+    "SANDBOX_UID",
+    "InvalidEnvironment",
+    "Jail",
+    "Limits",
+    "args_fd",
+    "data_fd",
+]
 
 SANDBOX_UID = 1000
 SANDBOX_GID = 1000
@@ -87,16 +103,10 @@ class Jail:
         return env
 
     def argv(
-        self,
-        command: str,
-        *,
-        cwd_parts: list[str],
-        env: Mapping[str, str],
-        cpu_seconds: int,
-        seccomp_fd: int,
-        netns: str | None = None,
+        self, command: str, *, cpu_seconds: int, args_fd: int, netns: str | None = None
     ) -> list[str]:
-        """The host command line; ``netns`` is the sandbox's network namespace (see
+        """The host command line: the launchers, then bwrap reading its options (see
+        :meth:`options`) from ``args_fd``; ``netns`` is the sandbox's network namespace (see
         :mod:`.netns`), None for a private one per command (bwrap's ``--unshare-net``)."""
         lim = self.limits
         prefix = ["nsenter", f"--net={netns}", "--"] if netns else []
@@ -109,13 +119,24 @@ class Jail:
         if lim.data is not None:
             prefix.append(f"--data={lim.data}")
         prefix += ["--", "choom", "-n", "1000", "--"]
+        return [*prefix, "bwrap", "--args", str(args_fd), "--", "/bin/bash", "-c", command]
 
+    def options(
+        self,
+        *,
+        cwd_parts: list[str],
+        env: Mapping[str, str],
+        seccomp_fd: int,
+        netns: str | None = None,
+    ) -> list[str]:
+        """bwrap's options (for ``--args``): the jail of one command."""
+        lim = self.limits
         if netns:  # every namespace but the network, which nsenter entered already
             unshare = ["--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-uts",
                        "--unshare-cgroup-try"]  # fmt: skip
         else:
             unshare = ["--unshare-all", "--unshare-user"]
-        jail = ["bwrap", *unshare, "--disable-userns",
+        jail = [*unshare, "--disable-userns",
                 "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                 "--uid", str(SANDBOX_UID), "--gid", str(SANDBOX_GID),
                 "--hostname", "sandbox", "--clearenv"]  # fmt: skip
@@ -134,9 +155,29 @@ class Jail:
                  "--bind", str(self.workspace), WORKSPACE,
                  "--chdir", "/".join([WORKSPACE, *cwd_parts]),
                  "--seccomp", str(seccomp_fd),
-                 "--remount-ro", "/",
-                 "--", "/bin/bash", "-c", command]  # fmt: skip
-        return prefix + jail
+                 "--remount-ro", "/"]  # fmt: skip
+        return jail
+
+
+def data_fd(name: str, data: bytes) -> int:
+    """A fresh memfd holding ``data``, positioned at its start, for bwrap to read once (it
+    closes the descriptors it reads); the caller closes its copy once the child started."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def args_fd(options: Sequence[str]) -> int:
+    """bwrap's ``--args`` descriptor: ``options``, each ended by NUL."""
+    data = "".join(f"{o}\0" for o in options).encode(sys.getfilesystemencoding(), "surrogateescape")
+    return data_fd("agent-sessions-bwrap-args", data)
 
 
 def etc_files() -> dict[str, str]:

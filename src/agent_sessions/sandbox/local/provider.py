@@ -7,6 +7,8 @@ it)::
     .uids.json                         name → host uid (when running as root)
     <name>/workspace                   bound at /workspace, owned by the sandbox uid, 0700
     <name>/stopped                     marker: stop() ran and no exec since
+    <name>/netns.json                  root, 0600: pid and start time of the namespace holder
+                                       and helper (:mod:`.netns`)
 
 Each ``exec`` is one bwrap invocation (see :mod:`.bwrap`): commands share the workspace and,
 when the service is root, one network namespace per sandbox (:mod:`.netns`; a detached dev
@@ -48,7 +50,7 @@ from agent_sessions.sandbox.errors import (
     SandboxSetupError,
     SandboxUnavailable,
 )
-from agent_sessions.sandbox.local import cgroups, netns, processes, runner, seccomp
+from agent_sessions.sandbox.local import bwrap, cgroups, netns, processes, runner, seccomp
 from agent_sessions.sandbox.local.bwrap import Jail, Limits, etc_files
 from agent_sessions.sandbox.local.uids import UidAllocator
 from agent_sessions.snapshots.base import new_snapshot_id
@@ -241,8 +243,8 @@ class LocalSandbox(HostFileOps, Sandbox):
             if provider.cgroup.root is not None
             else None
         )
-        # bwrap's own command line holds this; stop() finds sandboxes started by anyone.
-        self._marker = b"\0" + os.fsencode(self.workspace) + b"\0/workspace\0"
+        # The launchers' environment holds this; stop() finds sandboxes started by anyone.
+        self._marker = processes.Marker.of(self.workspace)
         self._detached: set[asyncio.Task[int]] = set()
 
     @property
@@ -283,20 +285,25 @@ class LocalSandbox(HostFileOps, Sandbox):
         self._set_stopped(False)
         return parts
 
-    def argv(
+    def launch(
         self, command: str, *, cwd_parts: list[str], env: Mapping[str, str] | None,
-        cpu_seconds: int, seccomp_fd: int, netns: str | None = None,
-    ) -> list[str]:  # fmt: skip
-        """The full host command line of one exec (public for the benchmark)."""
-        argv = self.jail.argv(
-            command,
-            cwd_parts=cwd_parts,
-            env=self.jail.environment(env),
-            cpu_seconds=cpu_seconds,
-            seccomp_fd=seccomp_fd,
-            netns=netns,
-        )
-        return self.cgroup.wrap(argv) if self.cgroup is not None else argv
+        cpu_seconds: int, netns: str | None = None,
+    ) -> tuple[list[str], list[int]]:  # fmt: skip
+        """The host command line of one exec and the descriptors it reads (the seccomp program,
+        bwrap's options), which the caller passes on and closes (public for the benchmark)."""
+        environment = self.jail.environment(env)
+        fds = [seccomp.filter_fd()]
+        try:
+            options = self.jail.options(
+                cwd_parts=cwd_parts, env=environment, seccomp_fd=fds[0], netns=netns
+            )
+            fds.append(bwrap.args_fd(options))
+            argv = self.jail.argv(command, cpu_seconds=cpu_seconds, args_fd=fds[1], netns=netns)
+        except BaseException:
+            for fd in fds:
+                os.close(fd)
+            raise
+        return (self.cgroup.wrap(argv) if self.cgroup is not None else argv), fds
 
     # -- commands --------------------------------------------------------------------------
 
@@ -321,23 +328,18 @@ class LocalSandbox(HostFileOps, Sandbox):
             ns = self.netns.path() or await self.netns.ensure()
         timeout = max(0.001, timeout)
         cpu = self.provider.detached_cpu_seconds if detached else math.ceil(timeout) + 1
-        fd = seccomp.filter_fd()
-        try:
-            argv = self.argv(
-                command, cwd_parts=parts, env=env, cpu_seconds=cpu, seccomp_fd=fd, netns=ns
-            )
-        except BaseException:
-            os.close(fd)
-            raise
+        argv, fds = self.launch(command, cwd_parts=parts, env=env, cpu_seconds=cpu, netns=ns)
         if detached:
-            proc = await runner.spawn_detached(argv, pass_fds=[fd])
+            proc = await runner.spawn_detached(argv, pass_fds=fds, env=self._marker.env)
             task = asyncio.ensure_future(proc.wait())  # reaps it; stop() does the killing
             self._detached.add(task)
             _DETACHED.add(task)  # outlives this object: the API reconnects per request
             task.add_done_callback(_DETACHED.discard)
             task.add_done_callback(self._detached.discard)
             return ExecResult(0, "", "", False, False, command_id=f"cmd_{secrets.token_hex(8)}")
-        done = await runner.run(argv, pass_fds=[fd], timeout=timeout, max_output=max_output)
+        done = await runner.run(
+            argv, pass_fds=fds, env=self._marker.env, timeout=timeout, max_output=max_output
+        )
         return ExecResult(done.exit_code, done.stdout, done.stderr, done.truncated, done.timed_out)
 
     # -- snapshots -------------------------------------------------------------------------

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,9 +48,10 @@ def _kill_group(pid: int) -> None:
 
 
 async def _spawn(
-    argv: Sequence[str], pass_fds: Sequence[int], *, capture: bool
+    argv: Sequence[str], pass_fds: Sequence[int], env: Mapping[str, str], *, capture: bool
 ) -> asyncio.subprocess.Process:
-    """Start ``argv``; the descriptors in ``pass_fds`` are handed over and closed here."""
+    """Start ``argv``; the descriptors in ``pass_fds`` are handed over and closed here, ``env``
+    adds to the launchers' environment (bwrap clears it for the command)."""
     out = asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL
     try:
         return await asyncio.create_subprocess_exec(
@@ -58,9 +59,9 @@ async def _spawn(
             stdin=asyncio.subprocess.DEVNULL,
             stdout=out,
             stderr=out,
-            pass_fds=tuple(pass_fds),  # only the seccomp program; close_fds stays True
+            pass_fds=tuple(pass_fds),  # only what bwrap reads; close_fds stays True
             start_new_session=True,  # own process group: the timeout kills exactly this tree
-            env=dict(_HOST_ENV),
+            env={**env, **_HOST_ENV},
         )
     except OSError as err:
         raise SandboxUnavailable(f"cannot start the sandbox: {err}") from err
@@ -80,11 +81,12 @@ async def run(
     argv: Sequence[str],
     *,
     pass_fds: Sequence[int],
+    env: Mapping[str, str],
     timeout: float,  # noqa: ASYNC109 (we must kill the tree, not just stop waiting)
     max_output: int,
 ) -> Completed:
     """Run to completion or to ``timeout`` seconds, whichever comes first."""
-    proc = await _spawn(argv, pass_fds, capture=True)
+    proc = await _spawn(argv, pass_fds, env, capture=True)
     out, err = HeadTail(max_output), HeadTail(max_output)
     drains = asyncio.gather(_drain(proc.stdout, out), _drain(proc.stderr, err))
     waiter = asyncio.ensure_future(proc.wait())
@@ -116,7 +118,7 @@ async def run(
 
 
 async def spawn_detached(
-    argv: Sequence[str], *, pass_fds: Sequence[int]
+    argv: Sequence[str], *, pass_fds: Sequence[int], env: Mapping[str, str]
 ) -> asyncio.subprocess.Process:
     """Start without waiting; output is discarded (the command may redirect it to a file)."""
-    return await _spawn(argv, pass_fds, capture=False)
+    return await _spawn(argv, pass_fds, env, capture=False)

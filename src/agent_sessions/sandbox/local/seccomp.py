@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import errno
 import functools
-import os
 import tempfile
 
 import pyseccomp as seccomp
+
+from agent_sessions.sandbox.local.bwrap import data_fd
 
 __all__ = ["DENIED_SYSCALLS", "filter_bpf", "filter_fd"]
 
@@ -72,15 +73,6 @@ def filter_bpf() -> bytes:
 
 
 def filter_fd() -> int:
-    """A fresh read-only-positioned memfd holding the program, for one bwrap invocation.
-
-    bwrap reads it to the end, so each spawn needs its own descriptor; the caller closes it once
-    the child has started.
-    """
-    fd = os.memfd_create("agent-sessions-seccomp", os.MFD_CLOEXEC)
-    data = filter_bpf()
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
-    os.lseek(fd, 0, os.SEEK_SET)
-    return fd
+    """A fresh memfd holding the program, for one bwrap invocation (bwrap reads it to the end,
+    so each spawn needs its own descriptor)."""
+    return data_fd("agent-sessions-seccomp", filter_bpf())
