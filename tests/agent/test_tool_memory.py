@@ -61,7 +61,7 @@ def _calls(path_of: dict[str, str]) -> list[Call]:
         Call("read", {"filePath": path_of["one"], "offset": 2}),
         Call("edit", {"filePath": path_of["sp"], "oldString": "abcdefg", "newString": "x"}),
         Call("edit", {"filePath": path_of["one"], "oldString": "aaaa", "newString": "b"}),
-        Call("grep", {"pattern": "aaa|abc"}),
+        Call("grep", {"pattern": "aaa|abc", "path": path_of["one"]}),
         Call("glob", {"pattern": "*"}),
     ]
 
@@ -138,6 +138,9 @@ def test_tools_on_huge_files_leave_the_service_memory_bounded(
         assert outputs[0]["output"].startswith("1: abcdefg\n"), outputs[0]
         assert kinds[4:6] == ["tool-output-error"] * 2, outputs
         assert "bash" in outputs[4]["errorText"], outputs[4]
+        matches = outputs[6]["output"]["matches"]  # the 200 MB line matched, and came cut
+        assert matches[0].startswith("1:aaa"), outputs[6]
+        assert max(len(m) for m in matches) <= 200, outputs[6]
         assert os.path.exists(f"/proc/{pid}")
     finally:
         stop_server(srv)
