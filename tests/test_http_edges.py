@@ -135,3 +135,31 @@ def test_unexpected_errors_are_500_in_error_shape(backend: Backend, alice: Accou
         r = c.get("/api/boom")
     assert r.status_code == 500
     assert r.json() == {"status": "error", "error": "Internal server error"}
+
+
+def test_sandbox_read_errors_answer_413_and_400_in_the_error_shape() -> None:
+    """What a route that reads sandbox files (the files API) answers for a file over its limit
+    and for a bad byte range."""
+    from fastapi import FastAPI
+
+    from agent_sessions.api import errors
+    from agent_sessions.sandbox import FileTooLarge, InvalidRange
+
+    app = FastAPI()
+    errors.install(app)
+
+    @app.get("/big")
+    async def big() -> None:
+        raise FileTooLarge("f.bin", 10, 11)
+
+    @app.get("/range")
+    async def bad_range() -> None:
+        raise InvalidRange("invalid byte range: offset -1, length None")
+
+    with TestClient(app) as c:
+        r = c.get("/big")
+        assert (r.status_code, r.json()) == (
+            413,
+            {"status": "error", "error": "f.bin is larger than 10 bytes (11 bytes)"},
+        )
+        assert c.get("/range").status_code == 400

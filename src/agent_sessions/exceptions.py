@@ -33,6 +33,10 @@ class InvalidInput(AgentSessionsError):
     """Input that passed schema validation but breaks a rule of the domain."""
 
 
+class TooLarge(AgentSessionsError):
+    """Something is bigger than the limit that keeps one request's memory bounded."""
+
+
 class UpstreamError(AgentSessionsError):
     """A sandbox provider or model failed; ``timeout`` tells 504 from 502."""
 

@@ -7,16 +7,23 @@ assertion on speed.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib.util
 import json
 import os
 import secrets
+from typing import Any
 
 import pytest
 
 from agent_sessions.sandbox import (
+    DEFAULT_MAX_READ,
+    READ_CHUNK,
+    FileTooLarge,
+    InvalidRange,
     InvalidSandboxName,
+    PathConflict,
     PathNotFound,
     Sandbox,
     SandboxNotFound,
@@ -170,7 +177,74 @@ async def test_hundred_megabyte_file(box: Sandbox) -> None:
     size, digest = r.stdout.split()[:2]
     assert int(size) == len(data)
     assert digest == hashlib.sha256(data).hexdigest()
-    assert await box.read_file("big.bin") == data
+    assert await box.read_file("big.bin", max_bytes=len(data)) == data
+
+
+async def _joined(box: Sandbox, path: str, **kw: Any) -> bytes:
+    chunks = [chunk async for chunk in box.read_stream(path, **kw)]
+    assert all(0 < len(c) <= READ_CHUNK for c in chunks)
+    return b"".join(chunks)
+
+
+async def test_read_file_takes_a_limit_exactly(box: Sandbox) -> None:
+    data = os.urandom(1000)
+    await box.write_file("f.bin", data)
+    assert await box.read_file("f.bin", max_bytes=1000) == data
+    with pytest.raises(FileTooLarge) as caught:
+        await box.read_file("f.bin", max_bytes=999)
+    assert (caught.value.size, caught.value.limit) == (1000, 999)
+    await box.write_file("empty", b"")
+    assert await box.read_file("empty", max_bytes=0) == b""
+
+
+async def test_a_huge_sparse_file_is_refused_before_it_is_read(box: Sandbox) -> None:
+    await box.exec("printf head > sparse && truncate -s 1G sparse")
+    with pytest.raises(FileTooLarge) as caught:
+        await box.read_file("sparse")
+    assert caught.value.size == 1 << 30 and caught.value.limit == DEFAULT_MAX_READ
+    # Its ends can be read without reading it.
+    assert await _joined(box, "sparse", length=4) == b"head"
+    assert await _joined(box, "sparse", offset=(1 << 30) - 3) == b"\0\0\0"
+
+
+async def test_read_stream_ranges(box: Sandbox) -> None:
+    data = os.urandom(2 * READ_CHUNK + 123)
+    await box.write_file("f.bin", data)
+    assert await _joined(box, "f.bin") == data
+    end = len(data)
+    for offset, length in [
+        (0, 10), (5, 10), (READ_CHUNK - 1, 3), (READ_CHUNK, READ_CHUNK + 1), (end - 5, 100),
+        (end, 5), (end + 10, 5), (7, 0), (1, None),
+    ]:  # fmt: skip
+        got = await _joined(box, "f.bin", offset=offset, length=length)
+        assert got == data[offset : None if length is None else offset + length], (offset, length)
+    for bad in [{"offset": -1}, {"length": -1}]:
+        with pytest.raises(InvalidRange):
+            await _joined(box, "f.bin", **bad)
+
+
+async def test_a_stream_closed_early_leaves_nothing_open(box: Sandbox) -> None:
+    await box.write_file("f.bin", os.urandom(3 * READ_CHUNK))
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        async with contextlib.aclosing(box.read_stream("f.bin")) as chunks:
+            assert len(await anext(chunks)) > 0
+    assert len(os.listdir("/proc/self/fd")) == before
+
+
+async def test_only_regular_files_are_read(box: Sandbox) -> None:
+    await box.exec("mkfifo fifo && mkdir dir && echo x > target && ln -s target link")
+    for path in ["fifo", "dir", "."]:
+        with pytest.raises(PathConflict):  # a FIFO must not hang the service
+            await box.read_file(path)
+        with pytest.raises(PathConflict):
+            await _joined(box, path)
+    with pytest.raises(UnsafePath):  # links are never followed, in any provider
+        await box.read_file("link")
+    with pytest.raises(UnsafePath):
+        await _joined(box, "link")
+    with pytest.raises(PathNotFound):
+        await _joined(box, "missing")
 
 
 async def test_list_stat_remove(box: Sandbox) -> None:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import threading
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from agent_sessions.sandbox import (
+    FileTooLarge,
     SandboxSetupError,
     SandboxUnavailable,
     UnsafePath,
@@ -47,6 +49,22 @@ def test_head_tail_drops_the_middle_and_counts_it() -> None:
     assert "bytes truncated" in text
     assert sink.total == 900_000
     assert len(sink._tail) <= 2 * 40  # memory stays bounded however long the stream
+
+
+def test_head_tail_holds_no_more_than_its_cap_of_one_huge_chunk() -> None:
+    """Not even for a moment: a 50 MiB chunk never gets copied whole into the tail."""
+    chunk = b"h" * 10 + b"x" * (50 << 20) + b"t" * 10
+    sink = HeadTail(1000)
+    tracemalloc.start()
+    try:
+        sink.feed(chunk)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 64 * 1000  # a few copies of the 4,000 bytes kept at each end, at most
+    text, truncated = sink.result()
+    assert truncated and text.startswith("hhhhhhhhhhx") and text.endswith("xtttttttttt")
+    assert sink.total == len(chunk)
 
 
 def test_head_tail_counts_characters_not_bytes() -> None:
@@ -172,17 +190,28 @@ def test_links_refused_with_and_without_openat2(
     (ws / "real" / "up").symlink_to("..")
     os.mkfifo(ws / "fifo")
     fs = WorkspaceFS(ws, None)
-    assert fs.read("real/f") == b"inside"
+    assert fs.read("real/f", 100) == b"inside"
     for path in ["link/secret", "flink", "real/up/real/f"]:
         with pytest.raises(UnsafePath):
-            fs.read(path)
+            fs.read(path, 100)
     with pytest.raises(UnsafePath):
         fs.write("link/new", b"x", 0o644)
     assert not (outside / "new").exists()
     from agent_sessions.sandbox import PathConflict
 
     with pytest.raises(PathConflict):  # a FIFO must not hang the service
-        fs.read("fifo")
+        fs.read("fifo", 100)
+
+
+def test_a_file_that_outgrows_its_size_is_refused_while_reading() -> None:
+    """``/proc/<pid>/status`` says it is 0 bytes and has more: the case of a file the sandbox
+    grows after the size check. Reading stops one byte past the limit."""
+    fs = WorkspaceFS(Path(f"/proc/{os.getpid()}"), None)
+    assert fs.stat("status").size == 0
+    with pytest.raises(FileTooLarge) as caught:
+        fs.read("status", 10)
+    assert (caught.value.size, caught.value.limit) == (None, 10)
+    assert b"Name:" in fs.read("status", 1 << 20)
 
 
 # --- jail and settings -------------------------------------------------------------------

@@ -7,14 +7,18 @@ SDK's automatic resume of a stopped session, and error mapping.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import AsyncIterator
+import os
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 
 from agent_sessions.sandbox import (
+    FileTooLarge,
     PathConflict,
     PathNotFound,
     SandboxNotFound,
@@ -152,6 +156,61 @@ async def test_snapshot_moves_between_sandboxes(tmp_path: Path) -> None:
         assert listing.stdout == (
             ". d 755 \n./a d 700 \n./a/empty d 755 \n./a/f f 644 \n./link l 777 a/f\n"
         )
+
+
+class _GrowingTransport(FakeVercelTransport):
+    """The stand-in, where each file grows by four bytes just before it is downloaded (as a
+    process in the VM may grow it between the provider's size check and its read)."""
+
+    def _read(self, box: Any, spec: Mapping[str, Any]) -> httpx2.Response:
+        with open(self._host_path(box, spec["path"], spec.get("cwd")), "ab") as f:
+            f.write(b"more")
+        return super()._read(box, spec)
+
+
+@contextlib.asynccontextmanager
+async def _provider_on(transport: FakeVercelTransport, tmp_path: Path) -> AsyncIterator[Any]:
+    client = fake_vercel_client(transport)
+    try:
+        yield VercelProvider(
+            Settings(data_dir=tmp_path), LocalSnapshotStore(tmp_path / "s"), client=client
+        )
+    finally:
+        await transport.aclose()
+        await client.aclose()
+
+
+async def test_a_file_that_grows_past_the_limit_while_read_is_refused(tmp_path: Path) -> None:
+    transport = _GrowingTransport(tmp_path / "vercel")
+    async with _provider_on(transport, tmp_path) as provider:
+        box = await provider.create("growing")
+        await box.write_file("f", b"x" * 10)
+        with pytest.raises(FileTooLarge) as caught:
+            await box.read_file("f", max_bytes=12)
+        assert caught.value.size is None  # it passed the size check: caught while reading
+        assert await box.read_file("f", max_bytes=100) == b"x" * 10 + b"more" * 2
+
+
+async def test_bounded_reads_fetch_only_what_they_return(tmp_path: Path) -> None:
+    transport = FakeVercelTransport(tmp_path / "vercel")
+    async with _provider_on(transport, tmp_path) as provider:
+        box = await provider.create("reads")
+        await box.exec("truncate -s 1G big")
+        transport.requests.clear()
+        with pytest.raises(FileTooLarge):
+            await box.read_file("big")
+        assert not [p for _, p in transport.requests if p.endswith("/fs/read")]  # not fetched
+        # From an offset (the SDK cannot seek): windows cut in the VM, no download; 9 MiB in
+        # three commands after the stat.
+        data = os.urandom(9 << 20)
+        await box.write_file("nine", data)
+        transport.requests.clear()
+        assert b"".join([c async for c in box.read_stream("nine", offset=1)]) == data[1:]
+        assert [p.rsplit("/", 1)[-1] for _, p in transport.requests] == ["cmd"] * 4
+        # From the start: one streamed download, stopped at the length asked for.
+        transport.requests.clear()
+        assert b"".join([c async for c in box.read_stream("nine", length=5)]) == data[:5]
+        assert [p.rsplit("/", 1)[-1] for _, p in transport.requests] == ["cmd", "read"]
 
 
 class _FailingTransport(httpx2.AsyncBaseTransport):

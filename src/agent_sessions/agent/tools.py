@@ -22,17 +22,21 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.toolsets import FunctionToolset
 
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
+from agent_sessions.agent.reading import BinaryFile, numbered_lines
 from agent_sessions.exceptions import AgentSessionsError
-from agent_sessions.sandbox import Sandbox
+from agent_sessions.sandbox import FileInfo, FileTooLarge, Sandbox
 
 WORKSPACE_ROOT = "/workspace"
 BASH_MAX_OUTPUT = 50_000
 READ_DEFAULT_LIMIT = 2000
-READ_MAX_LINE = 2000
-"""Characters shown of one line (minified files would otherwise flood the context)."""
+EDIT_MAX_BYTES = 4 << 20
+"""Files ``edit`` changes at most: it holds the file, its text and the new text in memory."""
 GREP_MAX_MATCHES = 100
 GREP_MAX_PER_FILE = 10
 GREP_MAX_LINE = 200
+GREP_MAX_OUTPUT = (GREP_MAX_MATCHES + 1) * (GREP_MAX_LINE + 1)
+"""Characters of grep's output kept: every line the pipeline lets through, whole."""
+GLOB_MAX_OUTPUT = 500_000
 SEARCH_TIMEOUT = 30.0
 
 
@@ -113,44 +117,31 @@ async def bash(
 # --- files -------------------------------------------------------------------------------------
 
 
-async def _read_text(sb: Sandbox, path: str) -> str:
+async def _file_info(sb: Sandbox, path: str) -> FileInfo:
     info = await sb.stat(path)
     if info.kind == "dir":
         raise ToolError(f"{path} is a directory; use glob or bash ls to list it")
-    data = await sb.read_file(path)
-    if b"\x00" in data[:8192]:
-        raise ToolError(f"{path} is a binary file ({len(data)} bytes)")
-    return data.decode("utf-8", errors="replace")
+    return info
 
 
 async def read(
     ctx: RunContext[TurnDeps], filePath: str, offset: int = 1, limit: int = READ_DEFAULT_LIMIT
 ) -> str:
     """Read a text file; lines come numbered (`N: line`), from line `offset` (1-based), at most
-    `limit` lines (default 2000)."""
+    `limit` lines (default 2000). Lines are cut at 2000 characters and one call returns at most
+    100,000 characters; only the first 64 MiB of a file are scanned (use bash past them)."""
     path = workspace_path(filePath)
     start = max(1, offset)
     count = max(1, min(limit, READ_DEFAULT_LIMIT * 5))
 
     async def run(sb: Sandbox) -> str:
-        lines = (await _read_text(sb, path)).splitlines()
-        chosen = lines[start - 1 : start - 1 + count]
-        body = "\n".join(f"{start + i}: {_cut(line)}" for i, line in enumerate(chosen))
-        end = start + len(chosen) - 1
-        footer = (
-            f"\n(lines {start}-{end} of {len(lines)})"
-            if chosen
-            else f"(file has {len(lines)} lines)"
-        )
-        return body + footer
+        info = await _file_info(sb, path)
+        try:
+            return await numbered_lines(sb, path, info.size, start, count)
+        except BinaryFile:
+            raise ToolError(f"{path} is a binary file ({info.size} bytes)") from None
 
     return await sandbox_step(ctx, "read", run)  # type: ignore[no-any-return]
-
-
-def _cut(line: str) -> str:
-    if len(line) <= READ_MAX_LINE:
-        return line
-    return f"{line[:READ_MAX_LINE]}… ({len(line) - READ_MAX_LINE} more characters)"
 
 
 async def write(ctx: RunContext[TurnDeps], filePath: str, content: str) -> str:
@@ -172,8 +163,9 @@ async def edit(
     newString: str,
     replaceAll: bool = False,
 ) -> str:
-    """Replace `oldString` with `newString` in a file. Fails when `oldString` is missing, equal
-    to `newString`, or occurs more than once without `replaceAll: true`."""
+    """Replace `oldString` with `newString` in a file of at most 4 MiB (change bigger ones with
+    bash). Fails when `oldString` is missing, equal to `newString`, or occurs more than once
+    without `replaceAll: true`."""
     path = workspace_path(filePath)
 
     async def run(sb: Sandbox) -> str:
@@ -181,7 +173,18 @@ async def edit(
             raise ToolError("oldString and newString are identical; nothing to change")
         if not oldString:
             raise ToolError("oldString is empty; use write to create a file")
-        text = await _read_text(sb, path)
+        info = await _file_info(sb, path)
+        try:
+            data = await sb.read_file(path, max_bytes=EDIT_MAX_BYTES)
+        except FileTooLarge as err:
+            size = f"{err.size} bytes" if err.size is not None else "it is growing"
+            raise ToolError(
+                f"{path} is too large for edit ({size}; the limit is {EDIT_MAX_BYTES} bytes): "
+                "change it with bash instead (sed -i, or a script)"
+            ) from None
+        if b"\x00" in data[:8192]:
+            raise ToolError(f"{path} is a binary file ({len(data)} bytes)")
+        text = data.decode("utf-8", errors="replace")
         found = text.count(oldString)
         if found == 0:
             raise ToolError(f"oldString not found in {path}")
@@ -189,7 +192,6 @@ async def edit(
             raise ToolError(
                 f"oldString occurs {found} times in {path}; add context or set replaceAll"
             )
-        info = await sb.stat(path)
         updated = (
             text.replace(oldString, newString)
             if replaceAll
@@ -215,21 +217,26 @@ async def grep(
     directories and node_modules; at most 100 matches, 10 per file, lines cut at 200 chars."""
     where = workspace_path(path)
     argv = ["grep", "-rnIE", "-m", str(GREP_MAX_PER_FILE)]
-    argv += ["--exclude-dir=.*", "--exclude-dir=node_modules"]
+    # ``.?*``, not ``.*``: grep matches the pattern against the directories it is given too, and
+    # ``.*`` would exclude the workspace root itself (``.``).
+    argv += ["--exclude-dir=.?*", "--exclude-dir=node_modules"]
     if not caseSensitive:
         argv.append("-i")
     if glob:
         argv.append(f"--include={glob}")
     argv += ["-e", pattern, "--", where]
-    command = " ".join(shlex.quote(a) for a in argv) + f" | head -n {GREP_MAX_MATCHES + 1}"
+    # Lines are cut in the sandbox, as they stream (cut holds no whole line): a match in a
+    # 200 MB one-line file costs no more than any other.
+    command = " ".join(shlex.quote(a) for a in argv)
+    command += f" | cut -c 1-{GREP_MAX_LINE} | head -n {GREP_MAX_MATCHES + 1}"
 
     async def run(sb: Sandbox) -> dict[str, Any]:
-        r = await sb.exec(command, timeout=SEARCH_TIMEOUT, max_output=200_000)
+        r = await sb.exec(command, timeout=SEARCH_TIMEOUT, max_output=GREP_MAX_OUTPUT)
         if r.timed_out:
             raise ToolError("grep timed out after 30 s; narrow the path or pattern")
         if r.exit_code not in (0, 1) and not r.stdout:
             raise ToolError(r.stderr.strip() or f"grep failed with exit code {r.exit_code}")
-        lines = [ln[:GREP_MAX_LINE] for ln in r.stdout.splitlines()]
+        lines = [ln[:GREP_MAX_LINE] for ln in r.stdout.split("\n") if ln]
         out: dict[str, Any] = {
             "matches": lines[:GREP_MAX_MATCHES],
             "count": len(lines[:GREP_MAX_MATCHES]),
@@ -268,12 +275,17 @@ async def glob(
     command = " ".join(shlex.quote(a) for a in argv)
 
     async def run(sb: Sandbox) -> dict[str, Any]:
-        r = await sb.exec(command, timeout=SEARCH_TIMEOUT, max_output=500_000)
+        r = await sb.exec(command, timeout=SEARCH_TIMEOUT, max_output=GLOB_MAX_OUTPUT)
         if r.timed_out:
             raise ToolError("glob timed out after 30 s; narrow the path or pattern")
         if r.exit_code != 0:
             raise ToolError(
                 r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "glob failed"
+            )
+        if r.truncated:
+            raise ToolError(
+                f"glob's answer is over {GLOB_MAX_OUTPUT} characters; lower limit or narrow the "
+                "pattern"
             )
         result: dict[str, Any] = json.loads(r.stdout)
         return result

@@ -16,6 +16,7 @@ from agent_sessions.exceptions import (
     Forbidden,
     InvalidInput,
     NotFound,
+    TooLarge,
     Unauthorized,
     UpstreamError,
 )
@@ -28,6 +29,7 @@ _STATUS: dict[type[AgentSessionsError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    TooLarge: 413,
 }
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer, ApiKey header="x-api-key"'}
 

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING
 
 from agent_sessions.sandbox.base import (
     DEFAULT_MAX_OUTPUT,
+    DEFAULT_MAX_READ,
     DEFAULT_TIMEOUT,
+    READ_CHUNK,
     ExecResult,
     FileInfo,
     FileKind,
@@ -21,6 +23,8 @@ from agent_sessions.sandbox.base import (
     validate_name,
 )
 from agent_sessions.sandbox.errors import (
+    FileTooLarge,
+    InvalidRange,
     InvalidSandboxName,
     PathConflict,
     PathNotFound,
@@ -36,10 +40,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_MAX_READ",
     "DEFAULT_TIMEOUT",
+    "READ_CHUNK",
     "ExecResult",
     "FileInfo",
     "FileKind",
+    "FileTooLarge",
+    "InvalidRange",
     "InvalidSandboxName",
     "PathConflict",
     "PathNotFound",

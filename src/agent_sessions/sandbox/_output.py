@@ -22,12 +22,15 @@ class HeadTail:
 
     def feed(self, chunk: bytes) -> None:
         self.total += len(chunk)
+        view = memoryview(chunk)  # slices of a view copy nothing
         room = self._limit - len(self._head)
         if room > 0:
-            self._head += chunk[:room]
-            chunk = chunk[room:]
-        if chunk:
-            self._tail += chunk
+            self._head += view[:room]
+            view = view[room:]
+        if len(view) >= self._limit:  # only its end can be kept: never hold more
+            self._tail[:] = view[len(view) - self._limit :]
+        elif view:
+            self._tail += view
             if len(self._tail) > 2 * self._limit:  # trim in batches, not on every chunk
                 del self._tail[: len(self._tail) - self._limit]
 

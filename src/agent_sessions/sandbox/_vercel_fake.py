@@ -32,7 +32,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import httpx2
 
@@ -440,16 +440,23 @@ class _NdjsonStream(httpx2.AsyncByteStream):
 
 
 class _FileStream(httpx2.AsyncByteStream):
+    """A file streamed 1 MiB at a time; closed as soon as the client closes the response."""
+
     def __init__(self, path: Path) -> None:
         self._path = path
+        self._file: BinaryIO | None = None
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        f = await asyncio.to_thread(self._path.open, "rb")
+        self._file = await asyncio.to_thread(self._path.open, "rb")
         try:
-            while chunk := await asyncio.to_thread(f.read, 1 << 20):
+            while chunk := await asyncio.to_thread(self._file.read, 1 << 20):
                 yield chunk
         finally:
-            f.close()
+            self._file.close()
+
+    async def aclose(self) -> None:
+        if self._file is not None:
+            self._file.close()
 
 
 def fake_vercel_client(transport: httpx2.AsyncBaseTransport, *, credentials: bool = True) -> Any:

@@ -15,12 +15,19 @@ import os
 import secrets
 import shutil
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator, Iterator
 from pathlib import Path
 
 from agent_sessions.sandbox._openat2 import open_beneath, split_relative
-from agent_sessions.sandbox.base import FileInfo, FileKind
+from agent_sessions.sandbox.base import (
+    DEFAULT_MAX_READ,
+    READ_CHUNK,
+    FileInfo,
+    FileKind,
+    check_range,
+)
 from agent_sessions.sandbox.errors import (
+    FileTooLarge,
     PathConflict,
     PathNotFound,
     SandboxNotFound,
@@ -123,19 +130,32 @@ class WorkspaceFS:
             os.close(fd)
             raise
 
-    def read(self, path: str) -> bytes:
+    def open_file(self, path: str) -> int:
+        """A descriptor of the regular file at ``path`` (the caller closes it)."""
         parts = split_relative(path)
         with self._root_fd() as root, _translate(path):
             fd = open_beneath(root, parts, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-            try:
-                if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise PathConflict(f"not a regular file: {path!r}")
-                chunks = []
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
-                return b"".join(chunks)
-            finally:
-                os.close(fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise PathConflict(f"not a regular file: {path!r}")
+        return fd
+
+    def read(self, path: str, max_bytes: int) -> bytes:
+        """The whole file, refused before reading if its size is over ``max_bytes``, and while
+        reading if it grew past it (never more than ``max_bytes + 1`` bytes are read)."""
+        fd = self.open_file(path)
+        try:
+            size = os.fstat(fd).st_size
+            if size > max_bytes:
+                raise FileTooLarge(path, max_bytes, size)
+            data = bytearray()
+            while chunk := os.read(fd, min(READ_CHUNK, max_bytes + 1 - len(data))):
+                data += chunk
+                if len(data) > max_bytes:
+                    raise FileTooLarge(path, max_bytes)
+            return bytes(data)
+        finally:
+            os.close(fd)
 
     def write(self, path: str, data: bytes, mode: int) -> None:
         parts = split_relative(path)
@@ -205,14 +225,46 @@ def chown_tree(root: Path, uid: int, gid: int) -> None:
                 os.chown(name, uid, gid, dir_fd=dirfd, follow_symlinks=False)
 
 
+async def _open_in_thread(fs: WorkspaceFS, path: str) -> int:
+    """:meth:`WorkspaceFS.open_file` in a worker thread; if the caller is cancelled meanwhile,
+    the descriptor the thread still returns is closed, not leaked."""
+    opening = asyncio.ensure_future(asyncio.to_thread(fs.open_file, path))
+    try:
+        return await asyncio.shield(opening)
+    except asyncio.CancelledError:
+        opening.add_done_callback(
+            lambda done: None if done.cancelled() or done.exception() else os.close(done.result())
+        )
+        raise
+
+
 class HostFileOps:
-    """The five file operations of :class:`~agent_sessions.sandbox.base.Sandbox` for providers
-    whose workspace is a host directory: each runs :class:`WorkspaceFS` in a worker thread."""
+    """The file operations of :class:`~agent_sessions.sandbox.base.Sandbox` for providers whose
+    workspace is a host directory: each runs :class:`WorkspaceFS` in a worker thread."""
 
     fs: WorkspaceFS
 
-    async def read_file(self, path: str) -> bytes:
-        return await asyncio.to_thread(self.fs.read, path)
+    async def read_file(self, path: str, *, max_bytes: int = DEFAULT_MAX_READ) -> bytes:
+        return await asyncio.to_thread(self.fs.read, path, max_bytes)
+
+    async def read_stream(
+        self, path: str, *, offset: int = 0, length: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        check_range(offset, length)
+        fd = await _open_in_thread(self.fs, path)
+        try:
+            left = length
+            while left is None or left > 0:
+                want = READ_CHUNK if left is None else min(READ_CHUNK, left)
+                chunk = await asyncio.to_thread(os.pread, fd, want, offset)
+                if not chunk:
+                    return
+                offset += len(chunk)
+                if left is not None:
+                    left -= len(chunk)
+                yield chunk
+        finally:
+            os.close(fd)
 
     async def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
         await asyncio.to_thread(self.fs.write, path, bytes(data), mode)

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from agent_sessions.sandbox.errors import InvalidSandboxName
+from agent_sessions.sandbox.errors import InvalidRange, InvalidSandboxName
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
+    "DEFAULT_MAX_READ",
     "DEFAULT_TIMEOUT",
+    "READ_CHUNK",
     "ExecResult",
     "FileInfo",
     "FileKind",
@@ -27,6 +29,7 @@ __all__ = [
     "SandboxProvider",
     "SandboxStatus",
     "SnapshotInfo",
+    "check_range",
     "validate_name",
 ]
 
@@ -34,6 +37,10 @@ DEFAULT_TIMEOUT = 120.0
 """Seconds an :meth:`Sandbox.exec` may run before the whole process tree is killed."""
 DEFAULT_MAX_OUTPUT = 50_000
 """Characters kept of each of stdout and stderr (head and tail; the middle is dropped)."""
+DEFAULT_MAX_READ = 16 << 20
+"""Bytes :meth:`Sandbox.read_file` returns at most unless the caller asks for another limit."""
+READ_CHUNK = 1 << 20
+"""Most bytes one chunk of :meth:`Sandbox.read_stream` holds."""
 
 FileKind = Literal["file", "dir", "symlink", "other"]
 SandboxStatus = Literal["running", "stopped", "missing"]
@@ -46,6 +53,12 @@ def validate_name(name: str) -> str:
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidSandboxName(f"invalid sandbox name {name!r}: use 1-64 of [A-Za-z0-9_-]")
     return name
+
+
+def check_range(offset: int, length: int | None) -> None:
+    """Refuse a negative offset or length of :meth:`Sandbox.read_stream`."""
+    if offset < 0 or (length is not None and length < 0):
+        raise InvalidRange(f"invalid byte range: offset {offset}, length {length}")
 
 
 @dataclass(frozen=True)
@@ -120,8 +133,24 @@ class Sandbox(ABC):
         """
 
     @abstractmethod
-    async def read_file(self, path: str) -> bytes:
-        """Whole content of a regular file."""
+    async def read_file(self, path: str, *, max_bytes: int = DEFAULT_MAX_READ) -> bytes:
+        """Whole content of a regular file of at most ``max_bytes`` bytes.
+
+        A bigger file raises :class:`~agent_sessions.sandbox.errors.FileTooLarge`, checked
+        before reading and again while reading (the sandbox may be growing the file): a whole
+        file sits in the service's memory, so a caller that can hold less names its limit.
+        """
+
+    @abstractmethod
+    def read_stream(
+        self, path: str, *, offset: int = 0, length: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """A regular file's bytes from ``offset``, at most ``length`` of them, in chunks of at
+        most :data:`READ_CHUNK` bytes: for files of any size, one chunk in memory at a time.
+
+        Errors (missing, not a regular file, unsafe path) come with the first chunk. A caller
+        that stops early closes the generator (``contextlib.aclosing``) to free what it holds.
+        """
 
     @abstractmethod
     async def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:

@@ -11,10 +11,13 @@ from agent_sessions.exceptions import (
     Conflict,
     InvalidInput,
     NotFound,
+    TooLarge,
     UpstreamError,
 )
 
 __all__ = [
+    "FileTooLarge",
+    "InvalidRange",
     "InvalidSandboxName",
     "PathConflict",
     "PathNotFound",
@@ -48,6 +51,23 @@ class UnsafePath(SandboxError, InvalidInput):
     Host-side file access never follows symlinks: a link the sandbox planted could otherwise
     point the service at host files or another sandbox's workspace (checklist §0.6).
     """
+
+
+class FileTooLarge(SandboxError, TooLarge):
+    """The file is bigger than the caller's limit (a whole-file read holds it all in memory).
+
+    ``size`` is the size seen before reading, or None when the file grew past the limit while
+    it was being read.
+    """
+
+    def __init__(self, path: str, limit: int, size: int | None = None) -> None:
+        what = f"{size} bytes" if size is not None else "it grew while being read"
+        super().__init__(f"{path} is larger than {limit} bytes ({what})")
+        self.path, self.limit, self.size = path, limit, size
+
+
+class InvalidRange(SandboxError, InvalidInput):
+    """A byte range with a negative offset or length."""
 
 
 class InvalidSandboxName(SandboxError, InvalidInput):

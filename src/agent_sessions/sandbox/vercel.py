@@ -17,11 +17,12 @@ any provider.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,16 +39,20 @@ from agent_sessions.sandbox._vercel_files import (
 from agent_sessions.sandbox._vercel_output import CappedText
 from agent_sessions.sandbox.base import (
     DEFAULT_MAX_OUTPUT,
+    DEFAULT_MAX_READ,
     DEFAULT_TIMEOUT,
+    READ_CHUNK,
     ExecResult,
     FileInfo,
     Sandbox,
     SandboxProvider,
     SandboxStatus,
     SnapshotInfo,
+    check_range,
     validate_name,
 )
 from agent_sessions.sandbox.errors import (
+    FileTooLarge,
     PathConflict,
     PathNotFound,
     SandboxNotFound,
@@ -74,6 +79,12 @@ p="$1"; shift
 [ -e "$p" ] || [ -L "$p" ] || exit 44
 find "$p" "$@" -printf '%y %s %m %T@ %P\0'
 """
+_READ_WINDOW = """
+[ -f "$1" ] && [ ! -L "$1" ] || exit 44
+tail -c "+$2" -- "$1" | head -c "$3" | base64 -w0
+"""
+_WINDOW = 4 << 20
+"""Bytes one ranged read from an offset brings out of the VM (as base64 command output)."""
 # Paths inside the VM (its private /tmp), not on this host.
 _SNAPSHOT_TAR = "/tmp/.agent-sessions-snapshot.tar"  # noqa: S108
 _RESTORE_TAR = "/tmp/.agent-sessions-restore.tar"  # noqa: S108
@@ -194,17 +205,77 @@ class VercelSandbox(Sandbox):
 
     # --- files -----------------------------------------------------------------------------
 
-    async def read_file(self, path: str) -> bytes:
-        parts = split_relative(path)
-        if not parts:
-            raise PathConflict("the workspace root is a directory")
-        try:
-            data: bytes = await self._call(self._handle.fs.read_bytes(_remote(parts)))
-        except PathNotFound:
-            if (await self._stat_or_none(parts)) is not None:
-                raise PathConflict(f"not a regular file: {path!r}") from None
-            raise
-        return data
+    async def read_file(self, path: str, *, max_bytes: int = DEFAULT_MAX_READ) -> bytes:
+        info = await self._regular_file(path)
+        if info.size > max_bytes:
+            raise FileTooLarge(path, max_bytes, info.size)
+        data = bytearray()
+        async with contextlib.aclosing(self._stream(info.path, 0, max_bytes + 1)) as chunks:
+            async for chunk in chunks:
+                data += chunk
+                if len(data) > max_bytes:
+                    raise FileTooLarge(path, max_bytes)
+        return bytes(data)
+
+    async def read_stream(
+        self, path: str, *, offset: int = 0, length: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        check_range(offset, length)
+        info = await self._regular_file(path)
+        async with contextlib.aclosing(self._stream(info.path, offset, length)) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def _regular_file(self, path: str) -> FileInfo:
+        """Stat ``path`` and refuse anything but a regular file (a FIFO would hang the read; a
+        link is refused as the host providers refuse it)."""
+        info = await self.stat(path)
+        if info.kind == "symlink":
+            raise UnsafePath(f"path crosses a symlink: {path!r}")
+        if info.kind != "file":
+            raise PathConflict(f"not a regular file: {path!r}")
+        return info
+
+    async def _stream(
+        self, path: str, offset: int, length: int | None
+    ) -> AsyncGenerator[bytes, None]:
+        """From the start, the SDK's streamed download; from an offset (the SDK cannot seek),
+        windows cut in the VM by ``tail -c | head -c`` and sent base64-encoded."""
+        remote_path = _remote(split_relative(path))
+        left = length
+        if offset == 0:
+            with self._sdk_errors():
+                async with self._handle.fs.open(remote_path, "rb") as remote:
+                    while left is None or left > 0:
+                        chunk = await remote.read(
+                            READ_CHUNK if left is None else min(READ_CHUNK, left)
+                        )
+                        if not chunk:
+                            return
+                        if left is not None:
+                            left -= len(chunk)
+                        yield chunk
+            return
+        while left is None or left > 0:
+            want = _WINDOW if left is None else min(_WINDOW, left)
+            result = await self._run(
+                _READ_WINDOW, cwd=WORKSPACE, env={"LANG": "C.UTF-8"}, timeout=300.0,
+                max_output=want * 4 // 3 + 16, args=[remote_path, str(offset + 1), str(want)],
+            )  # fmt: skip
+            if result.exit_code == _MISSING:
+                raise PathNotFound(f"no such file in the workspace: {path!r}")
+            if result.exit_code != 0 or result.truncated:
+                raise SandboxUnavailable(
+                    f"read failed in the Vercel sandbox: {result.stderr[:200]}"
+                )
+            window = base64.b64decode(result.stdout)
+            for start in range(0, len(window), READ_CHUNK):
+                yield window[start : start + READ_CHUNK]
+            if len(window) < want:
+                return
+            offset += len(window)
+            if left is not None:
+                left -= len(window)
 
     async def write_file(self, path: str, data: bytes, *, mode: int = 0o644) -> None:
         parts = split_relative(path)
@@ -341,9 +412,15 @@ class VercelSandbox(Sandbox):
     # --- errors ----------------------------------------------------------------------------
 
     async def _call(self, awaitable: Any) -> Any:
-        """Await an SDK call, mapping its errors onto ours (404 → not found, else 502/504)."""
-        try:
+        """Await an SDK call, mapping its errors onto ours (see :meth:`_sdk_errors`)."""
+        with self._sdk_errors():
             return await awaitable
+
+    @contextlib.contextmanager
+    def _sdk_errors(self) -> Iterator[None]:
+        """Map the SDK's errors onto ours (404 → not found, else 502/504)."""
+        try:
+            yield
         except SandboxPathNotFoundError:
             raise PathNotFound("no such path in the workspace") from None
         except SandboxApiError as error:
