@@ -50,3 +50,20 @@ def test_the_same_id_in_another_chat_is_another_message(
         assert turns.message_of(s, other, "m1") == {"id": "m1", "parts": ["theirs, again"]}
         assert turns.message_of(s, bobs, "m1") == {"id": "m1", "parts": ["bob's"]}
         assert [m.parts for m in chats.messages(s, chat)] == [{"id": "m1", "parts": ["mine"]}]
+
+
+def test_nul_is_stored_as_replacement_character(backend: Backend, alice: Account) -> None:
+    """jsonb refuses U+0000; text that merely spells it (a backslash, then u0000) is kept."""
+    chat, _ = _two_chats(backend, alice)
+    mid = f"m-{chat.chat_id}"
+    texts = ["a\x00b", "\\u0000", "\\\x00", "\x00\x00"]
+    _upsert(backend, chat, {"id": mid, "parts": [{"type": "text", "text": t} for t in texts]})
+    with backend.db.read() as s:
+        stored = turns.message_of(s, chat, mid)
+    assert stored is not None
+    assert [p["text"] for p in stored["parts"]] == [
+        "a\ufffdb",
+        "\\u0000",
+        "\\\ufffd",
+        "\ufffd\ufffd",
+    ]

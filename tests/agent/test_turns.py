@@ -300,3 +300,20 @@ def test_an_anthropic_model_runs_a_turn_with_tools(
         if block.get("type") == "tool_result"
     ]
     assert [b["tool_use_id"] for b in results] == ["toolu_0_0", "toolu_1_0"]
+
+
+def test_a_nul_in_tool_output_is_stored_on_both_databases(agents: AgentsFactory) -> None:
+    """PostgreSQL's jsonb cannot hold U+0000: a command printing one failed the whole turn
+    when its message was saved. Stored JSON carries U+FFFD in its place, on both databases."""
+    h = agents()
+    model = h.script(
+        [ToolCalls([Call("bash", {"command": "printf 'a\\0b'"})]), echo_last_tool_result]
+    )
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    chunks, headers = h.turn(sid, chat_id, "print a nul", model=model)
+    check_protocol(chunks)
+    assert h.run(headers["x-workflow-run-id"])["status"] == "completed"
+    stored = h.chat(sid, chat_id)["messages"][-1]
+    outputs = [p["output"] for p in stored["parts"] if p.get("type") == "tool-bash"]
+    assert outputs[0]["stdout"] == "a\ufffdb"

@@ -10,6 +10,8 @@ busy_timeout alone, 64 writers had p99 960 ms; behind one lock, 46 ms.
 from __future__ import annotations
 
 import contextlib
+import json
+import re
 import threading
 import weakref
 from collections.abc import Callable, Iterator
@@ -32,6 +34,21 @@ _SQLITE_PRAGMAS = (
 )
 
 
+# An escaped U+0000 in JSON text, unless its backslash is itself escaped (a literal "\\u0000").
+_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def json_dumps(value: Any) -> str:
+    """JSON for the JSON columns, with U+0000 stored as U+FFFD on both databases.
+
+    PostgreSQL's jsonb refuses U+0000 ("unsupported Unicode escape sequence"), and a command
+    that prints one reached a stored message through the tool output: the whole turn failed
+    when it was saved. SQLite would keep it; replacing it on both keeps them alike.
+    """
+    text = json.dumps(value)
+    return _ESCAPED_NUL.sub(r"\1\\ufffd", text) if "\\u0000" in text else text
+
+
 def _sqlite_engine(url: str, *, immediate: bool | None) -> Engine:
     """``immediate``: True for writers (BEGIN IMMEDIATE), False for readers (BEGIN), None for
     single-statement queries (no explicit transaction, nothing to roll back on return)."""
@@ -48,6 +65,7 @@ def _sqlite_engine(url: str, *, immediate: bool | None) -> Engine:
         # plenty.
         pool_size=40 if not immediate else 2,
         max_overflow=16,
+        json_serializer=json_dumps,
     )
 
     @event.listens_for(engine, "connect")
@@ -77,6 +95,7 @@ def _postgres_engine(url: str) -> Engine:
         pool_pre_ping=True,
         pool_size=10,
         max_overflow=20,
+        json_serializer=json_dumps,
         connect_args={
             "options": "-c statement_timeout=30000 -c lock_timeout=10000 "
             "-c idle_in_transaction_session_timeout=60000"
