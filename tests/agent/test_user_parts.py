@@ -278,7 +278,6 @@ def test_anything_else_is_refused_and_changes_nothing(agents: AgentsFactory) -> 
         r = h.client.post("/api/chat/runs", json=body, headers=h.account.headers)
         assert r.status_code == 400 and problem in r.json()["error"], (part, r.text)
     for message, problem in [
-        (_message({"type": "text", "text": "nul \x00 here"}), "NUL"),
         (_message({"type": "file", "mediaType": "text/plain", "url": "data:,x"}), "no text"),
         (_message(), "no parts"),
     ]:
@@ -288,6 +287,26 @@ def test_anything_else_is_refused_and_changes_nothing(agents: AgentsFactory) -> 
     assert h.model.requests(model.split("/", 1)[1]) == []
     detail = h.chat(sid, chat_id)
     assert detail["messages"] == [] and detail["chat"]["activeStreamId"] is None
+
+
+def test_a_nul_character_is_a_400(agents: AgentsFactory) -> None:
+    """PostgreSQL cannot store a NUL in JSON text (it was a 500 there); the check that meant to
+    refuse it looked for the raw character in ``json.dumps`` output, which escapes it."""
+    h = agents()
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    model = h.script([Text("never")])
+    nul = "nul \x00 here"
+    r = _post(h, sid, chat_id, _message({"type": "text", "text": nul}), model)
+    assert r.status_code == 400 and "NUL" in r.json()["error"], r.text
+    for body in ({"sessionId": sid, "chatId": chat_id, "prompt": nul, "model": model},
+                 {"sessionId": sid, "chatId": chat_id, "model": model,
+                  "messages": [_message({"type": "text", "text": "hi"},
+                                        {"type": "file", "mediaType": "text/plain",
+                                         "url": "data:,x", "filename": nul})]}):  # fmt: skip
+        r = h.client.post("/api/chat/runs", json=body, headers=h.account.headers)
+        assert r.status_code == 400 and "NUL" in r.json()["error"], r.text
+    assert h.chat(sid, chat_id)["messages"] == []
 
 
 def test_an_answer_shaped_like_a_file_url_is_refused_and_never_fetched(

@@ -195,11 +195,12 @@ async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunA
     if (body.prompt is None) == (body.messages is None):
         raise InvalidInput("Give exactly one of prompt or messages")
     if body.prompt is not None:
-        message = user_message_from_prompt(body.prompt)
+        raw = user_message_from_prompt(body.prompt)
+    elif not body.messages:
+        raise InvalidInput("messages must not be empty")
     else:
-        if not body.messages:
-            raise InvalidInput("messages must not be empty")
-        message = validate_user_message(body.messages[-1], services.settings.max_attachment_bytes)
+        raw = body.messages[-1]
+    message = validate_user_message(raw, services.settings.max_attachment_bytes)
     session_id = body.session_id
     if session_id is None:  # refuse an unusable model before making a session for nothing
         models.check_usable(services.settings, body.model or services.settings.default_model)
