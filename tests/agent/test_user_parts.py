@@ -21,6 +21,7 @@ import pytest
 from pydantic import ValidationError
 
 from agent_sessions.settings import Settings
+from agent_sessions.store import turns as store
 from tests.agent.conftest import Agents, AgentsFactory
 from tests.agent.test_features import _answer_body, _asking_turn
 from tests.support.model_server import Text
@@ -110,8 +111,6 @@ def test_a_stored_user_message_with_a_url_is_left_out_of_the_history(
 ) -> None:
     """A user message stored before the fix (inserted directly in the database) keeps its
     text in the history; its URL file part is dropped, not fetched, and the turn runs."""
-    from agent_sessions.store import turns as store
-
     h = agents()
     created = h.new_session()
     sid, chat_id = created["session"]["id"], created["chat"]["id"]
@@ -339,8 +338,6 @@ def test_a_stored_answer_shaped_like_a_file_url_is_never_fetched(
 ) -> None:
     """Such an answer stored before the fix (inserted directly in the database) is left out of
     the history by pydantic-ai's own sanitiser; the rest of the conversation stays."""
-    from agent_sessions.store import turns as store
-
     h = agents()
     created = h.new_session()
     sid, chat_id = created["session"]["id"], created["chat"]["id"]
