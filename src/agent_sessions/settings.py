@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     # --- HTTP --------------------------------------------------------------------------------
     max_body_bytes: int = Field(default=1 << 20, ge=1024)
     """Requests with a larger body are refused with 413 before they are parsed."""
+    max_attachment_bytes: int = Field(default=512 << 10, ge=0)
+    """Largest file (decoded) a user message may carry inline as a ``data:`` URL. As base64 it
+    takes 4/3 of that in the body, which ``max_body_bytes`` bounds too: 512 KiB is 683 KiB of
+    base64, room left in the default 1 MiB body for the rest of the request."""
     cors_origins: list[str] = ["*"]
     """Origins allowed by CORS. Credentials travel in headers, never cookies, so ``*`` is safe."""
 
@@ -120,6 +124,13 @@ class Settings(BaseSettings):
             raise ValueError("set either AGENT_SESSIONS_JWT_SECRET or a JWKS, not both")
         if self.snapshot_store == "s3" and not self.s3_bucket:
             raise ValueError("AGENT_SESSIONS_S3_BUCKET is required when SNAPSHOT_STORE=s3")
+        as_base64 = -(-self.max_attachment_bytes // 3) * 4
+        if "max_attachment_bytes" in self.model_fields_set and as_base64 > self.max_body_bytes:
+            raise ValueError(
+                f"AGENT_SESSIONS_MAX_ATTACHMENT_BYTES={self.max_attachment_bytes} is "
+                f"{as_base64} bytes as base64, over AGENT_SESSIONS_MAX_BODY_BYTES="
+                f"{self.max_body_bytes}: raise the body limit with it"
+            )
         return self
 
     @cached_property

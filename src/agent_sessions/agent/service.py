@@ -22,7 +22,7 @@ from dbos import DBOS, Queue, SetWorkflowID, WorkflowHandleAsync
 from dbos._error import DBOSStreamTimeoutError
 from sqlalchemy.orm import Session
 
-from agent_sessions.agent import models, slots, turn
+from agent_sessions.agent import models, slots, turn, user_parts
 from agent_sessions.agent.stream import Chunk, read_chunks, written
 from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
 from agent_sessions.faults import fault_point
@@ -350,19 +350,22 @@ def user_message_from_prompt(prompt: str) -> dict[str, Any]:
     return {"id": f"msg-{nanoid()}", "role": "user", "parts": [{"type": "text", "text": prompt}]}
 
 
-def validate_user_message(raw: Any) -> dict[str, Any]:
-    """The new message of a request: a user UIMessage with at least one non-empty text part."""
+def validate_user_message(raw: Any, max_attachment_bytes: int) -> dict[str, Any]:
+    """The new message of a request, rebuilt from what a user message may carry
+    (:mod:`.user_parts`): at least one non-empty text part, files as ``data:`` URLs."""
     if not isinstance(raw, dict) or raw.get("role") != "user":
         raise InvalidInput("The last message must be a user message")
-    parts = raw.get("parts")
-    if not isinstance(parts, list) or not parts:
-        raise InvalidInput("The user message has no parts")
-    if not _text_of(raw):
+    message_id = str(raw.get("id") or f"msg-{nanoid()}")
+    parts = user_parts.new_message_parts(raw.get("parts"), max_attachment_bytes)
+    message = {"id": message_id, "role": "user", "parts": parts}
+    if not _text_of(message):
         raise InvalidInput("The user message has no text")
-    message: dict[str, Any] = json.loads(json.dumps(raw))
-    message["id"] = str(raw.get("id") or f"msg-{nanoid()}")
-    if len(message["id"]) > MAX_MESSAGE_ID:
+    if len(message_id) > MAX_MESSAGE_ID:
         raise InvalidInput("Invalid message id")
-    if "\x00" in json.dumps(message):
+    if any("\x00" in s for s in (message_id, *_strings(parts))):
         raise InvalidInput("The message contains a NUL character")
     return message
+
+
+def _strings(parts: list[dict[str, Any]]) -> list[str]:
+    return [v for part in parts for v in part.values() if isinstance(v, str)]

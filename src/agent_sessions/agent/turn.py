@@ -28,7 +28,7 @@ from pydantic_ai.ui.vercel_ai import VercelAIAdapter
 from pydantic_ai.ui.vercel_ai.request_types import UIMessage
 from pydantic_ai.usage import RunUsage, UsageLimits
 
-from agent_sessions.agent import models, prompt
+from agent_sessions.agent import models, prompt, user_parts
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.hooks import ToolHooks, run_hook
 from agent_sessions.agent.live import LiveModel, RunRecorder
@@ -299,7 +299,7 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
         failure = await _prepare_sandbox(run.session_id)
         await write_chunks([_sandbox_chunk("failed" if failure else "active", failure)])
 
-    history = _model_history(begun["history"])
+    history = _model_history(begun["history"], deps.settings.max_attachment_bytes)
     persisted = await current().db.read_call(
         lambda s: store.message_of(s, run.chat_key, run.assistant_message_id)
     )  # the latest state, also when this is a recovery: the builder continues from it
@@ -382,10 +382,23 @@ def _sandbox_chunk(state: str, error: str | None = None) -> dict[str, Any]:
     return {"type": "data-sandbox", "id": "sandbox", "data": data}
 
 
-def _model_history(ui_messages: list[dict[str, Any]]) -> list[ModelMessage]:
-    """Stored UI messages → the model's message history (the last one is the new prompt)."""
-    parsed = [UIMessage.model_validate(m) for m in ui_messages]
-    return VercelAIAdapter.load_messages(parsed)
+def _model_history(
+    ui_messages: list[dict[str, Any]], max_attachment_bytes: int
+) -> list[ModelMessage]:
+    """Stored UI messages → the model's message history (the last one is the new prompt).
+
+    Assistant messages are the service's own (``MessageBuilder``); every other one came from a
+    client and keeps only what a user message may carry (:mod:`.user_parts`), also when it was
+    stored before that rule. No file URL survives, wherever it sits.
+    """
+    kept = [
+        m
+        if m.get("role") == "assistant"
+        else user_parts.stored_user_message(m, max_attachment_bytes)
+        for m in ui_messages
+    ]
+    parsed = [UIMessage.model_validate(m) for m in kept if m is not None]
+    return user_parts.without_file_references(VercelAIAdapter.load_messages(parsed))
 
 
 async def _watch_for_stop(deps: TurnDeps) -> None:

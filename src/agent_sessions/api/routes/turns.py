@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
-from agent_sessions.agent import models
+from agent_sessions.agent import models, user_parts
 from agent_sessions.agent.service import (
     Accepted,
     user_message_from_prompt,
@@ -104,7 +104,7 @@ async def post_chat(caller: CallerDep, body: schemas.ChatTurnRequest) -> Streami
         account_id=account_id,
         session_id=body.session_id,
         chat_id=chat_id,
-        user_message=validate_user_message(last),
+        user_message=validate_user_message(last, services.settings.max_attachment_bytes),
         model_id=body.model,
     )
     return _sse(accepted.run_id, services.turns.chunks(accepted.run_id))
@@ -133,6 +133,8 @@ async def _submit_tool_result(
     ]
     if not answers:
         raise InvalidInput("The assistant message carries no ask_user_question result")
+    for part in answers:  # the outputs are all the turn takes of the message
+        user_parts.check_answer(part.get("output"))
     # The client continues the assistant message it has: send only what comes after the
     # answer (counted before the answer goes, so nothing is missed), under a fresh start.
     start = body.start_index
@@ -193,11 +195,12 @@ async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunA
     if (body.prompt is None) == (body.messages is None):
         raise InvalidInput("Give exactly one of prompt or messages")
     if body.prompt is not None:
-        message = user_message_from_prompt(body.prompt)
+        raw = user_message_from_prompt(body.prompt)
+    elif not body.messages:
+        raise InvalidInput("messages must not be empty")
     else:
-        if not body.messages:
-            raise InvalidInput("messages must not be empty")
-        message = validate_user_message(body.messages[-1])
+        raw = body.messages[-1]
+    message = validate_user_message(raw, services.settings.max_attachment_bytes)
     session_id = body.session_id
     if session_id is None:  # refuse an unusable model before making a session for nothing
         models.check_usable(services.settings, body.model or services.settings.default_model)
