@@ -189,7 +189,7 @@ async def snapshot_and_destroy(kind: str, state: dict[str, Any]) -> dict[str, An
         await sandbox.freeze()
         info = await _with_retries("snapshot", sandbox.snapshot)
     except Exception as err:
-        log.warning("snapshot of %s failed frozen (%s); stopping it", sandbox.name, _readable(err))
+        log.warning("snapshot of %s failed frozen, stopping it: %s", sandbox.name, _readable(err))
         await sandbox.stop()
         try:
             info = await _with_retries("snapshot", sandbox.snapshot)
@@ -320,7 +320,10 @@ async def restore_sandbox(session_id: str, kind: str, snapshot_url: str) -> dict
         try:
             await sandbox.restore(snapshot_url)
         except BaseException:
-            await sandbox.stop()  # the session fails next: nothing of it may run on
+            try:  # the session fails next: nothing of it may run on
+                await sandbox.stop()
+            except Exception as err:
+                log.warning("cannot stop %s after a failed restore: %s", sandbox.name, err)
             raise
         fault_point("restore.restored")
         return sandbox.state
