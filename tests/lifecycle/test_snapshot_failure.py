@@ -84,13 +84,11 @@ def _until(what: str, check: Any, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
-def _start_truncating(local: Local, box: LocalSandbox) -> list[int]:
-    """Start the truncating loop detached; the sandbox's host processes once it runs."""
+def _start_truncating(local: Local, box: LocalSandbox) -> None:
+    """Start the truncating loop detached, and wait until it runs."""
     local.exec(box, TRUNCATING, detached=True)
     _until("the loop to start", lambda: (box.workspace / "c").exists())
-    pids = sandbox_pids(box.uid, box._marker)
-    assert pids
-    return pids
+    assert sandbox_pids(box.uid, box._marker)
 
 
 def _tree(root: Path) -> dict[str, tuple[str, int, str]]:
