@@ -129,6 +129,41 @@ def test_kill_during_snapshot(backend: Backend, data: Path, fault: str) -> None:
     assert _sandbox_processes(data) == []
 
 
+def test_kill_after_a_failed_snapshot_stopped_the_sandbox(backend: Backend, data: Path) -> None:
+    """The snapshot store is broken: the workspace is to be kept. A crash just after the
+    processes were stopped, before the session records that, must end the same way."""
+    alice = make_account(backend.db)
+    data.mkdir(parents=True)
+    (data / "snapshots").write_text("not a directory")  # every save fails for good
+    srv = _serve(backend, data, "hibernate.kept")
+    sid = httpx.post(f"{srv.url}/api/sessions", json={}, headers=alice.headers).json()["session"][
+        "id"
+    ]
+    s = _wait(srv, sid, alice.headers, "active")
+    settings = Settings(data_dir=data, database_url=backend.url)
+    _exec(settings, s["sandboxState"], "mkdir -p src && echo 'print(42)' > src/main.py")
+    with pytest.raises(httpx.TransportError):
+        httpx.post(
+            f"{srv.url}/api/sessions/{sid}/sandbox/hibernate", headers=alice.headers, timeout=60
+        )
+    _died(srv)
+    srv = _serve(backend, data)
+    try:
+        s = _wait(srv, sid, alice.headers, "hibernated")
+        assert s["snapshotUrl"] is None and s["sandboxState"]["workspaceKept"] is True
+        assert "kept" in s["lifecycleError"]
+        (data / "snapshots").unlink()
+        r = httpx.post(
+            f"{srv.url}/api/sessions/{sid}/sandbox/resume", headers=alice.headers, timeout=60
+        )
+        assert r.status_code == 200, r.text
+        s = httpx.get(f"{srv.url}/api/sessions/{sid}", headers=alice.headers).json()["session"]
+        assert _exec(settings, s["sandboxState"], "cat src/main.py") == "print(42)\n"
+    finally:
+        stop_server(srv)
+    assert _sandbox_processes(data) == []
+
+
 @pytest.mark.parametrize("fault", ["restore.extracting", "restore.restored"])
 def test_kill_during_restore(backend: Backend, data: Path, fault: str) -> None:
     alice = make_account(backend.db)

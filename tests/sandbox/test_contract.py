@@ -315,6 +315,31 @@ async def test_detached_runs_until_stop(box: Sandbox) -> None:
     assert (await box.exec("echo back")).stdout == "back\n"
 
 
+@needs_snapshots
+async def test_freeze_holds_the_workspace_still_until_stop(
+    box: Sandbox, provider: SandboxProvider
+) -> None:
+    if provider.kind == "vercel":
+        pytest.skip(
+            "Vercel cannot pause a VM's processes: freeze() does nothing there (the lifecycle "
+            "stops the VM and snapshots again)"
+        )
+    await box.exec("i=0; while :; do i=$((i+1)); echo $i > counter; done", detached=True)
+    for _ in range(200):
+        if (await box.exec("cat counter 2>/dev/null")).stdout.strip():
+            break
+        await asyncio.sleep(0.05)
+    await box.freeze()
+    await box.freeze()  # twice is harmless
+    frozen = await box.read_file("counter")
+    await box.snapshot()
+    assert await box.read_file("counter") == frozen, "the writer ran on after freeze()"
+    await box.stop()
+    assert await box.status() == "stopped"
+    assert await box.read_file("counter") == frozen, "stop() let the frozen writer run"
+    assert (await box.exec("echo back")).stdout == "back\n"
+
+
 async def test_destroy_is_idempotent_and_final(provider: SandboxProvider) -> None:
     box = await provider.create(_name())
     await box.write_file("f", b"x")

@@ -3,9 +3,14 @@ detection, path checks, the openat2 fallback, settings-driven construction."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
+import signal
+import subprocess
 import threading
+import time
 import tracemalloc
 from pathlib import Path
 
@@ -21,12 +26,55 @@ from agent_sessions.sandbox import (
 )
 from agent_sessions.sandbox._output import HeadTail
 from agent_sessions.sandbox._workspace_fs import WorkspaceFS
-from agent_sessions.sandbox.local import cgroups
+from agent_sessions.sandbox.local import cgroups, processes
 from agent_sessions.sandbox.local.bwrap import InvalidEnvironment, Jail
 from agent_sessions.sandbox.local.seccomp import filter_bpf
 from agent_sessions.sandbox.local.uids import UidAllocator
 
 from .conftest import local_settings, local_unavailable_reason
+
+# --- processes -----------------------------------------------------------------------------
+
+
+def _session(sid: int) -> dict[int, str]:
+    """The processes of session ``sid`` and their states, from ``/proc/<pid>/stat``."""
+    found = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[3]) == sid:
+            found[int(entry)] = fields[0]
+    return found
+
+
+def test_freeze_reaches_descendants_that_do_not_carry_the_marker() -> None:
+    """Without a sandbox uid (the service is not root) only the launchers and bwrap carry the
+    marker in their environment; what runs inside has none, and must be frozen all the same."""
+    tag = f"freeze-test-{secrets.token_hex(4)}"
+    marker = processes.Marker.of(Path("/nonexistent") / tag)
+    # bash keeps the marker in /proc/<pid>/environ (its initial environment), its forked
+    # subshell too; the two sleeps are exec'd after the unset, without it.
+    script = "unset AGENT_SESSIONS_SANDBOX; sleep 600 & (sleep 600 & wait) & wait"
+    parent = subprocess.Popen(
+        ["/bin/bash", "-c", script, tag], start_new_session=True, env={**os.environ, **marker.env}
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while len(_session(parent.pid)) < 4:  # bash, its subshell, two sleeps
+            assert time.monotonic() < deadline, _session(parent.pid)
+            time.sleep(0.01)
+        processes.freeze_all(None, marker)
+        assert set(_session(parent.pid).values()) == {"T"}
+        processes.kill_all(None, marker)
+        assert processes.sandbox_pids(None, marker) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(parent.pid, signal.SIGKILL)
+        parent.wait()
+
 
 # --- output capture ----------------------------------------------------------------------
 

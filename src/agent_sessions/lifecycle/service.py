@@ -183,7 +183,11 @@ class Lifecycle:
                 return v
             if state in ("archived", None):
                 raise Conflict("Session is archived; unarchive it first")
-            if state == "failed" and v.snapshot_url is None:
+            if (
+                state == "failed"
+                and v.snapshot_url is None
+                and not cas.workspace_kept(v.sandbox_state)
+            ):
                 raise Conflict(f"Sandbox failed: {v.lifecycle_error or 'unknown error'}")
             if state in ("hibernated", "failed"):
                 started = await self.db.write_call(partial(_begin_restore, v))

@@ -34,6 +34,11 @@ STALE_LEASE_GRACE = timedelta(minutes=2)
 MIN_SLEEP_SECONDS = 0.2
 LIVE_TURN_RECHECK_SECONDS = 30.0
 TRANSIENT_ATTEMPTS = 4
+KEPT_NOTE = (
+    "; its processes were stopped and its workspace is kept on the sandbox host: resume "
+    "continues from it, and the next hibernation tries the snapshot again"
+)
+KEPT_GONE = "Restore failed: the workspace kept after a failed snapshot is gone"
 
 
 async def _db(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
@@ -150,7 +155,13 @@ async def activate(session_id: str, state: dict[str, Any], from_state: str) -> L
 
 
 @DBOS.step()
-async def fail(session_id: str, from_state: str, message: str) -> None:
+async def fail(
+    session_id: str, from_state: str, message: str, *, forget_sandbox: bool = False
+) -> None:
+    """``→ failed``. Every caller has stopped the sandbox's processes first: a failed session
+    has no watcher, so nothing of it may run on. ``forget_sandbox`` drops a kept workspace
+    that turned out to be gone, so that a later resume can fall back on an older snapshot."""
+    extra: dict[str, Any] = {"sandbox_state": None} if forget_sandbox else {}
     await _db(
         cas.transition,
         session_id,
@@ -159,16 +170,34 @@ async def fail(session_id: str, from_state: str, message: str) -> None:
         lifecycle_error=message,
         lifecycle_run_id=None,
         hibernate_after=None,
+        **extra,
     )
 
 
 @DBOS.step()
 async def snapshot_and_destroy(kind: str, state: dict[str, Any]) -> dict[str, Any]:
     """Snapshot the workspace, then remove the sandbox. The snapshot exists before anything is
-    deleted; a re-run after a crash makes a fresh snapshot (the old one is then unreferenced)."""
-    provider = current().provider(kind)
-    sandbox = await provider.connect(state)
-    info = await _with_retries("snapshot", sandbox.snapshot)
+    deleted; a re-run after a crash makes a fresh snapshot (the old one is then unreferenced).
+
+    The sandbox is frozen first, always: every caller removes it right after anyway, and a
+    frozen tree is consistent (a process rewriting files can neither fail the archive nor tear
+    it). If the snapshot fails all the same, every process is killed and it is tried once more:
+    now nothing can change the tree (this also covers a provider that cannot freeze). If that
+    fails too, nothing runs any more and the workspace stays: the result is then
+    ``{"kept": <error>}``, for the caller to record with :func:`record_kept`.
+    """
+    sandbox = await current().provider(kind).connect(state)
+    try:
+        await sandbox.freeze()
+        info = await _with_retries("snapshot", sandbox.snapshot)
+    except Exception as err:
+        log.warning("snapshot of %s failed frozen, stopping it: %s", sandbox.name, _readable(err))
+        await sandbox.stop()
+        try:
+            info = await _with_retries("snapshot", sandbox.snapshot)
+        except Exception as again:
+            fault_point("hibernate.kept")
+            return {"kept": _readable(again)}
     fault_point("hibernate.snapshotted")
     await sandbox.destroy()
     return {
@@ -176,6 +205,19 @@ async def snapshot_and_destroy(kind: str, state: dict[str, Any]) -> dict[str, An
         "snapshot_size_bytes": info.size_bytes,
         "snapshot_created_at": info.created_at,
     }
+
+
+@DBOS.step()
+async def stop_sandbox(kind: str, state: dict[str, Any]) -> str:
+    """Stop every process of a sandbox before its session fails, keeping the workspace.
+    Returns what the error message must add: nothing, or that even this failed."""
+    try:
+        await (await current().provider(kind).connect(state)).stop()
+    except SandboxNotFound:
+        pass
+    except Exception as err:
+        return f"; stopping its processes failed too: {_readable(err)}"
+    return ""
 
 
 @DBOS.step()
@@ -230,17 +272,78 @@ async def record_hibernated(session_id: str, version: int, snap: dict[str, Any])
 
 
 @DBOS.step()
+async def record_kept(session_id: str, version: int, state: dict[str, Any], error: str) -> str:
+    """Finish a hibernation whose snapshot could not be made (``snapshot_and_destroy`` kept the
+    workspace, its processes stopped): ``hibernated`` with the kept workspace as its state if
+    still ours, the workspace kept on an archived session, or ``gone`` (the caller then removes
+    the sandbox). ``version`` -1: not a hibernation (archive, or a provision that lost)."""
+    kept = cas.keep_workspace(state)
+
+    def finish(db: Any) -> str:
+        done = cas.transition(
+            db,
+            session_id,
+            from_states={"hibernating"},
+            to_state="hibernated",
+            expected_version=version,
+            sandbox_state=kept,
+            lifecycle_error=f"Snapshot failed: {error}{KEPT_NOTE}",
+            lifecycle_run_id=None,
+            hibernate_after=None,
+            sandbox_expires_at=None,
+        )
+        if done is not None:
+            return "hibernated"
+        archived = cas.set_fields(
+            db,
+            session_id,
+            in_states={"archived"},
+            sandbox_state=kept,
+            lifecycle_error=f"Archive finalization failed: {error}{KEPT_NOTE}",
+        )
+        return "archived" if archived is not None else "gone"
+
+    return await _db(finish)
+
+
+async def _keep(session_id: str, version: int, kind: str, state: dict[str, Any], error: str) -> str:
+    outcome = await record_kept(session_id, version, state, error)
+    if outcome == "gone":
+        await destroy_sandbox(kind, state)
+    return outcome
+
+
+@DBOS.step()
 async def restore_sandbox(session_id: str, kind: str, snapshot_url: str) -> dict[str, Any]:
     provider = current().provider(kind)
 
     async def make() -> dict[str, Any]:
         sandbox = await provider.create(session_id)
-        await sandbox.restore(snapshot_url)
+        try:
+            await sandbox.restore(snapshot_url)
+        except BaseException:
+            try:  # the session fails next: nothing of it may run on
+                await sandbox.stop()
+            except Exception as err:
+                log.warning("cannot stop %s after a failed restore: %s", sandbox.name, err)
+            raise
         fault_point("restore.restored")
         return sandbox.state
 
     result: dict[str, Any] = await _with_retries(f"restore {session_id}", make)
     return result
+
+
+@DBOS.step()
+async def reuse_kept(kind: str, state: dict[str, Any]) -> dict[str, Any] | None:
+    """The workspace a failed snapshot kept becomes the live sandbox again, as it is (its
+    processes were stopped; stopping again makes sure). ``None`` if it is gone."""
+    try:
+        sandbox = await current().provider(kind).connect(state)
+    except SandboxNotFound:
+        return None
+    await sandbox.stop()
+    return sandbox.state
 
 
 @DBOS.step()
@@ -334,6 +437,8 @@ async def _settle_unclaimed(session_id: str, kind: str, state: dict[str, Any]) -
         await destroy_sandbox(kind, state)
         return "gone"
     snap = await snapshot_and_destroy(kind, state)
+    if "kept" in snap:
+        return await _keep(session_id, -1, kind, state, snap["kept"])
     outcome = await record_hibernated(session_id, -1, snap)
     if outcome == "gone":
         await delete_snapshot(kind, snap["snapshot_url"])
@@ -359,7 +464,9 @@ async def watch(session_id: str) -> str:
 
 @DBOS.workflow()
 async def hibernate(session_id: str, version: int) -> str:
-    """``hibernating → hibernated``: hooks, snapshot, stop; the previous snapshot goes last."""
+    """``hibernating → hibernated``: hooks, snapshot, stop; the previous snapshot goes last.
+    A snapshot that cannot be made leaves it ``hibernated`` on its kept workspace (the previous
+    snapshot stays too: nothing is deleted before its replacement exists)."""
     v = await load(session_id)
     if v is None or v.lifecycle_state != "hibernating" or v.lifecycle_version != version:
         return "skipped"
@@ -370,9 +477,12 @@ async def hibernate(session_id: str, version: int) -> str:
     else:
         try:
             snap = await snapshot_and_destroy(v.sandbox_type, v.sandbox_state)
-        except Exception as err:
-            await fail(session_id, "hibernating", f"Snapshot failed: {_readable(err)}")
+        except Exception as err:  # the sandbox is unreachable, or its processes unkillable
+            also = await stop_sandbox(v.sandbox_type, v.sandbox_state)
+            await fail(session_id, "hibernating", f"Snapshot failed: {_readable(err)}{also}")
             return "failed"
+        if "kept" in snap:
+            return await _keep(session_id, version, v.sandbox_type, v.sandbox_state, snap["kept"])
     outcome = await record_hibernated(session_id, version, snap)
     if outcome == "gone":
         await delete_snapshot(v.sandbox_type, snap.get("snapshot_url"))
@@ -383,22 +493,32 @@ async def hibernate(session_id: str, version: int) -> str:
 
 @DBOS.workflow()
 async def restore(session_id: str, version: int) -> str:
-    """``restoring → active`` from the snapshot; a missing or corrupt one → ``failed``."""
+    """``restoring → active`` from the workspace a failed snapshot kept, if there is one (it is
+    newer than any snapshot), else from the snapshot; a missing or corrupt one → ``failed``."""
     v = await load(session_id)
     if v is None or v.lifecycle_state != "restoring" or v.lifecycle_version != version:
         return "skipped"
-    if v.snapshot_url is None:
+    kept = v.sandbox_state if cas.workspace_kept(v.sandbox_state) else None
+    if kept is None and v.snapshot_url is None:
         await fail(session_id, "restoring", "No snapshot to restore from")
         return "failed"
     try:
-        state = await restore_sandbox(session_id, v.sandbox_type, v.snapshot_url)
+        if kept is not None:
+            state = await reuse_kept(v.sandbox_type, kept)
+        else:
+            assert v.snapshot_url is not None
+            state = await restore_sandbox(session_id, v.sandbox_type, v.snapshot_url)
     except Exception as err:
         await fail(session_id, "restoring", f"Restore failed: {_readable(err)}")
         return "failed"
+    if state is None:
+        await fail(session_id, "restoring", KEPT_GONE, forget_sandbox=True)
+        return "failed"
     await run_hooks("AfterRestore", session_id, {"cwd": "/workspace"})
     activated = await activate(session_id, state, "restoring")
-    if activated is None:
-        await destroy_sandbox(v.sandbox_type, state)  # archived/deleted meanwhile; snapshot kept
+    if activated is None:  # archived/deleted meanwhile: the snapshot or kept workspace stays
+        if kept is None:  # a kept one is still the session's: archive or delete sees to it
+            await destroy_sandbox(v.sandbox_type, state)
         return "superseded"
     await start_watcher(session_id, activated.lifecycle_version)
     return "active"
@@ -414,7 +534,8 @@ async def archive(session_id: str) -> str:
     try:
         snap = await snapshot_and_destroy(v.sandbox_type, v.sandbox_state)
     except Exception as err:
-        # Archive finalization failed: stop anyway, and let unarchive through (reference §3).
+        # The sandbox is unreachable or its processes unkillable: remove what can be removed,
+        # and let unarchive through (reference §3).
         await destroy_sandbox(v.sandbox_type, v.sandbox_state)
         await _db(
             cas.set_fields,
@@ -424,6 +545,8 @@ async def archive(session_id: str) -> str:
             lifecycle_error=f"Archive finalization failed: {_readable(err)}",
         )
         return "stopped-without-snapshot"
+    if "kept" in snap:  # unarchive then resumes from the kept workspace
+        return await _keep(session_id, -1, v.sandbox_type, v.sandbox_state, snap["kept"])
     outcome = await record_hibernated(session_id, -1, snap)
     if outcome == "gone":
         await delete_snapshot(v.sandbox_type, snap["snapshot_url"])

@@ -177,6 +177,16 @@ class Sandbox(ABC):
         """Replace the workspace with a snapshot's content (atomically)."""
 
     @abstractmethod
+    async def freeze(self) -> None:
+        """Pause every process of the sandbox, so the workspace holds still for a snapshot.
+
+        Only :meth:`stop` or :meth:`destroy` follow (nothing thaws a frozen sandbox): the
+        lifecycle freezes just before the snapshot that precedes removing the sandbox. Best
+        effort: a provider that cannot pause processes does nothing, and the caller copes with a
+        snapshot that fails all the same (it stops the sandbox and tries once more).
+        """
+
+    @abstractmethod
     async def stop(self) -> None:
         """Kill everything running in the sandbox; the workspace stays."""
 

@@ -18,6 +18,7 @@ import secrets
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +62,28 @@ async def _exited(pid: int) -> None:
         os.close(fd)
 
 
+def _all_stopped(groups: set[int]) -> bool:
+    """Whether every process in these process groups is stopped (or gone)."""
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:  # it went away
+            continue
+        if int(fields[2]) in groups and fields[0] not in ("T", "t", "Z", "X"):
+            return False
+    return True
+
+
+def _stop_groups(groups: set[int]) -> None:
+    """SIGSTOP these process groups and wait until it has landed (blocking)."""
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGSTOP)
+    while not _all_stopped(groups):
+        time.sleep(0.001)
+
+
 class FakeProvider(SandboxProvider):
     """Sandboxes as directories under ``root`` (a fresh temporary directory by default)."""
 
@@ -70,6 +93,8 @@ class FakeProvider(SandboxProvider):
         self.root = root or Path(tempfile.mkdtemp(prefix="agent-sessions-fake-"))
         self.snapshots: dict[str, Path] = {}
         self._snapshot_root = self.root / ".snapshots"
+        self._detached: dict[str, set[asyncio.subprocess.Process]] = {}
+        """Detached commands by sandbox name: a reconnected handle stops them too."""
 
     def capabilities(self) -> dict[str, Any]:
         return {"kind": self.kind, "isolation": "none (tests only)"}
@@ -95,7 +120,7 @@ class FakeSandbox(HostFileOps, Sandbox):
         self.workspace = provider.root / name
         self.fs = WorkspaceFS(self.workspace, None)
         self._stopped = False
-        self._detached: set[asyncio.subprocess.Process] = set()
+        self._detached = provider._detached.setdefault(name, set())
 
     @property
     def state(self) -> dict[str, Any]:
@@ -190,6 +215,11 @@ class FakeSandbox(HostFileOps, Sandbox):
             staging.rename(self.workspace)
 
         await asyncio.to_thread(swap)
+
+    async def freeze(self) -> None:
+        """SIGSTOP each detached command's process group (what ``setsid`` escapes is missed)."""
+        groups = {proc.pid for proc in self._detached if proc.returncode is None}
+        await asyncio.to_thread(_stop_groups, groups)
 
     async def stop(self) -> None:
         self._stopped = True

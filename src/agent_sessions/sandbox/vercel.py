@@ -377,6 +377,14 @@ class VercelSandbox(Sandbox):
 
     # --- lifecycle -------------------------------------------------------------------------
 
+    async def freeze(self) -> None:
+        """Nothing: Vercel has no way to pause a VM's processes while our ``tar`` runs in it.
+
+        A process that changes the workspace under the snapshot makes ``tar`` fail; the
+        lifecycle then calls :meth:`stop` (Vercel keeps the filesystem) and snapshots again,
+        in a fresh VM session where nothing else runs.
+        """
+
     async def stop(self) -> None:
         # A fresh handle: another process may have resumed the sandbox into a new session.
         try:

@@ -7,7 +7,7 @@ resume call, two API processes) can never both move a session.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -19,6 +19,19 @@ from agent_sessions.store.models import Chat, SessionRow, utcnow
 
 EXPIRY_BUFFER = timedelta(seconds=10)
 """Hibernate this long before the hard timeout, so the snapshot is taken while the VM lives."""
+WORKSPACE_KEPT = "workspaceKept"
+"""Added to ``sandbox_state`` when no snapshot could be made: the sandbox's processes are
+stopped and its workspace, newer than any snapshot, is what a restore brings back."""
+
+
+def keep_workspace(state: Mapping[str, Any]) -> dict[str, Any]:
+    """``state`` marked as a kept workspace (see :data:`WORKSPACE_KEPT`)."""
+    return {**state, WORKSPACE_KEPT: True}
+
+
+def workspace_kept(state: Mapping[str, Any] | None) -> bool:
+    """Whether ``state`` names a kept workspace rather than a live (or stopping) sandbox."""
+    return state is not None and state.get(WORKSPACE_KEPT) is True
 
 
 @dataclass(frozen=True)

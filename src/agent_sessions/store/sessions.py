@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from agent_sessions.exceptions import Conflict, Forbidden, InvalidInput, NotFound
 from agent_sessions.ids import nanoid
+from agent_sessions.store.lifecycle import workspace_kept
 from agent_sessions.store.models import Chat, SessionRow, utcnow
 from agent_sessions.store.reads import Query, Reader, first
 from agent_sessions.store.titles import generate_title
@@ -177,7 +178,8 @@ def apply_patch(row: SessionRow, changes: dict[str, Any]) -> PatchEffect:
 
     Archiving moves the lifecycle to ``archived`` and clears its timers and lease; the sandbox is
     stopped afterwards, outside the transaction. Unarchiving is refused while a sandbox is still
-    held (stopping) and no snapshot exists to resume from.
+    held (stopping) and no snapshot exists to resume from; a workspace kept after a failed
+    snapshot is resumed from like a snapshot.
     """
     if not changes:
         return PatchEffect()
@@ -192,9 +194,10 @@ def apply_patch(row: SessionRow, changes: dict[str, Any]) -> PatchEffect:
         row.lifecycle_error = None
         effect = PatchEffect(archived=True)
     elif new_status is not None and new_status != "archived" and row.status == "archived":
-        if row.sandbox_state is not None and row.snapshot_url is None:
+        kept = workspace_kept(row.sandbox_state)
+        if row.sandbox_state is not None and row.snapshot_url is None and not kept:
             raise Conflict(STILL_PAUSING)
-        row.lifecycle_state = "hibernated" if row.snapshot_url else None
+        row.lifecycle_state = "hibernated" if row.snapshot_url or kept else None
         row.lifecycle_version += 1
         effect = PatchEffect(unarchived=True)
     for field, value in changes.items():

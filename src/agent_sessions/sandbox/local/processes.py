@@ -4,7 +4,9 @@ Each exec is its own bwrap with its own pid namespace, so killing bwrap's namesp
 the whole tree down. ``stop()`` must not rely on our own bookkeeping though (the sandbox may
 have been started by another service process): it scans ``/proc`` for the sandbox's host uid
 and for the sandbox's :class:`Marker` (launchers and bwrap), kills them, and checks nothing
-remains.
+remains. Freezing (before a snapshot) must reach every process itself, not just bwrap: it also
+takes the descendants of what the scan finds, which covers a service that is not root (no uid
+of the sandbox's own; the processes inside share the service's uid but descend from bwrap).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from agent_sessions.sandbox.errors import SandboxUnavailable
 
-__all__ = ["Marker", "kill_all", "sandbox_pids"]
+__all__ = ["Marker", "freeze_all", "kill_all", "sandbox_pids"]
 
 _VARIABLE = "AGENT_SESSIONS_SANDBOX"
 
@@ -58,26 +60,47 @@ def _read(path: str) -> bytes:
         return b""
 
 
-def sandbox_pids(uid: int | None, marker: Marker) -> list[int]:
-    """Live (non-zombie) pids owned by host ``uid``, or of the service's uid and marked."""
-    me, service = os.getpid(), os.geteuid()
-    found = []
+def _field(status: bytes, name: bytes) -> bytes:
+    for line in status.splitlines():
+        if line.startswith(name):
+            return line.split()[1]
+    return b""
+
+
+def _scan(uid: int | None, marker: Marker) -> dict[int, bytes]:
+    """Live (non-zombie) processes of the sandbox with their ``/proc/<pid>/status``: owned by
+    host ``uid``, or of the service's uid and marked; and their descendants."""
+    me, service = os.getpid(), str(os.geteuid()).encode()
+    found: dict[int, bytes] = {}
+    parents: dict[int, int] = {}
+    statuses: dict[int, bytes] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == me:
             continue
         status = _read(f"/proc/{entry}/status")
         if not status or b"\nState:\tZ" in status:
             continue
-        real_uid = -1
-        for line in status.splitlines():
-            if line.startswith(b"Uid:"):
-                real_uid = int(line.split()[1])
-                break
-        if (uid is not None and real_uid == uid) or (
+        pid = int(entry)
+        statuses[pid] = status
+        parents[pid] = int(_field(status, b"PPid:") or 0)
+        real_uid = _field(status, b"Uid:")
+        if (uid is not None and real_uid == str(uid).encode()) or (
             real_uid == service and marker.found_in(_read(f"/proc/{entry}/environ"))
         ):
-            found.append(int(entry))
+            found[pid] = status
+    grew = True
+    while grew:  # descendants, however deep (/proc lists no children for other namespaces)
+        grew = False
+        for pid, parent in parents.items():
+            if parent in found and pid not in found:
+                found[pid] = statuses[pid]
+                grew = True
     return found
+
+
+def sandbox_pids(uid: int | None, marker: Marker) -> list[int]:
+    """Live (non-zombie) pids of the sandbox (see :func:`_scan`)."""
+    return sorted(_scan(uid, marker))
 
 
 def kill_all(uid: int | None, marker: Marker, *, deadline: float = 5.0) -> None:
@@ -90,3 +113,28 @@ def kill_all(uid: int | None, marker: Marker, *, deadline: float = 5.0) -> None:
         if time.monotonic() > end:
             raise SandboxUnavailable(f"sandbox processes survive SIGKILL: {pids[:10]}")
         time.sleep(0.01)
+
+
+def _stopped(status: bytes) -> bool:
+    """Job-control stop (``T``) or a tracing stop (``t``)."""
+    return b"\nState:\tT" in status or b"\nState:\tt" in status
+
+
+def freeze_all(uid: int | None, marker: Marker, *, deadline: float = 5.0) -> None:
+    """SIGSTOP until one scan finds every process of the sandbox stopped; blocking.
+
+    A stopped process cannot fork, write or truncate, so the workspace holds still for a
+    snapshot. SIGSTOP cannot be caught or ignored, and from the host it reaches a pid
+    namespace's init too. It is not a seal: processes that send each other SIGCONT can slip
+    out again, which the caller copes with (a snapshot that still fails is retried after
+    :func:`kill_all`). A cgroup's freezer would be atomic, but only a delegated cgroup has one;
+    this works on every host. Only :func:`kill_all` follows: nothing thaws a frozen sandbox.
+    """
+    end = time.monotonic() + deadline
+    while running := [pid for pid, status in _scan(uid, marker).items() if not _stopped(status)]:
+        for pid in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        if time.monotonic() > end:
+            raise SandboxUnavailable(f"sandbox processes run on despite SIGSTOP: {running[:10]}")
+        time.sleep(0.001)

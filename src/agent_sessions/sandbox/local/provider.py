@@ -367,6 +367,9 @@ class LocalSandbox(HostFileOps, Sandbox):
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    async def freeze(self) -> None:
+        await asyncio.to_thread(processes.freeze_all, self.uid, self._marker)
+
     def _kill_everything(self) -> None:
         if self.cgroup is not None:
             self.cgroup.kill()
