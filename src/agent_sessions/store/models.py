@@ -114,7 +114,10 @@ class SessionRow(Base):
     """One agent session (``Session`` on the wire; renamed here to avoid SQLAlchemy's)."""
 
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_account_created", "account_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_sessions_account_created", "account_id", "created_at", "id"),
+        Index("ix_sessions_account_lifecycle", "account_id", "lifecycle_state"),  # quotas
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -193,7 +196,10 @@ class ChatRun(Base):
     """One agent turn (a DBOS workflow of the same id): its status and usage record."""
 
     __tablename__ = "chat_runs"
-    __table_args__ = (Index("ix_chat_runs_chat_created", "chat_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_chat_runs_chat_created", "chat_id", "created_at"),
+        Index("ix_chat_runs_account_status", "account_id", "status"),  # quotas
+    )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     chat_id: Mapped[str] = mapped_column(ForeignKey("chats.id", ondelete="CASCADE"))
