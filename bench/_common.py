@@ -10,6 +10,13 @@ import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
+NO_ACCOUNT_LIMITS = {
+    "AGENT_SESSIONS_ACCOUNT_MAX_LIVE_SANDBOXES": "0",
+    "AGENT_SESSIONS_ACCOUNT_MAX_TURNS": "0",
+    "AGENT_SESSIONS_ACCOUNT_WRITES_PER_MINUTE": "0",
+}
+"""A bench loads one account far beyond one team's use: its servers run without the limits."""
+
 
 def free_port() -> int:
     with socket.socket() as s:

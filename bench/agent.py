@@ -53,7 +53,7 @@ import httpx
 import psycopg
 from openai import AsyncOpenAI
 
-from _common import cpu_speed_line, create_account, free_port, kill_leftovers
+from _common import NO_ACCOUNT_LIMITS, cpu_speed_line, create_account, free_port, kill_leftovers
 
 BENCH = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).with_name("agent-sessions"))
@@ -165,6 +165,7 @@ def server(
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Server]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
+    env.update(NO_ACCOUNT_LIMITS)
     env.update(extra_env or {})
     env["AGENT_SESSIONS_DATA_DIR"] = str(data_dir)
     env["AGENT_SESSIONS_SANDBOX_UID_BASE"] = str(uid_base)

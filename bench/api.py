@@ -37,7 +37,7 @@ from pathlib import Path
 
 import httpx
 
-from _common import cpu_speed_line, create_account, free_port
+from _common import NO_ACCOUNT_LIMITS, cpu_speed_line, create_account, free_port
 
 BENCH = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).with_name("agent-sessions"))
@@ -194,6 +194,7 @@ def run(duration: float, load: Load) -> list[Result]:
         data_dir = Path(tmp)
         log = data_dir / "servers.log"
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
+        env.update(NO_ACCOUNT_LIMITS)
         env["AGENT_SESSIONS_DATA_DIR"] = str(data_dir)
         auth = create_account(CLI, env)
         post_headers = {**auth, "content-type": "application/json"}

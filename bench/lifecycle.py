@@ -42,7 +42,7 @@ from typing import Any
 
 import httpx
 
-from _common import create_account, free_port, kill_leftovers
+from _common import NO_ACCOUNT_LIMITS, create_account, free_port, kill_leftovers
 from _lifecycle_fill import command as fill_command  # bench/ is sys.path[0] when run
 
 CLI = str(Path(sys.executable).with_name("agent-sessions"))
@@ -132,6 +132,7 @@ UID_COUNT = 20_000
 
 def _env(data_dir: Path, idle: int, hard: int, uid_base: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
+    env.update(NO_ACCOUNT_LIMITS)
     env["AGENT_SESSIONS_DATA_DIR"] = str(data_dir)
     env["AGENT_SESSIONS_SANDBOX_UID_BASE"] = str(uid_base)
     env["AGENT_SESSIONS_SANDBOX_UID_COUNT"] = str(UID_COUNT)

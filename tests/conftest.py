@@ -176,8 +176,17 @@ class InertLifecycle(Lifecycle):
         pass
 
 
+NO_ACCOUNT_LIMITS = {
+    "account_max_live_sandboxes": 0,
+    "account_max_turns": 0,
+    "account_writes_per_minute": 0,
+}
+"""For tests of the HTTP layer: with ``InertLifecycle`` every session stays ``provisioning``,
+a live sandbox for good, and schemathesis sends far more writes a minute than one team."""
+
+
 def api_app(backend: Backend, **settings: Any) -> FastAPI:
-    s = backend.settings(**settings)
+    s = backend.settings(**{**NO_ACCOUNT_LIMITS, **settings})
     return create_app(s, db=backend.db, lifecycle=InertLifecycle(s, backend.db))
 
 

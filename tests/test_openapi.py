@@ -208,3 +208,18 @@ def test_no_422_documented(spec: dict[str, Any]) -> None:
             assert err == {"$ref": "#/components/schemas/Error"}, key
     assert "HTTPValidationError" not in spec["components"]["schemas"]
     assert "ValidationError" not in spec["components"]["schemas"]
+
+
+def test_every_write_documents_429_with_retry_after(spec: dict[str, Any]) -> None:
+    """The account limits answer writes (and only writes) with 429 and Retry-After."""
+    writes = 0
+    for (method, path), op in _operations(spec).items():
+        if path.startswith("/api/") and method in {"post", "put", "patch", "delete"}:
+            writes += 1
+            too_many = op["responses"]["429"]
+            assert too_many["headers"]["Retry-After"]["schema"]["type"] == "integer", path
+            err = too_many["content"]["application/json"]["schema"]
+            assert err == {"$ref": "#/components/schemas/Error"}, (method, path)
+        else:
+            assert "429" not in op["responses"], (method, path)
+    assert writes >= 10

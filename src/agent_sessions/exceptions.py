@@ -37,6 +37,15 @@ class TooLarge(AgentSessionsError):
     """Something is bigger than the limit that keeps one request's memory bounded."""
 
 
+class TooManyRequests(AgentSessionsError):
+    """An account limit is reached (a quota or the write rate); ``retry_after`` is the number
+    of seconds after which the same request may succeed."""
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+
 class UpstreamError(AgentSessionsError):
     """A sandbox provider or model failed; ``timeout`` tells 504 from 502."""
 

@@ -97,6 +97,17 @@ class Settings(BaseSettings):
     goes through the shared DBOS queue, the one place that counts across processes."""
     bash_timeout_seconds: int = Field(default=120, ge=1, le=3600)
 
+    # --- account limits (429 with Retry-After; 0 turns a limit off) ----------------------------
+    account_max_live_sandboxes: int = Field(default=20, ge=0)
+    """Sessions one account may have with a live sandbox (provisioning, active, restoring or
+    hibernating): creating or resuming one more is refused. Counted in the database, exact
+    across processes."""
+    account_max_turns: int = Field(default=16, ge=0)
+    """Turns one account may have queued or running at once, over all processes (exact)."""
+    account_writes_per_minute: int = Field(default=600, ge=0)
+    """POST, PATCH, PUT and DELETE requests per minute and account (a token bucket holding a
+    minute's worth). Counted by each process on its own: N processes let N times through."""
+
     # --- model providers (their own variable names, no prefix) --------------------------------
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")

@@ -91,6 +91,7 @@ def harness(backend: Backend, tmp_path: Path) -> Iterator[HarnessFactory]:
         hard: int = 18000,
         provider: SandboxProvider | None = None,
         hooks: dict[str, Any] | None = None,
+        **overrides: Any,
     ) -> Harness:
         hooks_file = None
         if hooks is not None:
@@ -102,6 +103,7 @@ def harness(backend: Backend, tmp_path: Path) -> Iterator[HarnessFactory]:
             hard_timeout_seconds=hard,
             executor_id=f"test-{uuid.uuid4().hex[:12]}",
             hooks_file=hooks_file,
+            **overrides,
         )
         provider = provider or FakeProvider(tmp_path / "sandboxes")
         context = LifecycleContext(

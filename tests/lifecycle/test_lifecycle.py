@@ -364,7 +364,7 @@ def test_delete_during_hibernate(harness: HarnessFactory, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("n", [200])
 def test_many_sessions_cycle_and_end_consistent(harness: HarnessFactory, n: int) -> None:
-    h = harness(idle=1)
+    h = harness(idle=1, account_max_live_sandboxes=0)  # one account, n sandboxes at once
     ids = [h.create()["id"] for _ in range(n)]
     for sid in ids:
         h.wait_state(sid, "hibernated", timeout=60)

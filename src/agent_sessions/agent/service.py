@@ -1,16 +1,17 @@
 """What the API asks of agent turns: accept one, stream it, stop it, report on runs.
 
-A turn is accepted in one transaction — the chat's ``activeStreamId`` claimed by
-compare-and-set, the user message stored, the run recorded — and only then started, with the
-run id as the workflow id: here and now when this process has room, else through the
-``agent-turns`` queue. A crash between the two leaves a ``queued`` run with no workflow, which
-:meth:`Turns.reconcile` enqueues at the next start.
+A turn is accepted in one transaction — the account's limits checked (``store.quotas``), the
+chat's ``activeStreamId`` claimed by compare-and-set, the user message stored, the run
+recorded — and only then started, with the run id as the workflow id: here and now when this
+process has room, else when a slot frees, round robin by account (:mod:`.waiting`); with a
+global limit, through the ``agent-turns`` queue, partitioned by account. A crash between
+acceptance and start leaves a ``queued`` run with no workflow, which :meth:`Turns.reconcile`
+enqueues at the next start.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
 import logging
@@ -18,20 +19,22 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from dbos import DBOS, Queue, SetWorkflowID, WorkflowHandleAsync
+from dbos import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, WorkflowHandleAsync
 from dbos._error import DBOSStreamTimeoutError
 from sqlalchemy.orm import Session
 
 from agent_sessions.agent import models, slots, turn, user_parts
 from agent_sessions.agent.stream import Chunk, read_chunks, written
+from agent_sessions.agent.waiting import WaitingTurns
 from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
 from agent_sessions.faults import fault_point
 from agent_sessions.ids import nanoid
 from agent_sessions.lifecycle.runtime import TURN_QUEUE, off_loop
 from agent_sessions.settings import Settings
-from agent_sessions.store import Database, sessions
+from agent_sessions.store import Database, quotas, sessions
 from agent_sessions.store import chats as chat_store
 from agent_sessions.store import turns as store
+from agent_sessions.store.sessions import NewSession
 from agent_sessions.store.titles import title_from_prompt
 
 _log = logging.getLogger(__name__)
@@ -56,6 +59,7 @@ class Accepted:
     run_id: str
     chat_id: str
     session_id: str
+    session_created: bool = False
 
 
 class Turns:
@@ -64,7 +68,7 @@ class Turns:
         self.db = db
         self._queue: Queue | None = None
         self._direct: set[str] = set()  # started here, not yet finished
-        self._waiting: collections.deque[str] = collections.deque()  # accepted, not started
+        self._waiting = WaitingTurns()  # accepted here, not started yet
         self._waiters: set[asyncio.Future[None]] = set()
         slots.on_slot_freed(self._start_waiting)
 
@@ -74,21 +78,37 @@ class Turns:
         self,
         *,
         account_id: str,
-        session_id: str,
+        session_id: str | None,
         chat_id: str | None,
         user_message: dict[str, Any],
         model_id: str | None = None,
         headless: bool = False,
+        new_session: NewSession | None = None,
     ) -> Accepted:
-        """Accept a turn (409 if the chat has one live) and enqueue it."""
+        """Accept a turn (409 if the chat has one live, 429 past the account's limits) and
+        start it. With ``new_session`` instead of ``session_id`` the session is created in the
+        same transaction, so that a refused turn leaves no session behind; the caller then
+        starts its provisioning."""
         run_id = f"run-{nanoid()}"
+        limits = self.settings
 
         def accept(db: Session) -> Accepted:
-            session = sessions.get_owned(db, session_id, account_id, for_update=True)
-            if session.status == "archived":
-                raise Conflict("Session is archived; unarchive it first")
+            quotas.lock_account(db, account_id)  # before any session row: one lock order
+            if new_session is not None:
+                quotas.require_turn_room(db, account_id, limits.account_max_turns)
+                quotas.require_sandbox_room(db, account_id, limits.account_max_live_sandboxes)
+                session, _ = sessions.create_session(db, account_id=account_id, new=new_session)
+            else:
+                assert session_id is not None, "a session id or a new session"
+                session = sessions.get_owned(db, session_id, account_id, for_update=True)
+                if session.status == "archived":
+                    raise Conflict("Session is archived; unarchive it first")
+                quotas.require_turn_room(db, account_id, limits.account_max_turns)
+                if session.lifecycle_state not in quotas.LIVE_SANDBOX_STATES:
+                    # The turn would resume the sandbox; the resume checks again, exactly.
+                    quotas.require_sandbox_room(db, account_id, limits.account_max_live_sandboxes)
             chat = chat_store.create_chat(
-                db, account_id=account_id, session_id=session_id, chat_id=chat_id
+                db, account_id=account_id, session_id=session.id, chat_id=chat_id
             )
             model = (model_id or chat.model_id or self.settings.default_model).strip()
             models.check_usable(self.settings, model)
@@ -107,44 +127,46 @@ class Turns:
                 if prompt:
                     chat.title = title_from_prompt(prompt)
             store.create_run(
-                db, id=run_id, chat_id=chat.id, session_id=session_id, account_id=account_id,
+                db, id=run_id, chat_id=chat.id, session_id=session.id, account_id=account_id,
                 model_id=model, assistant_message_id=f"msg-{nanoid()}", headless=headless,
             )  # fmt: skip
-            return Accepted(run_id, chat.id, session_id)
+            return Accepted(run_id, chat.id, session.id, session_created=new_session is not None)
 
         accepted = await self.db.write_call(accept)
         fault_point("turn-accepted")
-        await self._dispatch(run_id)
+        await self._dispatch(account_id, run_id)
         return accepted
 
-    async def _dispatch(self, run_id: str) -> None:
+    async def _dispatch(self, account_id: str, run_id: str) -> None:
         """Start the turn in this process, at once if it has room (ADR 8).
 
         Without a global limit the process that accepted a turn runs it: at most
-        ``agent_worker_concurrency`` at once, the rest wait here in order. Waiting here is
-        durable: the run is recorded ``queued``, and after a crash :meth:`reconcile` hands it
-        to the queue. With a global limit every turn goes through the ``agent-turns`` queue,
-        the only place that counts across processes, and any ``serve`` or ``worker`` runs it.
+        ``agent_worker_concurrency`` at once, the rest wait here, round robin by account
+        (:mod:`.waiting`). Waiting here is durable: the run is recorded ``queued``, and after a
+        crash :meth:`reconcile` hands it to the queue. With a global limit every turn goes
+        through the ``agent-turns`` queue, the only place that counts across processes, and
+        any ``serve`` or ``worker`` runs it.
 
         Starting directly skips the queue's poll, which was on the way to the first chunk and
         made the queue poll every 50 ms: 10 % of a core on an idle server.
         """
         if self.settings.agent_global_concurrency is not None:
-            await self._enqueue(run_id)
+            await self._enqueue(account_id, run_id)
             return
-        self._waiting.append(run_id)
+        self._waiting.push(account_id, run_id)
         await self._start_waiting()
 
     async def _start_waiting(self) -> None:
         limit = self.settings.agent_worker_concurrency
         while self._waiting and len(self._holding_slots()) < limit:
-            run_id = self._waiting.popleft()
+            run_id = self._waiting.pop()
             self._direct.add(run_id)
             try:
                 with SetWorkflowID(run_id):
                     handle = await DBOS.start_workflow_async(turn.run_turn, run_id)
             except BaseException:
                 self._direct.discard(run_id)
+                self._waiting.done(run_id)
                 raise
             self._watch(run_id, handle)
 
@@ -162,6 +184,7 @@ class Turns:
                     await handle.get_result()
             finally:
                 self._direct.discard(run_id)
+                self._waiting.done(run_id)
             try:
                 await self._start_waiting()
             except Exception:
@@ -171,11 +194,13 @@ class Turns:
         self._waiters.add(waiter)
         waiter.add_done_callback(self._waiters.discard)
 
-    async def _enqueue(self, run_id: str) -> None:
+    async def _enqueue(self, account_id: str, run_id: str) -> None:
+        """Onto the queue, in the account's partition: with a global limit the queue takes
+        waiting turns account by account (``runtime.register_turn_queue``)."""
         if self._queue is None:
             self._queue = await DBOS.retrieve_queue_async(TURN_QUEUE)
             assert self._queue is not None, "the turn queue is registered at start-up"
-        with SetWorkflowID(run_id):
+        with SetWorkflowID(run_id), SetEnqueueOptions(queue_partition_key=account_id):
             await self._queue.enqueue_async(turn.run_turn, run_id)
 
     def reconcile(self) -> None:
@@ -188,10 +213,10 @@ class Turns:
         def enqueue_all() -> None:
             queue = DBOS.retrieve_queue(TURN_QUEUE)
             assert queue is not None
-            for run_id in pending:
+            for run_id, account_id in pending:
                 if DBOS.get_workflow_status(run_id) is not None:
                     continue
-                with SetWorkflowID(run_id):
+                with SetWorkflowID(run_id), SetEnqueueOptions(queue_partition_key=account_id):
                     queue.enqueue(turn.run_turn, run_id)
 
         if pending:

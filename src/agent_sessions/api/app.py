@@ -12,8 +12,10 @@ from fastapi.openapi.utils import get_openapi
 from agent_sessions import __version__
 from agent_sessions.agent.service import Turns
 from agent_sessions.api import errors
-from agent_sessions.api.deps import Services
+from agent_sessions.api.deps import WRITE_METHODS, Services
 from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
+from agent_sessions.api.ratelimit import WriteRate
+from agent_sessions.api.responses import DESCRIPTIONS
 from agent_sessions.api.routes import chats, health, sandbox, sessions, turns
 from agent_sessions.auth import Authenticator
 from agent_sessions.eventloop import asyncio_named
@@ -34,6 +36,18 @@ SECURITY_SCHEMES = {
 }
 
 
+TOO_MANY_REQUESTS = {
+    "description": DESCRIPTIONS[429],
+    "headers": {
+        "Retry-After": {
+            "description": "Seconds after which the same request may succeed",
+            "schema": {"type": "integer", "minimum": 1},
+        }
+    },
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+}
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     """OpenAPI without FastAPI's 422 entries: validation failures here answer 400 ``Error``."""
     if app.openapi_schema:
@@ -43,10 +57,12 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
     )
     schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
     for path, path_item in schema.get("paths", {}).items():
-        for operation in path_item.values():
+        for method, operation in path_item.items():
+            responses = operation.get("responses", {})
             if path.startswith("/api/"):
                 operation["security"] = [{"ApiKeyAuth": []}, {"BearerAuth": []}]
-            responses = operation.get("responses", {})
+                if method.upper() in WRITE_METHODS:  # the write rate (deps.py), and quotas
+                    responses["429"] = TOO_MANY_REQUESTS
             responses.pop("422", None)
             if operation.get("parameters") or operation.get("requestBody"):
                 responses.setdefault(
@@ -107,6 +123,7 @@ def create_app(
         auth=Authenticator(database, settings),
         lifecycle=lifecycle,
         turns=agent_turns,
+        writes=WriteRate(settings.account_writes_per_minute),
     )
     errors.install(app)
     # Matched in this order; the hottest route (GET /api/sessions/{id}) is in the first router.

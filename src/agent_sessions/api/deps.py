@@ -8,6 +8,7 @@ from typing import Annotated, NamedTuple
 from fastapi import Depends, Request
 
 from agent_sessions.agent.service import Turns
+from agent_sessions.api.ratelimit import WriteRate
 from agent_sessions.auth import Authenticator
 from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings
@@ -23,6 +24,7 @@ class Services:
     auth: Authenticator
     lifecycle: Lifecycle
     turns: Turns
+    writes: WriteRate
 
 
 async def _services(request: Request) -> Services:
@@ -32,6 +34,10 @@ async def _services(request: Request) -> Services:
 
 
 ServicesDep = Annotated[Services, Depends(_services)]
+
+
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+"""Methods counted against ``AGENT_SESSIONS_ACCOUNT_WRITES_PER_MINUTE``."""
 
 
 class Caller(NamedTuple):
@@ -54,8 +60,10 @@ async def _caller(request: Request) -> Caller:
         api_key=request.headers.get("x-api-key"),
         authorization=request.headers.get("authorization"),
     )
+    if request.method in WRITE_METHODS:  # reads are never limited (the hot GET path, ADR 8)
+        services.writes.take(account_id)
     return Caller(services, account_id)
 
 
 CallerDep = Annotated[Caller, Depends(_caller)]
-"""The caller (401 before the route runs otherwise)."""
+"""The caller (401 before the route runs otherwise; 429 past the account's write rate)."""

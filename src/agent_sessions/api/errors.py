@@ -17,6 +17,7 @@ from agent_sessions.exceptions import (
     InvalidInput,
     NotFound,
     TooLarge,
+    TooManyRequests,
     Unauthorized,
     UpstreamError,
 )
@@ -30,6 +31,7 @@ _STATUS: dict[type[AgentSessionsError], int] = {
     NotFound: 404,
     Conflict: 409,
     TooLarge: 413,
+    TooManyRequests: 429,
 }
 WWW_AUTHENTICATE = {"WWW-Authenticate": 'Bearer, ApiKey header="x-api-key"'}
 
@@ -51,6 +53,8 @@ async def _domain_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AgentSessionsError)
     if isinstance(exc, UpstreamError):
         return error_response(504 if exc.timeout else 502, exc.message)
+    if isinstance(exc, TooManyRequests):
+        return error_response(429, exc.message, headers={"Retry-After": str(exc.retry_after)})
     status = next((code for cls, code in _STATUS.items() if isinstance(exc, cls)), 500)
     headers = WWW_AUTHENTICATE if status == 401 else None
     return error_response(status, exc.message, headers=headers)

@@ -9,7 +9,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ALLOWED_HEADERS = "authorization, content-type, x-api-key, last-event-id"
-EXPOSED_HEADERS = "x-workflow-run-id, x-vercel-ai-ui-message-stream, x-workflow-stream-tail-index"
+EXPOSED_HEADERS = (
+    "x-workflow-run-id, x-vercel-ai-ui-message-stream, x-workflow-stream-tail-index, retry-after"
+)
 
 
 class CORSMiddleware:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import sys
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -72,21 +73,30 @@ def start(settings: Settings, db: Database, context: LifecycleContext | None = N
     logging.getLogger("dbos").setLevel(logging.WARNING)
     DBOS(config=config)
     DBOS.launch()
-    off_loop(
-        lambda: DBOS.register_queue(
-            TURN_QUEUE,
-            # DBOS refuses a worker limit above the global one (a global 4 with the default
-            # worker 8 stopped start-up): one process can never run more than all together.
-            worker_concurrency=min(
-                settings.agent_worker_concurrency,
-                settings.agent_global_concurrency or settings.agent_worker_concurrency,
-            ),
-            global_concurrency=settings.agent_global_concurrency,
-            # Turns start directly while the process has room (agent/service.py); a queued one
-            # waits up to a poll, which matters only with a global limit (all turns queue).
-            polling_interval_sec=0.05 if settings.agent_global_concurrency else 0.5,
-            on_conflict="always_update",
-        )
+    off_loop(lambda: register_turn_queue(settings))
+
+
+def register_turn_queue(settings: Settings) -> None:
+    """The ``agent-turns`` queue: every turn with a global limit, else only reconciled ones.
+
+    Turns are enqueued in their account's partition. With a global limit the queue is
+    partitioned (any ``partition_*`` limit switches DBOS to it; ``partition_concurrency``
+    equal to the global limit caps nothing more): each poll then visits the accounts with
+    waiting turns in random order, each in its own order of arrival, instead of taking the
+    oldest turns of the whole queue. Without one, the keys are kept and not used.
+    """
+    global_limit = settings.agent_global_concurrency
+    DBOS.register_queue(
+        TURN_QUEUE,
+        # DBOS refuses a worker limit above the global one (a global 4 with the default
+        # worker 8 stopped start-up): one process can never run more than all together.
+        worker_concurrency=min(settings.agent_worker_concurrency, global_limit or sys.maxsize),
+        global_concurrency=global_limit,
+        partition_concurrency=global_limit,
+        # Turns start directly while the process has room (agent/service.py); a queued one
+        # waits up to a poll, which matters only with a global limit (all turns queue).
+        polling_interval_sec=0.05 if global_limit else 0.5,
+        on_conflict="always_update",
     )
 
 

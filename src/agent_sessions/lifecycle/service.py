@@ -20,7 +20,7 @@ from agent_sessions.exceptions import Conflict, NotFound
 from agent_sessions.lifecycle import runtime, workflows
 from agent_sessions.lifecycle.context import LifecycleContext
 from agent_sessions.settings import Settings
-from agent_sessions.store import Database
+from agent_sessions.store import Database, quotas
 from agent_sessions.store import lifecycle as cas
 from agent_sessions.store.lifecycle import LifecycleView
 from agent_sessions.store.models import utcnow
@@ -190,7 +190,8 @@ class Lifecycle:
             ):
                 raise Conflict(f"Sandbox failed: {v.lifecycle_error or 'unknown error'}")
             if state in ("hibernated", "failed"):
-                started = await self.db.write_call(partial(_begin_restore, v))
+                limit = self.settings.account_max_live_sandboxes
+                started = await self.db.write_call(partial(_begin_restore, v, limit))
                 if started is not None:
                     await self._run_restore(session_id, started.lifecycle_version)
                     continue
@@ -240,7 +241,13 @@ def _current(s: Session, session_id: str, expected_version: int | None) -> Lifec
     return v
 
 
-def _begin_restore(v: LifecycleView, s: Session) -> LifecycleView | None:
+def _begin_restore(v: LifecycleView, sandbox_limit: int, s: Session) -> LifecycleView | None:
+    """``→ restoring``, if the account has room for one more live sandbox (429 if not)."""
+    account_id = quotas.session_account(s, v.id)
+    if account_id is None:
+        raise NotFound("Session not found")
+    quotas.lock_account(s, account_id)
+    quotas.require_sandbox_room(s, account_id, sandbox_limit)
     return cas.transition(
         s, v.id, from_states={v.lifecycle_state}, to_state="restoring",
         expected_version=v.lifecycle_version, lifecycle_error=None,

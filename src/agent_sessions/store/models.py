@@ -116,7 +116,10 @@ class SessionRow(Base):
     """One agent session (``Session`` on the wire; renamed here to avoid SQLAlchemy's)."""
 
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_account_created", "account_id", "created_at", "id"),)
+    __table_args__ = (
+        Index("ix_sessions_account_created", "account_id", "created_at", "id"),
+        Index("ix_sessions_account_lifecycle", "account_id", "lifecycle_state"),  # quotas
+    )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -229,6 +232,7 @@ class ChatRun(Base):
     __table_args__ = (
         _chat_fk(),
         Index("ix_chat_runs_chat_created", "account_id", "chat_id", "created_at"),
+        Index("ix_chat_runs_account_status", "account_id", "status"),  # quotas
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)

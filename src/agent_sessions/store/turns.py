@@ -104,9 +104,14 @@ def live_run(db: Session, chat: ChatKey) -> RunView | None:
     return RunView.of(row) if row is not None else None
 
 
-def unfinished_runs(db: Session) -> list[str]:
-    stmt = select(ChatRun.id).where(ChatRun.status.in_(LIVE)).order_by(ChatRun.created_at)
-    return list(db.scalars(stmt))
+def unfinished_runs(db: Session) -> list[tuple[str, str]]:
+    """``(run id, account id)`` of every queued or running run, oldest first."""
+    stmt = (
+        select(ChatRun.id, ChatRun.account_id)
+        .where(ChatRun.status.in_(LIVE))
+        .order_by(ChatRun.created_at)
+    )
+    return [(run_id, account_id) for run_id, account_id in db.execute(stmt)]
 
 
 def mark_running(db: Session, run_id: str) -> RunView | None:

@@ -12,7 +12,7 @@ from agent_sessions.api.convert import chat_out, session_out
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
 from agent_sessions.exceptions import Forbidden
-from agent_sessions.store import accounts
+from agent_sessions.store import accounts, quotas
 from agent_sessions.store import sessions as store
 from agent_sessions.store.sessions import NewSession
 
@@ -47,6 +47,8 @@ async def create_session(
             db, organization_id=new.organization_id, account_id=account_id
         ):
             raise Forbidden("You are not a member of this organization")
+        quotas.lock_account(db, account_id)
+        quotas.require_sandbox_room(db, account_id, services.settings.account_max_live_sandboxes)
         row, chat = store.create_session(db, account_id=account_id, new=new)
         return schemas.SessionCreated(session=session_out(row), chat=chat_out(chat))
 

@@ -23,7 +23,6 @@ from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
 from agent_sessions.exceptions import Conflict, InvalidInput
 from agent_sessions.store import chats as chat_store
-from agent_sessions.store import sessions as session_store
 from agent_sessions.store.sessions import NewSession
 from agent_sessions.store.turns import RunView
 
@@ -201,27 +200,18 @@ async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunA
     else:
         raw = body.messages[-1]
     message = validate_user_message(raw, services.settings.max_attachment_bytes)
-    session_id = body.session_id
-    if session_id is None:  # refuse an unusable model before making a session for nothing
-        models.check_usable(services.settings, body.model or services.settings.default_model)
-        session_id = await _new_session(services, account_id)
+    new = None
+    if body.session_id is None:  # a new session, made with the turn (or not at all)
+        new = NewSession(sandbox_type=services.settings.sandbox_provider)
     accepted: Accepted = await services.turns.start(
-        account_id=account_id, session_id=session_id, chat_id=body.chat_id,
-        user_message=message, model_id=body.model, headless=True,
+        account_id=account_id, session_id=body.session_id, new_session=new,
+        chat_id=body.chat_id, user_message=message, model_id=body.model, headless=True,
     )  # fmt: skip
+    if accepted.session_created:
+        await services.lifecycle.session_created(accepted.session_id)
     return schemas.RunAccepted(
         run_id=accepted.run_id, chat_id=accepted.chat_id, session_id=accepted.session_id
     )
-
-
-async def _new_session(services: Any, account_id: str) -> str:
-    new = NewSession(sandbox_type=services.settings.sandbox_provider)
-    row, _ = await services.db.write_call(
-        lambda db: session_store.create_session(db, account_id=account_id, new=new)
-    )
-    session_id: str = row.id
-    await services.lifecycle.session_created(session_id)
-    return session_id
 
 
 @router.get(
