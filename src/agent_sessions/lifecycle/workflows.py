@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Literal, TypeVar
@@ -62,9 +63,16 @@ async def _with_retries(what: str, fn: Callable[[], Any]) -> Any:
 
 
 def _readable(err: BaseException) -> str:
-    """An error for ``lifecycleError``: the message only (never a traceback or env)."""
-    message = getattr(err, "message", None) or str(err) or type(err).__name__
-    return message[:500]
+    """An error for ``lifecycleError``: the message only (never a traceback or env), and no
+    host path (DESIGN §3): an ``OSError`` names only the last part of its file, and the data
+    directory is left out of any other message."""
+    if isinstance(err, OSError) and err.strerror:
+        name = os.path.basename(os.fsdecode(err.filename)) if err.filename else ""
+        message = f"{err.strerror}: {name}" if name else err.strerror
+    else:
+        message = getattr(err, "message", None) or str(err) or type(err).__name__
+    data_dir = str(current().settings.data_dir.resolve())
+    return message.replace(data_dir, "<data dir>")[:500]
 
 
 def _timers() -> dict[str, Any]:
