@@ -5,6 +5,7 @@ chunks (no network).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -195,6 +196,38 @@ def test_missing_api_key_exits_2_with_one_line() -> None:
 # --- end to end ---------------------------------------------------------------------------------
 
 
+class Interactive:
+    """A running client: what it printed so far, and a way to wait for a line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdin is not None and proc.stdout is not None
+        self.proc = proc
+        self.stdin = proc.stdin
+        self.seen: list[str] = []
+        self._lines: queue.Queue[str] = queue.Queue()
+        stdout = proc.stdout
+        self.reader = threading.Thread(target=lambda: [self._lines.put(x) for x in stdout])
+        self.reader.start()
+
+    def send(self, text: str) -> None:
+        self.stdin.write(text)
+        self.stdin.flush()
+
+    def wait_for(self, text: str) -> None:
+        deadline = time.monotonic() + 90
+        while not any(text in line for line in self.seen):
+            self.seen.append(self._lines.get(timeout=max(0.1, deadline - time.monotonic())))
+
+    def finish(self) -> str:
+        """Close stdin, wait for a clean exit; the whole transcript."""
+        self.stdin.close()
+        assert self.proc.wait(timeout=60) == 0
+        self.reader.join(10)
+        while not self._lines.empty():
+            self.seen.append(self._lines.get())
+        return "".join(self.seen)
+
+
 @dataclass
 class Served:
     server: Server
@@ -221,6 +254,25 @@ class Served:
             text=True,
             timeout=180,
         )
+
+    @contextlib.contextmanager
+    def interactive(self, *args: str) -> Iterator[Interactive]:
+        """The client running, its output read line by line as it comes."""
+        with subprocess.Popen(
+            [CLI, "chat", *args],
+            env=_chat_env(self.server.url, self.key),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        ) as proc:
+            session = Interactive(proc)
+            try:
+                yield session
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                session.reader.join(10)
 
     def new_session(self) -> tuple[str, str]:
         r = httpx.post(f"{self.server.url}/api/sessions", json={}, headers=self.headers)
@@ -300,18 +352,22 @@ def test_chat_attaches_to_a_live_turn_on_409(served: Served) -> None:
     """A turn already running in the chat (here a headless one): the client offers to attach and
     shows that turn from its first chunk."""
     sid, chat_id = served.new_session()
-    model = served.script([Text("slow answer", chunks=4, delay=3.0, delay_between_chunks=0.2)])
+    gate = threading.Event()  # the turn stays live until the client has met it
+    model = served.script([Text("slow answer", chunks=4, hold=gate)])
     r = httpx.post(
         f"{served.server.url}/api/chat/runs",
         json={"sessionId": sid, "chatId": chat_id, "prompt": "go", "model": model},
         headers=served.headers,
     )
     assert r.status_code == 202, r.text
-    proc = served.chat("--session", sid, stdin="another\ny\n/exit\n")
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
+    with served.interactive("--session", sid) as cli:
+        cli.send("another\ny\n")
+        cli.wait_for("(your message was not sent)")
+        gate.set()
+        cli.wait_for("output tokens")
+        cli.send("/exit\n")
+        lines = cli.finish().splitlines()
     assert any(line.startswith("error: ") and "already" in line for line in lines), lines
-    assert "(your message was not sent)" in lines
     answer = next(i for i, line in enumerate(lines) if line.endswith("slow answer"))
     assert lines[answer + 1].endswith(" output tokens")
 
@@ -319,44 +375,15 @@ def test_chat_attaches_to_a_live_turn_on_409(served: Served) -> None:
 def test_ctrl_c_stops_the_turn_and_returns_to_the_prompt(served: Served) -> None:
     sid, chat_id = served.new_session()
     model = served.script([ToolCalls([Call("bash", {"command": "sleep 60"})]), Text("never")])
-    lines: queue.Queue[str] = queue.Queue()
-    seen: list[str] = []
-
-    def wait_for(text: str) -> None:
-        deadline = time.monotonic() + 90
-        while not any(text in line for line in seen):
-            seen.append(lines.get(timeout=max(0.1, deadline - time.monotonic())))
-
-    with subprocess.Popen(
-        [CLI, "chat", "--session", sid, "--chat", chat_id, "--model", model],
-        env=_chat_env(served.server.url, served.key),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    ) as proc:
-        assert proc.stdin is not None and proc.stdout is not None
-        stdout = proc.stdout
-        reader = threading.Thread(target=lambda: [lines.put(x) for x in stdout])
-        reader.start()
-        try:
-            proc.stdin.write("sleep please\n")
-            proc.stdin.flush()
-            wait_for('⏺ bash(command="sleep 60")')
-            proc.send_signal(signal.SIGINT)
-            wait_for("stopped")
-            proc.stdin.write("/exit\n")
-            proc.stdin.close()
-            assert proc.wait(timeout=30) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            reader.join(10)
-    while not lines.empty():
-        seen.append(lines.get())
+    with served.interactive("--session", sid, "--chat", chat_id, "--model", model) as cli:
+        cli.send("sleep please\n")
+        cli.wait_for('⏺ bash(command="sleep 60")')
+        cli.proc.send_signal(signal.SIGINT)
+        cli.wait_for("stopped")
+        cli.send("/exit\n")
+        transcript = cli.finish()
     r = httpx.get(f"{served.server.url}/api/sessions/{sid}/chats/{chat_id}", headers=served.headers)
     assert r.json()["isStreaming"] is False
-    transcript = "".join(seen)
     assert "stopping…\nstopped\n> /exit" in transcript
     assert "never" not in transcript
 

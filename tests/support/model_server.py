@@ -96,6 +96,9 @@ class Text:
     chunks: int = 1
     delay: float = 0.0
     delay_between_chunks: float = 0.0
+    hold: threading.Event | None = None
+    """The reply waits until the test sets this event (not a delay: under load a delay can
+    pass before the test has done what it meant to do meanwhile)."""
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ class ToolCalls:
     chunks: int = 3
     delay: float = 0.0
     delay_between_chunks: float = 0.0
+    hold: threading.Event | None = None
+    """As :attr:`Text.hold`."""
 
 
 @dataclass(frozen=True)
@@ -325,8 +330,7 @@ class ModelServer:
         except Exception as err:
             return _error(500, f"script step raised {err!r}", "script_error")
 
-        if step.delay > 0:
-            await asyncio.sleep(step.delay)
+        await _wait(step)
         if isinstance(step, Fail):
             return _error(step.status, step.message, "scripted_failure")
 
@@ -442,8 +446,7 @@ class ModelServer:
             step = self._resolve(script, index, body)
         except Exception as err:
             return _anthropic_error(500, f"script step raised {err!r}")
-        if step.delay > 0:
-            await asyncio.sleep(step.delay)
+        await _wait(step)
         if isinstance(step, Fail):
             return _anthropic_error(step.status, step.message)
 
@@ -511,6 +514,18 @@ class ModelServer:
             if isinstance(step, Text):
                 return step
         return Text(SCRIPT_EXHAUSTED)
+
+
+HOLD_AT_MOST_SECONDS = 120.0
+
+
+async def _wait(step: Step) -> None:
+    """A step's ``delay``, then its ``hold`` (the test's event; at most two minutes)."""
+    if step.delay > 0:
+        await asyncio.sleep(step.delay)
+    hold = getattr(step, "hold", None)
+    if hold is not None:
+        await asyncio.to_thread(hold.wait, HOLD_AT_MOST_SECONDS)
 
 
 async def _emit(frames: list[bytes], delay_between_chunks: float) -> AsyncIterator[bytes]:
