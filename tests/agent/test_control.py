@@ -250,16 +250,18 @@ def test_a_stop_recorded_by_another_process_stops_the_turn(agents: AgentsFactory
 
 def test_a_second_turn_on_a_busy_chat_is_409_and_changes_nothing(agents: AgentsFactory) -> None:
     h = agents()
-    model = h.script([ToolCalls([Call("bash", {"command": "sleep 1"})]), Text("first")])
+    gate = threading.Event()  # the first turn stays live until the second has been refused
+    model = h.script([Text("first", hold=gate)])
     sid, chat_id = _session(h)
     bg = Background(h, sid, chat_id, "first", model)
-    bg.wait_for("tool-input-available")
+    bg.wait_for('"type":"start"')
     r = h.client.post(
         "/api/chat", json=h.body(sid, chat_id, "second", model=model), headers=h.account.headers
     )
+    gate.set()
     assert r.status_code == 409
     assert r.json() == {"status": "error", "error": "This chat already has a turn in progress"}
-    bg.chunks()
+    assert text_of(bg.chunks()) == "first"
     h.wait_run(bg.headers["x-workflow-run-id"])
     texts = [p.get("text") for m in h.chat(sid, chat_id)["messages"] for p in m["parts"]]
     assert "second" not in texts
@@ -272,24 +274,24 @@ def test_two_chats_of_one_session_run_at_once(agents: AgentsFactory) -> None:
     r = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
     chat_b = r.json()["chat"]["id"]
 
-    def busy(name: str) -> str:
-        # Records when the command ran; overlapping intervals prove the turns ran at once.
-        return f"date +%s.%N > {name}.start; sleep 1.5; date +%s.%N > {name}.end"
+    def meet(me: str, other: str) -> str:
+        # Each command waits for the other's to have started: both end only if they ran at
+        # the same time (one after the other, the first gives up after 60 s).
+        return (
+            f"touch {me}.started; for i in $(seq 1200); do "
+            f"[ -e {other}.started ] && echo met && exit 0; sleep 0.05; done; echo alone"
+        )
 
-    model_a = h.script([ToolCalls([Call("bash", {"command": busy("a")})]), Text("A")])
-    model_b = h.script([ToolCalls([Call("bash", {"command": busy("b")})]), Text("B")])
+    model_a = h.script([ToolCalls([Call("bash", {"command": meet("a", "b")})]), Text("A")])
+    model_b = h.script([ToolCalls([Call("bash", {"command": meet("b", "a")})]), Text("B")])
     a = Background(h, sid, chat_a, "a", model_a)
     b = Background(h, sid, chat_b, "b", model_b)
     ca, cb = a.chunks(), b.chunks()
     check_protocol(ca)
     check_protocol(cb)
     assert (text_of(ca), text_of(cb)) == ("A", "B")
-    check = h.script([ToolCalls([Call("bash", {"command": "cat a.start a.end b.start b.end"})]),
-                      Text("ok")])  # fmt: skip
-    chat_c = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
-    chunks, _ = h.turn(sid, chat_c.json()["chat"]["id"], "check", model=check)
-    a0, a1, b0, b1 = map(float, tool_outputs(chunks)["call_0_0"]["output"]["stdout"].split())
-    assert a0 < b1 and b0 < a1, "the two turns' commands did not overlap"
+    outputs = [tool_outputs(c)["call_0_0"]["output"]["stdout"] for c in (ca, cb)]
+    assert outputs == ["met\n", "met\n"], "the two turns' commands did not run at once"
 
 
 def test_the_step_cap_ends_the_turn_with_a_clear_error(agents: AgentsFactory) -> None:
