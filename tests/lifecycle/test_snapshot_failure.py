@@ -14,7 +14,6 @@ import hashlib
 import os
 import shutil
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from agent_sessions.store.lifecycle import WORKSPACE_KEPT
 from tests.conftest import traversable_tmpdir
 from tests.lifecycle.conftest import Harness, HarnessFactory
 from tests.sandbox.conftest import local_settings, local_unavailable_reason
+from tests.support.waiting import until
 
 TRUNCATING = (
     "while :; do for f in a b c; do truncate -s 0 $f; truncate -s 64M $f; done; sleep 0.02; done"
@@ -77,17 +77,10 @@ def local() -> Iterator[Local]:
         driver.close()
 
 
-def _until(what: str, check: Any, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _start_truncating(local: Local, box: LocalSandbox) -> None:
     """Start the truncating loop detached, and wait until it runs."""
     local.exec(box, TRUNCATING, detached=True)
-    _until("the loop to start", lambda: (box.workspace / "c").exists())
+    until("the loop to start", lambda: (box.workspace / "c").exists())
     assert sandbox_pids(box.uid, box._marker)
 
 
@@ -203,7 +196,7 @@ def test_archive_whose_snapshot_fails_keeps_the_workspace_for_unarchive(
         f"/api/sessions/{sid}", json={"status": "archived"}, headers=h.account.headers
     )
     assert r.status_code == 200, r.text
-    _until("the archive to finish", lambda: h.session(sid)["lifecycleError"] is not None)
+    until("the archive to finish", lambda: h.session(sid)["lifecycleError"] is not None)
     s = h.session(sid)
     assert (
         s["lifecycleState"] == "archived" and "Archive finalization failed" in (s["lifecycleError"])

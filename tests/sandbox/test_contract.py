@@ -30,6 +30,7 @@ from agent_sessions.sandbox import (
     SandboxProvider,
     UnsafePath,
 )
+from tests.support.waiting import until_async
 
 from .conftest import skip_unless_isolated
 
@@ -305,8 +306,9 @@ async def test_detached_runs_until_stop(box: Sandbox) -> None:
     tag = str(700_000 + secrets.randbelow(99_999))
     r = await box.exec(f"sleep {tag}", detached=True)
     assert r.command_id
-    await asyncio.sleep(0.3)
-    assert _host_processes_matching(f"sleep {tag}"), "detached command is not running"
+    await until_async(
+        "the detached command to run", lambda: _host_processes_matching(f"sleep {tag}")
+    )
     assert await box.status() == "running"
     await box.stop()
     assert await box.status() == "stopped"

@@ -31,6 +31,7 @@ import pytest
 from agent_sessions.sandbox import PathNotFound, Sandbox, SandboxProvider, UnsafePath
 from agent_sessions.sandbox.local import Limits, LocalProvider, LocalSandbox
 from agent_sessions.sandbox.local.processes import sandbox_pids
+from tests.support.waiting import until_async
 
 from .conftest import local_settings, local_unavailable_reason, require_root
 
@@ -266,8 +267,7 @@ async def test_10_never_ending_commands_and_orphans(a: LocalSandbox, b: LocalSan
     await a.exec(
         "setsid nohup sleep 2000000 >/dev/null 2>&1 & disown; sleep infinity", detached=True
     )
-    await asyncio.sleep(0.3)
-    assert sandbox_pids(a.uid, a._marker), "the detached command did not start"
+    await until_async("the detached command to start", lambda: sandbox_pids(a.uid, a._marker))
     await a.stop()
     assert not sandbox_pids(a.uid, a._marker)
     await host_is_fine(b)

@@ -17,12 +17,13 @@ import socket
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from agent_sessions.sandbox.local import LocalProvider, LocalSandbox
+from tests.support.waiting import until_async
 
 from .conftest import local_settings, local_unavailable_reason, require_root
 
@@ -115,7 +116,7 @@ async def test_a_sandbox_cannot_pass_for_another_ones_namespace_holder(
         forged = f"agent-sessions-netns:{b.home}"
         before = set(_pids_named(forged + "\0"))
         await a.exec(f"exec -a {shlex.quote(forged)} sleep 1000", detached=True)
-        await _until(lambda: bool(set(_pids_named(forged + "\0")) - before), "no forged holder")
+        await until_async("a forged holder", lambda: set(_pids_named(forged + "\0")) - before)
 
     async def b_network(box: LocalSandbox) -> list[str]:
         return (await box.exec(f"readlink /proc/self/ns/net; {_get(url)}")).stdout.split()
@@ -151,12 +152,12 @@ async def test_a_sandbox_cannot_pass_for_another_ones_network_helper(
         holder_pid = holder.split("/")[2]
         forged = f"exec -a agent-sessions-slirp4netns bash -c 'sleep 1000; :' x {holder_pid} tap0"
         await a.exec(forged, detached=True)
-        await _until(
-            lambda: bool(_pids_named("agent-sessions-slirp4netns\0-c\0sleep 1000; :\0")),
-            "no forged helper",
+        await until_async(
+            "a forged helper",
+            lambda: _pids_named("agent-sessions-slirp4netns\0-c\0sleep 1000; :\0"),
         )
         os.kill(helper, signal.SIGKILL)  # B's helper crashes
-        await _until(lambda: not _running(helper), "the helper survived SIGKILL")
+        await until_async("the helper to die of SIGKILL", lambda: not _running(helper))
         assert (await b.exec(interfaces)).stdout.split() == ["lo", "tap0"]
     finally:
         await a.destroy()
@@ -169,14 +170,6 @@ def _running(pid: int) -> bool:
             return f.read().rpartition(b")")[2].split()[0] != b"Z"
     except OSError:
         return False
-
-
-async def _until(done: Callable[[], bool], failure: str, wait: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + wait
-    while not done():
-        if asyncio.get_running_loop().time() > deadline:
-            pytest.fail(failure)
-        await asyncio.sleep(0.05)
 
 
 _OTHER_SERVICE = """
