@@ -64,6 +64,7 @@ def test_unknown_ids_fail_cleanly(env: dict[str, str]) -> None:
         ("AGENT_SESSIONS_DATABASE_URL", "mysql://x"),
         ("AGENT_SESSIONS_DEFAULT_MODEL", "gpt"),
         ("AGENT_SESSIONS_SANDBOX_NETWORK", "maybe"),
+        ("AGENT_SESSIONS_SANDBOX_DISK_BYTES", "1000"),  # below an ext4 image's minimum
     ],
 )
 def test_invalid_setting_stops_with_one_line(env: dict[str, str], var: str, value: str) -> None:
