@@ -227,11 +227,13 @@ class HoleWriter:
         between two chunks of the stream still becomes a hole.
         """
         base = offset - start  # file offset = base + index into buf
-        pos = _zero_run_end(buf, start, end)
+        pos = start if buf[start] else _zero_run_end(buf, start, end)
         while pos < end:
             run = buf.find(_ZERO_BLOCK, pos, end)  # C speed over data: no Python per block
             if run >= 0:
                 stop = _zero_run_end(buf, run + BLOCK, end)
+            elif buf[end - 1]:  # most spans, a small file's whole data among them
+                run = stop = end
             else:
                 tail = buf[max(pos, end - BLOCK) : end]
                 run, stop = end - len(tail) + len(tail.rstrip(b"\0")), end

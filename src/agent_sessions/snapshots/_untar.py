@@ -286,13 +286,13 @@ class _Tree:
                 parent, parts, lambda: os.open(name, _FILE_FLAGS, mode, dir_fd=parent)
             )
             try:
-                sparse = member.sparse or SparseMap([(0, member.size)], member.size)
                 holes = HoleWriter(fd)
-                for offset, length in sparse.extents:
+                extents = member.sparse.extents if member.sparse else ((0, member.size),)
+                for offset, length in extents:
                     for buf, start, end in stream.data(length):
                         holes.write(offset, buf, start, end)
                         offset += end - start
-                holes.finish(sparse.realsize)
+                holes.finish(member.sparse.realsize if member.sparse else member.size)
                 if self._owner is not None:
                     os.fchown(fd, *self._owner)
                 if mode & self._umask:
