@@ -305,3 +305,20 @@ async def test_a_crash_during_the_image_swap_leaves_a_whole_workspace(
     assert await again.read_file("version") == b"new"
     assert _mounts_under(limited.root) == [str(box.workspace)]
     assert [p.name for p in box.home.iterdir() if p.name.startswith(".")] == []
+
+
+async def test_host_side_writes_to_a_full_workspace_are_a_clear_error(
+    limited: LocalProvider,
+) -> None:
+    """The service's own writes (the agent's ``write`` tool, the files API) get an error of
+    the sandbox tree, which the agent hands to the model and the API answers with 409, not a
+    bare ``OSError``."""
+    from agent_sessions.sandbox.errors import WorkspaceFull
+
+    box = await limited.create("full-from-host")
+    assert (await _run(box, "dd if=/dev/zero of=big bs=1M count=100"))[0] != 0
+    with pytest.raises(WorkspaceFull, match="disk limit"):
+        await box.write_file("notes.txt", os.urandom(1 << 20))
+    assert (await _run(box, "rm big"))[0] == 0
+    await box.write_file("notes.txt", b"fits now")
+    assert await box.read_file("notes.txt") == b"fits now"
