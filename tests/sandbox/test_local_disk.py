@@ -220,12 +220,13 @@ async def test_staging_images_of_dead_restores_go_at_start_up(
     limited: LocalProvider, make_provider: Callable[..., LocalProvider]
 ) -> None:
     """A restore cut short (the process died) leaves a mounted staging image; the next start
-    removes it. One still locked belongs to a live restore and stays."""
+    removes it. A restore still running (its home locked) is left alone."""
     box = await limited.create("crashed")
-    assert isinstance(box, LocalSandbox)
-    live = box.disk.begin_restore(32 * MiB, None)
+    busy = await limited.create("busy")
+    assert isinstance(box, LocalSandbox) and isinstance(busy, LocalSandbox)
     dead = box.disk.begin_restore(32 * MiB, None)
     dead.release()  # its process is gone: nothing holds the lock
+    live = busy.disk.begin_restore(32 * MiB, None)
     try:
         make_provider(sandbox_disk_bytes=LIMIT)  # a service starting
 
@@ -233,7 +234,7 @@ async def test_staging_images_of_dead_restores_go_at_start_up(
         assert live.path.exists() and live.mountpoint.is_mount()
     finally:
         live.discard()
-    assert _mounts_under(limited.root) == [str(box.workspace)]
+    assert sorted(_mounts_under(limited.root)) == sorted([str(box.workspace), str(busy.workspace)])
 
 
 async def test_destroy_unmounts_and_removes_everything(limited: LocalProvider) -> None:

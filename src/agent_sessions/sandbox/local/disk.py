@@ -14,9 +14,10 @@ start-up log, as for the cgroup limits.
   with ``discard`` (deleted files punch holes back into it).
 * A restore extracts into a new image mounted beside the workspace (the limit holds during the
   restore too), then swaps the images: unmount both, rename the new one over ``disk.img`` (the
-  commit point), mount it. After a crash ``disk.img`` is a whole image, old or new. A staging
-  image is locked (``flock``) while in use; an unlocked one was left by a dead process and is
-  removed by the next restore or destroy of that sandbox, or when a service starts.
+  commit point), mount it. After a crash ``disk.img`` is a whole image, old or new. While a
+  process makes or fills an image it holds an ``flock`` on the sandbox's home directory, so a
+  staging image in a home nobody has locked was left by a dead process: the next restore or
+  destroy of that sandbox, or a service starting, removes it.
 * Mounts do not survive a reboot: :meth:`WorkspaceDisk.ensure_mounted` mounts the image again
   before a sandbox is handed out. An existing image is always mounted, whatever the setting
   says now: turning the limit off never hides a workspace (new workspaces are then plain
@@ -120,25 +121,28 @@ def _trial_mount(scratch: Path) -> str | None:
 
 
 class StagedImage:
-    """A new image, locked while this process uses it, not yet the workspace's."""
+    """A new image, not yet the workspace's; its home stays locked until :meth:`release`."""
 
-    def __init__(self, path: Path, fd: int) -> None:
+    def __init__(self, path: Path, lock: int) -> None:
         self.path = path
         self.mountpoint = path.with_suffix("")
-        self._fd = fd
+        self._lock: int | None = lock
 
     @classmethod
     def create(cls, home: Path, size: int, owner: tuple[int, int] | None) -> StagedImage:
-        path = home / f"{_STAGED}{secrets.token_hex(6)}.img"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        staged = cls(path, fd)
+        lock = _lock_home(home, wait=True)
+        assert lock is not None
+        staged = cls(home / f"{_STAGED}{secrets.token_hex(6)}.img", lock)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.ftruncate(fd, size)  # sparse: nothing allocated yet
+            fd = os.open(staged.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                os.ftruncate(fd, size)  # sparse: nothing allocated yet
+            finally:
+                os.close(fd)
             extended = _MKFS_EXTENDED
             if owner is not None:
                 extended += f",root_owner={owner[0]}:{owner[1]}"
-            _run([*_MKFS, "-E", extended, str(path)])
+            _run([*_MKFS, "-E", extended, str(staged.path)])
         except BaseException:
             staged.discard()
             raise
@@ -151,15 +155,17 @@ class StagedImage:
         return self.mountpoint
 
     def release(self) -> None:
-        os.close(self._fd)
+        """Unlock the home (a crash releases it too)."""
+        if self._lock is not None:
+            os.close(self._lock)
+            self._lock = None
 
     def discard(self) -> None:
         """Unmount and remove it (a failed restore, or a trial)."""
-        _unmount(self.mountpoint)
-        with contextlib.suppress(FileNotFoundError):
-            self.mountpoint.rmdir()
-        self.path.unlink(missing_ok=True)
-        self.release()
+        try:
+            _remove_staged(self.path)
+        finally:
+            self.release()
 
 
 class WorkspaceDisk:
@@ -208,14 +214,16 @@ class WorkspaceDisk:
 
     def finish_restore(self, staged: StagedImage) -> None:
         """Make the filled image the workspace's (the old one goes)."""
-        _unmount(staged.mountpoint)
-        fault_point("disk.staging-unmounted")
-        _unmount(self.workspace)
-        fault_point("disk.old-unmounted")
-        os.rename(staged.path, self.image)  # the commit point
-        fault_point("disk.committed")
-        staged.release()
-        staged.mountpoint.rmdir()
+        try:
+            _unmount(staged.mountpoint)
+            fault_point("disk.staging-unmounted")
+            _unmount(self.workspace)
+            fault_point("disk.old-unmounted")
+            os.rename(staged.path, self.image)  # the commit point
+            fault_point("disk.committed")
+            staged.mountpoint.rmdir()
+        finally:
+            staged.release()  # on a failure, what is left is a dead restore's: recovered
         self.ensure_mounted()
 
     def unmount(self) -> None:
@@ -225,26 +233,41 @@ class WorkspaceDisk:
 
 
 def recover(home: Path) -> None:
-    """Remove the staging images a dead process left in ``home`` (unmounting them first);
-    those still locked belong to a live restore and stay."""
-    for path in home.glob(f"{_STAGED}*.img"):
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except FileNotFoundError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        try:
-            StagedImage(path, os.dup(fd)).discard()
-        finally:
-            os.close(fd)
-    for path in home.glob(f"{_STAGED}*"):  # mount points whose image is gone
-        if path.is_dir() and not path.with_suffix(".img").exists() and not path.is_mount():
-            with contextlib.suppress(OSError):
-                path.rmdir()
+    """Remove the staging images (unmounting them first) a dead process left in ``home``;
+    a home locked by a live process is left alone."""
+    lock = _lock_home(home, wait=False)
+    if lock is None:
+        return
+    try:
+        for path in home.glob(f"{_STAGED}*"):
+            if path.suffix == ".img":
+                _remove_staged(path)
+            elif path.is_dir() and not path.with_suffix(".img").exists():
+                _remove_staged(path.with_suffix(".img"))  # its mount point only
+    finally:
+        os.close(lock)
+
+
+def _lock_home(home: Path, *, wait: bool) -> int | None:
+    """An fd holding ``flock`` on ``home``, or None if another holds it and ``wait`` is off."""
+    fd = os.open(home, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _remove_staged(image: Path) -> None:
+    mountpoint = image.with_suffix("")
+    _unmount(mountpoint)
+    with contextlib.suppress(FileNotFoundError):
+        mountpoint.rmdir()
+    image.unlink(missing_ok=True)
 
 
 def _mount(image: Path, mountpoint: Path) -> None:
