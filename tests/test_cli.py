@@ -77,6 +77,7 @@ def test_jwt_subject_must_name_one_account(env: dict[str, str]) -> None:
         ("AGENT_SESSIONS_DEFAULT_MODEL", "gpt"),
         ("AGENT_SESSIONS_SANDBOX_NETWORK", "maybe"),
         ("AGENT_SESSIONS_MAX_ATTACHMENT_BYTES", "1000000"),  # over the 1 MiB body as base64
+        ("AGENT_SESSIONS_SANDBOX_DISK_BYTES", "1000"),  # below an ext4 image's minimum
     ],
 )
 def test_invalid_setting_stops_with_one_line(env: dict[str, str], var: str, value: str) -> None:

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     sandbox_pids_max: int = Field(default=512, ge=16)
     sandbox_tmpfs_bytes: int = Field(default=256 << 20, ge=1 << 20)
     """Size cap of each sandbox's RAM-backed ``/tmp``."""
+    sandbox_disk_bytes: int | None = Field(default=None, ge=32 << 20)
+    """Size of each local workspace (an ext4 image, loop-mounted: needs root); unset, none.
+    Off by default: it changes how workspaces are stored, needs root and loop devices, and
+    a fitting size depends on the projects (a ``node_modules`` alone can take gigabytes)."""
 
     # --- snapshots ---------------------------------------------------------------------------
     snapshot_store: Literal["local", "s3"] = "local"

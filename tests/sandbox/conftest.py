@@ -22,6 +22,7 @@ from tests.conftest import traversable_tmpdir
 
 PROVIDER_FIXTURES: dict[str, str] = {
     "local": "local_provider",
+    "local-disk": "local_disk_provider",
     "fake": "fake_provider",
     "vercel": "vercel_provider",
 }
@@ -100,6 +101,25 @@ async def local_provider(sandbox_data_dir: Path) -> AsyncIterator[SandboxProvide
         local_settings(sandbox_data_dir),
         snapshot_store(sandbox_data_dir),  # type: ignore[arg-type]
     )
+    tracked = _Tracking(provider)
+    yield tracked
+    await _destroy_all(provider, tracked.created)
+
+
+@pytest.fixture
+async def local_disk_provider(sandbox_data_dir: Path) -> AsyncIterator[SandboxProvider]:
+    """The local provider with a disk limit: every workspace a loop-mounted image."""
+    reason = local_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    from agent_sessions.sandbox.local import LocalProvider
+
+    provider = LocalProvider(
+        local_settings(sandbox_data_dir, sandbox_disk_bytes=256 << 20),
+        snapshot_store(sandbox_data_dir),  # type: ignore[arg-type]
+    )
+    if not provider.disk.available:
+        pytest.skip(f"DISK LIMIT NOT ENFORCEABLE ON THIS HOST: {provider.disk.reason}")
     tracked = _Tracking(provider)
     yield tracked
     await _destroy_all(provider, tracked.created)

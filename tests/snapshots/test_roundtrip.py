@@ -62,6 +62,25 @@ async def test_restore_replaces_an_existing_workspace(store: SnapshotStore, tmp_
     assert tree_digest(ws) == expected
 
 
+async def test_fresh_restore_extracts_in_place(store: SnapshotStore, tmp_path: Path) -> None:
+    """``fresh``: the caller made an empty directory for this restore (a new filesystem) and
+    discards it on failure; nothing is staged beside it, and a non-empty one is refused."""
+    ws = tmp_path / "ws"
+    make_tree(ws, large=False)
+    expected = tree_digest(ws)
+    info = await store.save(ws, "fresh")
+    target = tmp_path / "mount" / "point"
+    target.mkdir(parents=True)
+
+    await store.restore(info.url, target, fresh=True)
+
+    assert tree_digest(target) == expected
+    assert sorted(p.name for p in target.parent.iterdir()) == ["point"]
+    with pytest.raises(ValueError, match="not empty"):
+        await store.restore(info.url, target, fresh=True)
+    assert tree_digest(target) == expected
+
+
 async def test_empty_workspace_round_trip(store: SnapshotStore, tmp_path: Path) -> None:
     ws = tmp_path / "ws"
     ws.mkdir()

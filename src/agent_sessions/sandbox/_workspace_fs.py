@@ -32,6 +32,7 @@ from agent_sessions.sandbox.errors import (
     PathNotFound,
     SandboxNotFound,
     UnsafePath,
+    WorkspaceFull,
 )
 
 __all__ = ["WorkspaceFS", "chown_tree"]
@@ -75,6 +76,11 @@ def _translate(path: str) -> Iterator[None]:
             raise PathNotFound(f"no such file or directory: {path!r}") from None
         if err.errno in (errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.ENOTEMPTY):
             raise PathConflict(f"{os.strerror(err.errno)}: {path!r}") from None
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise WorkspaceFull(
+                f"no space left writing {path!r} (the workspace's disk limit, or the host's "
+                "disk): delete files first"
+            ) from None
         raise
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "SandboxSetupError",
     "SandboxUnavailable",
     "UnsafePath",
+    "WorkspaceFull",
 ]
 
 
@@ -43,6 +44,11 @@ class PathNotFound(SandboxError, NotFound):
 
 class PathConflict(SandboxError, Conflict):
     """The workspace path exists but has the wrong kind (a directory where a file is wanted)."""
+
+
+class WorkspaceFull(SandboxError, Conflict):
+    """The workspace is at its disk limit (``AGENT_SESSIONS_SANDBOX_DISK_BYTES``): files must
+    go before more can be written."""
 
 
 class UnsafePath(SandboxError, InvalidInput):

@@ -2,6 +2,7 @@
 
 The index of the package. ``base`` is the store interface, ``local`` and ``s3`` the two stores.
 Private modules: ``_archive`` (workspace ⇄ tar + zstd), ``_tarwriter`` (fast tar headers),
+``_untar`` (the extractor that never follows a link), ``_sparse`` (holes kept both ways),
 ``_streams`` (hashing, buffering and threaded decompression), ``_swap`` (the atomic workspace
 swap and its crash recovery) and ``_restore`` (the pipeline both stores share).
 """

@@ -91,7 +91,7 @@ def _add_tree(tar: TarWriter, dir_fd: int, prefix: str) -> None:
                 continue
             if st.st_nlink > 1:
                 seen[key] = name
-            add(name, tarfile.REGTYPE, size=st.st_size, fd=fd)
+            add(name, tarfile.REGTYPE, size=st.st_size, fd=fd, allocated=st.st_blocks * 512)
         finally:
             os.close(fd)
 

@@ -32,6 +32,7 @@ def restore_stream(
     expected_sha256: str | None,
     expected_size: int | None = None,
     owner: tuple[int, int] | None = None,
+    fresh: bool = False,
 ) -> None:
     """Extract the archive read from ``source`` and make it ``workspace``.
 
@@ -39,11 +40,19 @@ def restore_stream(
     why extraction goes to a staging directory, discarded on any failure. One restore per
     workspace at a time (the lifecycle's compare-and-set ensures it): a restore clears the
     staging directories it finds beside the workspace, assuming a crashed run left them.
+
+    ``fresh``: ``workspace`` is an empty directory the caller made for this restore and
+    discards on failure, so it is the staging directory itself (and nothing is swapped).
     """
     workspace = workspace.absolute()
-    workspace.parent.mkdir(parents=True, exist_ok=True)
-    recover_workspace(workspace)
-    staging = new_staging_dir(workspace)
+    if fresh:
+        if any(workspace.iterdir()):
+            raise ValueError(f"{workspace} is not empty: a fresh restore needs an empty directory")
+        staging = workspace
+    else:
+        workspace.parent.mkdir(parents=True, exist_ok=True)
+        recover_workspace(workspace)
+        staging = new_staging_dir(workspace)
     try:
         reader = HashingReader(source)
         with _background_writeback(staging):
@@ -61,9 +70,11 @@ def restore_stream(
         _sync_filesystem(staging)
         fault_point("restore.synced")
     except BaseException:
-        remove_tree(staging)
+        if not fresh:
+            remove_tree(staging)
         raise
-    swap_in(staging, workspace)
+    if not fresh:
+        swap_in(staging, workspace)
 
 
 _WRITEBACK_INTERVAL = 0.1  # seconds

@@ -4,8 +4,9 @@
 checks, field-by-field encoding): for a 20,000-file source tree that alone is slower than the
 whole ``tar | zstd`` pipeline. This writer builds the common header directly, byte-identical to
 ``TarInfo.tobuf(GNU_FORMAT)`` (a test checks that), and hands anything unusual — names or link
-targets over 100 bytes, sizes or ids beyond the octal fields — to tarfile itself. Reading is
-always done by tarfile (with its ``data`` filter); this module only writes.
+targets over 100 bytes, sizes or ids beyond the octal fields — to tarfile itself. A file with
+holes becomes a GNU sparse member (:mod:`._sparse`). This module only writes; restores read
+with :mod:`._untar`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import os
 import tarfile
 import zlib
 from collections.abc import Callable
+
+from agent_sessions.snapshots._sparse import Extents, data_extents, sparse_headers
 
 __all__ = ["TarWriter"]
 
@@ -48,8 +51,15 @@ class TarWriter:
         size: int = 0,
         linkname: str = "",
         fd: int | None = None,
+        allocated: int | None = None,
     ) -> None:
-        """One member; for a regular file, ``size`` bytes are copied from ``fd``."""
+        """One member; for a regular file, ``size`` bytes are copied from ``fd``. A file with
+        fewer bytes ``allocated`` on disk than its size may have holes: those are kept."""
+        if fd is not None and allocated is not None and allocated < size:
+            extents = data_extents(fd, size)
+            if extents is not None:
+                self._add_sparse(name, mode, uid, gid, mtime, size, fd, extents)
+                return
         header = _header(name, kind, mode, uid, gid, mtime, size, linkname)
         if fd is None or not size:
             self._emit(header)
@@ -64,6 +74,29 @@ class TarWriter:
                 left -= len(chunk)
             self._emit(_ZEROS[: -size % BLOCK])
 
+    def _add_sparse(
+        self,
+        name: str,
+        mode: int,
+        uid: int,
+        gid: int,
+        mtime: int,
+        size: int,
+        fd: int,
+        extents: Extents,
+    ) -> None:
+        """A GNU sparse member: the map in the headers, then the data extents' bytes."""
+        stored = sum(length for _, length in extents)
+        header = _header(name, tarfile.GNUTYPE_SPARSE, mode, uid, gid, mtime, stored, "")
+        self._emit(sparse_headers(header, extents, size))
+        for offset, length in extents:
+            end = offset + length
+            while offset < end:
+                chunk = _read_exactly(fd, min(end - offset, _SMALL), offset)
+                self._emit(chunk)
+                offset += len(chunk)
+        self._emit(_ZEROS[: -stored % BLOCK])
+
     def close(self) -> None:
         """End-of-archive blocks, padded to a full record as GNU tar and tarfile do."""
         self._emit(b"\0" * (2 * BLOCK))
@@ -71,10 +104,12 @@ class TarWriter:
             self._emit(b"\0" * pad)
 
 
-def _read_exactly(fd: int, size: int) -> bytes:
-    data = os.read(fd, size)
+def _read_exactly(fd: int, size: int, offset: int | None = None) -> bytes:
+    """``size`` bytes from the file position, or from ``offset`` when given."""
+    data = b""
     while len(data) < size:  # short reads are legal; EOF is not
-        more = os.read(fd, size - len(data))
+        want = size - len(data)
+        more = os.read(fd, want) if offset is None else os.pread(fd, want, offset + len(data))
         if not more:
             raise OSError(f"file shrank while being archived (fd {fd})")
         data += more

@@ -4,7 +4,8 @@
 ``TarInfo`` per header, two ``realpath`` walks, path-based syscalls), twice what the kernel
 needs to create a small file. Here plain ustar/GNU headers are parsed directly (anything
 unusual goes to ``tarfile.TarInfo.frombuf``), member data is written straight from the
-decompressed chunks, and every entry is created relative to a directory fd:
+decompressed chunks (GNU sparse members to their extents, and runs of zeros left as holes: see
+:mod:`._sparse`), and every entry is created relative to a directory fd:
 
 * each directory on the way is opened with ``O_DIRECTORY | O_NOFOLLOW``, so no member is ever
   written through a symlink, one planted earlier in the same archive included;
@@ -30,6 +31,12 @@ from collections.abc import Callable, Iterator
 from typing import NamedTuple, TypeVar
 
 from agent_sessions.faults import fault_point
+from agent_sessions.snapshots._sparse import (
+    HoleWriter,
+    SparseMap,
+    check_sparse_map,
+    read_sparse_map,
+)
 from agent_sessions.snapshots.errors import SnapshotCorrupt, UnsafeArchive
 
 __all__ = ["extract_tar"]
@@ -42,7 +49,7 @@ _MAX_EXTENSION = 1 << 20  # a long name or PAX header bigger than this is not ou
 _MAX_TIME = 1e11  # seconds, year 5138: beyond it utime overflows
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_REGULAR = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE, tarfile.GNUTYPE_SPARSE)
 _NOT_A_DIR = (errno.ELOOP, errno.ENOTDIR)
 _T = TypeVar("_T")
 
@@ -54,6 +61,7 @@ class _Member(NamedTuple):
     mtime: float
     size: int
     linkname: str
+    sparse: SparseMap | None = None
 
 
 def extract_tar(
@@ -79,7 +87,6 @@ class _TarStream:
     def __init__(self, read_chunk: Callable[[], bytes]) -> None:
         self._read_chunk = read_chunk
         self._buf = b""
-        self._view = memoryview(self._buf)
         self._pos = 0
         self._unread = 0  # data bytes of the current member not consumed yet
 
@@ -87,7 +94,6 @@ class _TarStream:
         self._buf = self._read_chunk()
         if not self._buf:
             raise SnapshotCorrupt("snapshot archive is damaged: unexpected end of data")
-        self._view = memoryview(self._buf)
         self._pos = 0
 
     def _take(self, size: int) -> bytes:
@@ -105,15 +111,18 @@ class _TarStream:
             size -= n
         return b"".join(parts)
 
-    def data(self) -> Iterator[memoryview]:
-        """The current member's data, as views into the chunks (no copy)."""
-        while self._unread:
+    def data(self, size: int) -> Iterator[tuple[bytes, int, int]]:
+        """The next ``size`` bytes of the current member's data, as ``(chunk, start, end)``
+        spans of the decompressed chunks (no copy)."""
+        size = min(size, self._unread)
+        while size:
             if self._pos == len(self._buf):
                 self._fill()
-            n = min(self._unread, len(self._buf) - self._pos)
-            yield self._view[self._pos : self._pos + n]
+            n = min(size, len(self._buf) - self._pos)
+            yield self._buf, self._pos, self._pos + n
             self._pos += n
             self._unread -= n
+            size -= n
 
     def _skip(self, size: int) -> None:
         while size:
@@ -137,6 +146,9 @@ class _TarStream:
                 return
             name, kind, mode, mtime, size, linkname = _parse_header(block)
             padded = size + (-size % _BLOCK)
+            raw_map = None
+            if kind == tarfile.GNUTYPE_SPARSE:  # its map's extension blocks come next
+                raw_map = read_sparse_map(block, lambda: self._take(_BLOCK))
             if kind in (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK):
                 text = _text(self._extension(size, padded))
                 pending["path" if kind == tarfile.GNUTYPE_LONGNAME else "linkpath"] = text
@@ -149,7 +161,10 @@ class _TarStream:
                 extra = {**global_pax, **pending}
                 pending = {}
                 if any(key.startswith("GNU.sparse.") for key in extra):
-                    raise UnsafeArchive(f"snapshot archive rejected: {name!r} is a sparse file")
+                    raise UnsafeArchive(
+                        f"snapshot archive rejected: {name!r} is a PAX sparse file (snapshots "
+                        "use the GNU sparse type)"
+                    )
                 name = extra.get("path", name)
                 linkname = extra.get("linkpath", linkname)
                 try:
@@ -162,9 +177,10 @@ class _TarStream:
                 raise SnapshotCorrupt(f"snapshot archive is damaged: {name!r} bad size or mtime")
             if kind == tarfile.AREGTYPE and name.endswith("/"):
                 kind = tarfile.DIRTYPE
+            sparse = None if raw_map is None else check_sparse_map(name, *raw_map, size)
             has_data = kind in _REGULAR  # other types with data are refused
             self._unread = size if has_data else 0
-            yield _Member(name, kind, mode, mtime, size, linkname)
+            yield _Member(name, kind, mode, mtime, size, linkname, sparse)
             if has_data:
                 self._skip(self._unread + padded - size)
                 self._unread = 0
@@ -270,8 +286,13 @@ class _Tree:
                 parent, parts, lambda: os.open(name, _FILE_FLAGS, mode, dir_fd=parent)
             )
             try:
-                for piece in stream.data():
-                    _write_all(fd, piece)
+                holes = HoleWriter(fd)
+                extents = member.sparse.extents if member.sparse else ((0, member.size),)
+                for offset, length in extents:
+                    for buf, start, end in stream.data(length):
+                        holes.write(offset, buf, start, end)
+                        offset += end - start
+                holes.finish(member.sparse.realsize if member.sparse else member.size)
                 if self._owner is not None:
                     os.fchown(fd, *self._owner)
                 if mode & self._umask:
@@ -422,8 +443,3 @@ def _not_a_directory(parts: tuple[str, ...]) -> UnsafeArchive:
     return UnsafeArchive(
         f"snapshot archive rejected: {'/'.join(parts)!r} is a symlink or file, not a directory"
     )
-
-
-def _write_all(fd: int, data: memoryview) -> None:
-    while data:
-        data = data[os.write(fd, data) :]

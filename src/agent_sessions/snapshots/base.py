@@ -43,7 +43,9 @@ class SnapshotStore(ABC):
       that name (and never touches other snapshots).
     * ``restore`` extracts into a staging directory beside ``workspace``, checks the hash, and
       swaps the tree in atomically; a crash leaves the old or the new workspace complete, and a
-      retried restore cleans up and finishes the job.
+      retried restore cleans up and finishes the job. With ``fresh=True`` the caller provides
+      that atomicity instead (a workspace on its own filesystem cannot be renamed: the local
+      provider restores into a new image and swaps the images).
 
     Use a fresh ``snapshot_id`` per save; re-saving an id replaces that snapshot.
     """
@@ -57,13 +59,22 @@ class SnapshotStore(ABC):
 
     @abstractmethod
     async def restore(
-        self, url: str, workspace: Path, *, owner: tuple[int, int] | None = None
+        self,
+        url: str,
+        workspace: Path,
+        *,
+        owner: tuple[int, int] | None = None,
+        fresh: bool = False,
     ) -> None:
         """Replace ``workspace`` (created if missing) with the snapshot at ``url``.
 
         ``owner`` (host uid, gid) is applied to the restored tree when running as root, before
         it becomes visible. Raises :class:`SnapshotNotFound`, :class:`SnapshotCorrupt` or
         :class:`UnsafeArchive`, each with the workspace untouched.
+
+        ``fresh``: ``workspace`` is an empty directory made for this restore, which the caller
+        discards if it fails: the archive is extracted straight into it (no staging directory
+        beside it, no swap).
         """
 
     @abstractmethod

@@ -99,13 +99,23 @@ class LocalSnapshotStore(SnapshotStore):
     # --- restore ---------------------------------------------------------------------------
 
     async def restore(
-        self, url: str, workspace: Path, *, owner: tuple[int, int] | None = None
+        self,
+        url: str,
+        workspace: Path,
+        *,
+        owner: tuple[int, int] | None = None,
+        fresh: bool = False,
     ) -> None:
         archive, sidecar = self._paths(url)
-        await asyncio.to_thread(self._restore, archive, sidecar, workspace, owner)
+        await asyncio.to_thread(self._restore, archive, sidecar, workspace, owner, fresh)
 
     def _restore(
-        self, archive: Path, sidecar: Path, workspace: Path, owner: tuple[int, int] | None
+        self,
+        archive: Path,
+        sidecar: Path,
+        workspace: Path,
+        owner: tuple[int, int] | None,
+        fresh: bool,
     ) -> None:
         expected = _read_sidecar(sidecar)
         try:
@@ -113,7 +123,7 @@ class LocalSnapshotStore(SnapshotStore):
         except FileNotFoundError:
             raise SnapshotNotFound(f"snapshot {archive.name} does not exist") from None
         with f:
-            restore_stream(f, workspace, expected_sha256=expected, owner=owner)
+            restore_stream(f, workspace, expected_sha256=expected, owner=owner, fresh=fresh)
 
     # --- delete / exists -------------------------------------------------------------------
 

@@ -169,12 +169,19 @@ class S3SnapshotStore(SnapshotStore):
     # --- restore ---------------------------------------------------------------------------
 
     async def restore(
-        self, url: str, workspace: Path, *, owner: tuple[int, int] | None = None
+        self,
+        url: str,
+        workspace: Path,
+        *,
+        owner: tuple[int, int] | None = None,
+        fresh: bool = False,
     ) -> None:
         key = self._key(url)
-        await asyncio.to_thread(_translating(self._restore), key, workspace, owner)
+        await asyncio.to_thread(_translating(self._restore), key, workspace, owner, fresh)
 
-    def _restore(self, key: str, workspace: Path, owner: tuple[int, int] | None) -> None:
+    def _restore(
+        self, key: str, workspace: Path, owner: tuple[int, int] | None, fresh: bool
+    ) -> None:
         head = self._head(key)
         if head is None:
             raise SnapshotNotFound(f"snapshot {key.rsplit('/', 1)[-1]} does not exist")
@@ -188,6 +195,7 @@ class S3SnapshotStore(SnapshotStore):
                 expected_sha256=head.get("Metadata", {}).get(_SHA_META),
                 expected_size=head["ContentLength"],
                 owner=owner,
+                fresh=fresh,
             )
         finally:
             body.close()

@@ -6,6 +6,7 @@ it)::
     .system/etc/{passwd,group,hosts}   the sandbox's /etc overrides
     .uids.json                         name → host uid (when running as root)
     <name>/workspace                   bound at /workspace, owned by the sandbox uid, 0700
+    <name>/disk.img                    with a disk limit: the workspace's ext4 image (:mod:`.disk`)
     <name>/stopped                     marker: stop() ran and no exec since
     <name>/netns.json                  root, 0600: pid and start time of the namespace holder
                                        and helper (:mod:`.netns`)
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import math
 import os
@@ -50,7 +52,7 @@ from agent_sessions.sandbox.errors import (
     SandboxSetupError,
     SandboxUnavailable,
 )
-from agent_sessions.sandbox.local import bwrap, cgroups, netns, processes, runner, seccomp
+from agent_sessions.sandbox.local import bwrap, cgroups, disk, netns, processes, runner, seccomp
 from agent_sessions.sandbox.local.bwrap import Jail, Limits, etc_files
 from agent_sessions.sandbox.local.uids import UidAllocator
 from agent_sessions.snapshots.base import new_snapshot_id
@@ -147,8 +149,15 @@ class LocalProvider(SandboxProvider):
         )
         self.etc_dir = self.root / ".system" / "etc"
         self._setup_dirs()
+        self.disk = disk.detect(
+            settings.sandbox_disk_bytes, self.etc_dir.parent, as_root=self.as_root
+        )
+        if self.as_root:
+            self._recover_disks()
         if not self.cgroup.available:
             _warn_once("local sandboxes run without cgroup limits: %s", self.cgroup.reason)
+        if not self.disk.available:
+            _warn_once("local sandboxes run without a disk limit: %s", self.disk.reason)
         if not self.as_root:
             _warn_once(
                 "the service is not root: sandboxes share its uid (RLIMIT_NPROC is shared, files "
@@ -171,6 +180,12 @@ class LocalProvider(SandboxProvider):
         if self.as_root:
             _check_traversable(self.root)
 
+    def _recover_disks(self) -> None:
+        """Staging images a dead process left (a restore cut short) go, whatever the setting."""
+        for home in self.root.iterdir():
+            if home.is_dir() and not home.is_symlink():
+                disk.recover(home)
+
     def capabilities(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -183,6 +198,9 @@ class LocalProvider(SandboxProvider):
             "cgroupReason": self.cgroup.reason,
             "memoryLimit": "cgroup" if self.cgroup.available else "RLIMIT_DATA per process",
             "tmpfsBytes": self.limits.tmpfs_bytes,
+            "diskLimit": self.disk.available,
+            "diskLimitBytes": self.disk.limit,
+            "diskReason": self.disk.reason,
             "rlimits": {
                 "nproc": self.limits.nproc,
                 "nofile": self.limits.nofile,
@@ -215,6 +233,8 @@ class LocalProvider(SandboxProvider):
         box = self._sandbox(name, uid)
         if not box.workspace.is_dir() or (self.as_root and uid is None):
             raise SandboxNotFound(f"sandbox {name!r} does not exist")
+        if box.disk.needs_mount():  # its image, after a reboot
+            await asyncio.to_thread(box.disk.ensure_mounted)
         return box
 
 
@@ -227,6 +247,7 @@ class LocalSandbox(HostFileOps, Sandbox):
         self.uid = uid
         self.home = provider.root / name
         self.workspace = self.home / "workspace"
+        self.disk = disk.WorkspaceDisk(self.home, self.workspace)
         self.fs = WorkspaceFS(self.workspace, (uid, uid) if uid is not None else None)
         self.netns = provider._namespace(name, self.home) if provider.shared_netns else None
         self.jail = Jail(
@@ -253,10 +274,19 @@ class LocalSandbox(HostFileOps, Sandbox):
 
     # -- setup -----------------------------------------------------------------------------
 
+    @property
+    def _owner(self) -> tuple[int, int] | None:
+        return (self.uid, self.uid) if self.uid is not None else None
+
     def _prepare(self) -> None:
         self.home.mkdir(mode=0o711, exist_ok=True)
         self.home.chmod(0o711)
         self.workspace.mkdir(mode=0o700, exist_ok=True)
+        limit = self.provider.disk.limit
+        if limit is not None and not self.disk.exists() and not any(self.workspace.iterdir()):
+            self.disk.create(limit, self._owner)  # a new workspace gets its image
+        else:
+            self.disk.ensure_mounted()  # an image made earlier, if any
         st = os.lstat(self.workspace)
         if not stat.S_ISDIR(st.st_mode):
             raise SandboxUnavailable(f"workspace of {self.name!r} is not a directory")
@@ -360,10 +390,29 @@ class LocalSandbox(HostFileOps, Sandbox):
         store = self._store()
         # Running commands hold the old tree through their bind mount; stop them first.
         await self.stop()
-        owner = (self.uid, self.uid) if self.uid is not None else None
-        await store.restore(snapshot_url, self.workspace, owner=owner)
+        if self.disk.exists():
+            await self._restore_image(store, snapshot_url)
+        else:
+            await store.restore(snapshot_url, self.workspace, owner=self._owner)
         await asyncio.to_thread(self._prepare)
         await asyncio.to_thread(self._set_stopped, False)  # restored = ready to run
+
+    async def _restore_image(self, store: SnapshotStore, snapshot_url: str) -> None:
+        """A workspace on its own image cannot be renamed: restore into a new image, then
+        swap the images (:mod:`.disk`). The limit holds during the restore too."""
+        size = self.provider.disk.limit or self.disk.image.stat().st_size
+        staged = await asyncio.to_thread(self.disk.begin_restore, size, self._owner)
+        try:
+            await store.restore(snapshot_url, staged.mountpoint, owner=self._owner, fresh=True)
+        except BaseException as exc:
+            await asyncio.to_thread(staged.discard)
+            if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise SandboxUnavailable(
+                    f"the snapshot does not fit in the sandbox's disk limit ({size} bytes); "
+                    "raise AGENT_SESSIONS_SANDBOX_DISK_BYTES to restore it"
+                ) from exc
+            raise
+        await asyncio.to_thread(self.disk.finish_restore, staged)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -390,6 +439,7 @@ class LocalSandbox(HostFileOps, Sandbox):
 
         def remove() -> None:
             if self.home.is_dir():
+                self.disk.unmount()  # else rmtree would empty the image, then fail
                 shutil.rmtree(self.home)  # fd-based walk: safe against planted symlinks
             if self.cgroup is not None:
                 self.cgroup.remove()
