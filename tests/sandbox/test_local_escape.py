@@ -231,11 +231,20 @@ async def test_08_disk_bomb_hits_the_file_size_limit(sandbox_data_dir: Path) -> 
         await box.destroy()
 
 
-def test_08_disk_quota_per_sandbox() -> None:
-    pytest.skip(
-        "NOT ENFORCED: no per-sandbox disk quota (needs ext4/XFS project quotas or a loop "
-        "image); only RLIMIT_FSIZE caps single files. Keep DATA_DIR on its own filesystem."
-    )
+async def test_08_disk_quota_per_sandbox(sandbox_data_dir: Path, b: LocalSandbox) -> None:
+    """With AGENT_SESSIONS_SANDBOX_DISK_BYTES the workspace is its own ext4 image: filling it
+    is ENOSPC there, and nobody else's disk (tests/sandbox/test_local_disk.py goes further)."""
+    provider = LocalProvider(local_settings(sandbox_data_dir, sandbox_disk_bytes=64 << 20))
+    if not provider.disk.available:
+        pytest.skip(f"NOT ENFORCED ON THIS HOST: no per-sandbox disk limit: {provider.disk.reason}")
+    box = await provider.create(f"q-{secrets.token_hex(4)}")
+    try:
+        r = await box.exec("dd if=/dev/zero of=fill bs=1M count=100")
+        assert r.exit_code != 0 and "No space left on device" in r.stderr
+        assert (await box.stat("fill")).size < 64 << 20
+        await host_is_fine(b)
+    finally:
+        await box.destroy()
 
 
 # 9 ----------------------------------------------------------------------------------------
