@@ -212,7 +212,18 @@ class Server:
 
 
 def start_server(data_dir: Path, database_url: str | None = None, **env: str) -> Server:
-    """Start ``agent-sessions serve`` as a subprocess and wait until /healthz answers."""
+    """Start ``agent-sessions serve`` as a subprocess and wait until /healthz answers.
+
+    The port is picked free, then bound by the server: another test process (pytest-xdist)
+    may take it in between, so a bind failure is retried on another port."""
+    for _ in range(5):
+        server = _start_server_once(data_dir, database_url, **env)
+        if server is not None:
+            return server
+    raise RuntimeError("serve found no free port in five tries")
+
+
+def _start_server_once(data_dir: Path, database_url: str | None, **env: str) -> Server | None:
     port = free_port()
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
     full_env["AGENT_SESSIONS_DATA_DIR"] = str(data_dir)
@@ -226,10 +237,12 @@ def start_server(data_dir: Path, database_url: str | None = None, **env: str) ->
             [CLI, "serve", "--port", str(port)], env=full_env, stdout=out, stderr=subprocess.STDOUT
         )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             proc.wait()
+            if "address already in use" in log.read_text():
+                return None
             raise RuntimeError(f"serve exited with {proc.returncode}:\n{log.read_text()}")
         try:
             if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
