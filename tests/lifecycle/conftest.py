@@ -112,6 +112,24 @@ class GatedProvider(SandboxProvider):
         return box
 
 
+class Background:
+    """An HTTP call made in a thread, while the test does something else."""
+
+    def __init__(self, call: Callable[[], Any]) -> None:
+        self.response: Any = None
+
+        def run() -> None:
+            self.response = call()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def result(self, timeout: float = 60) -> Any:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), "the call did not return"
+        return self.response
+
+
 @dataclass
 class Harness:
     client: TestClient
@@ -119,6 +137,7 @@ class Harness:
     provider: SandboxProvider
     settings: Settings
     backend: Backend
+    calls: list[Background]
 
     def create(self, **body: Any) -> dict[str, Any]:
         r = self.client.post("/api/sessions", json=body, headers=self.account.headers)
@@ -139,6 +158,13 @@ class Harness:
         return self.client.post(
             f"/api/sessions/{sid}/sandbox/{name}", json=body, headers=self.account.headers
         )
+
+    def action_in_background(self, sid: str, name: str) -> Background:
+        """The sandbox action in a thread; the harness waits for it before it closes the app
+        (after letting every gate go), whatever the test's outcome."""
+        call = Background(lambda: self.action(sid, name))
+        self.calls.append(call)
+        return call
 
     def wait_state(self, sid: str, *states: str, timeout: float = 20) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -195,6 +221,7 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
 def harness(backend: Backend, tmp_path: Path, sandbox_kind: str) -> Iterator[HarnessFactory]:
     stack = ExitStack()
     gates: list[Gate] = []
+    calls: list[Background] = []
     if sandbox_kind == "local":
         reason = local_unavailable_reason()
         if reason:
@@ -243,11 +270,13 @@ def harness(backend: Backend, tmp_path: Path, sandbox_kind: str) -> Iterator[Har
             settings, db=backend.db, lifecycle=Lifecycle(settings, backend.db, context)
         )
         client = stack.enter_context(TestClient(app))
-        return Harness(client, make_account(backend.db), provider, settings, backend)
+        return Harness(client, make_account(backend.db), provider, settings, backend, calls)
 
     yield make
-    for gate in gates:  # a failed test may have left a workflow held
+    for gate in gates:  # a failed test may have left a workflow held, and a call waiting
         gate.release_all()
+    for call in calls:
+        call.thread.join(HOLD_AT_MOST)
     stack.close()
 
 

@@ -335,24 +335,16 @@ def test_resume_during_hibernate_waits_for_it_then_restores(
     sid = h.create()["id"]
     active = h.wait_state(sid, "active")
     _write(h, active, "kept.txt", b"kept")
-    answers: dict[str, Any] = {}
-
-    def run(name: str) -> None:
-        answers[name] = h.action(sid, name)
-
-    hibernating = threading.Thread(target=run, args=("hibernate",))
-    hibernating.start()
+    hibernating = h.action_in_background(sid, "hibernate")
     gate.wait_held(1)
-    resuming = threading.Thread(target=run, args=("resume",))
-    resuming.start()
+    resuming = h.action_in_background(sid, "resume")
     assert seen_hibernating.wait(30)  # the resume is waiting on the hibernation
     assert h.session(sid)["lifecycleState"] == "hibernating"
     gate.release(1)
-    resuming.join()
-    hibernating.join()
-    assert answers["resume"].status_code == 200, answers["resume"].text
-    assert answers["resume"].json()["lifecycleState"] == "active"
-    assert answers["hibernate"].status_code == 200, answers["hibernate"].text
+    resumed, hibernated = resuming.result(), hibernating.result()
+    assert resumed.status_code == 200, resumed.text
+    assert resumed.json()["lifecycleState"] == "active"
+    assert hibernated.status_code == 200, hibernated.text
     final = h.session(sid)
     assert final["lifecycleState"] == "active" and final["snapshotUrl"] is not None
     # active (v1) → hibernating → hibernated → restoring → active
@@ -384,23 +376,19 @@ def test_hibernate_answers_when_a_resume_moved_the_session_on(
     h.wait_state(sid, "active")
     assert h.action(sid, "hibernate").status_code == 200
     assert h.action(sid, "resume").status_code == 200  # now a previous snapshot to delete
-    answer: list[Any] = []
-    hibernating = threading.Thread(target=lambda: answer.append(h.action(sid, "hibernate")))
-    hibernating.start()
+    hibernating = h.action_in_background(sid, "hibernate")
     gate.wait_held(1)  # recorded hibernated; deleting the snapshot it replaced
     assert h.session(sid)["lifecycleState"] == "hibernated"
     r = h.action(sid, "resume")
     assert r.status_code == 200 and r.json()["lifecycleState"] == "active"
     gate.release(1)
-    hibernating.join(60)
     try:
-        assert not hibernating.is_alive(), "the hibernate call is still waiting"
-        assert answer[0].status_code == 200, answer[0].text
-        assert answer[0].json()["lifecycleVersion"] >= r.json()["lifecycleVersion"]
+        answer = hibernating.result(timeout=60)
     finally:
-        if hibernating.is_alive():  # let it go: hibernate again, which it waits for
+        if hibernating.thread.is_alive():  # let it go: hibernate again, which it waits for
             h.action(sid, "hibernate")
-            hibernating.join()
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["lifecycleVersion"] >= r.json()["lifecycleVersion"]
 
 
 @both_providers
@@ -416,13 +404,7 @@ def test_a_stale_hibernation_loses_to_a_later_one(harness: HarnessFactory) -> No
     sid = h.create()["id"]
     active = h.wait_state(sid, "active")
     _write(h, active, "work.txt", b"old")
-    answers: dict[str, Any] = {}
-
-    def hibernate(name: str) -> None:
-        answers[name] = h.action(sid, "hibernate")
-
-    stale = threading.Thread(target=hibernate, args=("stale",))
-    stale.start()
+    stale = h.action_in_background(sid, "hibernate")
     gate.wait_held(1)
     stale_version = h.session(sid)["lifecycleVersion"]
     for status in ("archived", "running"):
@@ -437,8 +419,7 @@ def test_a_stale_hibernation_loses_to_a_later_one(harness: HarnessFactory) -> No
                 time.sleep(0.05)
     assert h.action(sid, "resume").status_code == 200
     _write(h, h.session(sid), "work.txt", b"new")
-    later = threading.Thread(target=hibernate, args=("later",))
-    later.start()
+    later = h.action_in_background(sid, "hibernate")
     gate.wait_held(3)
     again = h.session(sid)
     assert again["lifecycleState"] == "hibernating"
@@ -453,9 +434,8 @@ def test_a_stale_hibernation_loses_to_a_later_one(harness: HarnessFactory) -> No
     ), f"the stale hibernation ({outcome}) moved the session: {now}"
 
     gate.release(3)
-    later.join()
-    stale.join()
-    assert answers["later"].status_code == 200, answers["later"].text
+    assert later.result().status_code == 200, later.result().text
+    assert stale.result().status_code == 200, stale.result().text
     final = h.session(sid)
     assert final["lifecycleState"] == "hibernated"
     assert final["lifecycleVersion"] == again["lifecycleVersion"] + 1
@@ -516,18 +496,16 @@ def test_delete_during_hibernate(harness: HarnessFactory) -> None:
     h = harness(hold_snapshot=gate)
     sid = h.create()["id"]
     h.wait_state(sid, "active")
-    answer: list[Any] = []
-    hibernating = threading.Thread(target=lambda: answer.append(h.action(sid, "hibernate")))
-    hibernating.start()
+    hibernating = h.action_in_background(sid, "hibernate")
     gate.wait_held(1)
     assert h.session(sid)["lifecycleState"] == "hibernating"
     r = h.client.delete(f"/api/sessions/{sid}", headers=h.account.headers)
     assert r.status_code == 200, r.text
     h.wait_sandbox_gone(sid)
     gate.release(1)
-    hibernating.join()
-    assert answer[0].status_code == 404, answer[0].text
-    assert answer[0].json() == {"status": "error", "error": "Session not found"}
+    answer = hibernating.result()
+    assert answer.status_code == 404, answer.text
+    assert answer.json() == {"status": "error", "error": "Session not found"}
     r = h.client.get(f"/api/sessions/{sid}", headers=h.account.headers)
     assert r.status_code == 404
     assert not h.sandbox_exists(sid)
