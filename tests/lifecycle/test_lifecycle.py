@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -446,22 +447,26 @@ def test_a_stale_hibernation_loses_to_a_later_one(harness: HarnessFactory) -> No
 
 
 def test_activity_racing_the_watcher(harness: HarnessFactory) -> None:
-    """Activity pinged right at the deadline: either it wins (still active, deadline moved) or
-    the hibernation won first and activity is refused — never a mix."""
+    """Activity pinged as the idle deadline comes: each ping either wins (200, the deadline
+    moved) or finds the hibernation begun (409), never a mix: the hibernation that ends it
+    starts after the deadline the last winning ping set, and keeps that ping's time."""
     h = harness(idle=1)
     sid = h.create()["id"]
     h.wait_state(sid, "active")
-    outcomes = set()
+    won: dict[str, Any] | None = None
     for _ in range(40):
         r = h.action(sid, "activity")
-        outcomes.add(r.status_code)
-        s = h.session(sid)
         if r.status_code == 409:
-            assert s["lifecycleState"] in ("hibernating", "hibernated")
+            assert h.session(sid)["lifecycleState"] in ("hibernating", "hibernated")
             break
-        threading.Event().wait(0.3)
-    final = h.wait_state(sid, "active", "hibernated")
-    assert final["lifecycleState"] in ("active", "hibernated")
+        assert r.status_code == 200, r.text
+        won = r.json()
+        threading.Event().wait(0.3)  # pace the pings around the 1 s deadline (not a wait)
+    final = h.wait_state(sid, "hibernated", timeout=30)
+    if won is not None:
+        assert final["lastActivityAt"] == won["lastActivityAt"]
+        hibernated_at = datetime.fromisoformat(final["snapshotCreatedAt"])
+        assert hibernated_at >= datetime.fromisoformat(won["hibernateAfter"]), (won, final)
 
 
 @both_providers
