@@ -32,9 +32,14 @@ from agent_sessions.settings import Settings
 from tests.conftest import Account, Backend, make_account, make_backend, traversable_tmpdir
 from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
 
-both_providers = pytest.mark.parametrize("sandbox_kind", ["fake", "local"])
-"""Run a test on the fake provider and on real bubblewrap sandboxes (skipped, with the reason,
-where the host cannot run them)."""
+both_providers = pytest.mark.parametrize(
+    ("backend", "sandbox_kind"),
+    [("sqlite", "fake"), ("postgres", "fake"), ("sqlite", "local")],
+    indirect=["backend"],
+)
+"""Run a test on real bubblewrap sandboxes too (skipped, with the reason, where the host cannot
+run them). The database's side of a race runs on both databases with the fake; the sandbox's
+side needs one database."""
 
 HOLD_AT_MOST = 120.0
 """A held call goes on by itself after this long, so that a failed test cannot hang its
