@@ -81,7 +81,7 @@ class Gate:
 
 
 class GatedProvider(SandboxProvider):
-    """Another provider, with its ``create`` and its sandboxes' ``snapshot`` passing a gate."""
+    """A provider whose ``create``, and whose sandboxes' ``snapshot``, pass through gates."""
 
     def __init__(
         self, inner: SandboxProvider, *, create: Gate | None, snapshot: Gate | None
