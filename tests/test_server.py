@@ -7,6 +7,7 @@ import json
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,22 +80,36 @@ def _settled(srv: Server, sid: str, headers: dict[str, str]) -> dict[str, Any]:
 
 
 def test_fifty_concurrent_patches_lose_nothing(backend: Backend, server: Server) -> None:
+    """Fifty PATCHes at once, half to the title and half to linesAdded: they apply one at a
+    time, each to the row its predecessor left, so replaying them in the order they committed
+    (their updatedAt) gives every answer, and the last is the row that stays."""
     alice = make_account(backend.db)
     created = httpx.post(f"{server.url}/api/sessions", json={}, headers=alice.headers).json()
     sid = created["session"]["id"]
-    before = _settled(server, sid, alice.headers)
+    _settled(server, sid, alice.headers)
+    # Values no PATCH of the storm sets: a lost update cannot pass for a kept one.
+    r = httpx.patch(
+        f"{server.url}/api/sessions/{sid}",
+        json={"title": "before the storm", "linesAdded": 999},
+        headers=alice.headers,
+    )
+    assert r.status_code == 200, r.text
+    before = r.json()["session"]
     responses = asyncio.run(_patch_storm(server, sid, alice.headers))
     assert [r.status_code for r in responses] == [200] * 50, [
         r.text for r in responses if r.status_code != 200
     ]
+    answers = [r.json()["session"] for r in responses]
+    committed = [datetime.fromisoformat(a["updatedAt"]) for a in answers]
+    assert len(set(committed)) == 50, "two PATCHes wrote the row at the same instant"
+    title, lines = before["title"], before["linesAdded"]
+    for i in sorted(range(50), key=committed.__getitem__):
+        if i % 2:
+            title = f"title-{i}"
+        else:
+            lines = i
+        assert (answers[i]["title"], answers[i]["linesAdded"]) == (title, lines), i
     final = httpx.get(f"{server.url}/api/sessions/{sid}", headers=alice.headers).json()["session"]
-    # Each PATCH touched only its own field: the last title and the last linesAdded both survive,
-    # neither overwritten by a stale copy of the row.
-    assert final["title"] in {f"title-{i}" for i in range(1, 50, 2)}
-    assert final["linesAdded"] in set(range(0, 50, 2))
-    titles = {r.json()["session"]["title"] for r in responses}
-    lines = {r.json()["session"]["linesAdded"] for r in responses}
-    last_title = max(responses, key=lambda r: r.json()["session"]["updatedAt"]).json()["session"]
-    assert final["updatedAt"] == last_title["updatedAt"]
-    assert final["title"] in titles and final["linesAdded"] in lines
+    assert (final["title"], final["linesAdded"]) == (title, lines)
+    assert datetime.fromisoformat(final["updatedAt"]) == max(committed)
     assert final["lifecycleVersion"] == before["lifecycleVersion"]  # PATCH never touches it

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import secrets
 import threading
 import time
 from collections.abc import AsyncGenerator
@@ -13,9 +15,11 @@ from dbos._error import DBOSStreamTimeoutError
 
 from agent_sessions.agent import service
 from agent_sessions.agent.stream import RunLog, read_chunks
+from agent_sessions.sandbox import provider_from_settings
 from agent_sessions.store import turns as store
 from tests.agent.conftest import Agents, AgentsFactory, parse_sse
 from tests.agent.protocol import check_protocol, text_of, tool_outputs
+from tests.sandbox.test_contract import _host_processes_matching
 from tests.support.model_server import Call, Text, ToolCalls
 
 
@@ -151,8 +155,62 @@ def test_readers_go_on_from_the_database_when_the_log_gives_up(
     assert reads.values > 4  # both readers went to the database
 
 
-def _stored_stream(h: Agents, run_id: str) -> list[list[dict[str, Any]]]:
-    """The run's stream as the database holds it (after the run)."""
+def test_a_reader_without_the_log_starts_at_start_index_from_the_database(
+    agents: AgentsFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader with no log to follow (a recovered turn keeps none, a long one gives it up)
+    reads the stream from the database alone, from ``startIndex`` exactly: here an index
+    inside a stored value (a value holds the chunks written together)."""
+    monkeypatch.setattr(RunLog, "MAX_BYTES", 0)  # no log: every reader reads the database
+    h = agents()
+    reads = _DatabaseReads(monkeypatch)
+    steps: list[Any] = [ToolCalls([Call("bash", {"command": f"echo step {i}"})]) for i in range(2)]
+    held = "until [ -e go ]; do sleep 0.05; done; echo released"  # until the test says
+    model = h.script([*steps, ToolCalls([Call("bash", {"command": held})]), Text("done", chunks=5)])
+    sid, chat_id = _session(h)
+    bg = Background(h, sid, chat_id, "go", model)
+    bg.wait_for('"toolCallId":"call_2_0","toolName":"bash","input"')
+    run_id = bg.headers["x-workflow-run-id"]
+    # Chunks up to the held step are stored; start inside the first value of several.
+    sizes = [len(batch) for batch in _stored_stream(h, run_id, wait=False)]
+    first = next((i for i, n in enumerate(sizes) if n > 1), None)
+    assert first is not None, f"no stored value holds several chunks: {sizes}"
+    start = sum(sizes[:first]) + 1
+    resumed: list[dict[str, Any]] = []
+
+    def resume() -> None:
+        with h.client.stream(
+            "GET", f"/api/chat/{chat_id}/stream?startIndex={start}", headers=h.account.headers
+        ) as r:
+            assert r.status_code == 200
+            resumed.extend(parse_sse(r.read().decode()))
+
+    reader = threading.Thread(target=resume, daemon=True)
+    reader.start()
+    _write_file(h, sid, "go")  # the held step ends; the turn goes on
+    full = bg.chunks()
+    reader.join(60)
+    assert not reader.is_alive(), "the resumed stream did not end"
+    check_protocol(full)
+    assert resumed == full[start:]
+    stored = _stored_stream(h, run_id)
+    assert [c for batch in stored for c in batch] == full
+    assert reads.values >= len(stored)  # from the database, as there is no log
+
+
+def _write_file(h: Agents, sid: str, path: str) -> None:
+    """An empty file in the session's sandbox, written from the host."""
+    session = h.client.get(f"/api/sessions/{sid}", headers=h.account.headers).json()["session"]
+
+    async def write() -> None:
+        box = await provider_from_settings(h.settings).connect(session["sandboxState"])
+        await box.write_file(path, b"")
+
+    asyncio.run(write())
+
+
+def _stored_stream(h: Agents, run_id: str, wait: bool = True) -> list[list[dict[str, Any]]]:
+    """The run's stream as the database holds it (after the run, unless not ``wait``)."""
 
     async def read() -> list[list[dict[str, Any]]]:
         out = []
@@ -161,7 +219,8 @@ def _stored_stream(h: Agents, run_id: str) -> list[list[dict[str, Any]]]:
                 out.append(batch)
         return out
 
-    h.wait_run(run_id)
+    if wait:
+        h.wait_run(run_id)
     return h.client.portal.call(read)  # type: ignore[union-attr]
 
 
@@ -185,19 +244,26 @@ def test_a_client_disconnect_does_not_stop_the_turn(agents: AgentsFactory) -> No
     assert assistant["parts"][-1]["text"] == "ok"
 
 
+def _wait_until(condition: Any, what: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.05)
+
+
 def test_stop_in_the_middle_of_a_long_tool_call(agents: AgentsFactory) -> None:
     h = agents()
+    command = f"sleep {600_000 + secrets.randbelow(99_999)}"  # found by this on the host
     model = h.script(
         [
             ToolCalls([Call("write", {"filePath": "notes.txt", "content": "kept"})]),
-            ToolCalls([Call("bash", {"command": "sleep 60; echo never > never.txt"})]),
+            ToolCalls([Call("bash", {"command": f"{command}; echo never > never.txt"})]),
             Text("never said"),
         ]
     )
     sid, chat_id = _session(h)
     bg = Background(h, sid, chat_id, "go", model)
-    bg.wait_for('"toolCallId":"call_1_0","toolName":"bash","input"')
-    time.sleep(0.3)  # the command is running
+    _wait_until(lambda: _host_processes_matching(command), "the command never ran")
     began = time.monotonic()
     r = h.client.post(f"/api/chat/{chat_id}/stop", headers=h.account.headers)
     assert r.status_code == 200 and r.json() == {"success": True, "stopped": True}
@@ -218,13 +284,10 @@ def test_stop_in_the_middle_of_a_long_tool_call(agents: AgentsFactory) -> None:
     parts = detail["messages"][-1]["parts"]
     states = {p["toolCallId"]: p["state"] for p in parts if "toolCallId" in p}
     assert states == {"call_0_0": "output-available", "call_1_0": "output-error"}
-    # The command was killed, not left running: its file never appears.
-    time.sleep(0.5)
-    r = h.client.get(
-        f"/api/sessions/{sid}/files/content", params={"path": "never.txt"},
-        headers=h.account.headers,
-    )  # fmt: skip
-    assert r.status_code in (404, 405)
+    # The command was killed, not left running (no process of it is left on the host).
+    _wait_until(
+        lambda: not _host_processes_matching(command), f"{command!r} still runs after the stop"
+    )
     # Stopping again: nothing live.
     r = h.client.post(f"/api/chat/{chat_id}/stop", headers=h.account.headers)
     assert r.json() == {"success": True, "stopped": False}

@@ -164,7 +164,10 @@ class Lifecycle:
                     workflows.hibernate, session_id, started.lifecycle_version
                 )
             await handle.get_result()
-        return await self._wait_for(session_id, {"hibernated", "failed", "archived"}, 600)
+        # The hibernation in flight (ours, or one found running) is over once the session has
+        # left ``hibernating``; answer whatever state it is in then. Waiting for ``hibernated``
+        # itself could wait for good: a resume may have restored the sandbox before this looks.
+        return await self._wait_while(session_id, "hibernating", 600)
 
     async def resume(self, session_id: str, expected_version: int | None) -> LifecycleView:
         v = await self.db.read_call(lambda s: _current(s, session_id, expected_version))
@@ -215,16 +218,16 @@ class Lifecycle:
         if after.lifecycle_state == "failed":
             raise Conflict(after.lifecycle_error or "Restore failed")
 
-    async def _wait_for(
+    async def _wait_while(
         self,
         session_id: str,
-        states: set[str],
+        state: str,
         timeout: float,  # noqa: ASYNC109
     ) -> LifecycleView:
         deadline = time.monotonic() + timeout
         while True:
             v = await self._view(session_id)
-            if v.lifecycle_state in states or time.monotonic() > deadline:
+            if v.lifecycle_state != state or time.monotonic() > deadline:
                 return v
             await asyncio.sleep(POLL_SECONDS)
 
