@@ -186,9 +186,10 @@ class Harness:
 
     def sandbox_exists(self, sid: str) -> bool:
         """Whether the provider holds a sandbox for the session (its directory, for the fake
-        and for bubblewrap alike)."""
+        and for bubblewrap alike): the first one is named after the session, a restored one
+        after the session and its version (``restored_name``)."""
         root: Path = self.provider.root  # type: ignore[attr-defined]
-        return (root / sid).exists()
+        return any(p.name == sid or p.name.startswith(f"{sid}-") for p in root.iterdir())
 
     def wait_sandbox_gone(self, sid: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout

@@ -245,6 +245,6 @@ def test_old_snapshots_are_replaced_and_deleted_with_the_session(
                 break
             time.sleep(0.1)
         assert archives() == []
-        assert not (data / "sandboxes" / sid / "workspace").exists()
+        assert not list((data / "sandboxes").glob(f"{sid}*")), "a sandbox of it is left"
     finally:
         stop_server(srv)

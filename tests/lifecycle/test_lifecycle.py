@@ -469,12 +469,6 @@ def test_activity_racing_the_watcher(harness: HarnessFactory) -> None:
         assert hibernated_at >= datetime.fromisoformat(won["hibernateAfter"]), (won, final)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="open: a hibernation destroys the sandbox before its compare-and-set, so a stale one "
-    "destroys the sandbox a later resume made (same name); the session stays active without it",
-)
 def test_a_stale_hibernation_leaves_a_resumed_sandbox_alone(harness: HarnessFactory) -> None:
     """The stale hibernation of the test above, finishing while the session is active again:
     it loses, and the sandbox the resume made (the same name) and the work in it stay."""

@@ -144,15 +144,18 @@ async def run_hooks(event: str, session_id: str, extra: dict[str, Any]) -> list[
 
 
 @DBOS.step()
-async def activate(session_id: str, state: dict[str, Any], from_state: str) -> LifecycleView | None:
+async def activate(
+    session_id: str, state: dict[str, Any], from_state: str, version: int
+) -> LifecycleView | None:
     """Make the session active with the lease already naming the watcher started next, in one
-    transaction: no reader ever sees an active session without its watcher's lease."""
+    transaction: no reader ever sees an active session without its watcher's lease. Only from
+    ``version``: a stale restore must not install its sandbox in a later one's place."""
     timers = _timers()
 
     def go(s: Session) -> LifecycleView | None:
         v = cas.transition(
-            s, session_id, from_states={from_state}, to_state="active", sandbox_state=state,
-            **timers,
+            s, session_id, from_states={from_state}, expected_version=version, to_state="active",
+            sandbox_state=state, **timers,
         )  # fmt: skip
         if v is None:
             return None
@@ -164,16 +167,24 @@ async def activate(session_id: str, state: dict[str, Any], from_state: str) -> L
 
 @DBOS.step()
 async def fail(
-    session_id: str, from_state: str, message: str, *, forget_sandbox: bool = False
+    session_id: str,
+    from_state: str,
+    version: int,
+    message: str,
+    *,
+    forget_sandbox: bool = False,
 ) -> None:
-    """``→ failed``. Every caller has stopped the sandbox's processes first: a failed session
-    has no watcher, so nothing of it may run on. ``forget_sandbox`` drops a kept workspace
-    that turned out to be gone, so that a later resume can fall back on an older snapshot."""
+    """``→ failed``, only from ``version`` (a stale workflow must not fail the session a later
+    one is working on). Every caller has stopped the sandbox's processes first: a failed
+    session has no watcher, so nothing of it may run on. ``forget_sandbox`` drops a kept
+    workspace that turned out to be gone, so that a later resume can fall back on an older
+    snapshot."""
     extra: dict[str, Any] = {"sandbox_state": None} if forget_sandbox else {}
     await _db(
         cas.transition,
         session_id,
         from_states={from_state},
+        expected_version=version,
         to_state="failed",
         lifecycle_error=message,
         lifecycle_run_id=None,
@@ -322,11 +333,11 @@ async def _keep(session_id: str, version: int, kind: str, state: dict[str, Any],
 
 
 @DBOS.step()
-async def restore_sandbox(session_id: str, kind: str, snapshot_url: str) -> dict[str, Any]:
+async def restore_sandbox(name: str, kind: str, snapshot_url: str) -> dict[str, Any]:
     provider = current().provider(kind)
 
     async def make() -> dict[str, Any]:
-        sandbox = await provider.create(session_id)
+        sandbox = await provider.create(name)
         try:
             await sandbox.restore(snapshot_url)
         except BaseException:
@@ -338,7 +349,7 @@ async def restore_sandbox(session_id: str, kind: str, snapshot_url: str) -> dict
         fault_point("restore.restored")
         return sandbox.state
 
-    result: dict[str, Any] = await _with_retries(f"restore {session_id}", make)
+    result: dict[str, Any] = await _with_retries(f"restore {name}", make)
     return result
 
 
@@ -400,6 +411,16 @@ async def plan(session_id: str, run_id: str) -> tuple[Literal["exit", "sleep", "
 # --- workflows --------------------------------------------------------------------------------
 
 
+def restored_name(session_id: str, version: int) -> str:
+    """The name of the sandbox a restore makes: its own, not the session's first sandbox's.
+
+    A hibernation destroys its sandbox before its compare-and-set can tell it has lost: one
+    gone stale (the session archived, unarchived and resumed meanwhile) would otherwise destroy
+    the sandbox the later resume made under the same name. A re-run of the same restore after
+    a crash gets the same name, so that its create reuses what the first run made."""
+    return f"{session_id}-{version}"
+
+
 def watcher_id(session_id: str, version: int) -> str:
     return f"watch-{session_id}-{version}"
 
@@ -418,7 +439,8 @@ async def provision(session_id: str) -> str:
     try:
         state = await create_sandbox(session_id, v.sandbox_type)
     except Exception as err:
-        await fail(session_id, "provisioning", f"Sandbox creation failed: {_readable(err)}")
+        error = f"Sandbox creation failed: {_readable(err)}"
+        await fail(session_id, "provisioning", v.lifecycle_version, error)
         return "failed"
     try:
         if v.clone_url:
@@ -428,9 +450,9 @@ async def provision(session_id: str) -> str:
             raise SandboxError("SandboxProvisioned hook blocked: " + "; ".join(blocked))
     except Exception as err:
         await destroy_sandbox(v.sandbox_type, state)
-        await fail(session_id, "provisioning", _readable(err))
+        await fail(session_id, "provisioning", v.lifecycle_version, _readable(err))
         return "failed"
-    activated = await activate(session_id, state, "provisioning")
+    activated = await activate(session_id, state, "provisioning", v.lifecycle_version)
     if activated is None:
         return await _settle_unclaimed(session_id, v.sandbox_type, state)
     await start_watcher(session_id, activated.lifecycle_version)
@@ -487,7 +509,8 @@ async def hibernate(session_id: str, version: int) -> str:
             snap = await snapshot_and_destroy(v.sandbox_type, v.sandbox_state)
         except Exception as err:  # the sandbox is unreachable, or its processes unkillable
             also = await stop_sandbox(v.sandbox_type, v.sandbox_state)
-            await fail(session_id, "hibernating", f"Snapshot failed: {_readable(err)}{also}")
+            error = f"Snapshot failed: {_readable(err)}{also}"
+            await fail(session_id, "hibernating", version, error)
             return "failed"
         if "kept" in snap:
             return await _keep(session_id, version, v.sandbox_type, v.sandbox_state, snap["kept"])
@@ -508,22 +531,23 @@ async def restore(session_id: str, version: int) -> str:
         return "skipped"
     kept = v.sandbox_state if cas.workspace_kept(v.sandbox_state) else None
     if kept is None and v.snapshot_url is None:
-        await fail(session_id, "restoring", "No snapshot to restore from")
+        await fail(session_id, "restoring", version, "No snapshot to restore from")
         return "failed"
     try:
         if kept is not None:
             state = await reuse_kept(v.sandbox_type, kept)
         else:
             assert v.snapshot_url is not None
-            state = await restore_sandbox(session_id, v.sandbox_type, v.snapshot_url)
+            name = restored_name(session_id, version)
+            state = await restore_sandbox(name, v.sandbox_type, v.snapshot_url)
     except Exception as err:
-        await fail(session_id, "restoring", f"Restore failed: {_readable(err)}")
+        await fail(session_id, "restoring", version, f"Restore failed: {_readable(err)}")
         return "failed"
     if state is None:
-        await fail(session_id, "restoring", KEPT_GONE, forget_sandbox=True)
+        await fail(session_id, "restoring", version, KEPT_GONE, forget_sandbox=True)
         return "failed"
     await run_hooks("AfterRestore", session_id, {"cwd": "/workspace"})
-    activated = await activate(session_id, state, "restoring")
+    activated = await activate(session_id, state, "restoring", version)
     if activated is None:  # archived/deleted meanwhile: the snapshot or kept workspace stays
         if kept is None:  # a kept one is still the session's: archive or delete sees to it
             await destroy_sandbox(v.sandbox_type, state)
