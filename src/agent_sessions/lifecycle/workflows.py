@@ -374,10 +374,12 @@ async def claim(session_id: str, run_id: str) -> bool:
 @DBOS.step()
 async def plan(session_id: str, run_id: str) -> tuple[Literal["exit", "sleep", "hibernate"], float]:
     """The watcher's decision, taken atomically with the hibernation CAS so that activity
-    arriving a moment earlier always wins."""
+    arriving a moment earlier always wins: the row stays locked from the read of the deadline
+    to the CAS (activity moves the deadline without a new version, so the CAS alone would not
+    see it on PostgreSQL; a turn being accepted holds the same lock)."""
 
     def decide(db: Any) -> tuple[Literal["exit", "sleep", "hibernate"], float]:
-        v = cas.view(db, session_id)
+        v = cas.view(db, session_id, for_update=True)
         if v is None or v.lifecycle_run_id != run_id:
             return "exit", 0.0
         if v.lifecycle_state == "hibernating":  # our own CAS committed before a crash

@@ -82,8 +82,14 @@ _VIEW_COLUMNS = (
 )
 
 
-def view(db: Session, session_id: str) -> LifecycleView | None:
-    row = db.execute(select(*_VIEW_COLUMNS).where(SessionRow.id == session_id)).one_or_none()
+def view(db: Session, session_id: str, *, for_update: bool = False) -> LifecycleView | None:
+    """The session's lifecycle columns; ``for_update`` locks the row until the transaction
+    ends (PostgreSQL; SQLite's writers are serialised already), for a decision that a
+    concurrent write must not slip under (activity, a turn starting)."""
+    query = select(*_VIEW_COLUMNS).where(SessionRow.id == session_id)
+    if for_update:
+        query = query.with_for_update(key_share=True)
+    row = db.execute(query).one_or_none()
     return None if row is None else LifecycleView(*row)
 
 
