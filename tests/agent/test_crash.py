@@ -8,18 +8,22 @@ one assistant message.
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.agent.conftest import parse_sse
+from agent_sessions.store import turns
+from tests.agent.conftest import AgentsFactory, parse_sse
 from tests.agent.protocol import check_protocol, text_of, tool_outputs
 from tests.conftest import Backend, Server, make_account, start_server, stop_server
 from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
 from tests.support.model_server import Call, ModelServer, Text, ToolCalls
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.slow
 
@@ -274,3 +278,36 @@ def test_kill_9_between_accepting_a_turn_and_starting_it_then_restart_runs_it(
         assert text_of(_resume(srv, chat_id, h) or []) in ("after the crash", "")
     finally:
         stop_server(srv)
+
+
+def test_a_shutdown_in_the_middle_of_a_turn_is_not_a_failure(agents: AgentsFactory) -> None:
+    """A graceful stop (a deploy) while a model step is in flight: the step that fails because
+    the process is going down must not end the run; the next process with the same executor id
+    finishes it."""
+    executor = f"test-{uuid.uuid4().hex[:12]}"
+    h = agents(executor_id=executor)
+    gate = threading.Event()
+    model = h.script(
+        [ToolCalls([Call("todo_write", {"todos": []})]), Text("after the restart", hold=gate)]
+    )
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    r = h.client.post(
+        "/api/chat/runs",
+        json={"sessionId": sid, "chatId": chat_id, "prompt": "go", "model": model},
+        headers=h.account.headers,
+    )
+    assert r.status_code == 202, r.text
+    run_id = r.json()["runId"]
+    name = model.split("/", 1)[1]
+    until("the held model step", lambda: len(h.model.requests(name)) == 2)
+    h.client.__exit__(None, None, None)  # the app shuts down: DBOS goes while the step waits
+    gate.set()
+    with h.backend.db.read() as s:
+        assert turns.get_run(s, run_id).status == "running"  # not recorded as ended
+    again = agents(executor_id=executor)
+    again.account = h.account
+    run = again.wait_run(run_id)
+    assert run["status"] == "completed", run
+    texts = [p.get("text") for m in again.chat(sid, chat_id)["messages"] for p in m["parts"]]
+    assert texts.count("after the restart") == 1
