@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import stat
@@ -114,15 +115,18 @@ _AWS_ENV = {
 
 
 @pytest.fixture
-def s3_store(s3_endpoint: str) -> S3SnapshotStore:
+def s3_store(s3_endpoint: str) -> Iterator[S3SnapshotStore]:
     import boto3
 
     bucket = f"snapshots-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_endpoint).create_bucket(Bucket=bucket)
+    with contextlib.closing(boto3.client("s3", endpoint_url=s3_endpoint)) as admin:
+        admin.create_bucket(Bucket=bucket)
     # 5 MiB parts (S3's minimum) so the test archives span several parts.
-    return S3SnapshotStore(
+    store = S3SnapshotStore(
         bucket=bucket, prefix="snaps/", endpoint_url=s3_endpoint, part_size=5 * MB
     )
+    yield store
+    store.close()  # its pooled connections, not left to the garbage collector
 
 
 @pytest.fixture

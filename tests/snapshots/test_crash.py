@@ -15,7 +15,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import boto3
 import pytest
 
 from agent_sessions.faults import FAULT_ENV
@@ -128,7 +127,7 @@ async def test_crash_during_save(store: SnapshotStore, tmp_path: Path, fault: st
 
 
 def _assert_no_s3_temporaries(store: S3SnapshotStore) -> None:
-    client = boto3.client("s3", endpoint_url=store._endpoint_url)
+    client = store.client
     uploads = client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
     assert uploads == []
     keys = [o["Key"] for o in client.list_objects_v2(Bucket=store.bucket).get("Contents", [])]

@@ -9,7 +9,6 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
-import boto3
 import pytest
 import zstandard
 
@@ -70,7 +69,7 @@ async def test_damaged_s3_object_is_refused(
     make_tree(ws)
     info = await s3_store.save(ws, "victim")
     key = "snaps/victim.tar.zst"
-    client = boto3.client("s3", endpoint_url=s3_store._endpoint_url)
+    client = s3_store.client
     head = client.head_object(Bucket=s3_store.bucket, Key=key)
     body = client.get_object(Bucket=s3_store.bucket, Key=key)["Body"].read()
     client.put_object(

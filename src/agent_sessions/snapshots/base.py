@@ -85,6 +85,9 @@ class SnapshotStore(ABC):
     async def exists(self, url: str) -> bool:
         """Whether a complete snapshot lives at ``url``."""
 
+    def close(self) -> None:  # noqa: B027 (most stores hold nothing open)
+        """Release what the store holds open (an S3 client's pooled connections)."""
+
     def owns(self, url: str) -> bool:
         """Whether ``url`` has this store's shape (scheme, bucket, prefix)."""
         try:

@@ -78,6 +78,7 @@ class S3SnapshotStore(SnapshotStore):
         self.part_size = part_size
         self._endpoint_url = endpoint_url
         self._client = client
+        self._given = client
         self._client_lock = threading.Lock()
 
     @property
@@ -91,6 +92,13 @@ class S3SnapshotStore(SnapshotStore):
                     config=Config(retries={"mode": "standard", "max_attempts": 5}),
                 )
             return self._client
+
+    def close(self) -> None:
+        """Close the client this store built (one passed in is the caller's to close)."""
+        with self._client_lock:
+            client, self._client = self._client, None
+        if client is not None and client is not self._given:
+            client.close()
 
     def _parse(self, url: str) -> str:
         head = f"s3://{self.bucket}/{self.prefix}"
