@@ -14,7 +14,8 @@ import pytest
 from agent_sessions.sandbox import SandboxUnavailable
 from agent_sessions.sandbox.fake import FakeProvider
 from agent_sessions.store.models import Chat, ChatKey, SessionRow
-from tests.lifecycle.conftest import Gate, HarnessFactory, both_providers
+from tests.lifecycle.conftest import Background, Gate, HarnessFactory, both_providers
+from tests.support.waiting import until
 
 
 def _write(h: Any, session: dict[str, Any], path: str, data: bytes) -> None:
@@ -392,6 +393,26 @@ def test_hibernate_answers_when_a_resume_moved_the_session_on(
     assert answer.json()["lifecycleVersion"] >= r.json()["lifecycleVersion"]
 
 
+def _hibernation_gone_stale(h: Any, gate: Gate) -> tuple[str, Background, int]:
+    """A session whose hibernation is held in its snapshot (call 1 of ``gate``) while it moves
+    on: archived (the archive snapshots and stops the sandbox), unarchived, resumed, and its
+    ``work.txt`` changed from "old" to "new". The held call, and the version it acts on."""
+    sid = h.create()["id"]
+    _write(h, h.wait_state(sid, "active"), "work.txt", b"old")
+    stale = h.action_in_background(sid, "hibernate")
+    gate.wait_held(1)
+    stale_version = h.session(sid)["lifecycleVersion"]
+    for status in ("archived", "running"):
+        r = h.client.patch(
+            f"/api/sessions/{sid}", json={"status": status}, headers=h.account.headers
+        )
+        assert r.status_code == 200, r.text
+        until("the archive to stop the sandbox", lambda: h.session(sid)["sandboxState"] is None)
+    assert h.action(sid, "resume").status_code == 200
+    _write(h, h.session(sid), "work.txt", b"new")
+    return sid, stale, stale_version
+
+
 @both_providers
 def test_a_stale_hibernation_loses_to_a_later_one(harness: HarnessFactory) -> None:
     """A hibernation held up in its snapshot while the session moved on (archived, unarchived,
@@ -402,24 +423,7 @@ def test_a_stale_hibernation_loses_to_a_later_one(harness: HarnessFactory) -> No
 
     gate = Gate(1, 3)  # the stale hibernation's snapshot, and the later one's (2: archive)
     h = harness(hold_snapshot=gate)
-    sid = h.create()["id"]
-    active = h.wait_state(sid, "active")
-    _write(h, active, "work.txt", b"old")
-    stale = h.action_in_background(sid, "hibernate")
-    gate.wait_held(1)
-    stale_version = h.session(sid)["lifecycleVersion"]
-    for status in ("archived", "running"):
-        r = h.client.patch(
-            f"/api/sessions/{sid}", json={"status": status}, headers=h.account.headers
-        )
-        assert r.status_code == 200, r.text
-        if status == "archived":  # the archive snapshots and stops the sandbox (snapshot 2)
-            deadline = time.monotonic() + 20
-            while h.session(sid)["sandboxState"] is not None:
-                assert time.monotonic() < deadline, h.session(sid)
-                time.sleep(0.05)
-    assert h.action(sid, "resume").status_code == 200
-    _write(h, h.session(sid), "work.txt", b"new")
+    sid, stale, stale_version = _hibernation_gone_stale(h, gate)
     later = h.action_in_background(sid, "hibernate")
     gate.wait_held(3)
     again = h.session(sid)
@@ -476,22 +480,7 @@ def test_a_stale_hibernation_leaves_a_resumed_sandbox_alone(harness: HarnessFact
 
     gate = Gate(1)
     h = harness(hold_snapshot=gate)
-    sid = h.create()["id"]
-    _write(h, h.wait_state(sid, "active"), "work.txt", b"old")
-    stale = h.action_in_background(sid, "hibernate")
-    gate.wait_held(1)
-    stale_version = h.session(sid)["lifecycleVersion"]
-    for status in ("archived", "running"):
-        r = h.client.patch(
-            f"/api/sessions/{sid}", json={"status": status}, headers=h.account.headers
-        )
-        assert r.status_code == 200, r.text
-        deadline = time.monotonic() + 20
-        while h.session(sid)["sandboxState"] is not None:  # the archive stops the sandbox
-            assert time.monotonic() < deadline, h.session(sid)
-            time.sleep(0.05)
-    assert h.action(sid, "resume").status_code == 200
-    _write(h, h.session(sid), "work.txt", b"new")
+    sid, stale, stale_version = _hibernation_gone_stale(h, gate)
     gate.release(1)
     DBOS.retrieve_workflow(f"hibernate-{sid}-{stale_version}").get_result()
     assert stale.result().status_code == 200
