@@ -118,15 +118,20 @@ def test_kill_during_snapshot(backend: Backend, data: Path, fault: str) -> None:
     try:
         s = _wait(srv, sid, alice.headers, "hibernated")
         assert s["snapshotUrl"] and s["snapshotSizeBytes"]
-        r = httpx.post(
-            f"{srv.url}/api/sessions/{sid}/sandbox/resume", headers=alice.headers, timeout=60
-        )
-        assert r.status_code == 200, r.text
-        s = httpx.get(f"{srv.url}/api/sessions/{sid}", headers=alice.headers).json()["session"]
-        assert _exec(settings, s["sandboxState"], "cat src/main.py") == "print(42)\n"
+        _resume_finds_main_py(srv, sid, alice.headers, settings)
     finally:
         stop_server(srv)
     assert _sandbox_processes(data) == []
+
+
+def _resume_finds_main_py(
+    srv: Server, sid: str, headers: dict[str, str], settings: Settings
+) -> None:
+    """Resume the session; the workspace it comes back with has the file written before."""
+    r = httpx.post(f"{srv.url}/api/sessions/{sid}/sandbox/resume", headers=headers, timeout=60)
+    assert r.status_code == 200, r.text
+    s = httpx.get(f"{srv.url}/api/sessions/{sid}", headers=headers).json()["session"]
+    assert _exec(settings, s["sandboxState"], "cat src/main.py") == "print(42)\n"
 
 
 def test_kill_after_a_failed_snapshot_stopped_the_sandbox(backend: Backend, data: Path) -> None:
@@ -153,12 +158,7 @@ def test_kill_after_a_failed_snapshot_stopped_the_sandbox(backend: Backend, data
         assert s["snapshotUrl"] is None and s["sandboxState"]["workspaceKept"] is True
         assert "kept" in s["lifecycleError"]
         (data / "snapshots").unlink()
-        r = httpx.post(
-            f"{srv.url}/api/sessions/{sid}/sandbox/resume", headers=alice.headers, timeout=60
-        )
-        assert r.status_code == 200, r.text
-        s = httpx.get(f"{srv.url}/api/sessions/{sid}", headers=alice.headers).json()["session"]
-        assert _exec(settings, s["sandboxState"], "cat src/main.py") == "print(42)\n"
+        _resume_finds_main_py(srv, sid, alice.headers, settings)
     finally:
         stop_server(srv)
     assert _sandbox_processes(data) == []
