@@ -75,7 +75,7 @@ async def host_is_fine(b: Sandbox) -> None:
     assert r.exit_code == 0 and r.stdout == "B's secret"
 
 
-async def nothing_left(box: LocalSandbox, wait: float = 5.0) -> None:
+async def nothing_left(box: LocalSandbox, wait: float = 30.0) -> None:
     for _ in range(int(wait / 0.05)):
         if not sandbox_pids(box.uid, box._marker):
             return
