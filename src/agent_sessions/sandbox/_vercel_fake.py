@@ -58,6 +58,48 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _kill_command(process: asyncio.subprocess.Process) -> None:
+    """End a command and everything it started, even one caught while bwrap is still setting up.
+
+    Killing only the outer ``bwrap`` is not enough: its child (pid 1 of the command's pid
+    namespace) sets its parent-death signal at some point during setup, and one killed before
+    that point lived on, reparented, and went on to start the command. So: stop the outer one
+    (a stopped process cannot fork), wait until it is stopped, kill its children (killing a pid
+    namespace's init ends the whole namespace), then kill it.
+    """
+    pid = process.pid
+    try:
+        os.kill(pid, signal.SIGSTOP)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + 5
+    while _state(pid) not in ("T", "Z", "X", None) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    for child in _children(pid):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
+
+def _state(pid: int) -> str | None:
+    """The one-letter state of ``pid`` from ``/proc`` (``None`` once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(child) for child in f.read().split()]
+    return found
+
+
 def _error(status: int, code: str, message: str) -> httpx2.Response:
     return httpx2.Response(status, json={"error": {"code": code, "message": message}})
 
@@ -258,8 +300,7 @@ class FakeVercelTransport(httpx2.AsyncBaseTransport):
     async def _kill_all(self, box: _Sandbox) -> None:
         for command in box.commands.values():
             if command.exit_code is None:
-                with contextlib.suppress(ProcessLookupError):
-                    command.process.kill()
+                _kill_command(command.process)
         for command in box.commands.values():
             await command.done.wait()
 
@@ -300,7 +341,7 @@ class FakeVercelTransport(httpx2.AsyncBaseTransport):
                 try:
                     await asyncio.wait_for(command.process.wait(), timeout_ms / 1000)
                 except TimeoutError:
-                    command.process.kill()
+                    _kill_command(command.process)
             rc = await command.process.wait()
         finally:
             rc = command.process.returncode if command.process.returncode is not None else -9
@@ -349,8 +390,7 @@ class FakeVercelTransport(httpx2.AsyncBaseTransport):
         if rest == ["kill"] and method == "POST":
             # Emulation: any signal kills the command's whole namespace (bwrap's pid 1).
             if command.exit_code is None:
-                with contextlib.suppress(ProcessLookupError):
-                    command.process.send_signal(signal.SIGKILL)
+                _kill_command(command.process)
             await command.done.wait()
             return httpx2.Response(200, json={"command": command.payload()})
         if rest == [] and method == "GET":
