@@ -19,6 +19,8 @@ SEED_FIELDS = {
     "linesAdded", "linesRemoved", "snapshotUrl", "snapshotCreatedAt", "snapshotSizeBytes",
     "cachedDiff", "cachedDiffUpdatedAt", "createdAt", "updatedAt",
 }  # fmt: skip
+EXTRA_FIELDS = {"autoCommitPush", "autoCreatePr", "prNumber", "prStatus"}
+"""Ours beyond the seed's (ADR 13): the workspace's automation and pull request."""
 
 
 def _create(client: TestClient, who: Account, body: Any = None) -> dict[str, Any]:
@@ -30,7 +32,7 @@ def _create(client: TestClient, who: Account, body: Any = None) -> dict[str, Any
 def test_create_returns_session_and_initial_chat(client: TestClient, alice: Account) -> None:
     out = _create(client, alice, {"title": "  Fix the build  "})
     session, chat = out["session"], out["chat"]
-    assert set(session) == SEED_FIELDS
+    assert set(session) == SEED_FIELDS | EXTRA_FIELDS
     assert session["title"] == "Fix the build"
     assert session["userId"] == alice.id
     assert session["status"] == "running"
@@ -257,4 +259,4 @@ def test_get_renders_exactly_what_fastapi_renders(client: TestClient, alice: Acc
     assert got.status_code == patched.status_code == 200
     assert got.headers["content-type"] == patched.headers["content-type"] == "application/json"
     assert got.content == patched.content
-    assert set(got.json()["session"]) == SEED_FIELDS
+    assert set(got.json()["session"]) == SEED_FIELDS | EXTRA_FIELDS

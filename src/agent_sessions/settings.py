@@ -112,6 +112,34 @@ class Settings(BaseSettings):
     """POST, PATCH, PUT and DELETE requests per minute and account (a token bucket holding a
     minute's worth). Counted by each process on its own: N processes let N times through."""
 
+    # --- workspace: repositories, forge, files, skills (ADR 13) -------------------------------
+    forge_base_url: str = "https://github.com"
+    """Web base of the GitHub-style forge that ``repoOwner`` + ``repoName`` refer to."""
+    forge_api_url: str = "https://api.github.com"
+    """REST API base of that forge (pull requests)."""
+    forge_token: SecretStr | None = None
+    """Operator-wide forge token, used for an account that has set none of its own."""
+    secret_key: SecretStr | None = None
+    """Key that encrypts stored forge tokens (any string; a Fernet key is derived from it).
+    Unset: a random one is created once in ``DATA_DIR/secret.key`` (0600). Losing it makes the
+    stored tokens unreadable (accounts set them again); it never decrypts anything else."""
+    allow_local_repos: bool = False
+    """Accept ``file://`` URLs and local paths as ``cloneUrl`` and skill sources (tests only: a
+    local path lets a caller read the service's own files)."""
+    skill_sources: list[str] = []
+    """Local directories and git URL prefixes that ``globalSkillRefs`` may name."""
+    git_author_name: str = "Agent Sessions"
+    git_author_email: str = "agent@agent-sessions.invalid"
+    clone_max_bytes: int = Field(default=2 << 30, ge=1 << 20)
+    """Largest repository (its packed objects) a session may clone."""
+    files_max_read_bytes: int = Field(default=8 << 20, ge=1024)
+    """Largest file ``GET …/files/content`` answers (413 above)."""
+    files_max_upload_bytes: int = Field(default=16 << 20, ge=1024)
+    """Largest upload ``PUT …/files/content`` accepts (413 above)."""
+    diff_max_bytes: int = Field(default=1 << 20, ge=4096)
+    """Patch text a diff carries in all; past it, files keep their counts but lose their hunks
+    and the diff is marked ``truncated``."""
+
     # --- model providers (their own variable names, no prefix) --------------------------------
     openai_api_key: SecretStr | None = Field(default=None, validation_alias="OPENAI_API_KEY")
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")

@@ -42,6 +42,10 @@ def session_out(row: SessionRow | Row[Any]) -> schemas.Session:
             snapshot_size_bytes=row.snapshot_size_bytes,
             cached_diff=row.cached_diff,
             cached_diff_updated_at=row.cached_diff_updated_at,
+            auto_commit_push=row.auto_commit_push,
+            auto_create_pr=row.auto_create_pr,
+            pr_number=row.pr_number,
+            pr_status=row.pr_status,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )

@@ -127,6 +127,15 @@ class Session(_Wire):
     cached_diff_updated_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # Beyond the seed's object (clients that do not know them ignore them):
+    auto_commit_push: bool = Field(
+        description="A turn that changed files ends with a commit and a push."
+    )
+    auto_create_pr: bool = Field(description="The first automatic push opens a pull request.")
+    pr_number: int | None = Field(description="The session's pull request on the forge.")
+    pr_status: Literal["open", "closed", "merged"] | None = Field(
+        description="The pull request's state, as last seen on the forge."
+    )
 
 
 class SessionCreate(_Input):

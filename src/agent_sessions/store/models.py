@@ -92,6 +92,21 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class ForgeCredential(Base):
+    """An account's forge token, encrypted (``workspace.credentials``); never read back out."""
+
+    __tablename__ = "forge_credentials"
+
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
+    token_encrypted: Mapped[str] = mapped_column(Text)
+    login: Mapped[str | None] = mapped_column(String(200))
+    """The forge user the token belongs to, when the forge told us (for display only)."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Organization(Base):
     __tablename__ = "organizations"
 
@@ -151,6 +166,11 @@ class SessionRow(Base):
     snapshot_size_bytes: Mapped[int | None] = mapped_column(BigInteger)
     cached_diff: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     cached_diff_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    auto_commit_push: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto_create_pr: Mapped[bool] = mapped_column(Boolean, default=False)
+    pr_number: Mapped[int | None] = mapped_column(Integer)
+    pr_status: Mapped[str | None] = mapped_column(String(16))
+    """``open``, ``closed`` or ``merged``, as last seen on the forge."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
