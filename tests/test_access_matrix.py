@@ -74,6 +74,10 @@ ROUTES: dict[str, Case] = {
     "POST /api/sessions/{sessionId}/sandbox/resume": Case({"expectedLifecycleVersion": 0}),
     "POST /api/sessions/{sessionId}/sandbox/extend": Case(),
     "POST /api/sessions/{sessionId}/sandbox/activity": Case(),
+    "GET /api/sessions/{sessionId}/files": Case(),
+    "GET /api/sessions/{sessionId}/files/content": Case(),
+    "PUT /api/sessions/{sessionId}/files/content": Case("raw body: any bytes"),
+    "GET /api/sessions/{sessionId}/files/archive": Case(),
     "POST /api/chat": Case(
         {"id": "{chatId}", "sessionId": "{sessionId}", "messages": [USER_MESSAGE]},
         looks_up=("sessionId",),

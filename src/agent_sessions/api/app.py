@@ -16,7 +16,7 @@ from agent_sessions.api.deps import WRITE_METHODS, Services
 from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
 from agent_sessions.api.ratelimit import WriteRate
 from agent_sessions.api.responses import DESCRIPTIONS
-from agent_sessions.api.routes import chats, health, sandbox, sessions, turns
+from agent_sessions.api.routes import chats, files, health, sandbox, sessions, turns
 from agent_sessions.auth import Authenticator
 from agent_sessions.eventloop import asyncio_named
 from agent_sessions.heap import freeze_startup_heap
@@ -127,9 +127,16 @@ def create_app(
     )
     errors.install(app)
     # Matched in this order; the hottest route (GET /api/sessions/{id}) is in the first router.
-    for router in (sessions.router, chats.router, sandbox.router, turns.router, health.router):
+    for router in (
+        sessions.router, chats.router, sandbox.router, turns.router, health.router,
+        files.router,
+    ):  # fmt: skip
         app.include_router(router)
-    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        larger=[*files.body_limits(settings)],
+    )
     app.add_middleware(CORSMiddleware, origins=settings.cors_origins)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Sequence
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -75,13 +77,25 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, f"Request body too large (limit {limit} bytes)")
 
 
+BodyLimit = tuple[str, re.Pattern[str], int]
+"""``(method, path pattern, limit)``: a route whose bodies may be larger (an upload)."""
+
+
 class BodyLimitMiddleware:
     """Refuses bodies above the limit: a declared ``Content-Length`` before any route runs,
-    a chunked body as soon as the running count passes the limit."""
+    a chunked body as soon as the running count passes the limit. ``larger`` names the few
+    routes with a limit of their own (uploads); every other route keeps ``max_body_bytes``."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, larger: Sequence[BodyLimit] = ()) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.larger = tuple(larger)
+
+    def _limit(self, scope: Scope) -> int:
+        for method, pattern, limit in self.larger:
+            if scope["method"] == method and pattern.fullmatch(scope["path"]):
+                return limit
+        return self.max_body_bytes
 
     async def _refuse(self, send: Send, status: int, message: str) -> None:
         body = json.dumps({"status": "error", "error": message}).encode()
@@ -102,7 +116,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_body_bytes
+        limit = self._limit(scope)
         headers = Headers(scope=scope)
         declared = headers.get("content-length")
         if declared is None and "transfer-encoding" not in headers:

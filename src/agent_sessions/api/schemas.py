@@ -283,6 +283,39 @@ class SandboxState(_Wire):
     server_time: datetime
 
 
+# --- workspace files (ADR 13) ----------------------------------------------------------------
+
+FileType = Literal["file", "directory", "symlink", "other"]
+
+
+class FileEntry(_Wire):
+    """One workspace entry as ``lstat`` sees it: a symlink is the link, never its target."""
+
+    path: str
+    type: FileType
+    size: int
+    """Bytes of a file; the target's length for a link; 0 for a directory."""
+
+
+class FileTree(_Wire):
+    path: str
+    """The listed directory, workspace-relative (``""``: the root)."""
+    entries: list[FileEntry]
+    """Sorted by path, directories included, at most 5,000."""
+    truncated: bool
+
+
+class FileContent(_Wire):
+    """A file's content: ``content`` for text, ``contentBase64`` for a binary file (a NUL in
+    its first 8 KiB, or not UTF-8); the other one is null."""
+
+    path: str
+    size: int
+    binary: bool
+    content: str | None
+    content_base64: str | None
+
+
 # --- agent turns -------------------------------------------------------------------------------
 
 ChatIdStr = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]

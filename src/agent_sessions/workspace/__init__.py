@@ -6,4 +6,6 @@ the sandbox; git that talks to the network runs on the host, where the forge tok
 
 ``live``        the session's sandbox for an API call (restored if hibernated)
 ``credentials`` per-account forge tokens, encrypted at rest; the operator's as fallback
+``files``       the tree (one ``find``), a file's content whole or streamed, uploads
+``archive``     the workspace as a streamed ``.tar.gz`` or ``.zip``
 """
