@@ -34,6 +34,7 @@ from agent_sessions.auth import display_prefix, generate_key, hash_key
 from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings
 from agent_sessions.store import Database, accounts, upgrade
+from agent_sessions.store.lifecycle import LifecycleView
 
 PG_ADMIN_URL = os.environ.get(
     "AGENT_SESSIONS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -174,6 +175,10 @@ class InertLifecycle(Lifecycle):
 
     async def session_deleted(self, *args: Any) -> None:
         pass
+
+    async def ensure_active(self, session_id: str, timeout: float = 0.0) -> LifecycleView:  # noqa: ASYNC109
+        """A live workspace route answers its 409 at once: nothing ever leaves provisioning."""
+        return await super().ensure_active(session_id, timeout=0.0)
 
 
 NO_ACCOUNT_LIMITS = {
