@@ -89,6 +89,10 @@ ROUTES: dict[str, Case] = {
     ),
     "GET /api/chat/runs/{runId}": Case(),
     "GET /api/models": Case(foreign=None),
+    "POST /api/sessions/{sessionId}/pr": Case({"title": "x", "draft": True}),
+    "GET /api/sessions/{sessionId}/pr": Case(),
+    "POST /api/sessions/{sessionId}/pr/merge": Case({"method": "squash"}),
+    "POST /api/sessions/{sessionId}/pr/close": Case(),
 }
 """Every route under /api: a sample call and who owns what it names."""
 

@@ -316,6 +316,67 @@ class FileContent(_Wire):
     content_base64: str | None
 
 
+# --- pull requests -----------------------------------------------------------------------------
+
+
+class PullRequestCreate(_Input):
+    title: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+        | None
+    ) = None
+    body: Annotated[str, StringConstraints(max_length=65536)] | None = None
+    draft: StrictBool = False
+    base: Annotated[str, StringConstraints(max_length=255)] | None = Field(
+        default=None, description="The branch to merge into; the repository's default if absent."
+    )
+
+    @field_validator("base")
+    @classmethod
+    def _base(cls, v: str | None) -> str | None:
+        if v is not None and not _BRANCH.match(v):
+            raise ValueError("is not a valid git branch name")
+        return v
+
+
+class PullRequestMerge(_Input):
+    method: Literal["merge", "squash", "rebase"] = "merge"
+
+
+class PullRequestChecks(_Wire):
+    """The head commit's check runs and commit statuses, counted together."""
+
+    total: int
+    passed: int
+    failed: int
+    pending: int
+
+
+class PullRequest(_Wire):
+    number: int
+    url: str = Field(description="The pull request's page on the forge.")
+    title: str
+    state: Literal["open", "closed", "merged"]
+    draft: bool
+    mergeable: bool | None = Field(description="Null while the forge is still computing it.")
+    mergeable_state: str | None = Field(
+        description="The forge's word: clean, dirty (conflicts), blocked (required checks or "
+        "reviews), behind, unstable (other checks failing), draft, unknown."
+    )
+    checks: PullRequestChecks | None = Field(
+        description="Null when the token may not read the head commit's checks or statuses."
+    )
+    head: str
+    base: str
+
+
+class PullRequestOpened(PullRequest):
+    created: bool = Field(description="False when the branch's open pull request was reused.")
+
+
+class PullRequestMerged(PullRequest):
+    merge_commit_sha: str
+
+
 # --- agent turns -------------------------------------------------------------------------------
 
 ChatIdStr = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[^\s/]+$")]

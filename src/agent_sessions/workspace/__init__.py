@@ -8,4 +8,8 @@ the sandbox; git that talks to the network runs on the host, where the forge tok
 ``credentials`` per-account forge tokens, encrypted at rest; the operator's as fallback
 ``files``       the tree (one ``find``), a file's content whole or streamed, uploads
 ``archive``     the workspace as a streamed ``.tar.gz`` or ``.zip``
+``forge``       the pull-request interface and the mapping of a forge's refusals
+``github``      that interface on GitHub's REST API (githubkit)
+``pulls``       a session's pull request: open (or reuse), read, merge, close
+``textgen``     short texts (a pull request's title and body) by the session's chat model
 """
