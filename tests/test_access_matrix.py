@@ -85,6 +85,9 @@ ROUTES: dict[str, Case] = {
     ),
     "GET /api/chat/runs/{runId}": Case(),
     "GET /api/models": Case(foreign=None),
+    "GET /api/sessions/{sessionId}/git/status": Case(),
+    "POST /api/sessions/{sessionId}/git/commit": Case({"message": "x", "chatId": "{chatId}"}),
+    "POST /api/sessions/{sessionId}/discard-uncommitted": Case({"filePath": "a.txt"}),
 }
 """Every route under /api: a sample call and who owns what it names."""
 

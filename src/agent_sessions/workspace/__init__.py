@@ -6,4 +6,6 @@ the sandbox; git that talks to the network runs on the host, where the forge tok
 
 ``live``        the session's sandbox for an API call (restored if hibernated)
 ``credentials`` per-account forge tokens, encrypted at rest; the operator's as fallback
+``git``         status, commit, discard: git run inside the sandbox
+``commit_message`` a commit line from the chat's model, or a plain fallback
 """
