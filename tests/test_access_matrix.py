@@ -93,6 +93,9 @@ ROUTES: dict[str, Case] = {
     "GET /api/sessions/{sessionId}/pr": Case(),
     "POST /api/sessions/{sessionId}/pr/merge": Case({"method": "squash"}),
     "POST /api/sessions/{sessionId}/pr/close": Case(),
+    "GET /api/sessions/{sessionId}/git/status": Case(),
+    "POST /api/sessions/{sessionId}/git/commit": Case({"message": "x", "chatId": "{chatId}"}),
+    "POST /api/sessions/{sessionId}/discard-uncommitted": Case({"filePath": "a.txt"}),
 }
 """Every route under /api: a sample call and who owns what it names."""
 

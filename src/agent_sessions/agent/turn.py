@@ -28,7 +28,7 @@ from pydantic_ai.ui.vercel_ai import VercelAIAdapter
 from pydantic_ai.ui.vercel_ai.request_types import UIMessage
 from pydantic_ai.usage import RunUsage, UsageLimits
 
-from agent_sessions.agent import models, prompt, user_parts
+from agent_sessions.agent import autocommit, models, prompt, user_parts
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.hooks import ToolHooks, run_hook
 from agent_sessions.agent.live import LiveModel, RunRecorder
@@ -146,6 +146,7 @@ async def _begin(run_id: str) -> dict[str, Any] | None:
             "branch": branch,
             "history": history,
             "lifecycle_state": view.lifecycle_state if view else None,
+            "auto_commit": store.auto_commit_of(s, run.session_id)[0],
         }
 
     return await current().db.write_call(begin)
@@ -365,6 +366,8 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
         "output_tokens": usage.output_tokens,
         "steps": deps.sink.builder.steps,
     }
+    if begun.get("auto_commit") and status == "completed":  # while the sink is still open
+        await autocommit.after_turn(run, deps)
     await _finish(run_id, outcome)
     return status
 

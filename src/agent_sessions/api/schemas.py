@@ -453,3 +453,57 @@ class ModelInfo(_Wire):
 class ModelList(_Wire):
     models: list[ModelInfo]
     default_model_id: str
+
+
+# --- git in the sandbox ------------------------------------------------------------------------
+
+
+class GitStatus(_Wire):
+    """The workspace repository's state, from ``git status`` run in the sandbox."""
+
+    branch: str | None = Field(description="The current branch; null when HEAD is detached.")
+    head_sha: str | None = Field(description="HEAD's commit; null before the first commit.")
+    detached: bool
+    upstream: str | None = Field(description="The branch's upstream, e.g. origin/main.")
+    ahead: int
+    behind: int
+    staged: int
+    unstaged: int
+    untracked: int
+    conflicted: int
+    has_uncommitted_changes: bool
+    has_unpushed_commits: bool = Field(
+        description="Ahead of the upstream; without one, commits no remote branch holds."
+    )
+    truncated: bool = Field(description="Too many changes to count: the counts are lower bounds.")
+
+
+class GitCommitRequest(_Input):
+    message: Annotated[str, StringConstraints(max_length=20_000)] | None = None
+    """Omitted: the chat's model writes one from the staged diff (a plain fallback without)."""
+    chat_id: ChatIdStr | None = None
+    """Whose model writes the message (default: the session's most recently used)."""
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("must not be blank (omit it to have one written)")
+        return v
+
+
+class GitCommit(_Wire):
+    commit_sha: str
+    message: str
+    branch: str | None
+    files_changed: int
+
+
+class DiscardRequest(_Input):
+    file_path: Annotated[str, StringConstraints(min_length=1, max_length=4096)] | None = None
+    """One path (a file or directory) relative to the workspace; omitted: every change."""
+
+
+class DiscardResult(_Wire):
+    discarded: str | None = Field(description="The path discarded; null for everything.")
+    git_status: GitStatus

@@ -232,3 +232,17 @@ def session_repo(db: Session, session_id: str) -> tuple[str | None, str | None]:
     if row is None or row.repo_owner is None:
         return None, row.branch if row is not None else None
     return f"{row.repo_owner}/{row.repo_name}", row.branch
+
+
+def last_model(db: Session, session_id: str, chat: ChatKey | None = None) -> str | None:
+    """The model of the session's (or one chat's) most recent turn, if it had one."""
+    stmt = select(ChatRun.model_id).where(ChatRun.session_id == session_id)
+    if chat is not None:
+        stmt = stmt.where(ChatRun.account_id == chat.account_id, ChatRun.chat_id == chat.chat_id)
+    return db.scalars(stmt.order_by(ChatRun.created_at.desc()).limit(1)).first()
+
+
+def auto_commit_of(db: Session, session_id: str) -> tuple[bool, str | None]:
+    """Whether the session commits after each turn, and its title (for the message)."""
+    row = db.get(SessionRow, session_id)
+    return (bool(row.auto_commit_push), row.title) if row is not None else (False, None)

@@ -12,4 +12,6 @@ the sandbox; git that talks to the network runs on the host, where the forge tok
 ``github``      that interface on GitHub's REST API (githubkit)
 ``pulls``       a session's pull request: open (or reuse), read, merge, close
 ``textgen``     short texts (a pull request's title and body) by the session's chat model
+``git``         status, commit, discard: git run inside the sandbox
+``commit_message``  a commit line from the chat's model, or a plain fallback
 """

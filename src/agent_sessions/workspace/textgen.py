@@ -18,7 +18,8 @@ from sqlalchemy.orm import Session
 from agent_sessions.agent.models import build_model, check_usable
 from agent_sessions.exceptions import AgentSessionsError
 from agent_sessions.settings import Settings
-from agent_sessions.store.models import Chat, ChatRun
+from agent_sessions.store.models import Chat
+from agent_sessions.store.turns import last_model
 
 __all__ = ["WRITE_TIMEOUT_SECONDS", "session_model", "write"]
 
@@ -28,27 +29,32 @@ WRITE_TIMEOUT_SECONDS = 60.0
 MAX_OUTPUT_TOKENS = 1200
 
 
-def session_model(db: Session, session_id: str, default: str) -> str:
-    """The model of the session's latest turn, else of its latest chat that names one."""
-    run = db.scalars(
-        select(ChatRun.model_id)
-        .where(ChatRun.session_id == session_id)
-        .order_by(ChatRun.created_at.desc())
-        .limit(1)
-    ).first()
-    if run:
+def session_model(db: Session, session_id: str, default: str, chat: Chat | None = None) -> str:
+    """The model to write with: ``chat``'s own, else its latest turn's; without a chat, the
+    session's latest turn's, else its latest chat that names one; else ``default``."""
+    if chat is not None:
+        return chat.model_id or last_model(db, session_id, chat.key) or default
+    if run := last_model(db, session_id):
         return run
-    chat = db.scalars(
+    named = db.scalars(
         select(Chat.model_id)
         .where(Chat.session_id == session_id, Chat.model_id.is_not(None))
         .order_by(Chat.updated_at.desc())
         .limit(1)
     ).first()
-    return chat or default
+    return named or default
 
 
-async def write(settings: Settings, model_id: str, instructions: str, prompt: str) -> str | None:
-    """The model's answer to ``prompt``, or None (no usable model, a failure, nothing said)."""
+async def write(
+    settings: Settings,
+    model_id: str,
+    instructions: str,
+    prompt: str,
+    *,
+    timeout: float = WRITE_TIMEOUT_SECONDS,  # noqa: ASYNC109 (the model call is cancelled)
+) -> str | None:
+    """The model's answer to ``prompt``, or None (no usable model, a failure, a timeout,
+    nothing said)."""
     from pydantic_ai import Agent
     from pydantic_ai.settings import ModelSettings
 
@@ -60,7 +66,7 @@ async def write(settings: Settings, model_id: str, instructions: str, prompt: st
         return None
     writer: Agent[None, str] = Agent(model, instructions=instructions)
     try:
-        async with asyncio.timeout(WRITE_TIMEOUT_SECONDS):
+        async with asyncio.timeout(timeout):
             result = await writer.run(
                 prompt, model_settings=ModelSettings(max_tokens=MAX_OUTPUT_TOKENS)
             )
