@@ -2,7 +2,9 @@
 
 A workspace call is activity: the idle deadline restarts, so the sandbox is not hibernated
 under a user who is reading its diff. A hibernated sandbox is restored first (the call waits,
-as a turn does), so every live route works whatever state the session is in.
+as a turn does), so every live route works whatever state the session is in; one still being
+provisioned is a 409 to retry, as ``POST …/sandbox/resume`` answers (a clone can take minutes,
+longer than a client should hold a request open).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ async def live_sandbox(
 ) -> tuple[Sandbox, LifecycleView]:
     """The owned session's running sandbox (restoring it if need be) and its lifecycle view."""
     await owned(db, account_id, session_id)
-    view = await lifecycle.ensure_active(session_id)
+    view = await lifecycle.resume(session_id, None)
     await lifecycle.activity(session_id, None)
     assert view.sandbox_state is not None
     sandbox = await current().provider(view.sandbox_type).connect(view.sandbox_state)
