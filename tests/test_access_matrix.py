@@ -78,6 +78,8 @@ ROUTES: dict[str, Case] = {
     "GET /api/sessions/{sessionId}/files/content": Case(),
     "PUT /api/sessions/{sessionId}/files/content": Case("raw body: any bytes"),
     "GET /api/sessions/{sessionId}/files/archive": Case(),
+    "GET /api/sessions/{sessionId}/skills": Case(),
+    "PUT /api/sessions/{sessionId}/skills": Case({"globalSkillRefs": []}),
     "POST /api/chat": Case(
         {"id": "{chatId}", "sessionId": "{sessionId}", "messages": [USER_MESSAGE]},
         looks_up=("sessionId",),

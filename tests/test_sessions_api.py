@@ -60,13 +60,11 @@ def test_create_with_repo_binding(client: TestClient, alice: Account) -> None:
             "cloneUrl": "https://github.com/acme/widgets.git",
             "branch": "feature/x",
             "isNewBranch": True,
-            "globalSkillRefs": [{"source": "acme/skills", "skillName": "lint"}],
             "artistId": "6f1c1f7e-3f7a-4b6e-9a55-0d1d2f3a4b5c",
         },
     )["session"]
     assert (s["repoOwner"], s["repoName"], s["branch"]) == ("acme", "widgets", "feature/x")
     assert s["isNewBranch"] is True
-    assert s["globalSkillRefs"] == [{"source": "acme/skills", "skillName": "lint"}]
     assert s["artistId"] == "6f1c1f7e-3f7a-4b6e-9a55-0d1d2f3a4b5c"
 
 

@@ -124,10 +124,12 @@ class Settings(BaseSettings):
     Unset: a random one is created once in ``DATA_DIR/secret.key`` (0600). Losing it makes the
     stored tokens unreadable (accounts set them again); it never decrypts anything else."""
     allow_local_repos: bool = False
-    """Accept ``file://`` URLs and local paths as ``cloneUrl`` and skill sources (tests only: a
-    local path lets a caller read the service's own files)."""
+    """Accept ``file://`` URLs and local paths as ``cloneUrl``, and ``file://`` skill sources
+    (tests only: a local path lets a caller read the service's own files). Skill directories
+    listed in ``skill_sources`` need no such flag: the operator named them."""
     skill_sources: list[str] = []
-    """Local directories and git URL prefixes that ``globalSkillRefs`` may name."""
+    """What ``globalSkillRefs`` may name: absolute host directories (any skill under one) and
+    git URL prefixes (matched on whole path segments; ``owner/repo`` means the forge's URL)."""
     git_author_name: str = "Agent Sessions"
     git_author_email: str = "agent@agent-sessions.invalid"
     clone_max_bytes: int = Field(default=2 << 30, ge=1 << 20)

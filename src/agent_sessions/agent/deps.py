@@ -21,6 +21,7 @@ from agent_sessions.lifecycle.context import current
 from agent_sessions.sandbox import Sandbox
 from agent_sessions.settings import Settings
 from agent_sessions.store import lifecycle as cas
+from agent_sessions.workspace.skills import Skill
 
 T = TypeVar("T")
 
@@ -51,6 +52,8 @@ class TurnDeps:
     """Tokens the turn's ``task`` subagents used."""
     tool_returns: dict[str, ToolReturnPart] = field(default_factory=dict)
     """Each tool call's return by call id, for calls that no later model step announced."""
+    skills: list[Skill] | None = None
+    """The skills the system prompt lists, discovered once per turn (``prompt.turn_skills``)."""
     _sandbox: Sandbox | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

@@ -1,10 +1,22 @@
-"""The system prompt: how to work, and the environment the agent is in (DESIGN §6)."""
+"""The system prompt: how to work, the environment the agent is in (DESIGN §6), and the
+skills it can load (names and descriptions only; the ``skill`` tool gives a body)."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import asdict
+from typing import Any
+
+from dbos import DBOS
 from pydantic_ai import RunContext
 
-from agent_sessions.agent.deps import TurnDeps
+from agent_sessions.agent.deps import TurnDeps, TurnStopped
+from agent_sessions.workspace.skills import Skill, discover
+
+log = logging.getLogger(__name__)
+
+SKILLS_PROMPT_MAX = 20_000
+"""Characters of skill descriptions the prompt carries; past them, skills are named only."""
 
 CORE = """\
 You are a coding agent working in a sandboxed workspace. Finish the user's task end to end:
@@ -35,9 +47,57 @@ Environment:
   the turn until the user answers)."""
 
 
-def main_instructions(ctx: RunContext[TurnDeps]) -> str:
-    return f"{CORE}\n\n{environment(ctx.deps)}"
+async def turn_skills(deps: TurnDeps) -> list[Skill]:
+    """The skills offered to the model in this turn, found once at its first model request,
+    as a DBOS step: a recovered turn gets the same list, hence the same prompt. Discovery that
+    fails leaves the turn without skills, never fails it."""
+    if deps.skills is None:
+
+        async def find() -> list[dict[str, Any]]:
+            try:
+                found = await deps.until_stopped(discover(await deps.sandbox()))
+            except TurnStopped:
+                raise
+            except Exception as err:
+                log.warning("run %s: skill discovery failed: %s", deps.run_id, err)
+                return []
+            for problem in found.errors:
+                log.info("run %s: skill %s skipped: %s", deps.run_id, problem.path, problem.error)
+            return [asdict(s) for s in found.skills if s.model_invocable]
+
+        found: list[dict[str, Any]] = await DBOS.run_step_async({"name": "skills.discover"}, find)
+        deps.skills = [Skill(**s) for s in found]
+    return deps.skills
 
 
-def subagent_instructions(ctx: RunContext[TurnDeps]) -> str:
-    return f"{SUBAGENT}\n\n{environment(ctx.deps)}"
+def skills_section(skills: list[Skill]) -> str:
+    """Names and descriptions only: a body costs context only once the model asks for it."""
+    if not skills:
+        return ""
+    lines, size, unlisted = [], 0, []
+    for s in skills:
+        line = f"- {s.name}: {s.description}"
+        if size + len(line) > SKILLS_PROMPT_MAX:
+            unlisted.append(s.name)
+            continue
+        lines.append(line)
+        size += len(line) + 1
+    if unlisted:
+        lines.append(f"- and, without descriptions: {', '.join(unlisted)}")
+    listing = "\n".join(lines)
+    return f"""
+
+Skills: instructions for particular tasks. When one fits the task, load it with the skill
+tool before anything else (a message starting with /<name> asks for that skill), then follow
+what it says. Available skills:
+{listing}"""
+
+
+async def main_instructions(ctx: RunContext[TurnDeps]) -> str:
+    skills = skills_section(await turn_skills(ctx.deps))
+    return f"{CORE}\n\n{environment(ctx.deps)}{skills}"
+
+
+async def subagent_instructions(ctx: RunContext[TurnDeps]) -> str:
+    skills = skills_section(await turn_skills(ctx.deps))
+    return f"{SUBAGENT}\n\n{environment(ctx.deps)}{skills}"

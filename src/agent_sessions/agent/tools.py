@@ -9,6 +9,7 @@ again. A failure inside a tool is returned to the model as a failed tool result
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 from collections.abc import Awaitable, Callable
@@ -22,9 +23,10 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.toolsets import FunctionToolset
 
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
-from agent_sessions.agent.reading import BinaryFile, numbered_lines
+from agent_sessions.agent.reading import READ_MAX_OUTPUT, BinaryFile, numbered_lines
 from agent_sessions.exceptions import AgentSessionsError
 from agent_sessions.sandbox import FileInfo, FileTooLarge, Sandbox
+from agent_sessions.workspace.skills import FRONTMATTER_MAX, discover, render_body
 
 WORKSPACE_ROOT = "/workspace"
 BASH_MAX_OUTPUT = 50_000
@@ -38,6 +40,9 @@ GREP_MAX_OUTPUT = (GREP_MAX_MATCHES + 1) * (GREP_MAX_LINE + 1)
 """Characters of grep's output kept: every line the pipeline lets through, whole."""
 GLOB_MAX_OUTPUT = 500_000
 SEARCH_TIMEOUT = 30.0
+SKILL_READ_BYTES = 4 * READ_MAX_OUTPUT + FRONTMATTER_MAX
+"""Bytes of a SKILL.md the skill tool reads: its frontmatter and as many characters as the
+read tool returns at most (UTF-8 takes up to four bytes a character)."""
 
 
 class ToolError(ToolFailed):
@@ -308,9 +313,40 @@ async def todo_write(todos: list[Todo]) -> dict[str, Any]:
     return {"todos": [t.model_dump() for t in todos]}
 
 
-async def skill(skill: str, args: str | None = None) -> str:
-    """Load a skill's instructions by name."""
-    raise ToolFailed(f"Skill {skill!r} not found: no skills are installed in this workspace.")
+async def skill(ctx: RunContext[TurnDeps], skill: str, args: str | None = None) -> str:
+    """Load a skill (listed under "Skills" in your instructions) by name and get its
+    instructions; `args` fills its $ARGUMENTS. Then follow them."""
+
+    async def run(sb: Sandbox) -> str:
+        found = await discover(sb)
+        hit = found.find(skill)
+        if hit is None:
+            names = ", ".join(s.name for s in found.skills if s.model_invocable) or "none"
+            raise ToolError(f"Skill {skill!r} not found. Available skills: {names}")
+        if not hit.model_invocable:
+            raise ToolError(
+                f"Skill {hit.name!r} cannot be invoked by the model (disable-model-invocation "
+                "is set)"
+            )
+        text, more = await _head(sb, hit.path, SKILL_READ_BYTES)
+        body = render_body(hit, text, args)
+        if more or len(body) > READ_MAX_OUTPUT:
+            body = (
+                f"{body[:READ_MAX_OUTPUT]}\n(skill cut at {READ_MAX_OUTPUT} characters: read "
+                f"the rest of {hit.path} with the read tool)"
+            )
+        return body
+
+    return await sandbox_step(ctx, "skill", run)  # type: ignore[no-any-return]
+
+
+async def _head(sb: Sandbox, path: str, limit: int) -> tuple[str, bool]:
+    """The first ``limit`` bytes of a file as text, and whether there are more."""
+    data = bytearray()
+    async with contextlib.aclosing(sb.read_stream(path, length=limit + 1)) as chunks:
+        async for chunk in chunks:
+            data += chunk
+    return bytes(data[:limit]).decode("utf-8", "replace"), len(data) > limit
 
 
 # --- the client tool ---------------------------------------------------------------------------

@@ -16,7 +16,17 @@ from agent_sessions.api.deps import WRITE_METHODS, Services
 from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
 from agent_sessions.api.ratelimit import WriteRate
 from agent_sessions.api.responses import DESCRIPTIONS
-from agent_sessions.api.routes import chats, files, git, health, pr, sandbox, sessions, turns
+from agent_sessions.api.routes import (
+    chats,
+    files,
+    git,
+    health,
+    pr,
+    sandbox,
+    sessions,
+    skills,
+    turns,
+)  # fmt: skip
 from agent_sessions.auth import Authenticator
 from agent_sessions.eventloop import asyncio_named
 from agent_sessions.heap import freeze_startup_heap
@@ -129,7 +139,7 @@ def create_app(
     # Matched in this order; the hottest route (GET /api/sessions/{id}) is in the first router.
     for router in (
         sessions.router, chats.router, sandbox.router, turns.router, health.router,
-        files.router, pr.router, git.router,
+        files.router, pr.router, git.router, skills.router,
     ):  # fmt: skip
         app.include_router(router)
     app.add_middleware(

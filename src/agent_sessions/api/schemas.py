@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from agent_sessions.workspace.skills import MAX_REFS, SKILL_NAME_PATTERN
+
 SessionStatus = Literal["running", "completed", "failed", "archived"]
 LifecycleState = Literal[
     "provisioning", "active", "hibernating", "hibernated", "restoring", "archived", "failed"
@@ -138,6 +140,14 @@ class Session(_Wire):
     )
 
 
+class SkillRefInput(_Input):
+    """A global skill: the ``skillName`` directory of ``source`` (an operator-allowed host
+    directory, ``owner/repo`` on the forge, or a git URL under an allowed prefix)."""
+
+    source: Annotated[str, StringConstraints(min_length=1, max_length=2048)]
+    skill_name: Annotated[str, StringConstraints(pattern=SKILL_NAME_PATTERN)]
+
+
 class SessionCreate(_Input):
     title: NonEmptyText | None = None
     organization_id: UUIDStr | None = None
@@ -145,8 +155,11 @@ class SessionCreate(_Input):
     clone_url: Annotated[str, StringConstraints(max_length=2048)] | None = None
     branch: str | None = None
     is_new_branch: StrictBool = False
-    global_skill_refs: Annotated[list[dict[str, Any]], Field(max_length=50)] = []
+    global_skill_refs: Annotated[list[SkillRefInput], Field(max_length=MAX_REFS)] = []
     sandbox_type: Literal["local", "vercel"] | None = None
+
+    def skill_refs(self) -> list[dict[str, Any]]:
+        return [r.model_dump(by_alias=True) for r in self.global_skill_refs]
 
     @field_validator("clone_url")
     @classmethod
@@ -507,3 +520,50 @@ class DiscardRequest(_Input):
 class DiscardResult(_Wire):
     discarded: str | None = Field(description="The path discarded; null for everything.")
     git_status: GitStatus
+
+
+# --- skills ------------------------------------------------------------------------------------
+
+
+class SkillInfo(_Wire):
+    name: str
+    description: str
+    source: Literal["workspace", "global"] = Field(
+        description="``workspace``: the project's .claude/skills or .agents/skills; ``global``: "
+        "installed from globalSkillRefs."
+    )
+    path: str = Field(description="Workspace-relative path of its SKILL.md.")
+    model_invocable: bool = Field(
+        description="False when its frontmatter sets disable-model-invocation: the agent is "
+        "not offered it."
+    )
+
+
+class SkillError(_Wire):
+    path: str
+    error: str
+
+
+class Skills(_Wire):
+    skills: list[SkillInfo]
+    errors: list[SkillError] = Field(
+        description="Skills that were skipped (bad frontmatter, duplicate name, a global skill "
+        "that could not be installed), with the reason."
+    )
+    global_skill_refs: list[dict[str, Any]]
+
+
+class SkillsUpdate(_Input):
+    global_skill_refs: Annotated[list[SkillRefInput], Field(max_length=MAX_REFS)]
+
+    def skill_refs(self) -> list[dict[str, Any]]:
+        return [r.model_dump(by_alias=True) for r in self.global_skill_refs]
+
+
+class SkillsUpdated(_Wire):
+    global_skill_refs: list[dict[str, Any]]
+    installed: bool = Field(
+        description="True: installed into the running sandbox now. False: the sandbox is not "
+        "active; they are installed when it is next restored."
+    )
+    errors: list[SkillError] = Field(description="Refs that could not be installed now.")

@@ -27,6 +27,7 @@ from agent_sessions.sandbox import SandboxError, SandboxNotFound, SandboxUnavail
 from agent_sessions.store import lifecycle as cas
 from agent_sessions.store.lifecycle import LifecycleView
 from agent_sessions.store.models import utcnow
+from agent_sessions.workspace.skill_install import install_skills
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -447,6 +448,7 @@ async def provision(session_id: str) -> str:
     try:
         if v.clone_url:
             await clone_repo(v.sandbox_type, state, v.clone_url, v.branch, v.is_new_branch)
+        await install_skills(session_id, v.sandbox_type, state)
         blocked = await run_hooks("SandboxProvisioned", session_id, {"cwd": "/workspace"})
         if blocked:
             raise SandboxError("SandboxProvisioned hook blocked: " + "; ".join(blocked))
@@ -548,6 +550,7 @@ async def restore(session_id: str, version: int) -> str:
     if state is None:
         await fail(session_id, "restoring", version, KEPT_GONE, forget_sandbox=True)
         return "failed"
+    await install_skills(session_id, v.sandbox_type, state)
     await run_hooks("AfterRestore", session_id, {"cwd": "/workspace"})
     activated = await activate(session_id, state, "restoring", version)
     if activated is None:  # archived/deleted meanwhile: the snapshot or kept workspace stays

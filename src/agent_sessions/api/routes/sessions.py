@@ -15,6 +15,7 @@ from agent_sessions.exceptions import Forbidden
 from agent_sessions.store import accounts, quotas
 from agent_sessions.store import sessions as store
 from agent_sessions.store.sessions import NewSession
+from agent_sessions.workspace.skills import check_refs
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
@@ -38,7 +39,11 @@ async def create_session(
         clone_url=body.clone_url,
         branch=body.branch,
         is_new_branch=body.is_new_branch,
-        global_skill_refs=tuple(body.global_skill_refs),
+        global_skill_refs=tuple(
+            check_refs(
+                services.settings, [r.model_dump(by_alias=True) for r in body.global_skill_refs]
+            )
+        ),
         sandbox_type=body.sandbox_type or services.settings.sandbox_provider,
     )
 
