@@ -16,13 +16,14 @@ from agent_sessions.api.deps import WRITE_METHODS, Services
 from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
 from agent_sessions.api.ratelimit import WriteRate
 from agent_sessions.api.responses import DESCRIPTIONS
-from agent_sessions.api.routes import chats, health, sandbox, sessions, turns
+from agent_sessions.api.routes import account, chats, git_push, health, sandbox, sessions, turns
 from agent_sessions.auth import Authenticator
 from agent_sessions.eventloop import asyncio_named
 from agent_sessions.heap import freeze_startup_heap
 from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings, load_settings
 from agent_sessions.store import Database
+from agent_sessions.workspace.credentials import Vault
 
 DESCRIPTION = (
     "Sessions — sandboxed runs of an LLM-driven agent with tool use, lifecycle hooks, and "
@@ -124,10 +125,12 @@ def create_app(
         lifecycle=lifecycle,
         turns=agent_turns,
         writes=WriteRate(settings.account_writes_per_minute),
+        vault=Vault(settings),
     )
     errors.install(app)
     # Matched in this order; the hottest route (GET /api/sessions/{id}) is in the first router.
-    for router in (sessions.router, chats.router, sandbox.router, turns.router, health.router):
+    routers = (sessions.router, chats.router, sandbox.router, turns.router, health.router)
+    for router in (*routers, account.router, git_push.router):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(CORSMiddleware, origins=settings.cors_origins)

@@ -6,4 +6,6 @@ the sandbox; git that talks to the network runs on the host, where the forge tok
 
 ``live``        the session's sandbox for an API call (restored if hibernated)
 ``credentials`` per-account forge tokens, encrypted at rest; the operator's as fallback
+``repo``        repository binding: URL and branch rules, owner/name, new-branch names (pure)
+``remote``      clone and push against the forge, on the host, with the token
 """
