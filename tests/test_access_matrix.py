@@ -85,6 +85,10 @@ ROUTES: dict[str, Case] = {
     ),
     "GET /api/chat/runs/{runId}": Case(),
     "GET /api/models": Case(foreign=None),
+    "GET /api/account/forge-token": Case(foreign=None),
+    "PUT /api/account/forge-token": Case({"token": "ghp_x"}, foreign=None),
+    "DELETE /api/account/forge-token": Case(foreign=None),
+    "POST /api/sessions/{sessionId}/git/push": Case(),
 }
 """Every route under /api: a sample call and who owns what it names."""
 
