@@ -98,6 +98,10 @@ ROUTES: dict[str, Case] = {
     "GET /api/sessions/{sessionId}/git/status": Case(),
     "POST /api/sessions/{sessionId}/git/commit": Case({"message": "x", "chatId": "{chatId}"}),
     "POST /api/sessions/{sessionId}/discard-uncommitted": Case({"filePath": "a.txt"}),
+    "GET /api/account/forge-token": Case(foreign=None),
+    "PUT /api/account/forge-token": Case({"token": "ghp_x"}, foreign=None),
+    "DELETE /api/account/forge-token": Case(foreign=None),
+    "POST /api/sessions/{sessionId}/git/push": Case(),
 }
 """Every route under /api: a sample call and who owns what it names."""
 

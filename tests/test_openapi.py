@@ -129,7 +129,7 @@ def test_session_matches_the_seed(spec: dict[str, Any]) -> None:
     seed = _seed()
     theirs = seed["components"]["schemas"]["Session"]
     ours = spec["components"]["schemas"]["Session"]
-    extra = {"autoCommitPush", "autoCreatePr", "prNumber", "prStatus"}  # ours (ADR 13)
+    extra = {"autoCommitPush", "autoCreatePr", "prNumber", "prStatus", "baseBranch"}  # ADR 13
     assert set(ours["properties"]) == set(theirs["properties"]) | extra
     # DESIGN §3: every field is always present (null where unknown), so all are required.
     assert set(ours["required"]) == set(theirs["properties"]) | extra

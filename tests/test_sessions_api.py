@@ -19,8 +19,8 @@ SEED_FIELDS = {
     "linesAdded", "linesRemoved", "snapshotUrl", "snapshotCreatedAt", "snapshotSizeBytes",
     "cachedDiff", "cachedDiffUpdatedAt", "createdAt", "updatedAt",
 }  # fmt: skip
-EXTRA_FIELDS = {"autoCommitPush", "autoCreatePr", "prNumber", "prStatus"}
-"""Ours beyond the seed's (ADR 13): the workspace's automation and pull request."""
+EXTRA_FIELDS = {"autoCommitPush", "autoCreatePr", "prNumber", "prStatus", "baseBranch"}
+"""Ours beyond the seed's (ADR 13): the workspace's automation, pull request and base branch."""
 
 
 def _create(client: TestClient, who: Account, body: Any = None) -> dict[str, Any]:
@@ -63,7 +63,9 @@ def test_create_with_repo_binding(client: TestClient, alice: Account) -> None:
             "artistId": "6f1c1f7e-3f7a-4b6e-9a55-0d1d2f3a4b5c",
         },
     )["session"]
-    assert (s["repoOwner"], s["repoName"], s["branch"]) == ("acme", "widgets", "feature/x")
+    # isNewBranch: the server names the branch at once, made from the one asked for.
+    assert (s["repoOwner"], s["repoName"], s["baseBranch"]) == ("acme", "widgets", "feature/x")
+    assert s["branch"].startswith("agent/") and len(s["branch"]) == len("agent/") + 8
     assert s["isNewBranch"] is True
     assert s["artistId"] == "6f1c1f7e-3f7a-4b6e-9a55-0d1d2f3a4b5c"
 

@@ -1,56 +1,33 @@
-"""Provisioning clones the bound repository (over git's own protocol from a local
-``git daemon``; the fake provider runs on the host network, so no internet is involved)."""
+"""Provisioning binds the workspace to its repository through the durable workflow: cloned on
+the host from a local ``git daemon`` and handed to a real bubblewrap sandbox (which has no
+network). The fake provider cannot receive a repository (its restore knows only its own
+snapshots), so these run on the local provider; ``tests/workspace`` covers the rest."""
 
 from __future__ import annotations
 
-import subprocess
-import time
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from agent_sessions.workspace import remote
+from agent_sessions.workspace.credentials import Vault
 from tests.conftest import free_port
-from tests.lifecycle.conftest import HarnessFactory
+from tests.lifecycle.conftest import Harness, HarnessFactory
 from tests.lifecycle.test_lifecycle import _read
-
-
-def _git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", *args],
-        cwd=cwd, check=True, capture_output=True, text=True,
-    ).stdout  # fmt: skip
+from tests.workspace.repos import Remote, daemon_remote
 
 
 @pytest.fixture
-def repo_url(tmp_path: Path) -> Iterator[str]:
-    work = tmp_path / "work"
-    work.mkdir()
-    _git(work, "init", "-q", "-b", "main")
-    (work / "README.md").write_text("main branch\n")
-    _git(work, "add", ".")
-    _git(work, "commit", "-q", "-m", "first")
-    _git(work, "checkout", "-q", "-b", "feature")
-    (work / "README.md").write_text("feature branch\n")
-    _git(work, "commit", "-q", "-am", "feature")
-    _git(work, "checkout", "-q", "main")  # the served repository's default branch
-    served = tmp_path / "served"
-    served.mkdir()
-    _git(tmp_path, "clone", "-q", "--bare", str(work), str(served / "demo.git"))
-    port = free_port()
-    daemon = subprocess.Popen(
-        ["git", "daemon", "--reuseaddr", "--export-all", f"--base-path={served}",
-         f"--port={port}", "--listen=127.0.0.1", str(served)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"git://127.0.0.1:{port}/demo.git"
-    for _ in range(100):
-        if subprocess.run(["git", "ls-remote", url], capture_output=True).returncode == 0:
-            break
-        time.sleep(0.05)
-    yield url
-    daemon.terminate()
-    daemon.wait()
+def sandbox_kind() -> str:
+    return "local"
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Remote]:
+    with daemon_remote(tmp_path / "served") as r:
+        yield r
 
 
 @pytest.mark.parametrize(
@@ -58,32 +35,61 @@ def repo_url(tmp_path: Path) -> Iterator[str]:
     [
         (None, False, "main branch\n", "main"),
         ("feature", False, "feature branch\n", "feature"),
-        ("agent/x1", True, "main branch\n", "agent/x1"),
+        ("feature", True, "feature branch\n", None),
     ],
 )
 def test_provisioning_clones_the_repo(
     harness: HarnessFactory,
-    repo_url: str,
+    served: Remote,
     branch: str | None,
     new_branch: bool,
     content: str,
-    head: str,
+    head: str | None,
 ) -> None:
     h = harness()
-    body = {"cloneUrl": repo_url, "isNewBranch": new_branch}
+    body: dict[str, object] = {"cloneUrl": served.url, "isNewBranch": new_branch}
     if branch:
         body["branch"] = branch
     created = h.create(**body)
-    assert created["cloneUrl"] == repo_url and created["branch"] == branch
+    assert created["cloneUrl"] == served.url
+    if new_branch:
+        assert created["branch"].startswith("agent/") and created["baseBranch"] == branch
+        head = created["branch"]
     s = h.wait_state(created["id"], "active")
+    assert s["branch"] == head
     assert _read(h, s, "README.md").decode() == content
     assert _read(h, s, ".git/HEAD").decode().strip() == f"ref: refs/heads/{head}"
 
 
-def test_unreachable_repo_fails_with_a_readable_error(harness: HarnessFactory) -> None:
+def test_a_rerun_after_a_crash_starts_clean(harness: HarnessFactory, served: Remote) -> None:
+    """DBOS runs a step again when the process died inside it: the second run must not trip
+    over what the first left (a bare clone, a staging tree, a changed workspace)."""
+    h = harness()
+    s = h.wait_state(h.create(cloneUrl=served.url)["id"], "active")
+    leftover = remote.bare_path(h.settings, s["id"]).with_name(f".{s['id']}.dead.staging")
+    leftover.mkdir()
+
+    async def again() -> str:
+        box = await h.sandbox_of(s)
+        await box.write_file("junk.txt", b"from the first run")
+        await remote.provision(h.settings, h.backend.db, Vault(h.settings), s["id"], box)
+        done = await box.exec("git status --porcelain; git rev-parse HEAD; ls")
+        return done.stdout
+
+    status = asyncio.run(again()).splitlines()
+    assert status == [served.sha("main"), "README.md", "src"]
+    assert not leftover.exists()
+
+
+def _failed(h: Harness, **body: object) -> str:
+    s = h.wait_state(h.create(**body)["id"], "failed")
+    assert "Traceback" not in s["lifecycleError"]
+    return str(s["lifecycleError"])
+
+
+def test_an_unreachable_repo_fails_with_a_readable_error(harness: HarnessFactory) -> None:
     h = harness()
     port = free_port()  # nothing listens there
-    created = h.create(cloneUrl=f"git://127.0.0.1:{port}/nope.git")
-    s = h.wait_state(created["id"], "failed")
-    assert s["lifecycleError"].startswith("git clone failed")
-    assert "Traceback" not in s["lifecycleError"]
+    error = _failed(h, cloneUrl=f"git://127.0.0.1:{port}/nope.git")
+    assert error.startswith("git clone failed: ")
+    assert str(h.settings.data_dir) not in error

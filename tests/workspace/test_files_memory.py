@@ -62,8 +62,9 @@ class _Client:
         return httpx.get(f"{self.url}{path}", headers=self.h, timeout=30).json()
 
     def paths(self) -> list[str]:
+        """Every path but the repository's (a session's workspace is a git repository)."""
         entries = self.get_json(f"/api/sessions/{self.sid}/files?all=true")["entries"]
-        return sorted(e["path"] for e in entries)
+        return sorted(p for e in entries if (p := e["path"]) != ".git" and p[:5] != ".git/")
 
     def bash(self, command: str) -> str:
         """Run ``command`` through the agent's bash tool (a turn in a new chat); its stdout."""

@@ -92,6 +92,7 @@ def test_status_counts_branch_upstream_ahead_behind_and_detached(agents: AgentsF
     h = agents()
     created = h.new_session()
     sid = created["session"]["id"]
+    sh(h, sid, "rm -rf .git")  # every session starts as a repository; the agent may remove it
     r = get(h, sid, "/git/status")
     assert r.status_code == 409, r.text
     assert r.json() == {"status": "error", "error": "The workspace has no git repository"}
@@ -424,6 +425,7 @@ def test_auto_commit_without_a_repository_is_skipped_and_says_why(agents: Agents
     h = agents()
     created = h.new_session()
     sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    sh(h, sid, "rm -rf .git")  # every session starts as a repository; the agent may remove it
     _auto_commit_on(h, sid)
     model = h.script(_writes_then("done", commit_message="feat: x"))
     chunks, _ = h.turn(sid, chat_id, "write", model=model)

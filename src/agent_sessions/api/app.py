@@ -17,9 +17,11 @@ from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
 from agent_sessions.api.ratelimit import WriteRate
 from agent_sessions.api.responses import DESCRIPTIONS
 from agent_sessions.api.routes import (
+    account,
     chats,
     files,
     git,
+    git_push,
     health,
     pr,
     sandbox,
@@ -33,6 +35,7 @@ from agent_sessions.heap import freeze_startup_heap
 from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings, load_settings
 from agent_sessions.store import Database
+from agent_sessions.workspace.credentials import Vault
 
 DESCRIPTION = (
     "Sessions — sandboxed runs of an LLM-driven agent with tool use, lifecycle hooks, and "
@@ -134,12 +137,13 @@ def create_app(
         lifecycle=lifecycle,
         turns=agent_turns,
         writes=WriteRate(settings.account_writes_per_minute),
+        vault=Vault(settings),
     )
     errors.install(app)
     # Matched in this order; the hottest route (GET /api/sessions/{id}) is in the first router.
     for router in (
         sessions.router, chats.router, sandbox.router, turns.router, health.router,
-        files.router, pr.router, git.router, skills.router,
+        files.router, pr.router, git.router, git_push.router, skills.router, account.router,
     ):  # fmt: skip
         app.include_router(router)
     app.add_middleware(

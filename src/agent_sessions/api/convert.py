@@ -46,6 +46,7 @@ def session_out(row: SessionRow | Row[Any]) -> schemas.Session:
             auto_create_pr=row.auto_create_pr,
             pr_number=row.pr_number,
             pr_status=row.pr_status,
+            base_branch=row.base_branch,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )

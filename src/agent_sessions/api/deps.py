@@ -13,6 +13,7 @@ from agent_sessions.auth import Authenticator
 from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.settings import Settings
 from agent_sessions.store import Database
+from agent_sessions.workspace.credentials import Vault
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,8 @@ class Services:
     lifecycle: Lifecycle
     turns: Turns
     writes: WriteRate
+    vault: Vault
+    """Seals and opens forge tokens (ADR 13)."""
 
 
 async def _services(request: Request) -> Services:

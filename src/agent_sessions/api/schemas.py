@@ -6,7 +6,6 @@ unknown) and OpenAPI marks all of them required, as the seed document's clients 
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -22,6 +21,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from agent_sessions.workspace.repo import branch_problem
 from agent_sessions.workspace.skills import MAX_REFS, SKILL_NAME_PATTERN
 
 SessionStatus = Literal["running", "completed", "failed", "archived"]
@@ -44,10 +44,6 @@ ModelId = Annotated[
         strip_whitespace=True, min_length=3, max_length=200, pattern=r"^[^/\s]+/\S+$"
     ),
 ]
-_BRANCH = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/-]{1,255}(?<![./])$")
-# scp-like ``user@host:path`` must not start with "-": git would read it as an option
-# (``-u@x:cmd`` is ``--upload-pack`` with a command to run).
-_CLONE_URL = re.compile(r"^(https?|ssh|git)://[^\s]+$|^(?!-)[\w.-]+@[\w.-]+:[^\s]+$")
 
 
 class _Wire(BaseModel):
@@ -138,6 +134,9 @@ class Session(_Wire):
     pr_status: Literal["open", "closed", "merged"] | None = Field(
         description="The pull request's state, as last seen on the forge."
     )
+    base_branch: str | None = Field(
+        description="With isNewBranch: the branch the new one was made from (null: the default)."
+    )
 
 
 class SkillRefInput(_Input):
@@ -149,31 +148,23 @@ class SkillRefInput(_Input):
 
 
 class SessionCreate(_Input):
+    """Repository fields are checked by the route against the settings (``workspace.repo``)."""
+
     title: NonEmptyText | None = None
     organization_id: UUIDStr | None = None
     artist_id: UUIDStr | None = None
     clone_url: Annotated[str, StringConstraints(max_length=2048)] | None = None
-    branch: str | None = None
+    repo_owner: Annotated[str, StringConstraints(max_length=100)] | None = None
+    repo_name: Annotated[str, StringConstraints(max_length=100)] | None = None
+    branch: Annotated[str, StringConstraints(max_length=255)] | None = None
     is_new_branch: StrictBool = False
+    auto_commit_push: StrictBool = False
+    auto_create_pr: StrictBool = False
     global_skill_refs: Annotated[list[SkillRefInput], Field(max_length=MAX_REFS)] = []
     sandbox_type: Literal["local", "vercel"] | None = None
 
     def skill_refs(self) -> list[dict[str, Any]]:
         return [r.model_dump(by_alias=True) for r in self.global_skill_refs]
-
-    @field_validator("clone_url")
-    @classmethod
-    def _clone_url(cls, v: str | None) -> str | None:
-        if v is not None and not _CLONE_URL.match(v):
-            raise ValueError("must be an http(s), ssh or git URL (or user@host:path)")
-        return v
-
-    @field_validator("branch")
-    @classmethod
-    def _branch(cls, v: str | None) -> str | None:
-        if v is not None and not _BRANCH.match(v):
-            raise ValueError("is not a valid git branch name")
-        return v
 
 
 class SessionPatch(_Input):
@@ -346,8 +337,8 @@ class PullRequestCreate(_Input):
     @field_validator("base")
     @classmethod
     def _base(cls, v: str | None) -> str | None:
-        if v is not None and not _BRANCH.match(v):
-            raise ValueError("is not a valid git branch name")
+        if v is not None and (problem := branch_problem(v)):
+            raise ValueError(problem)
         return v
 
 
@@ -567,3 +558,36 @@ class SkillsUpdated(_Wire):
         "active; they are installed when it is next restored."
     )
     errors: list[SkillError] = Field(description="Refs that could not be installed now.")
+
+
+# --- workspace: forge credentials, push ----------------------------------------------------------
+
+
+class ForgeTokenSet(_Input):
+    token: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+
+    @field_validator("token")
+    @classmethod
+    def _plain(cls, v: str) -> str:
+        # The message never repeats the value: it is a secret.
+        if any(c.isspace() or ord(c) < 32 or ord(c) == 127 for c in v):
+            raise ValueError("must not contain whitespace or control characters")
+        return v
+
+
+class ForgeTokenStatus(_Wire):
+    """Whether a forge token is set, and whose; never the token."""
+
+    configured: bool
+    source: Literal["account", "operator"] | None = Field(
+        description="account: the caller's own token; operator: the server-wide fallback."
+    )
+    login: str | None
+    updated_at: datetime | None
+
+
+class PushResult(_Wire):
+    branch: str
+    pushed: bool = Field(description="False when the remote branch already had this commit.")
+    commit_sha: str
+    remote_url: str

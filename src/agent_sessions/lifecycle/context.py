@@ -12,6 +12,7 @@ from agent_sessions.hooks import HookRunner
 from agent_sessions.sandbox import SandboxProvider, provider_from_settings
 from agent_sessions.settings import Settings
 from agent_sessions.store import Database
+from agent_sessions.workspace.credentials import Vault
 
 
 @dataclass
@@ -21,6 +22,14 @@ class LifecycleContext:
     hooks: HookRunner
     providers: dict[str, SandboxProvider] = field(default_factory=dict)
     """Providers by kind, created on first use (tests may pre-fill this)."""
+    _vault: Vault | None = field(default=None, repr=False)
+
+    @property
+    def vault(self) -> Vault:
+        """Opens the forge tokens a clone needs (built on first use)."""
+        if self._vault is None:
+            self._vault = Vault(self.settings)
+        return self._vault
 
     def provider(self, kind: str) -> SandboxProvider:
         if kind not in self.providers:

@@ -27,6 +27,7 @@ from agent_sessions.sandbox import SandboxError, SandboxNotFound, SandboxUnavail
 from agent_sessions.store import lifecycle as cas
 from agent_sessions.store.lifecycle import LifecycleView
 from agent_sessions.store.models import utcnow
+from agent_sessions.workspace import remote
 from agent_sessions.workspace.skill_install import install_skills
 
 log = logging.getLogger(__name__)
@@ -108,28 +109,18 @@ async def create_sandbox(session_id: str, kind: str) -> dict[str, Any]:
 
 
 @DBOS.step()
-async def clone_repo(
-    kind: str, state: dict[str, Any], clone_url: str, branch: str | None, new_branch: bool
-) -> None:
-    """Clone into the (empty) workspace; on a re-run after a crash, start from a clean slate."""
-    sandbox = await current().provider(kind).connect(state)
-    # Values are validated at the API, and still each follows an option's "=" or a "--": no
-    # value can ever be read as an option (git clone -u runs a command).
-    target = f"--branch={_quote(branch)} " if branch and not new_branch else ""
-    script = (
-        "set -e; if [ ! -d .git ]; then find . -mindepth 1 -delete; "
-        f"git clone --quiet {target}-- {_quote(clone_url)} .; fi"
-    )
-    if branch and new_branch:
-        script += f"; git checkout --quiet -B {_quote(branch)} --"
-    result = await sandbox.exec(script, timeout=300)
-    if result.exit_code != 0:
-        detail = (result.stderr or result.stdout).strip().splitlines()[-1:] or ["no output"]
-        raise SandboxError(f"git clone failed: {detail[0][:300]}")
+async def bind_repo(session_id: str, kind: str, state: dict[str, Any]) -> None:
+    """The workspace becomes the session's repository, cloned on the host (the sandbox has no
+    network and never sees the token), or a fresh one. A re-run after a crash starts clean.
+    Reads the binding and the token itself: neither passes through DBOS's records."""
+    ctx = current()
+    sandbox = await ctx.provider(kind).connect(state)
+    await remote.provision(ctx.settings, ctx.db, ctx.vault, session_id, sandbox)
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "'\\''") + "'"
+@DBOS.step()
+async def forget_repo(session_id: str) -> None:
+    await remote.forget(current().settings, session_id)
 
 
 @DBOS.step()
@@ -435,7 +426,7 @@ async def start_watcher(session_id: str, version: int) -> None:
 
 @DBOS.workflow()
 async def provision(session_id: str) -> str:
-    """``provisioning → active``: create the sandbox, clone the repo, run hooks."""
+    """``provisioning → active``: create the sandbox, bind the repo, run hooks."""
     v = await load(session_id)
     if v is None or v.lifecycle_state != "provisioning":
         return "skipped"
@@ -446,8 +437,7 @@ async def provision(session_id: str) -> str:
         await fail(session_id, "provisioning", v.lifecycle_version, error)
         return "failed"
     try:
-        if v.clone_url:
-            await clone_repo(v.sandbox_type, state, v.clone_url, v.branch, v.is_new_branch)
+        await bind_repo(session_id, v.sandbox_type, state)
         await install_skills(session_id, v.sandbox_type, state)
         blocked = await run_hooks("SandboxProvisioned", session_id, {"cwd": "/workspace"})
         if blocked:
@@ -469,6 +459,7 @@ async def _settle_unclaimed(session_id: str, kind: str, state: dict[str, Any]) -
     now = await load(session_id)
     if now is None:
         await destroy_sandbox(kind, state)
+        await forget_repo(session_id)
         return "gone"
     snap = await snapshot_and_destroy(kind, state)
     if "kept" in snap:

@@ -147,6 +147,8 @@ class SessionRow(Base):
     repo_owner: Mapped[str | None] = mapped_column(String(200))
     repo_name: Mapped[str | None] = mapped_column(String(200))
     branch: Mapped[str | None] = mapped_column(String(255))
+    base_branch: Mapped[str | None] = mapped_column(String(255))
+    """For ``is_new_branch``: the branch the new one is made from (None: the default)."""
     clone_url: Mapped[str | None] = mapped_column(Text)
     is_new_branch: Mapped[bool] = mapped_column(Boolean, default=False)
     global_skill_refs: Mapped[list[dict[str, Any]]] = mapped_column(JSONType, default=list)

@@ -8,7 +8,6 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
-from urllib.parse import urlparse
 
 from sqlalchemy import and_, bindparam, delete, or_, select
 from sqlalchemy.orm import Session
@@ -33,25 +32,20 @@ class NewSession:
     organization_id: str | None = None
     artist_id: str | None = None
     clone_url: str | None = None
+    repo_owner: str | None = None
+    repo_name: str | None = None
     branch: str | None = None
+    base_branch: str | None = None
     is_new_branch: bool = False
+    auto_commit_push: bool = False
+    auto_create_pr: bool = False
     global_skill_refs: tuple[dict[str, Any], ...] = ()
     sandbox_type: str = "local"
-
-
-def repo_from_clone_url(clone_url: str) -> tuple[str | None, str | None]:
-    """``https://github.com/o/r.git`` → ``("o", "r")``; likewise any URL with two path parts."""
-    path = urlparse(clone_url).path if "://" in clone_url else clone_url.partition(":")[2]
-    parts = [p for p in path.strip("/").split("/") if p]
-    if len(parts) < 2:
-        return None, None
-    return parts[-2], parts[-1].removesuffix(".git")
 
 
 def create_session(db: Session, *, account_id: str, new: NewSession) -> tuple[SessionRow, Chat]:
     """Insert the session and its first chat; the caller's transaction makes them one unit."""
     now = utcnow()
-    owner, name = repo_from_clone_url(new.clone_url) if new.clone_url else (None, None)
     row = SessionRow(
         id=nanoid(),
         account_id=account_id,
@@ -59,11 +53,14 @@ def create_session(db: Session, *, account_id: str, new: NewSession) -> tuple[Se
         artist_id=new.artist_id,
         title=new.title or generate_title(),
         status="running",
-        repo_owner=owner,
-        repo_name=name,
+        repo_owner=new.repo_owner,
+        repo_name=new.repo_name,
         branch=new.branch,
+        base_branch=new.base_branch,
         clone_url=new.clone_url,
         is_new_branch=new.is_new_branch,
+        auto_commit_push=new.auto_commit_push,
+        auto_create_pr=new.auto_create_pr,
         global_skill_refs=list(new.global_skill_refs),
         sandbox_type=new.sandbox_type,
         sandbox_state=None,

@@ -14,4 +14,6 @@ the sandbox; git that talks to the network runs on the host, where the forge tok
 ``textgen``     short texts (a pull request's title and body) by the session's chat model
 ``git``         status, commit, discard: git run inside the sandbox
 ``commit_message``  a commit line from the chat's model, or a plain fallback
+``repo``        repository binding: URL and branch rules, owner/name, new-branch names (pure)
+``remote``      clone and push against the forge, on the host, with the token
 """

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
 from agent_sessions.api import schemas
@@ -12,9 +13,11 @@ from agent_sessions.api.convert import chat_out, session_out
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
 from agent_sessions.exceptions import Forbidden
+from agent_sessions.settings import Settings
 from agent_sessions.store import accounts, quotas
 from agent_sessions.store import sessions as store
 from agent_sessions.store.sessions import NewSession
+from agent_sessions.workspace import remote, repo
 from agent_sessions.workspace.skills import check_refs
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
@@ -32,18 +35,20 @@ async def create_session(
 ) -> schemas.SessionCreated:
     services, account_id = caller
     body = body or schemas.SessionCreate()
+    bound = _bind(services.settings, body)
     new = NewSession(
         title=body.title,
         organization_id=body.organization_id,
         artist_id=body.artist_id,
-        clone_url=body.clone_url,
-        branch=body.branch,
-        is_new_branch=body.is_new_branch,
-        global_skill_refs=tuple(
-            check_refs(
-                services.settings, [r.model_dump(by_alias=True) for r in body.global_skill_refs]
-            )
-        ),
+        clone_url=bound.clone_url,
+        repo_owner=bound.repo_owner,
+        repo_name=bound.repo_name,
+        branch=bound.branch,
+        base_branch=bound.base_branch,
+        is_new_branch=bound.is_new_branch,
+        auto_commit_push=body.auto_commit_push,
+        auto_create_pr=body.auto_create_pr,
+        global_skill_refs=tuple(check_refs(services.settings, body.skill_refs())),
         sandbox_type=body.sandbox_type or services.settings.sandbox_provider,
     )
 
@@ -60,6 +65,25 @@ async def create_session(
     out = await services.db.write_call(create)
     await services.lifecycle.session_created(out.session.id)
     return out
+
+
+def _bind(settings: Settings, body: schemas.SessionCreate) -> repo.Binding:
+    """The repository binding, checked against the settings (``allowLocalRepos``): a broken
+    rule answers 400 with the field's path, like the schema's own checks."""
+    try:
+        return repo.bind(
+            settings,
+            clone_url=body.clone_url,
+            repo_owner=body.repo_owner,
+            repo_name=body.repo_name,
+            branch=body.branch,
+            is_new_branch=body.is_new_branch,
+            auto_commit_push=body.auto_commit_push,
+            auto_create_pr=body.auto_create_pr,
+        )
+    except repo.BindingError as err:
+        error = {"type": "value_error", "loc": ("body", err.field), "msg": err.message}
+        raise RequestValidationError([error]) from None
 
 
 @router.get(
@@ -141,5 +165,6 @@ async def delete_session(caller: CallerDep, sessionId: str) -> schemas.Success:
         return leftovers
 
     leftovers = await services.db.write_call(delete)
+    await remote.forget(services.settings, sessionId)
     await services.lifecycle.session_deleted(sessionId, *leftovers)
     return schemas.Success()
