@@ -68,6 +68,7 @@ __all__ = [
     "RemoteError",
     "bare_path",
     "forget",
+    "git_env",
     "provision",
     "push_branch",
 ]
@@ -229,7 +230,7 @@ def _config(settings: Settings, token: str | None, local: bool) -> list[tuple[st
     return pairs
 
 
-def _env(settings: Settings, token: str | None = None, *, local: bool = False) -> dict[str, str]:
+def git_env(settings: Settings, token: str | None = None, *, local: bool = False) -> dict[str, str]:
     """Git's environment: none of the caller's git variables, no prompts, no user or system
     configuration, and ours (with the token, if any) through ``GIT_CONFIG_*``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_") or k in _KEEP_ENV}
@@ -402,7 +403,7 @@ async def _clone_bare(settings: Settings, session_id: str, url: str, token: str 
         await asyncio.to_thread(tmp.mkdir, PRIVATE_DIR)
         done = await _git(
             "clone", "--bare", "--no-local", "--quiet", "--", url, str(tmp),
-            env=_env(settings, token), timeout=CLONE_TIMEOUT,
+            env=git_env(settings, token), timeout=CLONE_TIMEOUT,
             watch=(tmp, settings.clone_max_bytes),
         )  # fmt: skip
         if done.code != 0:
@@ -416,7 +417,7 @@ async def _clone_bare(settings: Settings, session_id: str, url: str, token: str 
 
 async def _local(settings: Settings, *args: str, input: bytes | None = None) -> bytes:
     """Git on the host's own repositories (no network, no token); raises on failure."""
-    done = await _git(*args, env=_env(settings, local=True), timeout=LOCAL_TIMEOUT, input=input)
+    done = await _git(*args, env=git_env(settings, local=True), timeout=LOCAL_TIMEOUT, input=input)
     if done.code != 0:
         raise RemoteError(_explain(f"git {args[_verb(args)]} failed", done.stderr, settings, None))
     return done.stdout
@@ -555,7 +556,7 @@ async def _default_branch(settings: Settings, bare: Path, heads: dict[str, str])
     and git would accept its name as ours."""
     done = await _git(
         "--git-dir", str(bare), "symbolic-ref", "-q", "HEAD",
-        env=_env(settings, local=True), timeout=LOCAL_TIMEOUT,
+        env=git_env(settings, local=True), timeout=LOCAL_TIMEOUT,
     )  # fmt: skip
     name = done.stdout.decode(errors="replace").strip().removeprefix("refs/heads/")
     if done.code != 0 or name not in heads:
@@ -681,7 +682,7 @@ async def _take_bundle(
             pack.seek(offset)
             done = await _git(
                 "--git-dir", str(bare), "index-pack", "--stdin", "--fix-thin", "--strict",
-                env=_env(settings, local=True), timeout=LOCAL_TIMEOUT, stdin=pack,
+                env=git_env(settings, local=True), timeout=LOCAL_TIMEOUT, stdin=pack,
             )  # fmt: skip
         if done.code != 0:
             what = "the session's commits failed git's checks"
@@ -736,7 +737,7 @@ def _bundle_header(path: Path) -> tuple[list[str], dict[str, str], int]:
 async def _has_commit(settings: Settings, bare: Path, sha: str) -> bool:
     done = await _git(
         "--git-dir", str(bare), "cat-file", "-e", f"{sha}^{{commit}}",
-        env=_env(settings, local=True), timeout=LOCAL_TIMEOUT,
+        env=git_env(settings, local=True), timeout=LOCAL_TIMEOUT,
     )  # fmt: skip
     return done.code == 0
 
@@ -748,7 +749,7 @@ async def _push_ref(
     done = await _git(
         "--git-dir", str(bare), "push", "--porcelain", "--no-verify",
         "--", url, f"{sha}:refs/heads/{branch}",
-        env=_env(settings, token), timeout=PUSH_TIMEOUT,
+        env=git_env(settings, token), timeout=PUSH_TIMEOUT,
     )  # fmt: skip
     for line in done.stdout.decode(errors="replace").splitlines():
         flag, _, rest = line.partition("\t")

@@ -37,6 +37,7 @@ from agent_sessions.lifecycle.context import current
 from agent_sessions.sandbox import Sandbox
 from agent_sessions.settings import Settings
 from agent_sessions.store.models import SessionRow
+from agent_sessions.workspace.remote import git_env
 from agent_sessions.workspace.skills import (
     INSTALL_DIR,
     INSTALL_ROOT,
@@ -172,37 +173,10 @@ def _locate(base: Path, name: str, source: str) -> Path:
     return root
 
 
-def _git_env(settings: Settings, home: Path) -> dict[str, str]:
-    """No prompt, no user or system configuration, only the allowed protocols."""
-    config = [
-        ("protocol.allow", "never"),
-        ("protocol.https.allow", "always"),
-        ("protocol.ssh.allow", "always"),
-        ("protocol.git.allow", "always"),
-        ("http.followRedirects", "false"),
-        ("core.hooksPath", os.devnull),
-    ]
-    if settings.allow_local_repos:
-        config.append(("protocol.file.allow", "always"))
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "LC_ALL": "C",
-        "GIT_TERMINAL_PROMPT": "0",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_SSH_COMMAND": "ssh -o BatchMode=yes",
-        "GIT_CONFIG_COUNT": str(len(config)),
-    }
-    for i, (key, value) in enumerate(config):
-        env[f"GIT_CONFIG_KEY_{i}"], env[f"GIT_CONFIG_VALUE_{i}"] = key, value
-    return env
-
-
 async def _clone(settings: Settings, url: str, dest: Path, names: list[str]) -> None:
     """A depth-1 clone of ``url`` into ``dest`` with only the ``names`` directories checked
     out (and only their blobs fetched, where the server can filter)."""
-    env = _git_env(settings, dest.parent)
+    env = git_env(settings)  # no token: skills come from sources the operator allows
     steps = [
         ["git", "clone", "--quiet", "--depth=1", "--no-tags", "--single-branch",
          "--filter=blob:none", "--sparse", "--", url, str(dest)],

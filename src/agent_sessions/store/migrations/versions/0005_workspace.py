@@ -1,4 +1,7 @@
-"""workspace: auto commit/push and pull-request columns on sessions, per-account forge tokens
+"""workspace: base branch, auto commit/push and pull-request columns on sessions, forge tokens
+
+``base_branch``: ``isNewBranch`` names the new branch at once (``branch`` answers it);
+provisioning, and a pull request's base, still need the branch it starts from.
 
 Revision ID: 0005
 Revises: 0004
@@ -24,6 +27,7 @@ def upgrade() -> None:
         op.add_column(
             "sessions", sa.Column(name, sa.Boolean(), nullable=False, server_default=_false)
         )
+    op.add_column("sessions", sa.Column("base_branch", sa.String(length=255), nullable=True))
     op.add_column("sessions", sa.Column("pr_number", sa.Integer(), nullable=True))
     op.add_column("sessions", sa.Column("pr_status", sa.String(length=16), nullable=True))
     op.create_table(
@@ -45,5 +49,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("forge_credentials")
-    for name in ("pr_status", "pr_number", "auto_create_pr", "auto_commit_push"):
+    for name in ("pr_status", "pr_number", "base_branch", "auto_create_pr", "auto_commit_push"):
         op.drop_column("sessions", name)  # SQLite ≥ 3.35 drops a column in place
