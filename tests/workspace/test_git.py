@@ -24,6 +24,7 @@ from sqlalchemy import update
 
 from agent_sessions.sandbox import ExecResult, provider_from_settings
 from agent_sessions.store.models import SessionRow
+from agent_sessions.workspace import remote
 from agent_sessions.workspace.commit_message import FALLBACK, sanitize
 from agent_sessions.workspace.git import parse_status
 from tests.agent.conftest import Agents, AgentsFactory
@@ -381,8 +382,15 @@ def test_auto_commit_after_a_turn_that_changed_files(agents: AgentsFactory) -> N
     assert (subject, changed) == ("feat: add hello.txt", "hello.txt\n")
     parts = _commit_parts(chunks)
     assert [p["data"]["status"] for p in parts] == ["pending", "success"], parts
-    success = {"status": "success", "commitSha": sha, "message": "feat: add hello.txt",
-               "branch": "main", "filesChanged": 1, "pushed": False}  # fmt: skip
+    success = {
+        "status": "success",
+        "commitSha": sha,
+        "message": "feat: add hello.txt",
+        "branch": "main",
+        "filesChanged": 1,
+        "pushed": False,
+        "pushSkipped": remote.NO_REPOSITORY,
+    }  # no cloneUrl: the host has no remote
     assert parts[-1] == {"type": "data-commit", "id": "commit", "data": success}
     stored = h.chat(sid, chat_id)["messages"][-1]
     assert [p for p in stored["parts"] if p["type"] == "data-commit"] == [parts[-1]]
@@ -485,6 +493,7 @@ def test_kill_9_after_the_commit_then_restart_reports_it_once(
         assert part["data"] == {
             "status": "success", "commitSha": state["headSha"], "message": "fix: change a",
             "branch": "main", "filesChanged": 0, "pushed": False,
+            "pushSkipped": remote.NO_REPOSITORY,
         }, "files unknown after a restart: 0"  # fmt: skip
         assert (state["ahead"], state["hasUncommittedChanges"]) == (1, False), "one commit"
     finally:

@@ -1,11 +1,28 @@
-"""Auto-commit: a turn that completed and left the tree dirty ends with a commit (ADR 13).
+"""Auto-commit and auto-push: a turn that completed and left the tree dirty ends with a commit,
+pushed to the session's repository (ADR 13).
 
 Only for a session with ``autoCommitPush``, only after a turn that ended by itself (not
-stopped, not failed). The commit is a DBOS step, its report another, so a recovered turn
-neither commits twice nor loses the report. The client sees a ``data-commit`` part (id
-``commit``): ``pending`` while it runs, then ``success`` (sha, message, branch, files, and
-whether it was pushed), ``error`` or ``skipped``; the same part is stored in the chat's
-assistant message. A failure is reported in the part and never fails the turn.
+stopped, not failed). The commit is a DBOS step, the push another, the report a third, so a
+recovered turn neither commits twice nor loses the report; a push run again pushes nothing
+new (the remote branch is already at the commit) and still reports it pushed. The push is
+``workspace.remote.push_branch``: host-side, never forced; a rejection (the remote branch
+moved) is reported, never retried.
+
+The client sees a ``data-commit`` part (id ``commit``), also stored in the chat's assistant
+message: ``{"status": "pending"}`` while the commit and the push run, then one of
+
+* ``{"status": "success", "commitSha", "message", "branch", "filesChanged", "pushed", …}``:
+  the commit was made. ``status`` speaks of the commit only; the push is told by ``pushed``
+  and exactly one of ``remoteUrl`` (``pushed: true``: the remote branch holds the commit),
+  ``pushError`` (``pushed: false``: the push was tried and failed or was refused, the reason)
+  or ``pushSkipped`` (``pushed: false``: no push was tried, the reason: the session has no
+  repository);
+* ``{"status": "skipped", "error"}``: nothing was committed (no repository in the
+  workspace, the tree was cleaned meanwhile);
+* ``{"status": "error", "error"}``: the commit failed (nothing was pushed).
+
+After a push (or a turn that committed nothing), :mod:`.autopr` may open the pull request. A
+failure of any of it is reported in its part and never fails the turn.
 """
 
 from __future__ import annotations
@@ -15,15 +32,16 @@ from typing import Any
 
 from dbos import DBOS
 
+from agent_sessions.agent import autopr
 from agent_sessions.agent.deps import TurnDeps
 from agent_sessions.agent.stream import ChunkSink
 from agent_sessions.exceptions import AgentSessionsError
 from agent_sessions.faults import fault_point
 from agent_sessions.lifecycle.context import current
 from agent_sessions.store import turns as store
-from agent_sessions.workspace import git
+from agent_sessions.workspace import git, remote
 
-__all__ = ["PART_ID", "after_turn", "push_after_commit"]
+__all__ = ["PART_ID", "after_turn"]
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +50,18 @@ PART_ID = "commit"
 
 
 async def after_turn(run: store.RunView, deps: TurnDeps) -> None:
-    """Commit (and, once it exists, push) what a completed turn changed. The caller checked
-    the session's setting (read by the turn's first step) and the turn's status."""
+    """Commit and push what a completed turn changed, then open the pull request if asked.
+    The caller checked the session's setting (read by the turn's first step) and the turn's
+    status."""
     if deps.sink is None:
         return
     result = await _commit(run.session_id, run.model_id, deps)
-    if result is None:
-        return
-    if result["status"] == "success":
-        result.update(await push_after_commit(run, deps, result))
-    await _report(deps.sink, result)
-
-
-async def push_after_commit(
-    run: store.RunView, deps: TurnDeps, commit: dict[str, Any]
-) -> dict[str, Any]:
-    """Where the push of the commit goes (a DBOS step of its own, through
-    ``workspace.remote.push_branch``, never a force push). That function does not exist yet:
-    until it does the commit is reported as not pushed, and nothing claims a push happened."""
-    return {"pushed": False}
+    if result is not None:
+        if result["status"] == "success":
+            result.update(await _push(run.session_id, deps))
+        await _report(deps.sink, result)
+    if result is None or result.get("pushed") is True:
+        await autopr.after_push(run, deps, pushed=result is not None)
 
 
 @DBOS.step(name="auto_commit")
@@ -88,6 +99,28 @@ async def _commit(session_id: str, model_id: str, deps: TurnDeps) -> dict[str, A
         return {"status": "error", "error": f"The commit failed: {err or type(err).__name__}"}
 
 
+@DBOS.step(name="auto_push")
+async def _push(session_id: str, deps: TurnDeps) -> dict[str, Any]:
+    """Push the branch just committed; the push's fields of the commit part."""
+    ctx = current()
+    try:
+        ship = await ctx.db.read_call(lambda s: store.auto_ship_of(s, session_id))
+        if ship is None or ship.clone_url is None:
+            return {"pushed": False, "pushSkipped": remote.NO_REPOSITORY}
+        sandbox = await deps.sandbox()
+        done = await remote.push_branch(ctx.settings, ctx.db, ctx.vault, session_id, sandbox)
+        fault_point("auto-push.pushed")
+        # ``done.pushed`` is False when the remote already had the commit (a re-run): it is
+        # there all the same.
+        return {"pushed": True, "remoteUrl": done.remote_url}
+    except AgentSessionsError as err:
+        log.warning("auto-push of session %s failed: %s", session_id, err.message)
+        return {"pushed": False, "pushError": err.message}
+    except Exception as err:
+        log.exception("auto-push of session %s failed", session_id)
+        return {"pushed": False, "pushError": f"The push failed: {type(err).__name__}"}
+
+
 @DBOS.step(name="auto_commit_report")
 async def _report(sink: ChunkSink, data: dict[str, Any]) -> None:
     await _emit(sink, data)
@@ -110,7 +143,4 @@ def _shown(sink: ChunkSink) -> dict[str, Any] | None:
 
 
 async def _emit(sink: ChunkSink, data: dict[str, Any]) -> None:
-    """Send the part and store the message now (not at the end of the turn): a client that
-    reloads the chat meanwhile sees where the commit is."""
-    await sink.emit({"type": PART_TYPE, "id": PART_ID, "data": data})
-    await sink.persist()
+    await sink.emit_stored({"type": PART_TYPE, "id": PART_ID, "data": data})

@@ -267,6 +267,12 @@ class ChunkSink:
         different databases and neither depends on the other, so their commits overlap."""
         await asyncio.gather(self.flush(), self._persist(self.builder.message))
 
+    async def emit_stored(self, chunk: Chunk) -> None:
+        """Send one chunk and store the message now, not at the end of the turn: a client that
+        reloads the chat meanwhile sees it (the commit and pull-request parts after a turn)."""
+        await self.emit(chunk)
+        await self.persist()
+
     # --- agent events ------------------------------------------------------------------------
 
     async def handle(self, messages: list[Any], events: AsyncIterable[AgentStreamEvent]) -> None:

@@ -246,3 +246,29 @@ def auto_commit_of(db: Session, session_id: str) -> tuple[bool, str | None]:
     """Whether the session commits after each turn, and its title (for the message)."""
     row = db.get(SessionRow, session_id)
     return (bool(row.auto_commit_push), row.title) if row is not None else (False, None)
+
+
+@dataclass(frozen=True)
+class AutoShip:
+    """What the push and pull request after an auto-commit need to know of the session."""
+
+    clone_url: str | None
+    """None: a repository-less session (nothing to push to)."""
+    on_forge: bool
+    """``repoOwner``/``repoName`` are known: the forge can hold its pull request."""
+    auto_create_pr: bool
+    pr_number: int | None
+    base_branch: str | None
+
+
+def auto_ship_of(db: Session, session_id: str) -> AutoShip | None:
+    row = db.get(SessionRow, session_id)
+    if row is None:
+        return None
+    return AutoShip(
+        clone_url=row.clone_url,
+        on_forge=bool(row.repo_owner and row.repo_name),
+        auto_create_pr=bool(row.auto_create_pr),
+        pr_number=row.pr_number,
+        base_branch=row.base_branch,
+    )

@@ -35,7 +35,9 @@ from agent_sessions.workspace.github import GitHubForge
 
 __all__ = [
     "Opened",
+    "Readiness",
     "SandboxSource",
+    "branch_readiness",
     "close_pull_request",
     "merge_pull_request",
     "open_pull_request_for",
@@ -142,10 +144,7 @@ async def open_pull_request_for(
     async with _forge(settings, bound.token) as forge:
         base = base or await forge.default_branch(bound.repo)
         if base == bound.branch:
-            raise Conflict(
-                f"The session's branch {bound.branch} is the base branch: a pull request needs "
-                "another branch (create the session with isNewBranch)"
-            )
+            raise Conflict(_is_base(bound.branch))
         opened = await _reuse_or_create(
             settings, db, forge, bound, base, draft, title, body, sandbox
         )
@@ -291,6 +290,76 @@ async def _branch_summary(sandbox: Sandbox, base: str) -> _Summary:
         tuple(s.strip() for s in subjects.split("\0") if s.strip())[:MAX_SUBJECTS],
         stat.strip()[-4000:],
         patch[:PATCH_CHARS],
+    )
+
+
+# --- whether the branch can have a pull request (the automatic one asks first) ---------------
+
+_READINESS_SCRIPT = r"""
+export LC_ALL=C
+git rev-parse --git-dir >/dev/null 2>&1 || { printf 'norepo\0'; exit 0; }
+ref=$(git symbolic-ref -q HEAD) || { printf 'detached\0'; exit 0; }
+head=$(git rev-parse -q --verify 'HEAD^{commit}') || { printf 'unborn\0'; exit 0; }
+branch=${ref#refs/heads/}
+base=$PR_BASE
+if [ -z "$base" ]; then
+  base=$(git symbolic-ref -q refs/remotes/origin/HEAD) && base=${base#refs/remotes/origin/}
+fi
+there=$(git rev-parse -q --verify "refs/remotes/origin/$branch^{commit}") || there=""
+ahead=""
+if [ -n "$base" ] && from=$(git rev-parse -q --verify "refs/remotes/origin/$base^{commit}"); then
+  ahead=$(git rev-list --count "$from..$head")
+fi
+pushed=0; [ "$there" = "$head" ] && pushed=1
+printf 'ok\0%s\0%s\0%s\0%s\0' "$branch" "$base" "$pushed" "$ahead"
+"""
+
+
+@dataclass(frozen=True)
+class Readiness:
+    """The sandbox's branch as a pull request would see it (read in one ``exec``)."""
+
+    branch: str | None
+    """None: HEAD is detached, unborn, or there is no repository."""
+    base: str | None
+    """The base asked for, else origin's default branch; None when unknown."""
+    pushed: bool
+    """``origin/<branch>`` is HEAD: the forge has the branch as it is here."""
+    ahead: int | None
+    """Commits of HEAD that ``origin/<base>`` lacks; None when the base is not known here."""
+
+    def problem(self) -> str | None:
+        """Why no pull request can be opened from the branch now, or None."""
+        if self.branch is None:
+            return "HEAD is not on a branch: there is no branch to open a pull request from"
+        if self.branch == self.base:
+            return _is_base(self.branch)
+        if not self.pushed:
+            return f"The branch {self.branch} is not on the remote as it is here: push it first"
+        if self.ahead == 0:
+            return f"The branch {self.branch} has no commits that {self.base} does not have"
+        return None
+
+
+def _is_base(branch: str) -> str:
+    return (
+        f"The session's branch {branch} is the base branch: a pull request needs another "
+        "branch (create the session with isNewBranch)"
+    )
+
+
+async def branch_readiness(sandbox: Sandbox, base: str | None) -> Readiness:
+    """Read the branch, its base and whether it is pushed (``base``: None for origin's
+    default branch). A failure to read says "not on a branch" rather than raising."""
+    result = await sandbox.exec(
+        _READINESS_SCRIPT, env={"PR_BASE": base or ""}, timeout=30, max_output=4096
+    )
+    fields = result.stdout.split("\0")
+    if result.exit_code != 0 or result.timed_out or fields[0] != "ok" or len(fields) < 5:
+        return Readiness(None, base, False, None)
+    branch, found_base, pushed, ahead = fields[1:5]
+    return Readiness(
+        branch, found_base or None, pushed == "1", int(ahead) if ahead.isdigit() else None
     )
 
 
