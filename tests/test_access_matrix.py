@@ -74,6 +74,8 @@ ROUTES: dict[str, Case] = {
     "POST /api/sessions/{sessionId}/sandbox/resume": Case({"expectedLifecycleVersion": 0}),
     "POST /api/sessions/{sessionId}/sandbox/extend": Case(),
     "POST /api/sessions/{sessionId}/sandbox/activity": Case(),
+    "GET /api/sessions/{sessionId}/diff": Case(),
+    "GET /api/sessions/{sessionId}/diff/cached": Case(),
     "POST /api/chat": Case(
         {"id": "{chatId}", "sessionId": "{sessionId}", "messages": [USER_MESSAGE]},
         looks_up=("sessionId",),

@@ -16,7 +16,7 @@ from agent_sessions.api.deps import WRITE_METHODS, Services
 from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
 from agent_sessions.api.ratelimit import WriteRate
 from agent_sessions.api.responses import DESCRIPTIONS
-from agent_sessions.api.routes import chats, health, sandbox, sessions, turns
+from agent_sessions.api.routes import chats, diff, health, sandbox, sessions, turns
 from agent_sessions.auth import Authenticator
 from agent_sessions.eventloop import asyncio_named
 from agent_sessions.heap import freeze_startup_heap
@@ -127,7 +127,14 @@ def create_app(
     )
     errors.install(app)
     # Matched in this order; the hottest route (GET /api/sessions/{id}) is in the first router.
-    for router in (sessions.router, chats.router, sandbox.router, turns.router, health.router):
+    for router in (
+        sessions.router,
+        chats.router,
+        sandbox.router,
+        turns.router,
+        diff.router,
+        health.router,
+    ):
         app.include_router(router)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(CORSMiddleware, origins=settings.cors_origins)

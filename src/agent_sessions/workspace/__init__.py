@@ -6,4 +6,6 @@ the sandbox; git that talks to the network runs on the host, where the forge tok
 
 ``live``        the session's sandbox for an API call (restored if hibernated)
 ``credentials`` per-account forge tokens, encrypted at rest; the operator's as fallback
+``diff``        the workspace's diff against its base, in one sandbox exec
+``cached_diff`` the diff kept in the database, refreshed after turns and before hibernation
 """
