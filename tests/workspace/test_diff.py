@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import re
 import subprocess
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+from dbos import DBOS
 
 from agent_sessions.lifecycle.context import current
 from agent_sessions.workspace import diff as diff_module
 from tests.agent.conftest import Agents, AgentsFactory
 from tests.support.model_server import Call, Text, ToolCalls
-from tests.support.waiting import until
 
 FRESH_REPO = """set -e
 find . -mindepth 1 -delete
@@ -53,6 +54,22 @@ def _session(h: Agents, repo_script: str | None = None) -> tuple[str, str]:
     if repo_script is not None:
         _exec(h, sid, FRESH_REPO + repo_script)
     return sid, created["chat"]["id"]
+
+
+def _turn(h: Agents, sid: str, chat: str, model: str) -> None:
+    """A turn to its very end: completed, and its workflow returned, so that the cached-diff
+    refresh after ``_finish`` is over too (the test must not end with it mid-exec)."""
+    _, headers = h.turn(sid, chat, "go", model=model)
+    run_id = headers["x-workflow-run-id"]
+    assert h.wait_run(run_id)["status"] == "completed"
+    assert DBOS.retrieve_workflow(run_id).get_result() == "completed"
+
+
+def _new_chat(h: Agents, sid: str) -> str:
+    """Another chat of the session: the stand-in's script starts over in it."""
+    r = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
+    assert r.status_code == 200, r.text
+    return r.json()["chat"]["id"]  # type: ignore[no-any-return]
 
 
 def _diff(h: Agents, sid: str) -> dict[str, Any]:
@@ -240,6 +257,28 @@ def test_a_stream_cut_in_the_sandbox_is_reported_truncated(
             assert f["additions"] in (0, whole["additions"])
 
 
+def test_a_change_only_racy_git_can_see_is_not_missed(tmp_path: Path) -> None:
+    """A file rewritten with the same size and mtime as the index recorded, in the second the
+    index was written: only git's racy-file check (entry mtime >= the index file's) finds it.
+    The script works on a copy of the index, which must keep the original's mtime (``cp -p``):
+    a fresh mtime made git take the file as clean. Deterministic with fixed timestamps (and
+    ``core.trustctime=false``, as on filesystems with unreliable ctimes)."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    stamp = "@1600000000"
+
+    def sh(command: str) -> None:
+        subprocess.run(["bash", "-c", command], cwd=repo, check=True, capture_output=True)
+
+    sh("git init -q -b main && git config core.trustctime false && printf 'a\\n' > small.txt"
+       f" && touch -d {stamp} small.txt && git add -A"
+       " && git -c user.name=T -c user.email=t@e commit -qm base")  # fmt: skip
+    assert _run_script(repo, 1 << 20)["files"] == []  # (also leaves its restore stamp)
+    sh(f"printf 'b\\n' > small.txt && touch -d {stamp} small.txt .git/index")
+    files = _run_script(repo, 1 << 20)["files"]
+    assert [(f["path"], f["additions"], f["deletions"]) for f in files] == [("small.txt", 1, 1)]
+
+
 def _run_script(repo: Path, max_bytes: int) -> dict[str, Any]:
     script, _ = diff_module._script(max_bytes)
     done = subprocess.run(["bash", "-c", script], cwd=repo, capture_output=True, check=True)
@@ -300,8 +339,7 @@ def test_not_a_repository_is_409_a_broken_one_502_and_turns_go_on(
     assert r.status_code == 409, r.text
     assert r.json() == {"status": "error", "error": "The workspace is not a git repository"}
     # A turn in such a workspace ends normally; its refresh finds nothing to cache.
-    _, headers = h.turn(sid, chat, "hi", model=h.script([Text("hello")]))
-    assert h.wait_run(headers["x-workflow-run-id"])["status"] == "completed"
+    _turn(h, sid, chat, h.script([Text("hello")]))
     assert _cached(h, sid).status_code == 404
 
     # A repository git cannot read: the live diff is a 502 naming git's complaint, and a turn
@@ -310,9 +348,7 @@ def test_not_a_repository_is_409_a_broken_one_502_and_turns_go_on(
     r = h.client.get(f"/api/sessions/{sid}/diff", headers=h.account.headers)
     assert r.status_code == 502, r.text
     assert r.json()["error"].startswith("git failed: ") and "index" in r.json()["error"]
-    r = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
-    _, headers = h.turn(sid, r.json()["chat"]["id"], "hi", model=h.script([Text("hello")]))
-    assert h.wait_run(headers["x-workflow-run-id"])["status"] == "completed"
+    _turn(h, sid, _new_chat(h, sid), h.script([Text("hello")]))
     assert _cached(h, sid).status_code == 404
 
 
@@ -331,9 +367,7 @@ def test_the_cached_diff_follows_every_turn(agents: AgentsFactory) -> None:
         ToolCalls([Call("write", {"filePath": "added.txt", "content": "x\ny\n"})]),
         Text("done"),
     ])  # fmt: skip
-    _, headers = h.turn(sid, chat, "change things", model=model)
-    assert h.wait_run(headers["x-workflow-run-id"])["status"] == "completed"
-    until("the cached diff after the turn", lambda: _cached(h, sid).status_code == 200)
+    _turn(h, sid, chat, model)
     cached = _cached(h, sid).json()
     files = _by_path(cached)
     assert set(files) == {"notes.txt", "added.txt"}
@@ -344,13 +378,11 @@ def test_the_cached_diff_follows_every_turn(agents: AgentsFactory) -> None:
     assert session["cachedDiffUpdatedAt"] is not None
     first_at = cached["cachedAt"]
 
-    # The next turn (in a new chat: the stand-in's script starts over) undoes one change.
-    r = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
-    assert r.status_code == 200, r.text
+    # The next turn undoes one change.
     model = h.script([ToolCalls([Call("bash", {"command": "rm added.txt"})]), Text("ok")])
-    _, headers = h.turn(sid, r.json()["chat"]["id"], "undo", model=model)
-    assert h.wait_run(headers["x-workflow-run-id"])["status"] == "completed"
-    until("the cache refreshed again", lambda: _cached(h, sid).json()["cachedAt"] != first_at)
+    _turn(h, sid, _new_chat(h, sid), model)
+    later = _cached(h, sid).json()["cachedAt"]
+    assert datetime.fromisoformat(later) > datetime.fromisoformat(first_at)
     assert set(_by_path(_cached(h, sid).json())) == {"notes.txt"}
     assert (_session_row(h, sid)["linesAdded"], _session_row(h, sid)["linesRemoved"]) == (2, 1)
 

@@ -86,7 +86,7 @@ case $info in "true$nl"*) ;; *) echo 'not a git repository' >&2; exit 64 ;; esac
 info=${info#*$nl}; idx=${info%%$nl*}; info=${info#*$nl}
 repo_attributes=${info%%$nl*}; stamp=${info#*$nl}
 T=$(mktemp -d) || exit 70
-if [ -f "$idx" ]; then cp "$idx" "$T/index" || exit 70; fi
+if [ -f "$idx" ]; then cp -p "$idx" "$T/index" || exit 70; fi  # -p: racy-git needs its mtime
 trap 'wait; rm -rf "$T"' EXIT
 stamped=
 { read -r stamped < "$stamp"; } 2>/dev/null
