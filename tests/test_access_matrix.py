@@ -80,6 +80,8 @@ ROUTES: dict[str, Case] = {
     "GET /api/sessions/{sessionId}/files/archive": Case(),
     "GET /api/sessions/{sessionId}/skills": Case(),
     "PUT /api/sessions/{sessionId}/skills": Case({"globalSkillRefs": []}),
+    "GET /api/sessions/{sessionId}/diff": Case(),
+    "GET /api/sessions/{sessionId}/diff/cached": Case(),
     "POST /api/chat": Case(
         {"id": "{chatId}", "sessionId": "{sessionId}", "messages": [USER_MESSAGE]},
         looks_up=("sessionId",),

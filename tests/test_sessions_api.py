@@ -260,3 +260,25 @@ def test_get_renders_exactly_what_fastapi_renders(client: TestClient, alice: Acc
     assert got.headers["content-type"] == patched.headers["content-type"] == "application/json"
     assert got.content == patched.content
     assert set(got.json()["session"]) == SEED_FIELDS | EXTRA_FIELDS
+
+
+def test_lists_carry_the_cached_diffs_counts_without_its_hunks(
+    backend: Backend, client: TestClient, alice: Account
+) -> None:
+    sid = _create(client, alice)["session"]["id"]
+    cached = {
+        "files": [{"path": "a.py", "status": "modified", "additions": 1, "deletions": 1,
+                   "binary": False, "generated": False, "diff": "@@ -1 +1 @@\n-a\n+b\n"}],
+        "summary": {"totalFiles": 1, "totalAdditions": 1, "totalDeletions": 1},
+        "baseRef": "HEAD", "truncated": False,
+    }  # fmt: skip
+    with backend.db.write() as db:
+        row = db.get(SessionRow, sid)
+        assert row is not None
+        row.cached_diff = cached
+    one = client.get(f"/api/sessions/{sid}", headers=alice.headers).json()["session"]
+    assert one["cachedDiff"] == cached
+    listed = client.get("/api/sessions", headers=alice.headers).json()["sessions"]
+    (mine,) = [s for s in listed if s["id"] == sid]
+    file = {k: v for k, v in cached["files"][0].items() if k != "diff"}  # type: ignore[index]
+    assert mine["cachedDiff"] == {**cached, "files": [file]}

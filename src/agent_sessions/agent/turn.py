@@ -41,6 +41,7 @@ from agent_sessions.agent.stream import (
 )
 from agent_sessions.agent.tools import sandbox_toolset
 from agent_sessions.lifecycle.context import current
+from agent_sessions.lifecycle.workflows import refresh_diff
 from agent_sessions.store import chats as chat_store
 from agent_sessions.store import lifecycle as cas
 from agent_sessions.store import turns as store
@@ -369,6 +370,7 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
     if begun.get("auto_commit") and status == "completed":  # while the sink is still open
         await autocommit.after_turn(run, deps)
     await _finish(run_id, outcome)
+    await refresh_diff(run.session_id)  # the cached diff after every turn; never fails it
     return status
 
 

@@ -19,6 +19,7 @@ from agent_sessions.api.responses import DESCRIPTIONS
 from agent_sessions.api.routes import (
     account,
     chats,
+    diff,
     files,
     git,
     git_push,
@@ -143,7 +144,8 @@ def create_app(
     # Matched in this order; the hottest route (GET /api/sessions/{id}) is in the first router.
     for router in (
         sessions.router, chats.router, sandbox.router, turns.router, health.router,
-        files.router, pr.router, git.router, git_push.router, skills.router, account.router,
+        diff.router, files.router, pr.router, git.router, git_push.router, skills.router,
+        account.router,
     ):  # fmt: skip
         app.include_router(router)
     app.add_middleware(

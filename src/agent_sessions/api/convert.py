@@ -11,7 +11,9 @@ from agent_sessions.store.chats import ChatWithUnread
 from agent_sessions.store.models import Chat, ChatMessage, SessionRow
 
 
-def session_out(row: SessionRow | Row[Any]) -> schemas.Session:
+def session_out(row: SessionRow | Row[Any], *, hunks: bool = True) -> schemas.Session:
+    """``hunks=False`` (lists): ``cachedDiff`` keeps its files' counts but not their patch
+    text, which can reach ``DIFF_MAX_BYTES`` per session (``GET …/diff/cached`` has it)."""
     # Validated (in pydantic-core's C) rather than model_construct, whose per-field Python loop
     # cost four times as much: 43 µs against 10 µs per session.
     return schemas.Session.model_validate(
@@ -40,7 +42,7 @@ def session_out(row: SessionRow | Row[Any]) -> schemas.Session:
             snapshot_url=row.snapshot_url,
             snapshot_created_at=row.snapshot_created_at,
             snapshot_size_bytes=row.snapshot_size_bytes,
-            cached_diff=row.cached_diff,
+            cached_diff=row.cached_diff if hunks else _without_hunks(row.cached_diff),
             cached_diff_updated_at=row.cached_diff_updated_at,
             auto_commit_push=row.auto_commit_push,
             auto_create_pr=row.auto_create_pr,
@@ -84,3 +86,10 @@ def message_out(message: ChatMessage) -> schemas.UIMessage:
     stored.setdefault("role", message.role)
     stored.setdefault("parts", [])
     return schemas.UIMessage.model_validate(stored)
+
+
+def _without_hunks(diff: dict[str, Any] | None) -> dict[str, Any] | None:
+    if not diff or not isinstance(diff.get("files"), list):
+        return diff
+    files = [{k: v for k, v in f.items() if k != "diff"} for f in diff["files"]]
+    return {**diff, "files": files}

@@ -591,3 +591,49 @@ class PushResult(_Wire):
     pushed: bool = Field(description="False when the remote branch already had this commit.")
     commit_sha: str
     remote_url: str
+
+
+# --- workspace: diff ---------------------------------------------------------------------------
+
+
+class DiffFile(_Wire):
+    path: str
+    old_path: str | None = Field(description="The path before a rename; null otherwise.")
+    status: Literal["added", "modified", "deleted", "renamed"]
+    additions: int
+    deletions: int
+    binary: bool
+    generated: bool = Field(
+        description="A lock file or a generated file (``linguist-generated``, *.min.js, dist/ "
+        "…): counted, its hunks left out."
+    )
+    diff: str | None = Field(
+        description="The file's section of the unified diff (headers and hunks); null for "
+        "binary and generated files and for files past the size caps (``truncated``)."
+    )
+
+
+class DiffSummary(_Wire):
+    total_files: int
+    total_additions: int
+    total_deletions: int
+
+
+class Diff(_Wire):
+    """What the workspace changed against its base: committed, staged, unstaged and untracked
+    changes alike (untracked files are added files)."""
+
+    files: list[DiffFile]
+    summary: DiffSummary
+    base_ref: str | None = Field(
+        description="``origin/<default branch>`` when the base is its merge-base with HEAD, "
+        "``HEAD`` otherwise; null before the first commit."
+    )
+    base_commit: str | None = Field(description="The base commit (the empty tree: null).")
+    truncated: bool = Field(
+        description="Some file lost its hunks to the size caps (its counts are kept)."
+    )
+
+
+class CachedDiff(Diff):
+    cached_at: datetime = Field(description="When the cached diff's computation started.")

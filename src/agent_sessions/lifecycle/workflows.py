@@ -219,6 +219,21 @@ async def snapshot_and_destroy(kind: str, state: dict[str, Any]) -> dict[str, An
 
 
 @DBOS.step()
+async def refresh_diff(session_id: str) -> str:
+    """Refresh the session's cached diff (``workspace/cached_diff.py``), after a turn and
+    before a hibernation. Never raises: a failed refresh fails neither, and the cache keeps
+    the last good diff. Returns what happened, a short string (the diff itself is not
+    recorded as the step's output)."""
+    from agent_sessions.workspace.cached_diff import refresh_cached_diff
+
+    try:
+        return await refresh_cached_diff(session_id)
+    except Exception as err:
+        log.warning("cached diff of %s not refreshed: %s", session_id, _readable(err))
+        return f"failed: {_readable(err)}"
+
+
+@DBOS.step()
 async def stop_sandbox(kind: str, state: dict[str, Any]) -> str:
     """Stop every process of a sandbox before its session fails, keeping the workspace.
     Returns what the error message must add: nothing, or that even this failed."""
@@ -500,6 +515,7 @@ async def hibernate(session_id: str, version: int) -> str:
     if v.sandbox_state is None:
         snap: dict[str, Any] = {}
     else:
+        await refresh_diff(session_id)  # the cached diff stays readable while hibernated
         try:
             snap = await snapshot_and_destroy(v.sandbox_type, v.sandbox_state)
         except Exception as err:  # the sandbox is unreachable, or its processes unkillable

@@ -16,4 +16,6 @@ the sandbox; git that talks to the network runs on the host, where the forge tok
 ``commit_message``  a commit line from the chat's model, or a plain fallback
 ``repo``        repository binding: URL and branch rules, owner/name, new-branch names (pure)
 ``remote``      clone and push against the forge, on the host, with the token
+``diff``        the workspace's diff against its base, in one sandbox exec
+``cached_diff`` the diff kept in the database, refreshed after turns and before hibernation
 """
