@@ -14,6 +14,8 @@ iteration so that load from other processes hits all alike, it times
   ``GET …/diff`` costs before its JSON response;
 - **refresh**: ``workspace.cached_diff.refresh_cached_diff`` (session lookup, diff, store in a
   SQLite database), what a turn's end and a hibernation pay (the DBOS step adds its one row);
+- **files tree**: ``workspace.files.tree`` (``GET …/files``: 5,000 entries of the 20,000 and
+  their directories) against the same ``find`` run directly on the host;
 - for diagnosis, the same diff script run with bash on the host (no sandbox), and the split of
   ``diff`` into the exec and the parsing.
 
@@ -48,6 +50,7 @@ from agent_sessions.store.migrate import upgrade
 from agent_sessions.store.models import utcnow
 from agent_sessions.store.sessions import NewSession, create_session
 from agent_sessions.workspace import diff as diff_module
+from agent_sessions.workspace import files as files_module
 from agent_sessions.workspace.cached_diff import refresh_cached_diff
 
 RATIO_TARGET = 1.5
@@ -137,12 +140,22 @@ async def _thread(fn: Callable[[], object]) -> None:
 
 
 async def bench_files_tree(
-    box: LocalSandbox, floor_fn: Callable[[], Awaitable[object]], iterations: int
+    box: LocalSandbox, iterations: int
 ) -> dict[str, tuple[list[float], list[float]]]:
-    """FILES TREE: the lead adds the ``GET …/files`` tree measurement here (issue 13 item 9):
-    ``await _measure({"floor": …, "files tree": …}, iterations)`` on the same workspace, for
-    :func:`report`. Empty until then."""
-    return {}
+    """``GET …/files``'s tree (5,000 entries of the 20,000) against its own floor: the same
+    ``find`` listing, cut at the same count, run directly on the host (no sandbox, no parsing)."""
+    listing = (
+        "find . -mindepth 1 \\( -name .git -o -name node_modules \\) -prune -o "
+        "-printf '%y %s %P\\0' | head -z -n 5001 > /dev/null"
+    )
+
+    async def ours() -> None:
+        await files_module.tree(box)
+
+    return await _measure(
+        {"floor": lambda: _thread(lambda: _host(box, ["bash", "-c", listing])), "files tree": ours},
+        iterations,
+    )
 
 
 async def run(args: argparse.Namespace, data_dir: Path) -> None:
@@ -211,11 +224,9 @@ async def run(args: argparse.Namespace, data_dir: Path) -> None:
         for name in [n for n in main if n != "floor"]:  # each against its own floor, in turns
             report(await _measure({"floor": main["floor"], name: main[name]}, args.iterations),
                    args.iterations)  # fmt: skip
-        tree = await bench_files_tree(box, main["floor"], args.iterations)
-        if tree:
-            report(tree, args.iterations)
-        else:
-            print("  files tree: not measured yet (bench_files_tree, for the lead)")
+        print("files tree (against its own floor: the same find on the host):")
+        await files_module.tree(box)  # warm up
+        report(await bench_files_tree(box, args.iterations), args.iterations)
         print("diagnosis (the same, taking turns again):")
         report(await _measure(diagnosis, args.iterations), args.iterations, verdicts=False)
     finally:
