@@ -10,11 +10,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import json
 import os
 import stat
 import tarfile
 import zipfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -400,3 +402,31 @@ def test_a_hibernated_sessions_files_restore_it(agents: AgentsFactory) -> None:
     assert get(h, f"/api/sessions/{sid}/files/content", path="kept.txt").json()["content"] == (
         "kept"
     )
+
+
+def test_a_live_route_waits_for_provisioning_to_finish(
+    agents: AgentsFactory, tmp_path: Path
+) -> None:
+    """Create a session, upload at once: the upload waits for the sandbox (held here by a
+    provisioning hook until the test opens the gate) instead of answering 409."""
+    gate = tmp_path / "gate"
+    hold = {"type": "command", "command": f"while [ ! -e {gate} ]; do sleep 0.02; done"}
+    hooks = tmp_path / "hooks.json"
+    hooks.write_text(json.dumps({"hooks": {"SandboxProvisioned": [{"hooks": [hold]}]}}))
+    h = agents(hooks_file=hooks)
+    r = h.client.post("/api/sessions", json={}, headers=h.account.headers)
+    sid = r.json()["session"]["id"]
+    with ThreadPoolExecutor(1) as pool:
+        upload = pool.submit(
+            h.client.put, f"/api/sessions/{sid}/files/content?path=early.txt",
+            content=b"early\n", headers=h.account.headers,
+        )  # fmt: skip
+        session = h.client.get(f"/api/sessions/{sid}", headers=h.account.headers).json()
+        assert session["session"]["lifecycleState"] == "provisioning"
+        gate.touch()
+        answer = upload.result(timeout=60)
+    assert answer.status_code == 200, answer.text
+    got = h.client.get(
+        f"/api/sessions/{sid}/files/content?path=early.txt", headers=h.account.headers
+    )
+    assert got.json()["content"] == "early\n"
