@@ -188,4 +188,36 @@ def agents(
         return Agents(client, make_account(backend.db), settings, backend, model_server)
 
     yield make
+    _let_finished_turns_wind_up(backend)
     stack.close()
+
+
+def _let_finished_turns_wind_up(backend: Backend, timeout: float = 30.0) -> None:
+    """Before the service stops, let the work that the test no longer waits for finish: a
+    turn's last step after its stream ended (the cached diff's refresh, a sandbox exec) and
+    lifecycle transitions started by the test (an archive's hibernation). DBOS stops its
+    event loop with such a step suspended mid-exec, and the exec's subprocess then warns when
+    collected, in whatever test runs next. Watchers (they sleep durably) and turns still
+    running (a test may leave one waiting) are not waited for: in production either case is
+    a step that DBOS runs again after a restart."""
+    from dbos import DBOS
+    from sqlalchemy import select
+
+    from agent_sessions.store.models import ChatRun
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with backend.db.read() as s:
+            runs = dict(s.execute(select(ChatRun.id, ChatRun.status)).tuples())
+        pending = [
+            w.workflow_id
+            for w in DBOS.list_workflows(status="PENDING")
+            if not w.workflow_id.startswith("watch-")
+            and runs.get(w.workflow_id, "completed") in ENDED
+        ]
+        if not pending:
+            return
+        time.sleep(0.05)
+
+
+ENDED = ("completed", "failed", "cancelled")
