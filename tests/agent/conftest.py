@@ -188,8 +188,11 @@ def agents(
         return Agents(client, make_account(backend.db), settings, backend, model_server)
 
     yield make
-    _let_finished_turns_wind_up(backend)
-    stack.close()
+    try:
+        if stack._exit_callbacks:  # a service was started
+            _let_finished_turns_wind_up(backend)
+    finally:
+        stack.close()
 
 
 def _let_finished_turns_wind_up(backend: Backend, timeout: float = 30.0) -> None:
@@ -208,7 +211,7 @@ def _let_finished_turns_wind_up(backend: Backend, timeout: float = 30.0) -> None
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with backend.db.read() as s:
-            runs = dict(s.execute(select(ChatRun.id, ChatRun.status)).tuples())
+            runs = {r.id: r.status for r in s.execute(select(ChatRun.id, ChatRun.status))}
         pending = [
             w.workflow_id
             for w in DBOS.list_workflows(status="PENDING")
