@@ -23,6 +23,7 @@ from tests.agent.protocol import check_protocol, tool_outputs
 from tests.conftest import Backend, Server, make_account, make_backend, start_server, stop_server
 from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
 from tests.support.model_server import Call, ModelServer, Text, ToolCalls
+from tests.support.served_sessions import get_json, new_active_session
 
 pytestmark = pytest.mark.slow
 
@@ -69,15 +70,10 @@ def _calls(path_of: dict[str, str]) -> list[Call]:
 class _Driver:
     def __init__(self, srv: Server, model_server: ModelServer, headers: dict[str, str]) -> None:
         self.srv, self.model_server, self.h = srv, model_server, headers
-        created = httpx.post(f"{srv.url}/api/sessions", json={}, headers=headers).json()
-        self.sid = created["session"]["id"]
-        deadline = time.monotonic() + 60
-        while self._get(f"/api/sessions/{self.sid}")["session"]["lifecycleState"] != "active":
-            assert time.monotonic() < deadline, "sandbox not active"
-            time.sleep(0.1)
+        self.sid = new_active_session(srv.url, headers)
 
     def _get(self, path: str) -> Any:
-        return httpx.get(f"{self.srv.url}{path}", headers=self.h, timeout=30).json()
+        return get_json(self.srv.url, path, self.h)
 
     def turn(self, calls: list[Call]) -> list[dict[str, Any]]:
         """One turn, one tool call a step (so the calls run one after another)."""

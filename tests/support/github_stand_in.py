@@ -427,23 +427,26 @@ class GitHubStandIn:
             pull = self._pulls[(repo.owner, repo.name)].get(request.path_params["number"])
         return (repo, pull) if pull is not None else None
 
-    async def _get_pull(self, request: Request) -> Response:
-        _, refused = await self._enter(request)
+    async def _enter_pull(self, request: Request) -> tuple[Any, tuple[_Repo, _Pull] | Response]:
+        """:meth:`_enter` for a pull request's route: the body, and the pull request or the
+        answer (a refusal, or 404)."""
+        body, refused = await self._enter(request)
         if refused:
-            return refused
+            return body, refused
         found = self._find(request)
-        if found is None:
-            return _error(404, "Not Found")
+        return body, found if found is not None else _error(404, "Not Found")
+
+    async def _get_pull(self, request: Request) -> Response:
+        _, found = await self._enter_pull(request)
+        if isinstance(found, Response):
+            return found
         with self._lock:
             return _json(self._pull_json(*found))
 
     async def _update_pull(self, request: Request) -> Response:
-        body, refused = await self._enter(request)
-        if refused:
-            return refused
-        found = self._find(request)
-        if found is None:
-            return _error(404, "Not Found")
+        body, found = await self._enter_pull(request)
+        if isinstance(found, Response):
+            return found
         repo, pull = found
         body = body if isinstance(body, dict) else {}
         with self._lock:
@@ -457,12 +460,9 @@ class GitHubStandIn:
             return _json(self._pull_json(repo, pull))
 
     async def _merge(self, request: Request) -> Response:
-        body, refused = await self._enter(request)
-        if refused:
-            return refused
-        found = self._find(request)
-        if found is None:
-            return _error(404, "Not Found")
+        body, found = await self._enter_pull(request)
+        if isinstance(found, Response):
+            return found
         _, pull = found
         method = body.get("merge_method", "merge") if isinstance(body, dict) else "merge"
         with self._lock:

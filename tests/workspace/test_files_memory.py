@@ -26,6 +26,7 @@ from tests.agent.protocol import tool_outputs
 from tests.conftest import Backend, make_account, make_backend, start_server, stop_server
 from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
 from tests.support.model_server import Call, ModelServer, Text, ToolCalls
+from tests.support.served_sessions import get_json, new_active_session
 from tests.support.waiting import until
 
 pytestmark = pytest.mark.slow
@@ -51,15 +52,10 @@ def _vm(pid: int, field: str) -> int:
 class _Client:
     def __init__(self, url: str, model_server: ModelServer, headers: dict[str, str]) -> None:
         self.url, self.model_server, self.h = url, model_server, headers
-        created = httpx.post(f"{url}/api/sessions", json={}, headers=headers).json()
-        self.sid = created["session"]["id"]
-        deadline = time.monotonic() + 60
-        while self.get_json(f"/api/sessions/{self.sid}")["session"]["lifecycleState"] != "active":
-            assert time.monotonic() < deadline, "sandbox not active"
-            time.sleep(0.1)
+        self.sid = new_active_session(url, headers)
 
     def get_json(self, path: str) -> Any:
-        return httpx.get(f"{self.url}{path}", headers=self.h, timeout=30).json()
+        return get_json(self.url, path, self.h)
 
     def paths(self) -> list[str]:
         """Every path but the repository's (a session's workspace is a git repository)."""
