@@ -104,7 +104,9 @@ async def list_sessions(
         rows, next_cursor = store.list_sessions(
             db, account_id=account_id, status=status, limit=limit, cursor=cursor
         )
-        return schemas.SessionList(sessions=[session_out(r, hunks=False) for r in rows], next_cursor=next_cursor)
+        return schemas.SessionList(
+            sessions=[session_out(r, hunks=False) for r in rows], next_cursor=next_cursor
+        )
 
     return await services.db.read_call(page)
 

@@ -42,6 +42,13 @@ async def _drain(stream: asyncio.StreamReader | None, sink: HeadTail) -> None:
         sink.feed(chunk)
 
 
+_IN_FLIGHT: set[asyncio.subprocess.Process] = set()
+"""Processes of runs not yet reaped. DBOS stops its event loop at shutdown with steps
+suspended mid-run (they run again after a restart); such a run never resumes, and without a
+reference held here its process object would be collected mid-run, warning of an unclosed
+transport wherever the collection happens to fall. The process ends with its sandbox."""
+
+
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
@@ -90,6 +97,8 @@ async def run(
     out, err = HeadTail(max_output), HeadTail(max_output)
     drains = asyncio.gather(_drain(proc.stdout, out), _drain(proc.stderr, err))
     waiter = asyncio.ensure_future(proc.wait())
+    _IN_FLIGHT.add(proc)
+    waiter.add_done_callback(lambda _: _IN_FLIGHT.discard(proc))
     timed_out = False
     try:
         done, _ = await asyncio.wait({waiter}, timeout=timeout)
