@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from agent_sessions.exceptions import AgentSessionsError
+from agent_sessions.inflight import hold
 
 DEFAULT_TIMEOUT = 60.0
 _MAX_OUTPUT = 64 * 1024
@@ -119,6 +120,7 @@ class HookRunner:
             env={k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")},
             start_new_session=True,
         )
+        hold(proc)
         try:
             out, err = await asyncio.wait_for(proc.communicate(body), cmd.timeout)
         except TimeoutError:

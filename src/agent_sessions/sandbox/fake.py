@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from agent_sessions.inflight import hold
 from agent_sessions.sandbox._openat2 import split_relative
 from agent_sessions.sandbox._output import HeadTail
 from agent_sessions.sandbox._workspace_fs import HostFileOps, WorkspaceFS
@@ -149,6 +150,7 @@ class FakeSandbox(HostFileOps, Sandbox):
                 stdin=asyncio.subprocess.DEVNULL, stdout=pipe, stderr=pipe,
                 start_new_session=True,
             )  # fmt: skip
+            hold(proc)
         except OSError as err:
             raise SandboxUnavailable(f"cannot start command: {err}") from err
         if detached:

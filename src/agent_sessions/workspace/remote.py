@@ -47,6 +47,7 @@ from sqlalchemy.orm import Session
 
 from agent_sessions.datadir import PRIVATE_DIR, private
 from agent_sessions.exceptions import Conflict, NotFound, TooLarge, UpstreamError
+from agent_sessions.inflight import hold
 from agent_sessions.sandbox import Sandbox
 from agent_sessions.sandbox.base import ExecResult
 from agent_sessions.settings import Settings
@@ -290,6 +291,7 @@ async def _git(
         env=env,
         start_new_session=True,
     )
+    hold(proc)
     out = bytearray()
     err = bytearray()
     over: list[str] = []

@@ -33,6 +33,7 @@ from typing import Any
 from dbos import DBOS
 from sqlalchemy.orm import Session
 
+from agent_sessions.inflight import hold
 from agent_sessions.lifecycle.context import current
 from agent_sessions.sandbox import Sandbox
 from agent_sessions.settings import Settings
@@ -189,6 +190,7 @@ async def _clone(settings: Settings, url: str, dest: Path, names: list[str]) -> 
             *argv, env=env, stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
+        hold(proc)
         try:
             _, err = await asyncio.wait_for(proc.communicate(), deadline - loop.time())
         except TimeoutError:

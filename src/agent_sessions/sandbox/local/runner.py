@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent_sessions.inflight import hold
 from agent_sessions.sandbox._output import HeadTail
 from agent_sessions.sandbox.errors import SandboxUnavailable
 
@@ -42,13 +43,6 @@ async def _drain(stream: asyncio.StreamReader | None, sink: HeadTail) -> None:
         sink.feed(chunk)
 
 
-_IN_FLIGHT: set[asyncio.subprocess.Process] = set()
-"""Processes of runs not yet reaped. DBOS stops its event loop at shutdown with steps
-suspended mid-run (they run again after a restart); such a run never resumes, and without a
-reference held here its process object would be collected mid-run, warning of an unclosed
-transport wherever the collection happens to fall. The process ends with its sandbox."""
-
-
 def _kill_group(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
@@ -61,14 +55,16 @@ async def _spawn(
     adds to the launchers' environment (bwrap clears it for the command)."""
     out = asyncio.subprocess.PIPE if capture else asyncio.subprocess.DEVNULL
     try:
-        return await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            pass_fds=tuple(pass_fds),  # only what bwrap reads; close_fds stays True
-            start_new_session=True,  # own process group: the timeout kills exactly this tree
-            env={**env, **_HOST_ENV},
+        return hold(
+            await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                pass_fds=tuple(pass_fds),  # only what bwrap reads; close_fds stays True
+                start_new_session=True,  # own process group: the timeout kills exactly this tree
+                env={**env, **_HOST_ENV},
+            )
         )
     except OSError as err:
         raise SandboxUnavailable(f"cannot start the sandbox: {err}") from err
@@ -97,8 +93,6 @@ async def run(
     out, err = HeadTail(max_output), HeadTail(max_output)
     drains = asyncio.gather(_drain(proc.stdout, out), _drain(proc.stderr, err))
     waiter = asyncio.ensure_future(proc.wait())
-    _IN_FLIGHT.add(proc)
-    waiter.add_done_callback(lambda _: _IN_FLIGHT.discard(proc))
     timed_out = False
     try:
         done, _ = await asyncio.wait({waiter}, timeout=timeout)
