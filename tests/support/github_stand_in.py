@@ -365,22 +365,25 @@ class GitHubStandIn:
 
     # --- routes ----------------------------------------------------------------------------------
 
-    async def _get_repo(self, request: Request) -> Response:
-        _, refused = await self._enter(request)
+    async def _enter_repo(self, request: Request) -> tuple[Any, _Repo | Response]:
+        """:meth:`_enter` for a repository's route: the body, and the repository or the
+        answer (a refusal, or 404)."""
+        body, refused = await self._enter(request)
         if refused:
-            return refused
+            return body, refused
         repo = self._repo_of(request)
-        if repo is None:
-            return _error(404, "Not Found")
+        return body, repo if repo is not None else _error(404, "Not Found")
+
+    async def _get_repo(self, request: Request) -> Response:
+        _, repo = await self._enter_repo(request)
+        if isinstance(repo, Response):
+            return repo
         return _json(self._repository(repo))
 
     async def _list_pulls(self, request: Request) -> Response:
-        _, refused = await self._enter(request)
-        if refused:
-            return refused
-        repo = self._repo_of(request)
-        if repo is None:
-            return _error(404, "Not Found")
+        _, repo = await self._enter_repo(request)
+        if isinstance(repo, Response):
+            return repo
         state = request.query_params.get("state", "open")
         head = request.query_params.get("head")
         with self._lock:
@@ -394,12 +397,9 @@ class GitHubStandIn:
             return _json([self._pull_json(repo, p, full=False) for p in found[:per_page]])
 
     async def _create_pull(self, request: Request) -> Response:
-        body, refused = await self._enter(request)
-        if refused:
-            return refused
-        repo = self._repo_of(request)
-        if repo is None:
-            return _error(404, "Not Found")
+        body, repo = await self._enter_repo(request)
+        if isinstance(repo, Response):
+            return repo
         if not isinstance(body, dict) or not body.get("head") or not body.get("base"):
             return _error(422, "Invalid request.")
         head, base = str(body["head"]).rpartition(":")[2], str(body["base"])
