@@ -15,6 +15,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agent_sessions.approval_rules import RuleList
+
 ENV_PREFIX = "AGENT_SESSIONS_"
 
 
@@ -100,6 +102,9 @@ class Settings(BaseSettings):
     """Turns all processes together run at once (unbounded when unset). When set, every turn
     goes through the shared DBOS queue, the one place that counts across processes."""
     bash_timeout_seconds: int = Field(default=120, ge=1, le=3600)
+    approval_rules: RuleList = []
+    """Tool calls that wait for a person's approval, as JSON: ``[{"tool": "bash", "match":
+    {"command": "rm -rf|git push"}}]`` (ADR 14). None by default; a chat may add its own."""
 
     # --- account limits (429 with Retry-After; 0 turns a limit off) ----------------------------
     account_max_live_sandboxes: int = Field(default=20, ge=0)

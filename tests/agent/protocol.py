@@ -8,7 +8,8 @@ KNOWN = {
     "start", "finish", "start-step", "finish-step", "text-start", "text-delta", "text-end",
     "reasoning-start", "reasoning-delta", "reasoning-end", "tool-input-start",
     "tool-input-delta", "tool-input-available", "tool-input-error", "tool-output-available",
-    "tool-output-error", "error", "message-metadata", "abort",
+    "tool-output-error", "error", "message-metadata", "abort", "tool-approval-request",
+    "tool-output-denied",
 }  # fmt: skip
 
 
@@ -53,12 +54,16 @@ def check_protocol(chunks: list[dict[str, Any]]) -> None:
         elif t in ("tool-input-available", "tool-input-error"):
             assert tools.get(c["toolCallId"]) in ("streaming", None), c
             tools[c["toolCallId"]] = "available" if t == "tool-input-available" else "done"
-        elif t in ("tool-output-available", "tool-output-error"):
-            assert tools.get(c["toolCallId"]) == "available", f"output before input: {c}"
+        elif t == "tool-approval-request":
+            assert tools.get(c["toolCallId"]) == "available", f"approval before input: {c}"
+            tools[c["toolCallId"]] = "approval"
+        elif t in ("tool-output-available", "tool-output-error", "tool-output-denied"):
+            assert tools.get(c["toolCallId"]) in ("available", "approval"), f"output early: {c}"
             tools[c["toolCallId"]] = "done"
     assert not in_step, "stream ended inside a step"
     assert not open_parts, f"parts never closed: {open_parts}"
-    unfinished = {k: v for k, v in tools.items() if v != "done"}
+    # A response may end where calls wait for approval (the turn goes on, ADR 14).
+    unfinished = {k: v for k, v in tools.items() if v not in ("done", "approval")}
     assert not unfinished, f"tool calls without an outcome: {unfinished}"
 
 

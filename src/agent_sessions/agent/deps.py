@@ -16,6 +16,7 @@ from pydantic_ai.usage import RunUsage
 
 from agent_sessions.agent import slots
 from agent_sessions.agent.stream import ChunkSink
+from agent_sessions.approval_rules import ApprovalRule
 from agent_sessions.exceptions import Conflict
 from agent_sessions.lifecycle.context import current
 from agent_sessions.sandbox import Sandbox
@@ -52,6 +53,8 @@ class TurnDeps:
     """Tokens the turn's ``task`` subagents used."""
     tool_returns: dict[str, ToolReturnPart] = field(default_factory=dict)
     """Each tool call's return by call id, for calls that no later model step announced."""
+    approval_rules: list[ApprovalRule] = field(default_factory=list)
+    """The operator's approval rules and the chat's own (ADR 14)."""
     skills: list[Skill] | None = None
     """The skills the system prompt lists, discovered once per turn (``prompt.turn_skills``)."""
     _sandbox: Sandbox | None = None

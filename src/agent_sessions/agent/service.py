@@ -23,7 +23,7 @@ from dbos import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, WorkflowHandleAs
 from dbos._error import DBOSStreamTimeoutError
 from sqlalchemy.orm import Session
 
-from agent_sessions.agent import models, slots, turn, user_parts
+from agent_sessions.agent import approvals, models, slots, turn, user_parts
 from agent_sessions.agent.stream import Chunk, read_chunks, written
 from agent_sessions.agent.waiting import WaitingTurns
 from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
@@ -47,10 +47,11 @@ WAKE_AT_MOST_SECONDS = 1.0
 ELSEWHERE_READ_SECONDS = 0.5
 """How long DBOS's read of a turn running elsewhere may wait for a value before the reader looks
 again where the turn runs (a queued turn may start in this process)."""
-ANSWER_TOPIC = "answer:{tool_call_id}"
 MAX_MESSAGE_ID = 128
 """The width of ``chat_messages.id``: a longer client id cannot be stored."""
 REREAD_SECONDS = 0.05
+PAUSED: Chunk = {"type": "finish", "finishReason": "tool-calls"}
+"""Ends a response where the turn waits for approvals (the turn itself goes on)."""
 END_GRACE_SECONDS = 1.0
 
 
@@ -260,12 +261,16 @@ class Turns:
                 if log is not None and log.usable:  # the turn's first execution, here
                     for value in log.values[values:]:
                         values += 1
-                        for chunk in json.loads(value):
+                        batch = json.loads(value)
+                        for chunk in batch:
                             if index >= start_index:
                                 yield chunk
                             index += 1
                             if chunk.get("type") == "finish":
                                 return
+                        if index > start_index and await self._waits_for_person(run_id, batch):
+                            yield PAUSED
+                            return
                     to_end = True  # if the database is read next, it is read to its end
                     if log.usable and not log.ended:
                         with contextlib.suppress(TimeoutError):
@@ -289,6 +294,9 @@ class Turns:
                                 index += 1
                                 if chunk.get("type") == "finish":
                                     return
+                            if index > start_index and await self._waits_for_person(run_id, batch):
+                                yield PAUSED
+                                return
                             if left is not None and (left := left - 1) == 0:
                                 caught_up = True
                                 break
@@ -306,6 +314,22 @@ class Turns:
                 wait = WAKE_AT_MOST_SECONDS if here and ended_at is None else REREAD_SECONDS
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), wait)
+
+    async def _waits_for_person(self, run_id: str, batch: list[Chunk]) -> bool:
+        """Whether ``batch`` asked for approvals that are still unanswered: a response ends
+        there, so that the AI SDK client, no longer streaming, can send the answers (ADR 14)."""
+        asked = {c.get("approvalId") for c in batch if c.get("type") == "tool-approval-request"}
+        if not asked:
+            return False
+
+        def check(db: Session) -> bool:
+            run = store.get_run(db, run_id)
+            if run is None or run.status in store.TERMINAL:
+                return False
+            message = store.message_of(db, run.chat_key, run.assistant_message_id)
+            return any(p["approvalId"] in asked for p in approvals.pending_approvals(message))
+
+        return await self.db.read_call(check)
 
     def _runs_here(self, run_id: str) -> bool:
         """Whether this process runs the turn, or will: its writes wake this process's readers."""
@@ -348,8 +372,16 @@ class Turns:
             await asyncio.sleep(0.05)
 
     async def answer(self, run_id: str, tool_call_id: str, output: Any) -> None:
-        """Deliver a client tool's result (``ask_user_question``) to the waiting turn."""
-        await DBOS.send_async(run_id, output, ANSWER_TOPIC.format(tool_call_id=tool_call_id))
+        """Deliver a client tool's result (``ask_user_question``) or a person's decision on a
+        call's approval (``{approved, reason}``) to the waiting turn."""
+        await DBOS.send_async(run_id, output, approvals.answer_topic(tool_call_id))
+
+    async def waiting(self, run: store.RunView) -> list[dict[str, Any]]:
+        """The run's calls waiting for approval (from its stored message)."""
+        message = await self.db.read_call(
+            lambda db: store.message_of(db, run.chat_key, run.assistant_message_id)
+        )
+        return approvals.pending_approvals(message)
 
     # --- runs -------------------------------------------------------------------------------
 

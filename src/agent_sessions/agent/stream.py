@@ -43,6 +43,13 @@ BATCH_SECONDS = 0.025
 """Chunks emitted within this window go out as one stream write (text deltas merged)."""
 
 Chunk = dict[str, Any]
+OPEN_TOOL_STATES = (
+    "input-streaming",
+    "input-available",
+    "approval-requested",
+    "approval-responded",
+)
+"""A tool part in one of these has no outcome yet."""
 
 
 class MessageBuilder:
@@ -94,6 +101,10 @@ class MessageBuilder:
             self._tool(chunk, state="output-available", output=chunk.get("output"))
         elif kind == "tool-output-error":
             self._tool(chunk, state="output-error", errorText=chunk.get("errorText"))
+        elif kind == "tool-approval-request":
+            self._tool(chunk, state="approval-requested", approval={"id": chunk["approvalId"]})
+        elif kind == "tool-output-denied":
+            self._tool(chunk, state="output-denied")
         elif kind.startswith("data-"):
             self._data(chunk)
         elif kind in ("message-metadata", "finish") and chunk.get("messageMetadata"):
@@ -109,6 +120,17 @@ class MessageBuilder:
             self.parts.append(part)
         part["state"] = state
         part.update({k: v for k, v in fields.items() if v is not None or k == "output"})
+
+    def respond(self, call_id: str, *, approved: bool, reason: str | None) -> None:
+        """A person answered the call's approval request (as the AI SDK client records it)."""
+        part = self._tools.get(call_id)
+        if part is None or part["state"] != "approval-requested":
+            return
+        approval = {**part.get("approval", {}), "approved": approved}
+        if reason:
+            approval["reason"] = reason
+        part["state"] = "approval-responded"
+        part["approval"] = approval
 
     def _data(self, chunk: Chunk) -> None:
         if chunk.get("transient"):
@@ -133,11 +155,7 @@ class MessageBuilder:
 
     def open_tool_calls(self) -> list[str]:
         """Tool calls that never got an output (they end as errors when a turn stops)."""
-        return [
-            cid
-            for cid, p in self._tools.items()
-            if p["state"] in ("input-streaming", "input-available")
-        ]
+        return [cid for cid, p in self._tools.items() if p["state"] in OPEN_TOOL_STATES]
 
     def close_streaming_parts(self) -> list[Chunk]:
         """The ``*-end`` chunks for parts a stop or crash left open."""
@@ -266,6 +284,24 @@ class ChunkSink:
         """Send what is queued and store the message, both before the step ends. The two go to
         different databases and neither depends on the other, so their commits overlap."""
         await asyncio.gather(self.flush(), self._persist(self.builder.message))
+
+    async def pause(self, chunks: list[Chunk]) -> None:
+        """End the step with ``chunks`` (approval requests) while the turn waits for a person.
+
+        The message is stored before the chunks are written: a reader that sees them checks the
+        stored message to tell a wait still open (it ends its response there) from one answered
+        since (it reads on).
+        """
+        await self._resume_stream()
+        chunks = list(chunks)
+        if self.step_open:
+            chunks.append({"type": "finish-step"})
+            self.step_open = False
+        for chunk in chunks:
+            self.builder.apply(chunk)
+        await self.flush()
+        await self._persist(self.builder.message)
+        await write_chunks(chunks)
 
     async def emit_stored(self, chunk: Chunk) -> None:
         """Send one chunk and store the message now, not at the end of the turn: a client that

@@ -22,6 +22,7 @@ from pydantic_ai.exceptions import ToolFailed
 from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.toolsets import FunctionToolset
 
+from agent_sessions.agent.approvals import answer_topic
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.reading import READ_MAX_OUTPUT, BinaryFile, numbered_lines
 from agent_sessions.exceptions import AgentSessionsError
@@ -364,7 +365,6 @@ class Question(BaseModel):
     multiSelect: bool = False
 
 
-ANSWER_TOPIC = "answer:{tool_call_id}"
 ANSWER_TIMEOUT_SECONDS = 24 * 3600
 
 
@@ -373,7 +373,7 @@ async def ask_user_question(ctx: RunContext[TurnDeps], questions: list[Question]
     decision truly needs the user; the turn pauses until they answer or decline."""
     if not 1 <= len(questions) <= 4:
         raise ToolFailed("ask 1 to 4 questions")
-    topic = ANSWER_TOPIC.format(tool_call_id=ctx.tool_call_id)
+    topic = answer_topic(ctx.tool_call_id or "")
     waiting = ctx.deps.wait_for_answer(
         DBOS.recv_async(topic, timeout_seconds=ANSWER_TIMEOUT_SECONDS)
     )

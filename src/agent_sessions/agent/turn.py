@@ -24,11 +24,12 @@ from pydantic_ai.exceptions import ToolFailed, UsageLimitExceeded
 from pydantic_ai.messages import ModelMessage, ModelResponse
 from pydantic_ai.models import Model, ModelResolutionContext
 from pydantic_ai.models.test import TestModel
+from pydantic_ai.tools import DeferredToolRequests
 from pydantic_ai.ui.vercel_ai import VercelAIAdapter
 from pydantic_ai.ui.vercel_ai.request_types import UIMessage
 from pydantic_ai.usage import RunUsage, UsageLimits
 
-from agent_sessions.agent import autocommit, models, prompt, user_parts
+from agent_sessions.agent import approvals, autocommit, models, prompt, user_parts
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.hooks import ToolHooks, run_hook
 from agent_sessions.agent.live import LiveModel, RunRecorder
@@ -40,6 +41,7 @@ from agent_sessions.agent.stream import (
     written,
 )
 from agent_sessions.agent.tools import sandbox_toolset
+from agent_sessions.approval_rules import parse_rules
 from agent_sessions.lifecycle.context import current
 from agent_sessions.lifecycle.workflows import refresh_diff
 from agent_sessions.store import chats as chat_store
@@ -93,15 +95,17 @@ async def task(
 _main_tools = sandbox_toolset(with_client_tools=True)
 _main_tools.add_function(task)
 
-agent: Agent[TurnDeps, str] = Agent(
+agent: Agent[TurnDeps, str | DeferredToolRequests] = Agent(
     TestModel(),  # placeholder: every run names its model, resolved by _resolve inside the step
     name="agent_turn",
     deps_type=TurnDeps,
+    output_type=[str, DeferredToolRequests],  # calls waiting for approval end a run, not a turn
     instructions=prompt.main_instructions,
     toolsets=[_main_tools],
     capabilities=[
         ResolveModelId(_resolve),
         RunRecorder(),
+        approvals.ApprovalGate(),
         ToolHooks(),
         DBOSDurability(parallel_execution_mode="sequential"),
     ],
@@ -116,6 +120,7 @@ subagent: Agent[TurnDeps, str] = Agent(
     capabilities=[
         ResolveModelId(_resolve),
         RunRecorder(),
+        approvals.ApprovalGate(),
         ToolHooks(),
         DBOSDurability(parallel_execution_mode="sequential"),
     ],
@@ -148,6 +153,7 @@ async def _begin(run_id: str) -> dict[str, Any] | None:
             "history": history,
             "lifecycle_state": view.lifecycle_state if view else None,
             "auto_commit": store.auto_commit_of(s, run.session_id)[0],
+            "approval_rules": chat_store.approval_rules(s, run.chat_key),
         }
 
     return await current().db.write_call(begin)
@@ -265,6 +271,7 @@ async def _turn(run_id: str, attempt: int) -> str:
         settings=settings, run_id=run_id, session_id=run.session_id, chat_id=run.chat_id,
         model_id=run.model_id, repo=begun["repo"], branch=begun["branch"],
         headless=run.headless,
+        approval_rules=[*settings.approval_rules, *parse_rules(begun.get("approval_rules"))],
     )  # fmt: skip
     _live[run_id] = deps
     try:
@@ -334,12 +341,16 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
     status, error, finish_reason = "completed", failure, "stop"
     try:
         if failure is None:
-            await agent.run(
-                message_history=history,
-                deps=deps,
-                model=run.model_id,
-                usage_limits=UsageLimits(request_limit=deps.settings.agent_step_cap),
+            limits = UsageLimits(request_limit=deps.settings.agent_step_cap)
+            result = await agent.run(
+                message_history=history, deps=deps, model=run.model_id, usage_limits=limits
             )
+            while isinstance(result.output, DeferredToolRequests):  # calls wait for a person
+                decisions = await approvals.wait_for_decisions(deps, result.output)
+                result = await agent.run(
+                    message_history=result.all_messages(), deferred_tool_results=decisions,
+                    deps=deps, model=run.model_id, usage_limits=limits, usage=result.usage,
+                )  # fmt: skip
     except TurnStopped:
         status, finish_reason = "cancelled", "stop"
     except UsageLimitExceeded:
@@ -397,7 +408,7 @@ def _model_history(
     stored before that rule. No file URL survives, wherever it sits.
     """
     kept = [
-        m
+        approvals.for_model(m)
         if m.get("role") == "assistant"
         else user_parts.stored_user_message(m, max_attachment_bytes)
         for m in ui_messages

@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from agent_sessions.agent import approvals
 from agent_sessions.api import schemas
 from agent_sessions.store.chats import ChatWithUnread
 from agent_sessions.store.models import Chat, ChatMessage, SessionRow
@@ -63,6 +64,7 @@ def _chat_fields(chat: Chat) -> dict[str, Any]:
         "model_id": chat.model_id,
         "active_stream_id": chat.active_stream_id,
         "last_assistant_message_at": chat.last_assistant_message_at,
+        "approval_rules": chat.approval_rules or [],
         "created_at": chat.created_at,
         "updated_at": chat.updated_at,
     }
@@ -72,12 +74,22 @@ def chat_out(chat: Chat) -> schemas.Chat:
     return schemas.Chat(**_chat_fields(chat))
 
 
-def chat_summary_out(item: ChatWithUnread) -> schemas.ChatSummary:
+def chat_summary_out(item: ChatWithUnread, live: dict[str, Any] | None) -> schemas.ChatSummary:
+    """``live``: the assistant message of the chat's live turn (``store.turns.live_reply``)."""
     return schemas.ChatSummary(
         **_chat_fields(item.chat),
         has_unread=item.has_unread,
         is_streaming=item.chat.active_stream_id is not None,
+        **waiting_out(live),
     )
+
+
+def waiting_out(live: dict[str, Any] | None) -> dict[str, Any]:
+    """``pendingApprovals`` and ``pendingQuestions`` of a chat, from its live turn's message."""
+    return {
+        "pending_approvals": approvals.pending_approvals(live),
+        "pending_questions": approvals.pending_questions(live),
+    }
 
 
 def message_out(message: ChatMessage) -> schemas.UIMessage:

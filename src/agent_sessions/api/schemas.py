@@ -16,11 +16,13 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StringConstraints,
+    ValidationError,
     ValidationInfo,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
 
+from agent_sessions.approval_rules import MAX_RULES, ApprovalRule, ToolName
 from agent_sessions.workspace.repo import branch_problem
 from agent_sessions.workspace.skills import MAX_REFS, SKILL_NAME_PATTERN
 
@@ -202,6 +204,40 @@ class SessionList(_Wire):
 # --- chats -----------------------------------------------------------------------------------
 
 
+class ApprovalRuleOut(_Wire):
+    """Calls of ``tool`` (``*``: any) whose every argument named in ``match`` matches its
+    regular expression wait for a person's approval (ADR 14)."""
+
+    tool: str
+    match: dict[str, str]
+
+
+class ApprovalRuleIn(_Input):
+    tool: ToolName = Field(description="A tool name, or * for any tool")
+    match: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=16,
+        description="Argument name → regular expression, searched in the argument's text (a "
+        "non-string argument as its JSON); every one must match",
+    )
+
+
+class PendingApproval(_Wire):
+    """A tool call of the live turn waiting for a person's approval."""
+
+    approval_id: str
+    tool_call_id: str
+    tool_name: str
+    input: Any
+
+
+class PendingQuestion(_Wire):
+    """An ``ask_user_question`` call of the live turn waiting for its answer."""
+
+    tool_call_id: str
+    input: Any
+
+
 class Chat(_Wire):
     id: str
     session_id: str
@@ -209,6 +245,8 @@ class Chat(_Wire):
     model_id: str | None
     active_stream_id: str | None
     last_assistant_message_at: datetime | None
+    approval_rules: list[ApprovalRuleOut]
+    """The chat's own approval rules, added to the operator's (never fewer approvals)."""
     created_at: datetime
     updated_at: datetime
 
@@ -216,6 +254,8 @@ class Chat(_Wire):
 class ChatSummary(Chat):
     has_unread: bool
     is_streaming: bool
+    pending_approvals: list[PendingApproval]
+    pending_questions: list[PendingQuestion]
 
 
 class ChatList(_Wire):
@@ -232,6 +272,22 @@ class ChatCreate(_Input):
 class ChatPatch(_Input):
     title: NonEmptyText | None = None
     model_id: ModelId | None = None
+    approval_rules: list[ApprovalRuleIn] | None = Field(
+        default=None,
+        max_length=MAX_RULES,
+        description="Replaces the chat's own approval rules ([] removes them); the operator's "
+        "rules apply whatever this holds",
+    )
+
+    @field_validator("approval_rules")
+    @classmethod
+    def _rules_compile(cls, value: list[ApprovalRuleIn] | None) -> list[ApprovalRuleIn] | None:
+        for rule in value or []:
+            try:
+                ApprovalRule.model_validate(rule.model_dump())
+            except ValidationError as err:  # its message names the rule's bad pattern
+                raise ValueError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        return value
 
 
 class ChatResponse(_Wire):
@@ -252,6 +308,8 @@ class UIMessage(BaseModel):
 class ChatDetail(_Wire):
     chat: Chat
     is_streaming: bool
+    pending_approvals: list[PendingApproval]
+    pending_questions: list[PendingQuestion]
     messages: list[UIMessage]
 
 

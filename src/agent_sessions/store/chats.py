@@ -92,6 +92,12 @@ def update_chat(chat: Chat, changes: dict[str, Any]) -> None:
     chat.updated_at = utcnow()
 
 
+def approval_rules(db: Session, chat: ChatKey) -> list[dict[str, Any]]:
+    """The approval rules the chat adds to the operator's (ADR 14)."""
+    row = db.get(Chat, chat)
+    return list(row.approval_rules or []) if row is not None else []
+
+
 def delete_chat(db: Session, chat: Chat) -> None:
     """Delete a chat unless it is the session's only one (callers hold the session row lock)."""
     count = db.execute(

@@ -207,6 +207,8 @@ class Chat(Base):
     model_id: Mapped[str | None] = mapped_column(String(200))
     active_stream_id: Mapped[str | None] = mapped_column(String(128))
     last_assistant_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approval_rules: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
+    """Approval rules this chat adds to the operator's (ADR 14)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -104,6 +104,17 @@ def live_run(db: Session, chat: ChatKey) -> RunView | None:
     return RunView.of(row) if row is not None else None
 
 
+def live_reply(db: Session, chat: Chat) -> dict[str, Any] | None:
+    """The assistant message of the chat's live turn, as far as it is stored (what it waits
+    for shows there: approvals and questions)."""
+    if chat.active_stream_id is None:
+        return None
+    run = db.get(ChatRun, chat.active_stream_id)
+    if run is None:
+        return None
+    return message_of(db, chat.key, run.assistant_message_id)
+
+
 def unfinished_runs(db: Session) -> list[tuple[str, str]]:
     """``(run id, account id)`` of every queued or running run, oldest first."""
     stmt = (

@@ -8,12 +8,12 @@ from fastapi import APIRouter, Body
 from sqlalchemy.orm import Session
 
 from agent_sessions.api import schemas
-from agent_sessions.api.convert import chat_out, chat_summary_out, message_out
+from agent_sessions.api.convert import chat_out, chat_summary_out, message_out, waiting_out
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
 from agent_sessions.exceptions import InvalidInput
 from agent_sessions.store import chats as store
-from agent_sessions.store import sessions
+from agent_sessions.store import sessions, turns
 
 router = APIRouter(prefix="/api/sessions/{sessionId}/chats", tags=["chats"])
 _MAX_CHAT_ID = 128
@@ -45,7 +45,7 @@ async def list_chats(caller: CallerDep, sessionId: str) -> schemas.ChatList:
         sessions.read_owned(db, sessionId, account_id)
         items = store.list_chats(db, session_id=sessionId, account_id=account_id)
         return schemas.ChatList(
-            chats=[chat_summary_out(i) for i in items],
+            chats=[chat_summary_out(i, turns.live_reply(db, i.chat)) for i in items],
             default_model_id=services.settings.default_model,
         )
 
@@ -92,6 +92,7 @@ async def get_chat(caller: CallerDep, sessionId: str, chatId: str) -> schemas.Ch
         return schemas.ChatDetail(
             chat=chat_out(chat),
             is_streaming=chat.active_stream_id is not None,
+            **waiting_out(turns.live_reply(db, chat)),
             messages=[message_out(m) for m in store.messages(db, chat.key)],
         )
 
@@ -101,7 +102,7 @@ async def get_chat(caller: CallerDep, sessionId: str, chatId: str) -> schemas.Ch
 @router.patch(
     "/{chatId}",
     response_model=schemas.ChatResponse,
-    summary="Rename a chat or change its model",
+    summary="Rename a chat, change its model or its approval rules (added to the operator's)",
     responses=errors(400, 401, 403, 404, 413),
 )
 async def patch_chat(
@@ -113,7 +114,7 @@ async def patch_chat(
     services, account_id = caller
     changes = body.model_dump(exclude_unset=True, exclude_none=True, by_alias=False) if body else {}
     if not changes:
-        raise InvalidInput("Provide at least one of title or modelId")
+        raise InvalidInput("Provide at least one of title, modelId or approvalRules")
 
     def patch(db: Session) -> schemas.ChatResponse:
         sessions.get_owned(db, sessionId, account_id, for_update=True)

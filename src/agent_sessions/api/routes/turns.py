@@ -116,22 +116,30 @@ async def _submit_tool_result(
     chat_id: str | None,
     message: dict[str, Any],
 ) -> StreamingResponse:
-    """A client tool's result (``ask_user_question``) for the live turn waiting on it."""
+    """What a client sends back into the live turn waiting on it, as the AI SDK sends it (the
+    assistant message re-posted): a client tool's result (``ask_user_question``) and the
+    answers to approval requests (parts in ``approval-responded``, ADR 14)."""
     if chat_id is None:
         raise InvalidInput("id (the chat id) is required")
     run = await services.turns.live_run(account_id, body.session_id, chat_id)
     if run is None:
         raise Conflict("This chat has no turn waiting for a tool result")
+    parts = [p for p in message.get("parts") or [] if isinstance(p, dict)]
     answers = [
         part
-        for part in message.get("parts") or []
-        if isinstance(part, dict)
-        and part.get("type") == "tool-ask_user_question"
+        for part in parts
+        if part.get("type") == "tool-ask_user_question"
         and part.get("state") == "output-available"
         and isinstance(part.get("toolCallId"), str)
     ]
-    if not answers:
-        raise InvalidInput("The assistant message carries no ask_user_question result")
+    decisions = await _approval_decisions(services, run, parts)
+    if not answers and not decisions:
+        if any(p.get("state") == "approval-responded" for p in parts):
+            raise Conflict("No approval of this message is waiting for an answer")
+        raise InvalidInput(
+            "The assistant message carries no ask_user_question result and no answer to a "
+            "pending approval"
+        )
     for part in answers:  # the outputs are all the turn takes of the message
         user_parts.check_answer(part.get("output"))
     # The client continues the assistant message it has: send only what comes after the
@@ -141,7 +149,40 @@ async def _submit_tool_result(
         start = await services.turns.stream_length(run.id)
     for part in answers:
         await services.turns.answer(run.id, part["toolCallId"], part.get("output"))
+    for call_id, decision in decisions.items():
+        await services.turns.answer(run.id, call_id, decision)
     return _sse(run.id, services.turns.continuation(run, start))
+
+
+MAX_REASON = 2000
+
+
+async def _approval_decisions(
+    services: Any, run: RunView, parts: list[dict[str, Any]]
+) -> dict[str, dict[str, Any]]:
+    """The approval answers in ``parts`` for the run's pending approvals, by tool call id;
+    answers to approvals no longer pending (already answered) are left out."""
+    responded = [p for p in parts if p.get("state") == "approval-responded"]
+    if not responded:
+        return {}
+    pending = {p["approvalId"]: p["toolCallId"] for p in await services.turns.waiting(run)}
+    decisions: dict[str, dict[str, Any]] = {}
+    for part in responded:
+        approval = part.get("approval")
+        if not isinstance(approval, dict) or not isinstance(approval.get("approved"), bool):
+            raise InvalidInput("An approval response needs approval.approved (true or false)")
+        reason = approval.get("reason")
+        if reason is not None and (
+            not isinstance(reason, str) or len(reason) > MAX_REASON or "\x00" in reason
+        ):
+            raise InvalidInput(
+                f"approval.reason must be a string of at most {MAX_REASON} characters"
+            )
+        call_id = pending.get(approval.get("id"))
+        if call_id is None:
+            continue
+        decisions[call_id] = {"approved": approval["approved"], "reason": reason or None}
+    return decisions
 
 
 @router.get(
