@@ -6,8 +6,9 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip install --disable-pip-version-check --progress-bar on -c constraints.txt
 SERVE_STAMP := $(VENV)/.serve-stamp
 DEV_STAMP   := $(VENV)/.dev-stamp
+NODE_DIR    := tests/support/node
 
-.PHONY: serve test lint typecheck bench format deps
+.PHONY: serve test lint typecheck bench format deps node-deps
 
 $(BIN)/python:
 	@scripts/ensure-system-deps.sh
@@ -26,10 +27,20 @@ $(DEV_STAMP): $(SERVE_STAMP)
 
 deps: $(DEV_STAMP)
 
+# The AI SDK's client (the `ai` package, pinned in package-lock.json) for the approval tests;
+# without npm those tests are skipped, saying why.
+node-deps:
+	@if [ ! -d $(NODE_DIR)/node_modules ]; then \
+	  if command -v npm >/dev/null 2>&1; then \
+	    echo "Installing the AI SDK client for the tests into $(NODE_DIR)…"; \
+	    npm ci --prefix $(NODE_DIR) --no-audit --no-fund; \
+	  else echo "npm not found: the AI SDK client tests will be skipped"; fi; \
+	fi
+
 serve: $(SERVE_STAMP)
 	$(BIN)/agent-sessions serve $(ARGS)
 
-test: $(DEV_STAMP)
+test: $(DEV_STAMP) node-deps
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(DEV_STAMP)

@@ -168,7 +168,7 @@ def test_chat_schemas(spec: dict[str, Any]) -> None:
     schemas = spec["components"]["schemas"]
     chat_fields = {
         "id", "sessionId", "title", "modelId", "activeStreamId", "lastAssistantMessageAt",
-        "createdAt", "updatedAt",
+        "approvalRules", "createdAt", "updatedAt",
     }  # fmt: skip
     assert set(schemas["Chat"]["properties"]) == set(schemas["Chat"]["required"]) == chat_fields
     summary = schemas["ChatSummary"]
@@ -179,8 +179,15 @@ def test_chat_schemas(spec: dict[str, Any]) -> None:
             *chat_fields,
             "hasUnread",
             "isStreaming",
+            "pendingApprovals",
+            "pendingQuestions",
         }
     )
+    detail = schemas["ChatDetail"]
+    assert {"pendingApprovals", "pendingQuestions"} <= set(detail["required"])
+    pending = schemas["PendingApproval"]
+    assert set(pending["required"]) == {"approvalId", "toolCallId", "toolName", "input"}
+    assert set(schemas["ApprovalRuleIn"]["properties"]) == {"tool", "match"}
     for name in ("createdAt", "updatedAt"):
         assert _shape(spec, schemas["Chat"]["properties"][name])["formats"] == {"date-time"}
     assert _shape(spec, schemas["Chat"]["properties"]["modelId"])["types"] == {"string", "null"}
