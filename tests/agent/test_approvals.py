@@ -228,3 +228,27 @@ def test_a_restart_while_waiting_keeps_the_approval_open(agents: AgentsFactory) 
     assert tool_outputs(continued)["call_0_0"]["output"]["stdout"] == "removed\n"
     run = again.wait_run(run_id)
     assert run["status"] == "completed" and run["toolCalls"] == 1
+
+
+def test_two_calls_wait_together_and_a_stop_ends_the_wait(agents: AgentsFactory) -> None:
+    h = agents(approval_rules=RULES)
+    sid, chat_id, run_id, chunks = _held_turn(
+        h, Call("bash", {"command": "rm -rf a"}), Call("bash", {"command": "git push"})
+    )
+    asked = [c["toolCallId"] for c in chunks if c["type"] == "tool-approval-request"]
+    assert asked == ["call_0_0", "call_0_1"]  # one response asks for both
+    # Half an answer is refused and changes nothing.
+    messages = h.chat(sid, chat_id)["messages"]
+    part = next(p for p in messages[-1]["parts"] if p.get("toolCallId") == "call_0_0")
+    part["state"], part["approval"]["approved"] = "approval-responded", True
+    body = {"id": chat_id, "sessionId": sid, "messages": messages}
+    r = h.client.post("/api/chat", json=body, headers=h.account.headers)
+    assert r.status_code == 400 and "call_0_1" in r.json()["error"], r.text
+    assert len(h.chat(sid, chat_id)["pendingApprovals"]) == 2
+
+    r = h.client.post(f"/api/chat/{chat_id}/stop", headers=h.account.headers)
+    assert r.status_code == 200 and r.json()["stopped"] is True
+    assert h.wait_run(run_id)["status"] == "cancelled"
+    parts = _tool_parts(h, sid, chat_id)
+    assert [p["state"] for p in parts.values()] == ["output-error", "output-error"]
+    assert h.chat(sid, chat_id)["pendingApprovals"] == []

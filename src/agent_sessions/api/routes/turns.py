@@ -182,6 +182,9 @@ async def _approval_decisions(
         if call_id is None:
             continue
         decisions[call_id] = {"approved": approval["approved"], "reason": reason or None}
+    missing = sorted(set(pending.values()) - set(decisions))
+    if decisions and missing:  # the turn goes on only once all are answered: answer together
+        raise InvalidInput(f"Answer every waiting approval together; missing: {', '.join(missing)}")
     return decisions
 
 
