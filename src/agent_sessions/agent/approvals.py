@@ -9,6 +9,10 @@ tool part in ``approval-requested``), waits for each answer with ``DBOS.recv_asy
 the agent again with the decisions: an approved call runs, a denied one returns the person's
 reason to the model (``tool-output-denied`` on the stream, ``output-denied`` in the message).
 
+The rules a turn applies are those recorded by its first step (``_begin``): a recovered turn
+decides as its first attempt did. (A pattern that only sometimes runs out of time could still
+decide otherwise; the time limit is far above what a sane pattern takes.)
+
 A subagent or a headless run has no one to ask: there a call that needs approval fails with a
 result saying so, and the model carries on without it.
 """

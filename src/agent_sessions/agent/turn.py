@@ -133,6 +133,7 @@ subagent: Agent[TurnDeps, str] = Agent(
 @DBOS.step()
 async def _begin(run_id: str) -> dict[str, Any] | None:
     """Mark the run running, refresh the session's activity, and load what the turn needs."""
+    operator_rules = [r.model_dump() for r in current().settings.approval_rules]
 
     def begin(s: Any) -> dict[str, Any] | None:
         run = store.mark_running(s, run_id)
@@ -153,7 +154,12 @@ async def _begin(run_id: str) -> dict[str, Any] | None:
             "history": history,
             "lifecycle_state": view.lifecycle_state if view else None,
             "auto_commit": store.auto_commit_of(s, run.session_id)[0],
-            "approval_rules": chat_store.approval_rules(s, run.chat_key),
+            # Recorded with the step: a recovered turn decides as the first attempt did, even
+            # if the operator's rules or the chat's changed meanwhile.
+            "approval_rules": [
+                *operator_rules,
+                *chat_store.approval_rules(s, run.chat_key),
+            ],
         }
 
     return await current().db.write_call(begin)
@@ -271,7 +277,7 @@ async def _turn(run_id: str, attempt: int) -> str:
         settings=settings, run_id=run_id, session_id=run.session_id, chat_id=run.chat_id,
         model_id=run.model_id, repo=begun["repo"], branch=begun["branch"],
         headless=run.headless,
-        approval_rules=[*settings.approval_rules, *parse_rules(begun.get("approval_rules"))],
+        approval_rules=parse_rules(begun.get("approval_rules")),
     )  # fmt: skip
     _live[run_id] = deps
     try:
