@@ -7,13 +7,22 @@ posted back with the tool part in ``approval-responded``.
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
+from pathlib import Path
 from typing import Any
+
+import httpx
+import pytest
 
 from tests.agent.conftest import Agents, AgentsFactory, parse_sse
 from tests.agent.protocol import check_protocol, text_of, tool_outputs
 from tests.agent.test_control import Background
-from tests.support.model_server import Call, Text, ToolCalls, echo_last_tool_result
+from tests.conftest import Backend, make_account, start_server, stop_server
+from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
+from tests.support.model_server import Call, ModelServer, Text, ToolCalls, echo_last_tool_result
+from tests.support.served_sessions import new_active_session
 
 RULES = [{"tool": "bash", "match": {"command": "rm -rf|git push"}}]
 RISKY = "echo x > gone.txt && rm -rf gone.txt && echo removed"
@@ -252,3 +261,59 @@ def test_two_calls_wait_together_and_a_stop_ends_the_wait(agents: AgentsFactory)
     parts = _tool_parts(h, sid, chat_id)
     assert [p["state"] for p in parts.values()] == ["output-error", "output-error"]
     assert h.chat(sid, chat_id)["pendingApprovals"] == []
+
+
+@pytest.mark.slow
+def test_kill_9_while_waiting_then_restart_still_waits(
+    backend: Backend, sandbox_data_dir: Path, model_server: ModelServer
+) -> None:
+    """A served process killed while its turn waits for approval: the next one (same data,
+    same executor id) has the turn still waiting, shows it, and runs the call once approved."""
+    reason = local_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"kill-{time.monotonic_ns()}"
+    model_server.script(name, [ToolCalls([Call("bash", {"command": RISKY})]),
+                               echo_last_tool_result])  # fmt: skip
+    env = {
+        "OPENAI_API_KEY": "test-key", "OPENAI_BASE_URL": model_server.base_url,
+        "AGENT_SESSIONS_APPROVAL_RULES": json.dumps(RULES),
+        "AGENT_SESSIONS_SANDBOX_UID_BASE": str(UID_BASE + 30),
+        "AGENT_SESSIONS_SANDBOX_UID_COUNT": "10",
+    }  # fmt: skip
+    srv = start_server(sandbox_data_dir, backend.url, **env)
+    headers = make_account(backend.db).headers
+    try:
+        sid = new_active_session(srv.url, headers)
+        chat_id = f"chat-{time.monotonic_ns()}"
+        user = {"id": "u1", "role": "user", "parts": [{"type": "text", "text": "clean up"}]}
+        body = {"id": chat_id, "sessionId": sid, "model": f"openai/{name}", "messages": [user]}
+        r = httpx.post(f"{srv.url}/api/chat", json=body, headers=headers, timeout=60)
+        chunks, run_id = parse_sse(r.text), r.headers["x-workflow-run-id"]
+        assert chunks[-1] == {"type": "finish", "finishReason": "tool-calls"}
+        srv.process.kill()
+        srv.process.wait(10)
+    finally:
+        stop_server(srv)
+    srv = start_server(sandbox_data_dir, backend.url, **env)
+    try:
+        run = httpx.get(f"{srv.url}/api/chat/runs/{run_id}", headers=headers).json()
+        assert run["status"] == "running"
+        chat = f"{srv.url}/api/sessions/{sid}/chats/{chat_id}"
+        detail = httpx.get(chat, headers=headers).json()
+        assert [p["toolCallId"] for p in detail["pendingApprovals"]] == ["call_0_0"]
+        resumed = httpx.get(f"{srv.url}/api/chat/{chat_id}/stream", headers=headers, timeout=60)
+        assert parse_sse(resumed.text) == chunks
+        messages = detail["messages"]
+        part = next(p for p in messages[-1]["parts"] if p.get("toolCallId") == "call_0_0")
+        part["state"], part["approval"]["approved"] = "approval-responded", True
+        answer = {"id": chat_id, "sessionId": sid, "messages": messages}
+        r = httpx.post(f"{srv.url}/api/chat", json=answer, headers=headers, timeout=60)
+        assert r.status_code == 200, r.text
+        continued = parse_sse(r.text)
+        assert tool_outputs(continued)["call_0_0"]["output"]["stdout"] == "removed\n"
+        assert continued[-1]["type"] == "finish"
+        run = httpx.get(f"{srv.url}/api/chat/runs/{run_id}", headers=headers).json()
+        assert run["toolCalls"] == 1
+    finally:
+        stop_server(srv)
