@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     # --- agent -------------------------------------------------------------------------------
     default_model: str = "openai/gpt-5.4"
     hooks_file: Path | None = None
+    """The operator's hooks (Claude Code format), run on the host."""
+    allow_repo_hooks: bool = False
+    """Run the hooks a session's repository declares in ``.claude/settings.json``, inside its
+    sandbox (never on the host). Off by default: a repository's commands then run at every
+    tool call and turn of its sessions."""
     agent_step_cap: int = Field(default=200, ge=1, le=10_000)
     """Model requests one turn may make; past it the turn ends with a clear error."""
     subagent_step_cap: int = Field(default=30, ge=1, le=1000)

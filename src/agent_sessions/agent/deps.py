@@ -17,6 +17,7 @@ from pydantic_ai.usage import RunUsage
 from agent_sessions.agent import slots
 from agent_sessions.agent.stream import ChunkSink
 from agent_sessions.exceptions import Conflict
+from agent_sessions.hooks.repo import RepoHooks
 from agent_sessions.lifecycle.context import current
 from agent_sessions.sandbox import Sandbox
 from agent_sessions.settings import Settings
@@ -54,6 +55,8 @@ class TurnDeps:
     """Each tool call's return by call id, for calls that no later model step announced."""
     skills: list[Skill] | None = None
     """The skills the system prompt lists, discovered once per turn (``prompt.turn_skills``)."""
+    repo_hooks: RepoHooks | None = None
+    """The repository's hooks, read once per turn (``agent.hooks``); None until then."""
     _sandbox: Sandbox | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
