@@ -160,6 +160,32 @@ def test_a_malformed_settings_file_is_a_warning_not_a_failed_turn(agents: Agents
         assert a.run(headers["x-workflow-run-id"])["status"] == "completed"
 
 
+def test_a_slow_repository_hook_is_cut_off_and_its_json_is_read(agents: AgentsFactory) -> None:
+    a = agents(allow_repo_hooks=True)
+    created = a.new_session()
+    sid, chat = created["session"]["id"], created["chat"]["id"]
+    feedback = {"decision": "block", "reason": "run the linter next"}
+    noisy = f"head -c 300000 /dev/zero >&2; echo '{json.dumps(feedback)}'"  # stderr cut
+    settings = {"hooks": {
+        "PreToolUse": [{"matcher": "Bash", "hooks": [
+            {"type": "command", "command": "sleep 30", "timeout": 1}]}],
+        "PostToolUse": [{"matcher": "Write|Bash", "hooks": [
+            {"type": "command", "command": noisy}]}],
+    }}  # fmt: skip
+    sandbox = _read(a, sid)
+    script = f"mkdir -p .claude && cat > .claude/settings.json <<'EOF'\n{json.dumps(settings)}\nEOF"
+    assert run(a, sandbox, script).exit_code == 0
+    model = a.script([ToolCalls([Call("bash", {"command": "echo ran"})]), Text("done")])
+    chunks, headers = a.turn(sid, chat, "go", model=model)
+    check_protocol(chunks)
+    output = tool_outputs(chunks)["call_0_0"]["output"]
+    assert output == {"result": {"exitCode": 0, "stdout": "ran\n", "stderr": ""},
+                      "hookFeedback": "run the linter next"}  # fmt: skip
+    problems = [c["data"]["problems"] for c in chunks if c["type"] == "data-hook"]
+    assert problems == [[".claude/settings.json: hook timed out after 1s: sleep 30"]]
+    assert a.run(headers["x-workflow-run-id"])["status"] == "completed"
+
+
 def test_session_start_and_end_fire_for_operator_and_repository_hooks(
     agents: AgentsFactory, tmp_path: Path
 ) -> None:
