@@ -166,18 +166,28 @@ def test_a_slow_repository_hook_is_cut_off_and_its_json_is_read(agents: AgentsFa
     sid, chat = created["session"]["id"], created["chat"]["id"]
     feedback = {"decision": "block", "reason": "run the linter next"}
     noisy = f"head -c 300000 /dev/zero >&2; echo '{json.dumps(feedback)}'"  # stderr cut
+    seen = (
+        "python3 -c 'import json,sys; d=json.load(sys.stdin); "
+        'print(d["input_truncated"], len(d["tool_input"]["content"]))\' > .seen'
+    )
     settings = {"hooks": {
         "PreToolUse": [{"matcher": "Bash", "hooks": [
-            {"type": "command", "command": "sleep 30", "timeout": 1}]}],
+            {"type": "command", "command": "sleep 30", "timeout": 1}]},
+                       {"matcher": "Write", "hooks": [{"type": "command", "command": seen}]}],
         "PostToolUse": [{"matcher": "Write|Bash", "hooks": [
             {"type": "command", "command": noisy}]}],
     }}  # fmt: skip
     sandbox = _read(a, sid)
     script = f"mkdir -p .claude && cat > .claude/settings.json <<'EOF'\n{json.dumps(settings)}\nEOF"
     assert run(a, sandbox, script).exit_code == 0
-    model = a.script([ToolCalls([Call("bash", {"command": "echo ran"})]), Text("done")])
+    big = {"filePath": "big.txt", "content": "x" * 200_000}
+    model = a.script([ToolCalls([Call("bash", {"command": "echo ran"})]),
+                      ToolCalls([Call("write", big)]), Text("done")])  # fmt: skip
     chunks, headers = a.turn(sid, chat, "go", model=model)
     check_protocol(chunks)
+    # the write's input reached its hook cut to the bound, as JSON
+    assert out(a, sandbox, "cat .seen") == f"True {16384 + len('…[truncated]')}\n"
+    assert tool_outputs(chunks)["call_1_0"]["output"]["hookFeedback"] == "run the linter next"
     output = tool_outputs(chunks)["call_0_0"]["output"]
     assert output == {"result": {"exitCode": 0, "stdout": "ran\n", "stderr": ""},
                       "hookFeedback": "run the linter next"}  # fmt: skip
