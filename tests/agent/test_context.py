@@ -6,15 +6,20 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from agent_sessions.agent import context
 from agent_sessions.settings import Settings
-from tests.agent.conftest import AgentsFactory
+from tests.agent.conftest import AgentsFactory, parse_sse
 from tests.agent.protocol import check_protocol, text_of
-from tests.support.model_server import Call, Step, Text, ToolCalls
+from tests.agent.test_crash import _env, _messages, _wait_run
+from tests.conftest import Backend, make_account, start_server, stop_server
+from tests.sandbox.conftest import local_unavailable_reason
+from tests.support.model_server import Call, ModelServer, Step, Text, ToolCalls
 
 SUMMARY = "SUMMARY-TEXT: the user sent two long notes; the agent ran two commands."
 BIG_OUTPUT = "head -c 4000 /dev/zero | tr '\\0' o"
@@ -141,6 +146,69 @@ def test_a_conversation_past_its_window_is_pruned_then_summarised_once(
     assert [sum(n.endswith("compact_context") for n in names) for names in steps.values()] == [
         0, 0, 0, 1, 0
     ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_kill_9_after_the_summary_is_stored_asks_the_model_once(
+    backend: Backend, sandbox_data_dir: Path, model_server: ModelServer
+) -> None:
+    """The process dies (SIGKILL) after the summary step stored its summary and before DBOS
+    recorded the step: the restarted process runs the step again, finds the summary of its own
+    run stored and goes on with it, without a second summary request."""
+    reason = local_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"compact-crash-{uuid.uuid4().hex[:10]}"
+    model_server.script(name, [respond] * 10)
+    env = {
+        **_env(model_server),
+        "AGENT_SESSIONS_CONTEXT_WINDOWS": json.dumps({f"openai/{name}": 1000}),
+        "AGENT_SESSIONS_CONTEXT_KEEP_TURNS": "1",
+    }
+    h = make_account(backend.db).headers
+
+    def send(url: str, n: int, text: str) -> httpx.Response:
+        body = {"id": chat_id, "sessionId": sid, "model": f"openai/{name}",
+                "messages": [{"id": f"u{n}", "role": "user",
+                              "parts": [{"type": "text", "text": text}]}]}  # fmt: skip
+        return httpx.post(f"{url}/api/chat", json=body, headers=h, timeout=60)
+
+    srv = start_server(sandbox_data_dir, backend.url, **env,
+                       AGENT_SESSIONS_FAULT_POINT="compact-context.stored")  # fmt: skip
+    try:
+        created = httpx.post(f"{srv.url}/api/sessions", json={}, headers=h).json()
+        sid, chat_id = created["session"]["id"], created["chat"]["id"]
+        # Turn 1 (~1,000 tokens, over the 800 of the limit) has nothing older to summarise.
+        first = send(srv.url, 1, "talk 1 U1MARK " + "a" * 4000)
+        assert text_of(parse_sse(first.text)) == "ok"
+        with pytest.raises(httpx.HTTPError):  # turn 2 summarises turn 1: the process dies
+            send(srv.url, 2, "talk 2 U2MARK")
+        srv.process.wait(10)
+        assert srv.process.returncode == -9
+    finally:
+        stop_server(srv)
+    stored = _summary_requests(model_server, name)
+    assert stored == 1
+    srv = start_server(sandbox_data_dir, backend.url, **env)
+    try:
+        run_id = _messages(srv, sid, chat_id, h)["chat"]["activeStreamId"]
+        assert run_id, "the interrupted turn holds the chat"
+        assert _wait_run(srv, run_id, h)["status"] == "completed"
+        detail = _messages(srv, sid, chat_id, h)
+    finally:
+        stop_server(srv)
+    assert _summary_requests(model_server, name) == 1
+    messages = detail["messages"]
+    assert [m["id"] for m in messages[::2]] == ["u1", "u2"]
+    compaction = messages[1]["metadata"]["compaction"]
+    assert compaction["summary"] == SUMMARY and compaction["runId"] == run_id
+    last = [r for r in model_server.requests(name) if not _is_summary_request(r)][-1]
+    assert context.SUMMARY_PREFIX + SUMMARY in [_content(m) for m in last["messages"][:2]]
+    assert "U1MARK" not in json.dumps(last["messages"])
+
+
+def _summary_requests(server: ModelServer, name: str) -> int:
+    return sum(_is_summary_request(r) for r in server.requests(name))
 
 
 # --- the parts, without a service ------------------------------------------------------------
