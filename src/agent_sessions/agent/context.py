@@ -239,7 +239,11 @@ def transcript(messages: list[dict[str, Any]], earlier: str | None, budget_chars
                 lines.append(f"Assistant called {name} {args}")
                 if "output" in part:
                     result = part["output"]
-                    text = result if isinstance(result, str) else json.dumps(result)
+                    text = (
+                        result
+                        if isinstance(result, str)
+                        else json.dumps(result, ensure_ascii=False)
+                    )
                     lines.append(f"Result: {_cut(text, TRANSCRIPT_TOOL_CHARS)}")
                 elif part.get("errorText"):
                     lines.append(f"Error: {_cut(str(part['errorText']), TRANSCRIPT_TOOL_CHARS)}")
@@ -301,7 +305,8 @@ async def fit(run: store.RunView, settings: Settings, history: list[dict[str, An
     record = {
         "summarizedThrough": through.get("id"),
         "firstKeptMessageId": first_kept.get("id"),
-        "summarizedMessages": boundary + (found[1].get("summarizedMessages", 0) if found else 0),
+        "summarizedMessages": boundary
+        + (_count(found[1].get("summarizedMessages")) if found else 0),
         "estimatedTokens": tokens,
         "contextWindow": window,
         "model": run.model_id,
@@ -318,9 +323,13 @@ async def fit(run: store.RunView, settings: Settings, history: list[dict[str, An
     return Fitted(pruned[boundary:], done["summary"])
 
 
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and value >= 0 else 0
+
+
 def _boundary(messages: list[dict[str, Any]], keep_turns: int, limit: int) -> int | None:
     """Where the kept turns start: the last ``keep_turns`` turns, fewer when they alone would
-    take more than half the window; None when no turn is left to summarise."""
+    take more than half the limit; None when no turn is left to summarise."""
     starts = [i for i in _turn_starts(messages) if i > 0]
     keep = min(keep_turns, len(starts))
     while keep > 1 and estimate_tokens(messages[starts[-keep] :]) > limit // 2:
