@@ -19,7 +19,7 @@ from tests.agent.protocol import check_protocol, text_of
 from tests.agent.test_crash import _env, _messages, _wait_run
 from tests.conftest import Backend, make_account, start_server, stop_server
 from tests.sandbox.conftest import local_unavailable_reason
-from tests.support.model_server import Call, ModelServer, Step, Text, ToolCalls
+from tests.support.model_server import Call, Fail, ModelServer, Step, Text, ToolCalls
 
 SUMMARY = "SUMMARY-TEXT: the user sent two long notes; the agent ran two commands."
 BIG_OUTPUT = "head -c 4000 /dev/zero | tr '\\0' o"
@@ -146,6 +146,36 @@ def test_a_conversation_past_its_window_is_pruned_then_summarised_once(
     assert [sum(n.endswith("compact_context") for n in names) for names in steps.values()] == [
         0, 0, 0, 1, 0
     ]  # fmt: skip
+
+
+def test_a_summary_the_model_cannot_write_leaves_the_turn_its_whole_history(
+    agents: AgentsFactory,
+) -> None:
+    """The summariser's request fails (a 400 from the provider): the turn goes on with the
+    history as it is, nothing is stored, and the next turn tries again."""
+    name = f"script-{uuid.uuid4().hex[:10]}"
+    model = f"openai/{name}"
+    h = agents(context_windows={model: 1000}, context_keep_turns=1)
+
+    def refuse_summaries(body: dict[str, Any]) -> Step:
+        if _is_summary_request(body):
+            return Fail(400, "the summariser is down")
+        return respond(body)
+
+    h.model.script(name, [refuse_summaries] * 10)
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    for n, text in enumerate(["talk 1 U1MARK " + "a" * 4000, "talk 2 U2MARK", "talk 3"], 1):
+        chunks, _ = h.turn(sid, chat_id, text, model=model, message_id=f"u{n}")
+        check_protocol(chunks)
+        assert text_of(chunks) == "ok"
+        assert not [c for c in chunks if c["type"] == "data-compaction"]
+    requests = h.model.requests(name)
+    assert sum(_is_summary_request(r) for r in requests) == 2  # turns 2 and 3 each tried once
+    last = [r for r in requests if not _is_summary_request(r)][-1]
+    assert "U1MARK" in json.dumps(last["messages"])
+    stored = h.chat(sid, chat_id)["messages"]
+    assert not [m for m in stored if (m.get("metadata") or {}).get("compaction")]
 
 
 @pytest.mark.slow
