@@ -105,6 +105,19 @@ class Settings(BaseSettings):
     """Turns all processes together run at once (unbounded when unset). When set, every turn
     goes through the shared DBOS queue, the one place that counts across processes."""
     bash_timeout_seconds: int = Field(default=120, ge=1, le=3600)
+    context_windows: dict[str, int] = {}
+    """Context window in tokens per model id, as JSON (``{"openai/my-model": 32000}``); wins
+    over the windows listed in genai-prices' data (shipped with pydantic-ai)."""
+    context_window_default: int = Field(default=128_000, ge=1)
+    """The window of a model that neither ``context_windows`` nor that data lists."""
+    context_compact_at: float = Field(default=0.8, gt=0, le=1)
+    """Share of the window past which a turn prunes older tool outputs from what the model
+    receives and, if that is not enough, summarises older turns (ADR 15)."""
+    context_keep_turns: int = Field(default=2, ge=1)
+    """Turns (a user message and the replies to it) a summary leaves as they are, the new one
+    included."""
+    context_tool_output_turns: int = Field(default=2, ge=0)
+    """Turns whose tool outputs pruning leaves, the new one included."""
 
     # --- account limits (429 with Retry-After; 0 turns a limit off) ----------------------------
     account_max_live_sandboxes: int = Field(default=20, ge=0)
@@ -158,6 +171,14 @@ class Settings(BaseSettings):
     def _known_database(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("sqlite", "postgresql")):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
+        return v
+
+    @field_validator("context_windows")
+    @classmethod
+    def _positive_windows(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = [model for model, tokens in v.items() if tokens < 1]
+        if bad:
+            raise ValueError(f"a context window must be at least 1 token ({bad[0]})")
         return v
 
     @field_validator("default_model")

@@ -28,7 +28,7 @@ from pydantic_ai.ui.vercel_ai import VercelAIAdapter
 from pydantic_ai.ui.vercel_ai.request_types import UIMessage
 from pydantic_ai.usage import RunUsage, UsageLimits
 
-from agent_sessions.agent import autocommit, models, prompt, user_parts
+from agent_sessions.agent import autocommit, context, models, prompt, user_parts
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.hooks import ToolHooks, run_hook
 from agent_sessions.agent.live import LiveModel, RunRecorder
@@ -301,7 +301,10 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
         failure = await _prepare_sandbox(run.session_id)
         await write_chunks([_sandbox_chunk("failed" if failure else "active", failure)])
 
-    history = _model_history(begun["history"], deps.settings.max_attachment_bytes)
+    fitted = await context.fit(run, deps.settings, begun["history"])  # ADR 15
+    history = context.with_summary(
+        fitted.summary, _model_history(fitted.messages, deps.settings.max_attachment_bytes)
+    )
     persisted = await current().db.read_call(
         lambda s: store.message_of(s, run.chat_key, run.assistant_message_id)
     )  # the latest state, also when this is a recovery: the builder continues from it

@@ -227,6 +227,18 @@ def message_of(db: Session, chat: ChatKey, message_id: str) -> dict[str, Any] | 
     return dict(row.parts) if row is not None else None
 
 
+def set_message_metadata(db: Session, chat: ChatKey, message_id: str, key: str, value: Any) -> bool:
+    """Set one key of a stored message's metadata, the rest of the message as it was; False
+    when the message is gone (the chat's turn lock keeps other writers away meanwhile)."""
+    row = db.get(ChatMessage, _message(chat, message_id))
+    if row is None:
+        return False
+    message = dict(row.parts)
+    message["metadata"] = {**(message.get("metadata") or {}), key: value}
+    row.parts = message
+    return True
+
+
 def session_repo(db: Session, session_id: str) -> tuple[str | None, str | None]:
     row = db.get(SessionRow, session_id)
     if row is None or row.repo_owner is None:
