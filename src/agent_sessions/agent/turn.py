@@ -14,7 +14,6 @@ import contextlib
 import contextvars
 import logging
 from dataclasses import replace
-from decimal import Decimal
 from typing import Any, Literal
 
 from dbos import DBOS
@@ -373,11 +372,8 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
 def _usage_record(deps: TurnDeps, model_id: str) -> dict[str, int | None]:
     """The run's usage as ``chat_runs`` columns: each figure the total (the main agent's and
     its subagents'), ``subagent_*`` the subagents' part; costs priced now (:mod:`.pricing`)."""
-    main, sub = deps.usage or RunUsage(), deps.subagent_usage
-    total = main + sub
-    main_cost = pricing.cost_of(deps.settings, model_id, main)
-    sub_cost = pricing.cost_of(deps.settings, model_id, sub)
-    costs = [c for c in (main_cost, sub_cost) if c is not None]
+    sub = deps.subagent_usage
+    total = (deps.usage or RunUsage()) + sub  # costs too: pydantic-ai sums the known ones
     return {
         "input_tokens": total.input_tokens,
         "output_tokens": total.output_tokens,
@@ -388,8 +384,8 @@ def _usage_record(deps: TurnDeps, model_id: str) -> dict[str, int | None]:
         "subagent_cache_read_tokens": sub.cache_read_tokens,
         "subagent_cache_write_tokens": sub.cache_write_tokens,
         "subagent_tool_calls": sub.tool_calls,
-        "cost_nanousd": pricing.to_nano(sum(costs, Decimal(0)) if costs else None),
-        "subagent_cost_nanousd": pricing.to_nano(sub_cost),
+        "cost_nanousd": pricing.to_nano(pricing.cost_of(deps.settings, model_id, total)),
+        "subagent_cost_nanousd": pricing.to_nano(pricing.cost_of(deps.settings, model_id, sub)),
     }
 
 
