@@ -18,7 +18,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from fastapi.testclient import TestClient
 
-from agent_sessions.store import turns, upgrade
+from agent_sessions.store import turns, upgrade, usage
 from agent_sessions.store.models import Base, ChatRun
 from tests.conftest import Account, Backend, make_backend
 
@@ -144,6 +144,21 @@ def test_usage_by_day_model_and_session(
     assert r.status_code == 403
 
 
+def test_days_are_utc_whatever_the_connection_time_zone(
+    backend: Backend, client: TestClient, alice: Account
+) -> None:
+    """PostgreSQL reads a ``timestamptz`` in the connection's zone: the day must not follow it
+    (UTC+14 would move a run of 23:00 UTC to the next day)."""
+    sid, cid = _session(client, alice)
+    _run(backend, alice, sid, cid, datetime(2026, 5, 1, 23, 0, tzinfo=UTC))
+    start, end = datetime(2026, 5, 1, tzinfo=UTC), datetime(2026, 5, 3, tzinfo=UTC)
+    with backend.db.read() as s:
+        if backend.name == "postgres":
+            s.execute(sa.text("SET LOCAL TIME ZONE 'Pacific/Kiritimati'"))
+        rows, _ = usage.report(s, alice.id, start, end, "day")
+    assert [key for key, _ in rows] == ["2026-05-01"]
+
+
 def test_the_default_range_is_the_last_30_days(
     backend: Backend, client: TestClient, alice: Account
 ) -> None:
@@ -167,6 +182,8 @@ def test_the_default_range_is_the_last_30_days(
         ({"from": "2026-03-02", "to": "2026-03-01"}, "Invalid range: from must be before to"),
         ({"from": "2026-03-02T10:00:00Z", "to": "2026-03-02T10:00:00Z"}, "Invalid range"),
         ({"from": "2024-01-01", "to": "2026-01-01"}, "Invalid range: at most 366 days"),
+        ({"to": "9999-12-31"}, "Invalid range: out of the representable dates"),
+        ({"to": "0001-01-01T00:00:00Z"}, "Invalid range: out of the representable dates"),
     ],
 )
 def test_bad_parameters_are_400(

@@ -189,6 +189,15 @@ class Settings(BaseSettings):
             raise ValueError("must look like 'provider/model', e.g. 'openai/gpt-5.4'")
         return v
 
+    @field_validator("model_prices")
+    @classmethod
+    def _priced_model_ids(cls, v: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        for model_id in v:
+            provider, _, model = model_id.partition("/")
+            if not provider or not model:
+                raise ValueError(f"{model_id!r}: model ids look like 'provider/model'")
+        return v
+
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
         if self.jwt_secret is not None and (self.jwt_jwks_url or self.jwt_jwks_file):

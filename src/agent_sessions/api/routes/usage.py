@@ -44,6 +44,13 @@ def _instant(name: str, value: str | None, *, end: bool) -> datetime | None:
 
 def _range(start: str | None, end: str | None) -> tuple[datetime, datetime]:
     """``[from, to)``; by default the last 30 UTC days, today included."""
+    try:
+        return _bounds(start, end)
+    except OverflowError:  # a default from before year 1, a bound that is a year 9999 date
+        raise InvalidInput("Invalid range: out of the representable dates") from None
+
+
+def _bounds(start: str | None, end: str | None) -> tuple[datetime, datetime]:
     to = _instant("to", end, end=True)
     since = _instant("from", start, end=False)
     if to is None:
