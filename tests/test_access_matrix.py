@@ -104,6 +104,8 @@ ROUTES: dict[str, Case] = {
     "PUT /api/account/forge-token": Case({"token": "ghp_x"}, foreign=None),
     "DELETE /api/account/forge-token": Case(foreign=None),
     "POST /api/sessions/{sessionId}/git/push": Case(),
+    "GET /api/usage": Case(foreign=None),
+    "GET /api/sessions/{sessionId}/chats/{chatId}/usage": Case(),
 }
 """Every route under /api: a sample call and who owns what it names."""
 

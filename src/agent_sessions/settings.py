@@ -12,10 +12,31 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AGENT_SESSIONS_"
+
+
+class ModelPrice(BaseModel):
+    """A model's price in US dollars per million tokens (``MODEL_PRICES``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0, alias="cachedInput")
+    """Input read from the provider's cache; unset, the input price."""
+    cache_write: float | None = Field(default=None, ge=0, alias="cacheWrite")
+    """Input written to the provider's cache; unset, the input price."""
 
 
 class Settings(BaseSettings):
@@ -118,6 +139,11 @@ class Settings(BaseSettings):
     included."""
     context_tool_output_turns: int = Field(default=2, ge=0)
     """Turns whose tool outputs pruning leaves, the new one included."""
+    model_prices: dict[str, ModelPrice] = {}
+    """Prices by model id (``provider/model``), JSON: ``{"openai/gpt-5.4": {"input": 1.25,
+    "output": 10, "cachedInput": 0.125}}`` in USD per million tokens. A model listed here is
+    priced by it; any other by the price table pydantic-ai ships (``genai-prices``), else it
+    has no price and its cost is null (``agent.pricing``)."""
 
     # --- account limits (429 with Retry-After; 0 turns a limit off) ----------------------------
     account_max_live_sandboxes: int = Field(default=20, ge=0)
@@ -187,6 +213,15 @@ class Settings(BaseSettings):
         provider, _, model = v.partition("/")
         if not provider or not model:
             raise ValueError("must look like 'provider/model', e.g. 'openai/gpt-5.4'")
+        return v
+
+    @field_validator("model_prices")
+    @classmethod
+    def _priced_model_ids(cls, v: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        for model_id in v:
+            provider, _, model = model_id.partition("/")
+            if not provider or not model:
+                raise ValueError(f"{model_id!r}: model ids look like 'provider/model'")
         return v
 
     @model_validator(mode="after")

@@ -419,9 +419,64 @@ class RunAccepted(_Wire):
     session_id: str
 
 
-class RunUsage(_Wire):
+class SubagentUsage(_Wire):
+    """The part of a run's (or a report's) figures that its ``task`` subagents used."""
+
     input_tokens: int
     output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    tool_calls: int
+    cost_usd: float | None
+
+
+class RunUsage(_Wire):
+    """A run's tokens, subagents' included (``subagent`` is their part). ``inputTokens``
+    includes ``cachedInputTokens`` (read from the provider's cache) and ``cacheWriteTokens``.
+    ``costUsd`` was priced when the run finished; null: its model has no price."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    cost_usd: float | None
+    subagent: SubagentUsage
+
+
+class UsageFigures(_Wire):
+    """Sums over finished runs; every figure includes the subagents' (``subagent``: their
+    part). ``costUsd`` is null when no run summed has a price; ``unpricedRuns`` counts the runs
+    left out of it."""
+
+    runs: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    tool_calls: int
+    duration_ms: int
+    cost_usd: float | None
+    unpriced_runs: int
+    subagent: SubagentUsage
+
+
+class UsageRow(UsageFigures):
+    key: str
+    """The UTC day (``YYYY-MM-DD``), the model id or the session id, after ``groupBy``."""
+
+
+class UsageReport(_Wire):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    """The runs counted were created in ``[from, to)``."""
+    group_by: Literal["day", "model", "session"]
+    rows: list[UsageRow]
+    total: UsageFigures
+
+
+class ChatUsage(_Wire):
+    chat_id: str
+    usage: UsageFigures
 
 
 class Run(_Wire):

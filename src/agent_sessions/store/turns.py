@@ -35,8 +35,17 @@ class RunView:
     headless: bool
     input_tokens: int
     output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
     tool_calls: int
     steps: int
+    subagent_input_tokens: int
+    subagent_output_tokens: int
+    subagent_cache_read_tokens: int
+    subagent_cache_write_tokens: int
+    subagent_tool_calls: int
+    cost_nanousd: int | None
+    subagent_cost_nanousd: int | None
     finish_reason: str | None
     error: str | None
     created_at: datetime
@@ -53,9 +62,13 @@ class RunView:
 
     @property
     def duration_ms(self) -> int | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return int((self.finished_at - self.started_at) / timedelta(milliseconds=1))
+        return duration_ms(self.started_at, self.finished_at)
+
+
+def duration_ms(started_at: datetime | None, finished_at: datetime | None) -> int | None:
+    if started_at is None or finished_at is None:
+        return None
+    return round((finished_at - started_at) / timedelta(milliseconds=1))
 
 
 def _is(chat: ChatKey) -> Any:
@@ -84,8 +97,10 @@ def release_chat(db: Session, chat: ChatKey, run_id: str, *, replied: bool) -> N
 def create_run(db: Session, **fields: Any) -> ChatRun:
     defaults: dict[str, Any] = {
         "status": "queued", "stop_requested": False, "headless": False, "attempts": 0,
-        "input_tokens": 0, "output_tokens": 0, "tool_calls": 0, "steps": 0,
-        "created_at": utcnow(),
+        "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
+        "tool_calls": 0, "steps": 0, "subagent_input_tokens": 0, "subagent_output_tokens": 0,
+        "subagent_cache_read_tokens": 0, "subagent_cache_write_tokens": 0,
+        "subagent_tool_calls": 0, "created_at": utcnow(),
     }  # fmt: skip
     run = ChatRun(**{**defaults, **fields})
     db.add(run)
@@ -164,13 +179,20 @@ def stop_requested(db: Reader, run_id: str) -> bool:
     return bool(row is not None and row[0])
 
 
-def finish_run(db: Session, run_id: str, **fields: Any) -> None:
-    """Record the outcome once; a run that already ended keeps its first outcome."""
+def finish_run(
+    db: Session, run_id: str, *, finished_at: datetime | None = None, **fields: Any
+) -> None:
+    """Record the outcome once (its duration from ``started_at``, which the row holds); a run
+    that already ended keeps its first outcome."""
+    row = db.execute(select(ChatRun.started_at).where(ChatRun.id == run_id)).first()
+    finished_at = finished_at or utcnow()
+    started_at = row.started_at if row is not None else None
     db.execute(
         update(ChatRun)
         .where(ChatRun.id == run_id, ChatRun.status.in_(LIVE))
-        .values(finished_at=utcnow(), **fields)
-    )
+        .values(finished_at=finished_at, duration_ms=duration_ms(started_at, finished_at),
+                **fields)
+    )  # fmt: skip
 
 
 def _message(chat: ChatKey, message_id: str) -> tuple[str, str, str]:

@@ -21,6 +21,7 @@ from agent_sessions.agent.stream import Chunk
 from agent_sessions.api import schemas
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
+from agent_sessions.api.routes.usage import run_usage_out
 from agent_sessions.exceptions import Conflict, InvalidInput
 from agent_sessions.store import chats as chat_store
 from agent_sessions.store.sessions import NewSession
@@ -229,7 +230,7 @@ def run_out(run: RunView) -> schemas.Run:
     return schemas.Run(
         run_id=run.id, status=run.status, chat_id=run.chat_id,
         session_id=run.session_id, model=run.model_id, message_id=run.assistant_message_id,
-        usage=schemas.RunUsage(input_tokens=run.input_tokens, output_tokens=run.output_tokens),
+        usage=run_usage_out(run),
         tool_calls=run.tool_calls, steps=run.steps, finish_reason=run.finish_reason,
         error=run.error, created_at=run.created_at, started_at=run.started_at,
         finished_at=run.finished_at, duration_ms=run.duration_ms,
