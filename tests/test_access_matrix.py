@@ -103,6 +103,9 @@ ROUTES: dict[str, Case] = {
     "GET /api/account/forge-token": Case(foreign=None),
     "PUT /api/account/forge-token": Case({"token": "ghp_x"}, foreign=None),
     "DELETE /api/account/forge-token": Case(foreign=None),
+    "GET /api/account/default-model": Case(foreign=None),
+    "PUT /api/account/default-model": Case({"modelId": "demo/echo"}, foreign=None),
+    "DELETE /api/account/default-model": Case(foreign=None),
     "POST /api/sessions/{sessionId}/git/push": Case(),
 }
 """Every route under /api: a sample call and who owns what it names."""

@@ -12,7 +12,14 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "AGENT_SESSIONS_"
@@ -100,6 +107,9 @@ class Settings(BaseSettings):
     """Turns all processes together run at once (unbounded when unset). When set, every turn
     goes through the shared DBOS queue, the one place that counts across processes."""
     bash_timeout_seconds: int = Field(default=120, ge=1, le=3600)
+    served_models_ttl_seconds: int = Field(default=300, ge=0)
+    """How long ``GET /api/models`` keeps what an OpenAI-compatible endpoint said it serves
+    (its ``/models``); an endpoint that did not answer is asked again after a tenth of it."""
 
     # --- account limits (429 with Retry-After; 0 turns a limit off) ----------------------------
     account_max_live_sandboxes: int = Field(default=20, ge=0)
@@ -147,6 +157,27 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    google_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    )
+    """The Gemini API's key (``GEMINI_API_KEY``, its older name, when the first is unset)."""
+    openrouter_api_key: SecretStr | None = Field(
+        default=None, validation_alias="OPENROUTER_API_KEY"
+    )
+    groq_api_key: SecretStr | None = Field(default=None, validation_alias="GROQ_API_KEY")
+    mistral_api_key: SecretStr | None = Field(default=None, validation_alias="MISTRAL_API_KEY")
+    aws_bearer_token_bedrock: SecretStr | None = Field(
+        default=None, validation_alias="AWS_BEARER_TOKEN_BEDROCK"
+    )
+    """A Bedrock API key; or the usual AWS credentials below."""
+    aws_access_key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias="AWS_SECRET_ACCESS_KEY"
+    )
+    aws_session_token: SecretStr | None = Field(default=None, validation_alias="AWS_SESSION_TOKEN")
+    aws_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
 
     @field_validator("database_url")
     @classmethod
