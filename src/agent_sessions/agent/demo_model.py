@@ -11,6 +11,7 @@ gets the same answers, tool-call ids included.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -35,6 +36,9 @@ SCRIPT = "hello.py"
 RUN = f"python3 {SCRIPT}"
 PROMPT_CHARS = 200
 """The part of the prompt the script quotes."""
+WORD_SECONDS = 0.015
+"""Pause between words of the reply, so that a client sees it arrive as a model's would
+(pieces sent together are joined into one chunk by the turn's stream)."""
 
 
 def build(name: str) -> Model:
@@ -140,4 +144,6 @@ async def _stream(
         return
     words = step.split(" ")
     for i, word in enumerate(words):
+        if i:
+            await asyncio.sleep(WORD_SECONDS)
         yield word if i == len(words) - 1 else word + " "
