@@ -38,7 +38,7 @@ class ProviderSpec:
     key_variable: str | None
     """What a refusal tells the operator to set; None: the provider needs nothing."""
     examples: tuple[str, ...]
-    build: Callable[[Settings, str, httpx2.AsyncClient], Model]
+    build: Callable[[Settings, str, httpx2.AsyncClient | None], Model]
     credentials: Callable[[Settings], str | None]
     """The credential the provider uses (a key, or a marker), None when it is not configured."""
     module: str | None = None
@@ -47,6 +47,8 @@ class ProviderSpec:
     """An OpenAI-style ``GET …/models`` that lists what the provider serves (with the key)."""
     description: str | None = None
     demo: bool = False
+    http_client: bool = True
+    """Whether ``build`` takes the model's HTTP client (Groq's SDK, boto3 and the demo don't)."""
 
 
 def _key(field: str) -> Callable[[Settings], str | None]:
@@ -68,7 +70,7 @@ def _aws_credentials(settings: Settings) -> str | None:
     return None
 
 
-def _openai(settings: Settings, name: str, client: httpx2.AsyncClient) -> Model:
+def _openai(settings: Settings, name: str, client: httpx2.AsyncClient | None) -> Model:
     from pydantic_ai.models.openai import OpenAIChatModel
     from pydantic_ai.providers.openai import OpenAIProvider
 
@@ -85,7 +87,7 @@ def _openai(settings: Settings, name: str, client: httpx2.AsyncClient) -> Model:
     return OpenAIModel(name, provider=OpenAIProvider(openai_client=sdk))
 
 
-def _anthropic(settings: Settings, name: str, client: httpx2.AsyncClient) -> Model:
+def _anthropic(settings: Settings, name: str, client: httpx2.AsyncClient | None) -> Model:
     from pydantic_ai.models.anthropic import AnthropicModel
     from pydantic_ai.providers.anthropic import AnthropicProvider
 
@@ -100,7 +102,7 @@ def _anthropic(settings: Settings, name: str, client: httpx2.AsyncClient) -> Mod
     return ClaudeModel(name, provider=provider)
 
 
-def _google(settings: Settings, name: str, client: httpx2.AsyncClient) -> Model:
+def _google(settings: Settings, name: str, client: httpx2.AsyncClient | None) -> Model:
     from pydantic_ai.models.google import GoogleModel
     from pydantic_ai.providers.google import GoogleProvider
 
@@ -111,7 +113,7 @@ def _google(settings: Settings, name: str, client: httpx2.AsyncClient) -> Model:
     return GeminiModel(name, provider=GoogleProvider(api_key=key, http_client=client))
 
 
-def _openrouter(settings: Settings, name: str, client: httpx2.AsyncClient) -> Model:
+def _openrouter(settings: Settings, name: str, client: httpx2.AsyncClient | None) -> Model:
     from pydantic_ai.models.openrouter import OpenRouterModel
     from pydantic_ai.providers.openrouter import OpenRouterProvider
 
@@ -122,18 +124,18 @@ def _openrouter(settings: Settings, name: str, client: httpx2.AsyncClient) -> Mo
     return RoutedModel(name, provider=OpenRouterProvider(api_key=key, http_client=client))
 
 
-def _groq(settings: Settings, name: str, client: httpx2.AsyncClient) -> Model:
+def _groq(settings: Settings, name: str, client: httpx2.AsyncClient | None) -> Model:
     from pydantic_ai.models.groq import GroqModel
     from pydantic_ai.providers.groq import GroqProvider
 
     class FastModel(CachedToolSchemas, GroqModel):
         pass
 
-    # Groq's SDK takes only its own httpx client: the provider makes one (per model, per loop).
+    # Groq's SDK takes only its own (httpx) client: the provider makes one, per model and loop.
     return FastModel(name, provider=GroqProvider(api_key=_key("groq_api_key")(settings)))
 
 
-def _mistral(settings: Settings, name: str, client: httpx2.AsyncClient) -> Model:
+def _mistral(settings: Settings, name: str, client: httpx2.AsyncClient | None) -> Model:
     from pydantic_ai.models.mistral import MistralModel
     from pydantic_ai.providers.mistral import MistralProvider
 
@@ -144,7 +146,7 @@ def _mistral(settings: Settings, name: str, client: httpx2.AsyncClient) -> Model
     return WindModel(name, provider=MistralProvider(api_key=key, http_client=client))
 
 
-def _bedrock(settings: Settings, name: str, client: httpx2.AsyncClient) -> Model:
+def _bedrock(settings: Settings, name: str, client: httpx2.AsyncClient | None) -> Model:
     from pydantic_ai.models.bedrock import BedrockConverseModel
     from pydantic_ai.providers.bedrock import BedrockProvider
 
@@ -166,7 +168,7 @@ def _bedrock(settings: Settings, name: str, client: httpx2.AsyncClient) -> Model
     return AwsModel(name, provider=provider)
 
 
-def _demo(settings: Settings, name: str, client: httpx2.AsyncClient) -> Model:
+def _demo(settings: Settings, name: str, client: httpx2.AsyncClient | None) -> Model:
     from agent_sessions.agent import demo_model
 
     return demo_model.build(name)
@@ -200,7 +202,7 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ProviderSpec(
             "groq", "GROQ_API_KEY", ("openai/gpt-oss-120b", "qwen/qwen3.8-27b"), _groq,
             _key("groq_api_key"), "pydantic_ai.models.groq",
-            lambda _: "https://api.groq.com/openai/v1/models",
+            lambda _: "https://api.groq.com/openai/v1/models", http_client=False,
         ),
         ProviderSpec(
             "mistral", "MISTRAL_API_KEY", ("mistral-large-latest", "codestral-latest"),
@@ -212,13 +214,13 @@ PROVIDERS: dict[str, ProviderSpec] = {
             "AWS_REGION and AWS_BEARER_TOKEN_BEDROCK (or AWS_ACCESS_KEY_ID and "
             "AWS_SECRET_ACCESS_KEY)",
             ("global.anthropic.claude-sonnet-4-6", "us.amazon.nova-pro-v1:0"), _bedrock,
-            _aws_credentials, "pydantic_ai.models.bedrock",
+            _aws_credentials, "pydantic_ai.models.bedrock", http_client=False,
         ),
         ProviderSpec(
             "demo", None, ("echo",), _demo, lambda _: "", None,
             description="Demo model, not an LLM: writes hello.py from your prompt, runs it "
             "with bash and reports the output. Needs no key.",
-            demo=True,
+            demo=True, http_client=False,
         ),
     )
 }  # fmt: skip
@@ -361,7 +363,10 @@ def build_model(settings: Settings, model_id: str) -> Model:
     key = (id(loop), model_id, *where)
     built = _built.get(key)
     if built is None or built[0] is not loop:
-        client = httpx2.AsyncClient(timeout=httpx2.Timeout(MODEL_TIMEOUT_SECONDS, connect=10.0))
+        client = None
+        if spec.http_client:
+            timeout = httpx2.Timeout(MODEL_TIMEOUT_SECONDS, connect=10.0)
+            client = httpx2.AsyncClient(timeout=timeout)
         built = (loop, spec.build(settings, name, client))
         _built[key] = built
     return built[1]
