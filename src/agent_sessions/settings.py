@@ -15,6 +15,7 @@ from typing import Literal
 from pydantic import (
     BaseModel,
     ConfigDict,
+    AliasChoices,
     Field,
     SecretStr,
     ValidationError,
@@ -144,6 +145,9 @@ class Settings(BaseSettings):
     "output": 10, "cachedInput": 0.125}}`` in USD per million tokens. A model listed here is
     priced by it; any other by the price table pydantic-ai ships (``genai-prices``), else it
     has no price and its cost is null (``agent.pricing``)."""
+    served_models_ttl_seconds: int = Field(default=300, ge=0)
+    """How long ``GET /api/models`` keeps what an OpenAI-compatible endpoint said it serves
+    (its ``/models``); an endpoint that did not answer is asked again after a tenth of it."""
 
     # --- account limits (429 with Retry-After; 0 turns a limit off) ----------------------------
     account_max_live_sandboxes: int = Field(default=20, ge=0)
@@ -191,6 +195,27 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    google_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    )
+    """The Gemini API's key (``GEMINI_API_KEY``, its older name, when the first is unset)."""
+    openrouter_api_key: SecretStr | None = Field(
+        default=None, validation_alias="OPENROUTER_API_KEY"
+    )
+    groq_api_key: SecretStr | None = Field(default=None, validation_alias="GROQ_API_KEY")
+    mistral_api_key: SecretStr | None = Field(default=None, validation_alias="MISTRAL_API_KEY")
+    aws_bearer_token_bedrock: SecretStr | None = Field(
+        default=None, validation_alias="AWS_BEARER_TOKEN_BEDROCK"
+    )
+    """A Bedrock API key; or the usual AWS credentials below."""
+    aws_access_key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias="AWS_SECRET_ACCESS_KEY"
+    )
+    aws_session_token: SecretStr | None = Field(default=None, validation_alias="AWS_SESSION_TOKEN")
+    aws_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
 
     @field_validator("database_url")
     @classmethod

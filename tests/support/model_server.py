@@ -12,7 +12,8 @@ Routes: ``POST /v1/chat/completions`` (``stream`` true or false; with
 ``stream_options.include_usage`` a final usage chunk is sent), ``POST /v1/messages`` (the same
 scripts in Anthropic's Messages protocol, streamed as its ``message_start`` …
 ``message_stop`` events or not: for ``ANTHROPIC_BASE_URL=http://127.0.0.1:<port>``),
-``GET /v1/models`` (the script names) and ``GET /healthz``.
+``GET /v1/models`` (the script names, OpenAI's list shape; ``server.models_listed()`` tells
+who asked, ``server.fail_models(Fail(…))`` makes it an error) and ``GET /healthz``.
 
 Scripts::
 
@@ -260,6 +261,8 @@ class ModelServer:
         self._lock = threading.Lock()
         self._scripts: dict[str, list[ScriptStep]] = {}
         self._requests: dict[str, list[dict[str, Any]]] = {}
+        self._models_auth: list[str] = []
+        self._models_failure: Fail | None = None
         self.host = "127.0.0.1"
         self.port = 0
         self.app = Starlette(
@@ -291,6 +294,16 @@ class ModelServer:
         with self._lock:
             return list(self._requests.get(name, ()))
 
+    def models_listed(self) -> list[str]:
+        """The ``Authorization`` header of every ``GET /v1/models`` so far, in order."""
+        with self._lock:
+            return list(self._models_auth)
+
+    def fail_models(self, failure: Fail | None) -> None:
+        """Answer ``GET /v1/models`` with this error (None: list the scripts again)."""
+        with self._lock:
+            self._models_failure = failure
+
     def clear_requests(self, name: str | None = None) -> None:
         """Forget the recorded requests of one script, or of all."""
         with self._lock:
@@ -306,7 +319,11 @@ class ModelServer:
 
     async def _models(self, request: Request) -> Response:
         with self._lock:
+            self._models_auth.append(request.headers.get("authorization", ""))
             names = sorted(self._scripts)
+            failure = self._models_failure
+        if failure is not None:
+            return _error(failure.status, failure.message, "scripted_failure")
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "stand-in"} for n in names]
         return JSONResponse({"object": "list", "data": data})
 

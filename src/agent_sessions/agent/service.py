@@ -110,7 +110,9 @@ class Turns:
             chat = chat_store.create_chat(
                 db, account_id=account_id, session_id=session.id, chat_id=chat_id
             )
-            model = (model_id or chat.model_id or self.settings.default_model).strip()
+            model = (
+                model_id or chat.model_id or models.default_model_for(db, self.settings, account_id)
+            ).strip()
             models.check_usable(self.settings, model)
             message_id = str(user_message["id"])
             if not store.claim_chat(db, chat.key, run_id):

@@ -28,7 +28,15 @@ from pydantic_ai.ui.vercel_ai import VercelAIAdapter
 from pydantic_ai.ui.vercel_ai.request_types import UIMessage
 from pydantic_ai.usage import RunUsage, UsageLimits
 
-from agent_sessions.agent import autocommit, context, models, pricing, prompt, user_parts
+from agent_sessions.agent import (
+    autocommit,
+    context,
+    model_errors,
+    models,
+    pricing,
+    prompt,
+    user_parts,
+)
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.hooks import ToolHooks, run_hook
 from agent_sessions.agent.live import LiveModel, RunRecorder
@@ -352,7 +360,7 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
     except Exception as err:
         log.warning("turn %s failed: %s", run_id, err)
         status, finish_reason = "failed", "error"
-        error = (getattr(err, "message", None) or str(err) or type(err).__name__)[:1000]
+        error = _error_text(err, run.model_id)
     finally:
         watcher.cancel()
     if failure is not None:
@@ -414,6 +422,11 @@ def _usage_metadata(usage: dict[str, int | None], tool_calls: int) -> dict[str, 
             "costUsd": pricing.from_nano(usage["subagent_cost_nanousd"]),
         },
     }
+def _error_text(err: Exception, model_id: str) -> str:
+    """A model's failure as one line naming its provider, else the error's own message."""
+    provider = model_id.partition("/")[0]
+    line = model_errors.describe(err, provider)
+    return (line or getattr(err, "message", None) or str(err) or type(err).__name__)[:1000]
 
 
 def _prompt_of(begun: dict[str, Any]) -> str:

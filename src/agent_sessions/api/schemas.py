@@ -506,12 +506,48 @@ class ModelInfo(_Wire):
     id: str
     provider: str
     available: bool
-    default: bool
+    default: bool = Field(
+        description="The caller's default model (the account's, else the server's)."
+    )
+    served: bool = Field(
+        description="Listed by the provider's endpoint itself (its /models), not an example."
+    )
+    demo: bool = Field(description="A built-in demo, not a language model (needs no key).")
+    description: str | None
+
+
+class ProviderInfo(_Wire):
+    name: str
+    configured: bool
+    missing: str | None = Field(description="What to set to configure it; null when configured.")
+    lists_models: bool = Field(
+        description="Whether its endpoint was asked what it serves (configured, OpenAI-style)."
+    )
+    reachable: bool | None = Field(
+        description="Whether that list answered; null when it was not asked."
+    )
+    error: str | None = Field(description="Why the list did not answer.")
+    demo: bool
 
 
 class ModelList(_Wire):
     models: list[ModelInfo]
-    default_model_id: str
+    default_model_id: str = Field(description="The caller's default model.")
+    providers: list[ProviderInfo]
+
+
+class DefaultModelSet(_Input):
+    model_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
+
+
+class DefaultModel(_Wire):
+    """The model of the caller's new chats and of turns that name none."""
+
+    model_id: str
+    source: Literal["account", "operator"] = Field(
+        description="account: set by the caller; operator: the server's "
+        "AGENT_SESSIONS_DEFAULT_MODEL."
+    )
 
 
 # --- git in the sandbox ------------------------------------------------------------------------

@@ -138,3 +138,21 @@ def is_member(db: Session, *, organization_id: str, account_id: str) -> bool:
 
 def count_accounts(db: Session) -> int:
     return len(db.execute(select(Account.id).limit(1)).all())
+
+
+_DEFAULT_MODEL = Query(select(Account.default_model_id).where(Account.id == bindparam("id")))
+
+
+def default_model_of(db: Reader, account_id: str) -> str | None:
+    """The account's own default model; None when it has set none (the operator's applies)."""
+    row = first(db, _DEFAULT_MODEL, id=account_id)
+    return None if row is None else row.default_model_id
+
+
+def set_default_model(db: Session, account_id: str, model_id: str | None) -> bool:
+    """Set (or, with None, clear) the account's default model; whether one was set before."""
+    account = get_account(db, account_id)
+    had = account.default_model_id is not None
+    account.default_model_id = model_id
+    db.flush()
+    return had

@@ -75,6 +75,9 @@ class Account(Base):
     jwt_subject: Mapped[str | None] = mapped_column(String(255), unique=True)
     """The ``sub`` of Bearer JWTs that act as this account (besides the account id itself)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    default_model_id: Mapped[str | None] = mapped_column(String(200))
+    """The model of the account's new chats and of turns that name none (the operator's
+    ``DEFAULT_MODEL`` when unset)."""
 
 
 class ApiKey(Base):

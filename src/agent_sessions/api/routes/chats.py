@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 from sqlalchemy.orm import Session
 
+from agent_sessions.agent import models
 from agent_sessions.api import schemas
 from agent_sessions.api.convert import chat_out, chat_summary_out, message_out
 from agent_sessions.api.deps import CallerDep
@@ -46,7 +47,7 @@ async def list_chats(caller: CallerDep, sessionId: str) -> schemas.ChatList:
         items = store.list_chats(db, session_id=sessionId, account_id=account_id)
         return schemas.ChatList(
             chats=[chat_summary_out(i) for i in items],
-            default_model_id=services.settings.default_model,
+            default_model_id=models.default_model_for(db, services.settings, account_id),
         )
 
     return await services.db.read_call(listing)

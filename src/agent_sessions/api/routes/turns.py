@@ -240,12 +240,20 @@ def run_out(run: RunView) -> schemas.Run:
 @router.get(
     "/models",
     response_model=schemas.ModelList,
-    summary="Models this server can use (a provider without credentials is listed unavailable)",
+    summary="Models this server can use: examples per provider (unavailable without "
+    "credentials), what each configured OpenAI-compatible endpoint serves, the demo model; "
+    "the caller's default marked",
     responses=errors(401),
 )
 async def list_models(caller: CallerDep) -> schemas.ModelList:
-    settings = caller.services.settings
+    services, account_id = caller
+    settings = services.settings
+    default_id = await services.db.query_call(
+        lambda r: models.default_model_for(r, settings, account_id)
+    )
+    listed, providers = await models.usable_models(settings, default_id)
     return schemas.ModelList(
-        models=[schemas.ModelInfo.model_validate(m) for m in models.usable_models(settings)],
-        default_model_id=settings.default_model,
+        models=[schemas.ModelInfo.model_validate(m) for m in listed],
+        default_model_id=default_id,
+        providers=[schemas.ProviderInfo.model_validate(p) for p in providers],
     )
