@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import (
+    AliasChoices,
     BaseModel,
     ConfigDict,
-    AliasChoices,
     Field,
     SecretStr,
     ValidationError,

@@ -422,6 +422,8 @@ def _usage_metadata(usage: dict[str, int | None], tool_calls: int) -> dict[str, 
             "costUsd": pricing.from_nano(usage["subagent_cost_nanousd"]),
         },
     }
+
+
 def _error_text(err: Exception, model_id: str) -> str:
     """A model's failure as one line naming its provider, else the error's own message."""
     provider = model_id.partition("/")[0]
