@@ -108,8 +108,9 @@ class Turns:
                     # The turn would resume the sandbox; the resume checks again, exactly.
                     quotas.require_sandbox_room(db, account_id, limits.account_max_live_sandboxes)
             chat = chat_store.create_chat(
-                db, account_id=account_id, session_id=session.id, chat_id=chat_id
-            )
+                db, account_id=account_id, session_id=session.id, chat_id=chat_id,
+                model_id=self.settings.default_model,
+            )  # fmt: skip
             model = (model_id or chat.model_id or self.settings.default_model).strip()
             models.check_usable(self.settings, model)
             message_id = str(user_message["id"])

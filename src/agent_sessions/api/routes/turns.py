@@ -202,7 +202,10 @@ async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunA
     message = validate_user_message(raw, services.settings.max_attachment_bytes)
     new = None
     if body.session_id is None:  # a new session, made with the turn (or not at all)
-        new = NewSession(sandbox_type=services.settings.sandbox_provider)
+        new = NewSession(
+            sandbox_type=services.settings.sandbox_provider,
+            model_id=services.settings.default_model,
+        )
     accepted: Accepted = await services.turns.start(
         account_id=account_id, session_id=body.session_id, new_session=new,
         chat_id=body.chat_id, user_message=message, model_id=body.model, headless=True,
