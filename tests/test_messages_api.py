@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from agent_sessions.store import turns
 from agent_sessions.store.models import Chat, ChatKey, ChatMessage, utcnow
 from tests.conftest import Account, Backend
 
@@ -132,7 +133,7 @@ def test_fork_copies_through_an_assistant_message(
 
 
 def test_fork_refuses_and_creates_nothing(
-    client: TestClient, alice: Account, chat: dict[str, str]
+    backend: Backend, client: TestClient, alice: Account, chat: dict[str, str]
 ) -> None:
     url, sid = chat["url"], chat["sid"]
     other = client.post("/api/sessions", json={}, headers=alice.headers).json()
@@ -149,11 +150,21 @@ def test_fork_refuses_and_creates_nothing(
         assert r.status_code == 409 and r.json()["error"] == "Chat ID conflict"
     for bad in ({}, {"messageId": ""}, {"messageId": "a1", "id": "a b"}, {"messageId": 5}):
         assert fork(bad).status_code == 400, bad
+    # The reply a live turn is still writing cannot be forked yet.
+    with backend.db.write() as s:
+        turns.create_run(s, id="run-live", chat_id=chat["cid"], session_id=sid,
+                         account_id=alice.id, model_id="openai/x",
+                         assistant_message_id="a2")  # fmt: skip
+    _set_live(backend, alice, chat["cid"], "run-live")
+    r = fork({"messageId": "a2"})
+    assert r.status_code == 409 and "still being written" in r.json()["error"]
     # A missing chat is 404 before its body is looked at.
     r = client.post(f"/api/sessions/{sid}/chats/nope/fork", json={}, headers=alice.headers)
     assert r.status_code == 404 and r.json()["error"] == "Chat not found"
     chats = client.get(f"/api/sessions/{sid}/chats", headers=alice.headers).json()["chats"]
     assert [c["id"] for c in chats] == [chat["cid"]]
+    # Any earlier reply can be forked meanwhile.
+    assert fork({"messageId": "a1"}).status_code == 200
 
 
 # --- POST …/messages ---------------------------------------------------------------------------

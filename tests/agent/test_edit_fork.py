@@ -77,6 +77,9 @@ def test_edit_waits_for_the_live_turn_then_retries_from_the_edited_message(
     r = h.client.post(f"{url}/messages", json=reply, headers=h.account.headers)
     assert r.status_code == 409, r.text
     assert [role for role, _ in _conversation(h, sid, chat_id)] == ["user", "assistant"]
+    writing = h.chat(sid, chat_id)["messages"][1]["id"]
+    r = h.client.post(f"{url}/fork", json={"messageId": writing}, headers=h.account.headers)
+    assert r.status_code == 409, r.text
 
     stop = h.client.post(f"/api/chat/{chat_id}/stop", headers=h.account.headers)
     assert stop.status_code == 200 and stop.json()["stopped"] is True

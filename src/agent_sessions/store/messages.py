@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
-from agent_sessions.store.models import Chat, ChatKey, ChatMessage, ChatRead, utcnow
+from agent_sessions.store.models import Chat, ChatKey, ChatMessage, ChatRead, ChatRun, utcnow
 
 MESSAGE_NOT_FOUND = "Message not found"
 LIVE_TURN = "This chat has a turn in progress; stop it or wait for it to end"
@@ -86,11 +86,15 @@ def fork(
 
     Copies get new ids (the message's own ``id`` inside the stored UIMessage too) and keep their
     times, made strictly increasing so that ``(created_at, id)`` keeps their order whatever the
-    new ids are. An id the account already uses for a chat is 409 (a fork is always new)."""
+    new ids are. An id the account already uses for a chat is 409 (a fork is always new), and
+    so is the reply a live turn is still writing (any other can be forked meanwhile)."""
     messages = _ordered(db, source.key)
     end = _position(messages, through)
     if messages[end].role != "assistant":
         raise InvalidInput("Only assistant messages can be forked")
+    live = db.get(ChatRun, source.active_stream_id) if source.active_stream_id else None
+    if live is not None and live.assistant_message_id == through:
+        raise Conflict("That reply is still being written; fork it when its turn has ended")
     chat_id = new_id or str(uuid.uuid4())
     if db.get(Chat, ChatKey(source.account_id, chat_id)) is not None:
         raise Conflict("Chat ID conflict")
