@@ -27,7 +27,7 @@ from sqlalchemy import select, text
 from agent_sessions.api import create_app
 from agent_sessions.settings import Settings
 from agent_sessions.store import Database, accounts, turns
-from agent_sessions.store.models import ApiKey, Base
+from agent_sessions.store.models import ApiKey, Base, ChatKey
 from tests.conftest import Account, Backend, InertLifecycle, make_account
 
 USER_MESSAGE = {"id": "m-1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
@@ -36,6 +36,7 @@ NOT_FOUND = {
     "sessionId": "Session not found",
     "chatId": "Chat not found",
     "runId": "Run not found",
+    "messageId": "Message not found",
 }
 """What a lookup of each kind of id answers when there is no such one (404)."""
 
@@ -69,6 +70,11 @@ ROUTES: dict[str, Case] = {
     "PATCH /api/sessions/{sessionId}/chats/{chatId}": Case({"title": "changed"}),
     "DELETE /api/sessions/{sessionId}/chats/{chatId}": Case(),
     "POST /api/sessions/{sessionId}/chats/{chatId}/read": Case(),
+    "DELETE /api/sessions/{sessionId}/chats/{chatId}/messages/{messageId}": Case(),
+    "POST /api/sessions/{sessionId}/chats/{chatId}/messages": Case(
+        {"id": "a-9", "role": "assistant", "parts": [{"type": "text", "text": "x"}]}
+    ),
+    "POST /api/sessions/{sessionId}/chats/{chatId}/fork": Case({"messageId": "m-a"}),
     "GET /api/sessions/{sessionId}/sandbox": Case(),
     "POST /api/sessions/{sessionId}/sandbox/hibernate": Case(),
     "POST /api/sessions/{sessionId}/sandbox/resume": Case({"expectedLifecycleVersion": 0}),
@@ -249,6 +255,10 @@ def world(backend: Backend, client: TestClient) -> dict[str, Any]:
             s, id=rid, chat_id=cid, session_id=sid, account_id=alice.id, model_id="openai/x",
             assistant_message_id="a-1",
         )  # fmt: skip
+        for mid, role in (("m-u", "user"), ("m-a", "assistant")):  # to delete, to fork through
+            message = {"id": mid, "role": role, "parts": [{"type": "text", "text": mid}]}
+            turns.upsert_message(s, chat=ChatKey(alice.id, cid), message_id=mid, role=role,
+                                 message=message)  # fmt: skip
     return {
         "alice": alice,
         "bob": bob,
@@ -261,7 +271,10 @@ def world(backend: Backend, client: TestClient) -> dict[str, Any]:
 
 
 def _ids(w: dict[str, Any], **over: str) -> dict[str, str]:
-    return {"sessionId": w["sid"], "chatId": w["cid"], "runId": w["rid"], **over}
+    return {
+        "sessionId": w["sid"], "chatId": w["cid"], "runId": w["rid"], "messageId": "m-u",
+        **over,
+    }  # fmt: skip
 
 
 def _call(client: TestClient, route: str, headers: dict[str, str], ids: dict[str, str]) -> Any:
@@ -332,7 +345,10 @@ def test_another_accounts_ids_are_refused_no_side_effect(
     assert r.json() == {"status": "error", "error": message}
 
 
-UNKNOWN = {"sessionId": "NoSuchSession_123456", "chatId": "no-such-chat", "runId": "run-nope"}
+UNKNOWN = {
+    "sessionId": "NoSuchSession_123456", "chatId": "no-such-chat", "runId": "run-nope",
+    "messageId": "no-such-message",
+}  # fmt: skip
 
 
 def _lookups() -> list[tuple[str, str]]:

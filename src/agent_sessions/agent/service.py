@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dbos import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, WorkflowHandleAsync
@@ -34,6 +34,7 @@ from agent_sessions.settings import Settings
 from agent_sessions.store import Database, quotas, sessions
 from agent_sessions.store import chats as chat_store
 from agent_sessions.store import turns as store
+from agent_sessions.store.models import Chat
 from agent_sessions.store.sessions import NewSession
 from agent_sessions.store.titles import title_from_prompt
 
@@ -94,10 +95,14 @@ class Turns:
 
         def accept(db: Session) -> Accepted:
             quotas.lock_account(db, account_id)  # before any session row: one lock order
+            default = models.default_model_for(db, self.settings, account_id)
+            first_chat: Chat | None = None
             if new_session is not None:
                 quotas.require_turn_room(db, account_id, limits.account_max_turns)
                 quotas.require_sandbox_room(db, account_id, limits.account_max_live_sandboxes)
-                session, _ = sessions.create_session(db, account_id=account_id, new=new_session)
+                session, first_chat = sessions.create_session(
+                    db, account_id=account_id, new=replace(new_session, model_id=default)
+                )
             else:
                 assert session_id is not None, "a session id or a new session"
                 session = sessions.get_owned(db, session_id, account_id, for_update=True)
@@ -107,12 +112,14 @@ class Turns:
                 if session.lifecycle_state not in quotas.LIVE_SANDBOX_STATES:
                     # The turn would resume the sandbox; the resume checks again, exactly.
                     quotas.require_sandbox_room(db, account_id, limits.account_max_live_sandboxes)
-            chat = chat_store.create_chat(
-                db, account_id=account_id, session_id=session.id, chat_id=chat_id
-            )
-            model = (
-                model_id or chat.model_id or models.default_model_for(db, self.settings, account_id)
-            ).strip()
+            if first_chat is not None and chat_id is None:
+                chat = first_chat  # the new session's own first chat, not a second one
+            else:
+                chat = chat_store.create_chat(
+                    db, account_id=account_id, session_id=session.id, chat_id=chat_id,
+                    model_id=default,
+                )  # fmt: skip
+            model = (model_id or chat.model_id or default).strip()
             models.check_usable(self.settings, model)
             message_id = str(user_message["id"])
             if not store.claim_chat(db, chat.key, run_id):

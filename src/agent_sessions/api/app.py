@@ -24,6 +24,7 @@ from agent_sessions.api.routes import (
     git,
     git_push,
     health,
+    messages,
     pr,
     sandbox,
     sessions,
@@ -146,7 +147,7 @@ def create_app(
     for router in (
         sessions.router, chats.router, sandbox.router, turns.router, health.router,
         diff.router, files.router, pr.router, git.router, git_push.router, skills.router,
-        account.router, usage.router,
+        account.router, usage.router, messages.router,
     ):  # fmt: skip
         app.include_router(router)
     app.add_middleware(

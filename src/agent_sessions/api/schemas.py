@@ -18,6 +18,7 @@ from pydantic import (
     StringConstraints,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -148,7 +149,11 @@ class SkillRefInput(_Input):
 
 
 class SessionCreate(_Input):
-    """Repository fields are checked by the route against the settings (``workspace.repo``)."""
+    """Repository fields are checked by the route against the settings (``workspace.repo``).
+    Unknown fields are ignored, as the reference API does (clients send their own extras);
+    the known ones are validated."""
+
+    model_config = ConfigDict(extra="ignore")
 
     title: NonEmptyText | None = None
     organization_id: UUIDStr | None = None
@@ -192,11 +197,31 @@ class SessionCreated(_Wire):
     chat: Chat
 
 
+class SessionListItem(Session):
+    """A session in a list: the ``Session`` object plus the sidebar's state of its chats."""
+
+    has_unread: bool = Field(description="Some chat has a reply the caller has not read.")
+    has_streaming: bool = Field(description="Some chat has a turn in progress.")
+    latest_chat_id: str | None = Field(description="The most recently updated chat.")
+
+
+class Pagination(_Wire):
+    limit: int
+    offset: int | None = Field(description="The offset of this page; null when paged by cursor.")
+    has_more: bool
+    next_offset: int | None = Field(
+        description="The offset of the next page (offset + this page's length); null when "
+        "paged by cursor."
+    )
+
+
 class SessionList(_Wire):
-    sessions: list[Session]
+    sessions: list[SessionListItem]
     next_cursor: str | None = Field(
         description="Pass as ?cursor= for the next page; null at the end."
     )
+    archived_count: int = Field(description="How many of the caller's sessions are archived.")
+    pagination: Pagination
 
 
 # --- chats -----------------------------------------------------------------------------------
@@ -230,8 +255,13 @@ class ChatCreate(_Input):
 
 
 class ChatPatch(_Input):
+    """A model id is any non-empty string here (a turn checks that it can be used)."""
+
     title: NonEmptyText | None = None
-    model_id: ModelId | None = None
+    model_id: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
 
 
 class ChatResponse(_Wire):
@@ -253,6 +283,64 @@ class ChatDetail(_Wire):
     chat: Chat
     is_streaming: bool
     messages: list[UIMessage]
+
+
+MessageIdStr = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class MessagesDeleted(_Wire):
+    success: Literal[True] = True
+    deleted_message_ids: list[str] = Field(description="In the chat's message order.")
+
+
+class ChatFork(_Input):
+    _nul_checked_elsewhere = frozenset({"id"})  # the route answers "Invalid chat id"
+
+    message_id: MessageIdStr = Field(description="The assistant message the copy goes through.")
+    id: Any = Field(default=None, json_schema_extra={"type": "string", "minLength": 1})
+
+
+class AssistantMessageIn(_Input):
+    """An AI SDK UI message of the assistant; its parts are checked by the route
+    (``agent.assistant_parts``)."""
+
+    id: MessageIdStr
+    role: Literal["assistant"]
+    parts: list[dict[str, Any]]
+    metadata: dict[str, Any] | None = None
+
+
+class AssistantMessageUpsert(_Input):
+    """The message itself, or wrapped as ``{message}`` (the open-agents web app's form)."""
+
+    message: AssistantMessageIn | None = None
+    id: MessageIdStr | None = None
+    role: Literal["assistant"] | None = None
+    parts: list[dict[str, Any]] | None = None
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> AssistantMessageUpsert:
+        bare = self.model_dump(exclude_unset=True, exclude={"message"})
+        if self.message is not None:
+            if bare:
+                raise ValueError("send either the message or {message}, not both")
+        elif self.id is None or self.role is None or self.parts is None:
+            raise ValueError("id, role (assistant) and parts are required")
+        return self
+
+    def resolved(self) -> AssistantMessageIn:
+        if self.message is not None:
+            return self.message
+        assert self.id is not None and self.role is not None and self.parts is not None
+        return AssistantMessageIn.model_construct(
+            id=self.id, role=self.role, parts=self.parts, metadata=self.metadata
+        )
+
+
+class MessageUpserted(_Wire):
+    success: Literal[True] = True
+    status: Literal["inserted", "updated"]
 
 
 class Success(_Wire):
