@@ -276,9 +276,14 @@ def test_stop_in_the_middle_of_a_long_tool_call(agents: AgentsFactory) -> None:
         "type": "tool-output-error", "toolCallId": "call_1_0", "errorText": "Cancelled by the user",
     }  # fmt: skip
     assert "never said" not in text_of(chunks)
+    # It says it was stopped: the AI SDK's abort chunk, and no "stop" of a turn that ended by
+    # itself on the finish chunk (whose finishReason the SDK checks against its own list).
+    assert {"type": "abort", "reason": "Cancelled by the user"} in chunks
+    assert "finishReason" not in chunks[-1]
+    assert chunks[-1]["messageMetadata"]["finishReason"] == "abort"
 
     run = h.wait_run(bg.headers["x-workflow-run-id"])
-    assert run["status"] == "cancelled"
+    assert run["status"] == "cancelled" and run["finishReason"] == "abort"
     detail = h.chat(sid, chat_id)
     assert detail["chat"]["activeStreamId"] is None
     parts = detail["messages"][-1]["parts"]
@@ -308,7 +313,9 @@ def test_a_stop_recorded_by_another_process_stops_the_turn(agents: AgentsFactory
     check_protocol(chunks)
     assert tool_outputs(chunks)["call_0_0"]["errorText"] == "Cancelled by the user"
     assert "never said" not in text_of(chunks)
-    assert h.wait_run(run_id)["status"] == "cancelled"
+    assert {"type": "abort", "reason": "Cancelled by the user"} in chunks
+    run = h.wait_run(run_id)
+    assert run["status"] == "cancelled" and run["finishReason"] == "abort"
 
 
 def test_a_second_turn_on_a_busy_chat_is_409_and_changes_nothing(agents: AgentsFactory) -> None:
