@@ -198,6 +198,38 @@ def test_a_reader_without_the_log_starts_at_start_index_from_the_database(
     assert reads.values >= len(stored)  # from the database, as there is no log
 
 
+@pytest.mark.parametrize("log", ["memory", "database"])
+def test_a_resumed_stream_tells_its_tail_index(
+    agents: AgentsFactory, monkeypatch: pytest.MonkeyPatch, log: str
+) -> None:
+    """``x-workflow-stream-tail-index``: the index of the last chunk written when the resumed
+    response began, as Vercel Workflow's streams send it (its chat transport resolves a
+    negative start index with it). Held mid-turn, so that nothing is written meanwhile."""
+    if log == "database":
+        monkeypatch.setattr(RunLog, "MAX_BYTES", 0)
+    h = agents()
+    held = "until [ -e go ]; do sleep 0.05; done; echo released"
+    model = h.script([ToolCalls([Call("bash", {"command": held})]), Text("done")])
+    sid, chat_id = _session(h)
+    bg = Background(h, sid, chat_id, "go", model)
+    bg.wait_for('"toolCallId":"call_0_0","toolName":"bash","input"')
+    run_id = bg.headers["x-workflow-run-id"]
+    with h.client.stream(
+        "GET", f"/api/chat/{chat_id}/stream?startIndex=2", headers=h.account.headers
+    ) as r:
+        assert r.status_code == 200
+        tail = int(r.headers["x-workflow-stream-tail-index"])
+        written_so_far = sum(len(batch) for batch in _stored_stream(h, run_id, wait=False))
+        _write_file(h, sid, "go")
+        resumed = parse_sse(r.read().decode())
+    assert tail == written_so_far - 1
+    full = bg.chunks()
+    assert full[tail]["type"] == "tool-input-available" and resumed == full[2:]
+    # Nothing live any more: 204, without the header.
+    r2 = h.client.get(f"/api/chat/{chat_id}/stream", headers=h.account.headers)
+    assert r2.status_code == 204 and "x-workflow-stream-tail-index" not in r2.headers
+
+
 def _write_file(h: Agents, sid: str, path: str) -> None:
     """An empty file in the session's sandbox, written from the host."""
     session = h.client.get(f"/api/sessions/{sid}", headers=h.account.headers).json()["session"]

@@ -319,6 +319,15 @@ class Turns:
                 count += len(batch)
         return count
 
+    async def tail_index(self, run_id: str) -> int:
+        """The index of the last chunk written so far (-1: none yet), as Vercel Workflow's
+        ``x-workflow-stream-tail-index`` gives it: from the turn's log in memory when this
+        process runs it, else counted in the database. A snapshot: the stream goes on."""
+        log = written.log(run_id)
+        if log is not None and log.usable:
+            return sum(len(json.loads(value)) for value in list(log.values)) - 1
+        return await self.stream_length(run_id) - 1
+
     async def continuation(self, run: store.RunView, start_index: int) -> AsyncIterator[Chunk]:
         """The stream from ``start_index`` under its own ``start`` chunk (a client continuing
         the assistant message after a tool result)."""

@@ -77,11 +77,16 @@ async def _with_keepalive(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         task.cancel()
 
 
-def _sse(run_id: str, chunks: AsyncIterator[Chunk]) -> StreamingResponse:
+TAIL_INDEX = "x-workflow-stream-tail-index"
+
+
+def _sse(
+    run_id: str, chunks: AsyncIterator[Chunk], headers: dict[str, str] | None = None
+) -> StreamingResponse:
     return StreamingResponse(
         _with_keepalive(_encode(chunks)),
         media_type="text/event-stream",
-        headers={**STREAM_HEADERS, "x-workflow-run-id": run_id},
+        headers={**STREAM_HEADERS, "x-workflow-run-id": run_id, **(headers or {})},
     )
 
 
@@ -147,7 +152,13 @@ async def _submit_tool_result(
 @router.get(
     "/chat/{chatId}/stream",
     summary="Resume the live turn's stream from chunk startIndex (204 when none is live)",
-    responses={200: _SSE, 204: {"description": "No turn is live"}, **errors(401, 404)},
+    description=f"The `{TAIL_INDEX}` header holds the index of the last chunk written when "
+    "the response began (-1: none yet), as Vercel Workflow streams give it.",
+    responses={
+        200: {**_SSE, "headers": {TAIL_INDEX: {"schema": {"type": "integer"}}}},
+        204: {"description": "No turn is live"},
+        **errors(401, 404),
+    },
     response_class=StreamingResponse,
 )
 async def resume_stream(
@@ -164,7 +175,8 @@ async def resume_stream(
     _, run_id = await services.db.read_call(find)
     if run_id is None:
         return Response(status_code=204)
-    return _sse(run_id, services.turns.chunks(run_id, startIndex))
+    tail = await services.turns.tail_index(run_id)
+    return _sse(run_id, services.turns.chunks(run_id, startIndex), {TAIL_INDEX: str(tail)})
 
 
 @router.post(
