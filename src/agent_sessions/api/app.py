@@ -25,7 +25,9 @@ from agent_sessions.api.routes import (
     git_push,
     health,
     pr,
+    runs,
     sandbox,
+    sandbox_compat,
     sessions,
     skills,
     turns,
@@ -145,7 +147,7 @@ def create_app(
     for router in (
         sessions.router, chats.router, sandbox.router, turns.router, health.router,
         diff.router, files.router, pr.router, git.router, git_push.router, skills.router,
-        account.router,
+        account.router, runs.router, sandbox_compat.router,
     ):  # fmt: skip
         app.include_router(router)
     app.add_middleware(

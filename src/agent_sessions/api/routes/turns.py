@@ -199,10 +199,16 @@ async def stop_turn(caller: CallerDep, chatId: str) -> schemas.StopResult:
     status_code=202,
     response_model=schemas.RunAccepted,
     summary="Start a headless turn (a new session and chat unless given)",
-    responses=errors(400, 401, 403, 404, 409, 413),
+    description="Keys the body does not know are ignored. `Location` names the run's status.",
+    responses={
+        202: {"headers": {"Location": {"schema": {"type": "string"}}}},
+        **errors(400, 401, 403, 404, 409, 413),
+    },
 )
-async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunAccepted:
-    services, account_id = caller
+async def create_run(
+    caller: CallerDep, body: schemas.RunCreate, response: Response
+) -> schemas.RunAccepted:
+    services, caller_id = caller
     if (body.prompt is None) == (body.messages is None):
         raise InvalidInput("Give exactly one of prompt or messages")
     if body.prompt is not None:
@@ -212,15 +218,23 @@ async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunA
     else:
         raw = body.messages[-1]
     message = validate_user_message(raw, services.settings.max_attachment_bytes)
+    account_id = await services.turns.acting_account(
+        caller_id, for_account=body.account_id, organization_id=body.organization_id
+    )
     new = None
     if body.session_id is None:  # a new session, made with the turn (or not at all)
-        new = NewSession(sandbox_type=services.settings.sandbox_provider)
+        new = NewSession(
+            sandbox_type=services.settings.sandbox_provider,
+            organization_id=body.organization_id,
+            artist_id=body.artist_id,
+        )
     accepted: Accepted = await services.turns.start(
         account_id=account_id, session_id=body.session_id, new_session=new,
         chat_id=body.chat_id, user_message=message, model_id=body.model, headless=True,
     )  # fmt: skip
     if accepted.session_created:
         await services.lifecycle.session_created(accepted.session_id)
+    response.headers["Location"] = f"/api/chat/runs/{accepted.run_id}"
     return schemas.RunAccepted(
         run_id=accepted.run_id, chat_id=accepted.chat_id, session_id=accepted.session_id
     )
@@ -229,22 +243,23 @@ async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunA
 @router.get(
     "/chat/runs/{runId}",
     response_model=schemas.Run,
-    summary="A run's status and usage",
+    summary="A run's status, usage and reply text",
+    description="For the run's account, or a fellow member of one of its organizations.",
     responses=errors(401, 403, 404),
 )
 async def get_run(caller: CallerDep, runId: str) -> schemas.Run:
     services, account_id = caller
-    return run_out(await services.turns.get_run(account_id, runId))
+    return run_out(*await services.turns.run_with_reply(account_id, runId))
 
 
-def run_out(run: RunView) -> schemas.Run:
+def run_out(run: RunView, text: str | None = None) -> schemas.Run:
     return schemas.Run(
         run_id=run.id, status=run.status, chat_id=run.chat_id,
         session_id=run.session_id, model=run.model_id, message_id=run.assistant_message_id,
         usage=schemas.RunUsage(input_tokens=run.input_tokens, output_tokens=run.output_tokens),
         tool_calls=run.tool_calls, steps=run.steps, finish_reason=run.finish_reason,
         error=run.error, created_at=run.created_at, started_at=run.started_at,
-        finished_at=run.finished_at, duration_ms=run.duration_ms,
+        finished_at=run.finished_at, duration_ms=run.duration_ms, text=text,
     )  # fmt: skip
 
 
