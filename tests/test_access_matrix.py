@@ -98,9 +98,7 @@ ROUTES: dict[str, Case] = {
     "POST /api/sandbox": Case({"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
     "DELETE /api/sandbox": Case({"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
     "GET /api/sandbox/status": Case(query={"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
-    "GET /api/sandbox/reconnect": Case(
-        query={"sessionId": "{sessionId}"}, looks_up=("sessionId",)
-    ),
+    "GET /api/sandbox/reconnect": Case(query={"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
     "POST /api/sandbox/extend": Case({"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
     "POST /api/sandbox/activity": Case({"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
     "GET /api/models": Case(foreign=None),

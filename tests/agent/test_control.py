@@ -493,7 +493,7 @@ def test_headless_runs(agents: AgentsFactory) -> None:
     offered = {t["function"]["name"] for t in h.model.requests(model.split("/", 1)[1])[0]["tools"]}
     assert "ask_user_question" not in offered and "bash" in offered
     # Bad bodies: 400, nothing started.
-    for body in ({}, {"prompt": "x", "messages": []}, {"prompt": ""}, {"prompt": "x", "bogus": 1}):
+    for body in ({}, {"prompt": "x", "messages": []}, {"prompt": ""}, {"prompt": 1, "bogus": 1}):
         r = h.client.post("/api/chat/runs", json=body, headers=h.account.headers)
         assert r.status_code == 400, (body, r.text)
 
