@@ -412,7 +412,9 @@ class RunCreate(_Input):
 
     session_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     chat_id: ChatIdStr | None = None
-    prompt: Annotated[str, StringConstraints(min_length=1, max_length=200_000)] | None = None
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
+    """At most 100,000 characters: even JSON-escaped (6 bytes a character) under the body limit,
+    so that one too long is its own 400, never the body limit's 413."""
     messages: list[dict[str, Any]] | None = None
     model: ModelId | None = None
     account_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
