@@ -310,7 +310,7 @@ def test_stop_in_the_middle_of_a_long_tool_call(agents: AgentsFactory) -> None:
     assert "never said" not in text_of(chunks)
     # It says it was stopped: the AI SDK's abort chunk, and no "stop" of a turn that ended by
     # itself on the finish chunk (whose finishReason the SDK checks against its own list).
-    assert {"type": "abort", "reason": "Cancelled by the user"} in chunks
+    assert {"type": "abort"} in chunks
     assert "finishReason" not in chunks[-1]
     assert chunks[-1]["messageMetadata"]["finishReason"] == "abort"
 
@@ -345,7 +345,7 @@ def test_a_stop_recorded_by_another_process_stops_the_turn(agents: AgentsFactory
     check_protocol(chunks)
     assert tool_outputs(chunks)["call_0_0"]["errorText"] == "Cancelled by the user"
     assert "never said" not in text_of(chunks)
-    assert {"type": "abort", "reason": "Cancelled by the user"} in chunks
+    assert {"type": "abort"} in chunks
     run = h.wait_run(run_id)
     assert run["status"] == "cancelled" and run["finishReason"] == "abort"
 

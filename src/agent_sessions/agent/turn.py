@@ -199,7 +199,7 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
             )
         await sink.end()
         if outcome["status"] == "cancelled":
-            await sink.emit({"type": "abort", "reason": CANCELLED})
+            await sink.emit({"type": "abort"})  # no reason: ai 6.0.0's schema is strict
         if outcome["error"]:
             await sink.emit({"type": "error", "errorText": outcome["error"]})
         metadata = {
