@@ -56,6 +56,8 @@ class Case:
     body: Any = None
     foreign: int | None = 403
     looks_up: tuple[str, ...] | None = None
+    query: dict[str, str] | None = None
+    """Query parameters, filled in like the body (open-agents' routes name the session so)."""
 
 
 ROUTES: dict[str, Case] = {
@@ -98,6 +100,13 @@ ROUTES: dict[str, Case] = {
         {"sessionId": "{sessionId}", "prompt": "hi"}, looks_up=("sessionId",)
     ),
     "GET /api/chat/runs/{runId}": Case(),
+    "GET /api/runs": Case(foreign=None, looks_up=()),
+    "POST /api/sandbox": Case({"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
+    "DELETE /api/sandbox": Case({"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
+    "GET /api/sandbox/status": Case(query={"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
+    "GET /api/sandbox/reconnect": Case(query={"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
+    "POST /api/sandbox/extend": Case({"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
+    "POST /api/sandbox/activity": Case({"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
     "GET /api/models": Case(foreign=None),
     "POST /api/sessions/{sessionId}/pr": Case({"title": "x", "draft": True}),
     "GET /api/sessions/{sessionId}/pr": Case(),
@@ -277,15 +286,22 @@ def _ids(w: dict[str, Any], **over: str) -> dict[str, str]:
     }  # fmt: skip
 
 
+def _filled(value: Any, ids: dict[str, str]) -> Any:
+    if value is None:
+        return None
+    raw = json.dumps(value)
+    for name, id_ in ids.items():
+        raw = raw.replace("{" + name + "}", id_)
+    return json.loads(raw)
+
+
 def _call(client: TestClient, route: str, headers: dict[str, str], ids: dict[str, str]) -> Any:
     method, path = route.split(" ", 1)
-    body = case_of(route).body
-    if body is not None:
-        raw = json.dumps(body)
-        for name, value in ids.items():
-            raw = raw.replace("{" + name + "}", value)
-        body = json.loads(raw)
-    return client.request(method, path.format(**ids), json=body, headers=headers)
+    case = case_of(route)
+    return client.request(
+        method, path.format(**ids), json=_filled(case.body, ids),
+        params=_filled(case.query, ids), headers=headers,
+    )  # fmt: skip
 
 
 def _refused(

@@ -26,12 +26,12 @@ from sqlalchemy.orm import Session
 from agent_sessions.agent import models, slots, turn, user_parts
 from agent_sessions.agent.stream import Chunk, read_chunks, written
 from agent_sessions.agent.waiting import WaitingTurns
-from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
+from agent_sessions.exceptions import Conflict, Forbidden, InvalidInput, NotFound
 from agent_sessions.faults import fault_point
 from agent_sessions.ids import nanoid
 from agent_sessions.lifecycle.runtime import TURN_QUEUE, off_loop
 from agent_sessions.settings import Settings
-from agent_sessions.store import Database, quotas, sessions
+from agent_sessions.store import Database, accounts, quotas, sessions
 from agent_sessions.store import chats as chat_store
 from agent_sessions.store import turns as store
 from agent_sessions.store.models import Chat
@@ -328,6 +328,15 @@ class Turns:
                 count += len(batch)
         return count
 
+    async def tail_index(self, run_id: str) -> int:
+        """The index of the last chunk written so far (-1: none yet), as Vercel Workflow's
+        ``x-workflow-stream-tail-index`` gives it: from the turn's log in memory when this
+        process runs it, else counted in the database. A snapshot: the stream goes on."""
+        log = written.log(run_id)
+        if log is not None and log.usable:
+            return sum(len(json.loads(value)) for value in list(log.values)) - 1
+        return await self.stream_length(run_id) - 1
+
     async def continuation(self, run: store.RunView, start_index: int) -> AsyncIterator[Chunk]:
         """The stream from ``start_index`` under its own ``start`` chunk (a client continuing
         the assistant message after a tool result)."""
@@ -363,14 +372,55 @@ class Turns:
     # --- runs -------------------------------------------------------------------------------
 
     async def get_run(self, account_id: str, run_id: str) -> store.RunView:
-        def get(db: Session) -> store.RunView:
+        return (await self.run_with_reply(account_id, run_id))[0]
+
+    async def run_with_reply(
+        self, account_id: str, run_id: str
+    ) -> tuple[store.RunView, str | None]:
+        """The run and its reply text, for its account or one that may act for it (a fellow
+        organization member, who may have started it with ``accountId``)."""
+
+        def get(db: Session) -> tuple[store.RunView, str | None]:
             run = store.get_run(db, run_id) if "\x00" not in run_id else None
             if run is None:
                 raise NotFound("Run not found")
-            sessions.read_owned(db, run.session_id, account_id)
-            return run
+            if not accounts.may_act_for(db, account_id=account_id, target_id=run.account_id):
+                sessions.read_owned(db, run.session_id, account_id)  # 403 (or 404)
+            return run, store.run_reply(db, run)
 
         return await self.db.read_call(get)
+
+    async def list_runs(
+        self, account_id: str, *, status: str | None, limit: int, offset: int
+    ) -> tuple[list[tuple[store.RunView, str | None]], bool]:
+        return await self.db.read_call(
+            lambda db: store.list_runs(
+                db, account_id=account_id, status=status, limit=limit, offset=offset
+            )
+        )
+
+    async def acting_account(
+        self, account_id: str, *, for_account: str | None, organization_id: str | None
+    ) -> str:
+        """The account a headless run is for: the caller's, or ``for_account`` when the caller
+        may act for it (a fellow member of ``organization_id``, or of any shared organization
+        without one); 403 otherwise. With ``organization_id`` that account must be a member."""
+        target = for_account or account_id
+        if target == account_id and organization_id is None:
+            return account_id
+
+        def check(db: Session) -> str:
+            if "\x00" in target or not accounts.may_act_for(
+                db, account_id=account_id, target_id=target, organization_id=organization_id
+            ):
+                raise Forbidden("You may not act for this account")
+            if organization_id is not None and not accounts.is_member(
+                db, organization_id=organization_id, account_id=target
+            ):
+                raise Forbidden("You are not a member of this organization")
+            return target
+
+        return await self.db.read_call(check)
 
 
 def _text_of(message: dict[str, Any]) -> str:

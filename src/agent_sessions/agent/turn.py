@@ -59,6 +59,11 @@ log = logging.getLogger(__name__)
 
 STOP_POLL_SECONDS = 0.15
 CANCELLED = "Cancelled by the user"
+STOPPED = "abort"
+"""A stopped turn's finish reason (run record and message metadata): not the ``stop`` of a
+turn that ended by itself. The stream says it with the AI SDK's ``abort`` chunk, since the
+SDK's ``finish`` chunk only takes its own finish reasons."""
+SDK_FINISH_REASONS = frozenset({"stop", "length", "content-filter", "tool-calls", "error", "other"})
 
 _live: dict[str, TurnDeps] = {}
 """Turns running in this process, so that a stop reaches them without waiting for a poll."""
@@ -204,6 +209,8 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
                 {"type": "tool-output-error", "toolCallId": call_id, "errorText": reason}
             )
         await sink.end()
+        if outcome["status"] == "cancelled":
+            await sink.emit({"type": "abort"})  # no reason: ai 6.0.0's schema is strict
         if outcome["error"]:
             await sink.emit({"type": "error", "errorText": outcome["error"]})
         metadata = {
@@ -235,7 +242,7 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
 
     await current().db.write_call(record)
     finish: dict[str, Any] = {"type": "finish", "messageMetadata": metadata}
-    if outcome["finish_reason"]:
+    if outcome["finish_reason"] in SDK_FINISH_REASONS:  # the SDK refuses any other value
         finish["finishReason"] = outcome["finish_reason"]
     if sink is not None:  # after the chat is released: a client that sees finish may go on
         await sink.emit(finish)
@@ -352,7 +359,7 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
                 usage_limits=UsageLimits(request_limit=deps.settings.agent_step_cap),
             )
     except TurnStopped:
-        status, finish_reason = "cancelled", "stop"
+        status, finish_reason = "cancelled", STOPPED
     except UsageLimitExceeded:
         cap = deps.settings.agent_step_cap
         status, finish_reason = "failed", "error"

@@ -210,8 +210,8 @@ class Pagination(_Wire):
     offset: int | None = Field(description="The offset of this page; null when paged by cursor.")
     has_more: bool
     next_offset: int | None = Field(
-        description="The offset of the next page (offset + this page's length); null when "
-        "paged by cursor."
+        description="Pass as ?offset= for the next page (offset + this page's length); null "
+        "at the end, or when paged by cursor."
     )
 
 
@@ -494,11 +494,32 @@ class ChatTurnRequest(_Wire):
 
 
 class RunCreate(_Input):
+    """Keys it does not know are ignored, as the Recoup API does (DESIGN §3)."""
+
+    model_config = ConfigDict(extra="ignore")
+
     session_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     chat_id: ChatIdStr | None = None
-    prompt: Annotated[str, StringConstraints(min_length=1, max_length=200_000)] | None = None
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
+    """At most 100,000 characters: even JSON-escaped (6 bytes a character) under the body limit,
+    so that one too long is its own 400, never the body limit's 413."""
     messages: list[dict[str, Any]] | None = None
     model: ModelId | None = None
+    account_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="Run as this account: the caller's own, or a fellow member of one of the "
+        "caller's organizations (else 403). The run, its session and chat are that account's.",
+    )
+    organization_id: UUIDStr | None = Field(
+        default=None,
+        description="The account the run is for must be a member (else 403); a session the run "
+        "creates belongs to it.",
+    )
+    artist_id: UUIDStr | None = Field(
+        default=None,
+        description="Stored as the ``artistId`` of a session the run creates (an existing "
+        "session keeps its own).",
+    )
 
 
 class RunAccepted(_Wire):
@@ -583,6 +604,15 @@ class Run(_Wire):
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
+    text: str | None = Field(
+        description="The reply's text parts joined by blank lines (the final reply once the run "
+        "has ended); null before the run stored a reply."
+    )
+
+
+class RunList(_Wire):
+    runs: list[Run] = Field(description="Newest first.")
+    pagination: Pagination
 
 
 class StopResult(_Wire):
@@ -816,3 +846,67 @@ class Diff(_Wire):
 
 class CachedDiff(Diff):
     cached_at: datetime = Field(description="When the cached diff's computation started.")
+
+
+# --- open-agents' /api/sandbox routes (aliases of the session's sandbox routes) ---------------
+
+EpochMs = Annotated[int, Field(description="Milliseconds since the Unix epoch.")]
+
+
+class SandboxSessionRef(_Input):
+    """open-agents' body: the session; what else it sends (``repoUrl``, ``branch``,
+    ``isNewBranch``, ``sandboxType``) is ignored, the session's own binding holds."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    session_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class SandboxLifecycleMs(_Wire):
+    server_time: EpochMs
+    state: LifecycleState | None
+    last_activity_at: EpochMs | None
+    hibernate_after: EpochMs | None
+    sandbox_expires_at: EpochMs | None
+
+
+class SandboxStatusCompat(_Wire):
+    status: Literal["active", "no_sandbox"]
+    has_snapshot: bool
+    lifecycle_version: int
+    lifecycle: SandboxLifecycleMs
+
+
+class SandboxReconnect(_Wire):
+    status: Literal["connected", "expired", "not_found", "no_sandbox"]
+    has_snapshot: bool
+    expires_at: EpochMs | None = Field(description="Only when connected.")
+    lifecycle: SandboxLifecycleMs
+
+
+class SandboxTiming(_Wire):
+    ready_ms: int
+
+
+class SandboxReady(_Wire):
+    created_at: EpochMs
+    timeout: int = Field(description="The sandbox's hard lifetime, in milliseconds.")
+    current_branch: str | None
+    mode: str = Field(description="The session's sandbox provider (local, vercel).")
+    timing: SandboxTiming
+
+
+class SandboxStopped(_Wire):
+    success: Literal[True] = True
+    already_stopped: bool
+
+
+class SandboxExtended(_Wire):
+    success: Literal[True] = True
+    expires_at: EpochMs
+    extended_by: int = Field(description="Milliseconds added to the hard deadline.")
+
+
+class SandboxActivity(_Wire):
+    success: bool
+    reason: Literal["not-active"] | None = Field(description="Why nothing was recorded.")

@@ -136,6 +136,23 @@ def is_member(db: Session, *, organization_id: str, account_id: str) -> bool:
     return db.get(Membership, (organization_id, account_id)) is not None
 
 
+def may_act_for(
+    db: Session, *, account_id: str, target_id: str, organization_id: str | None = None
+) -> bool:
+    """Whether ``account_id`` may act as ``target_id``: itself, or a fellow member of one of its
+    organizations (of ``organization_id`` only, when given), as the Recoup API lets an
+    organization's key act for its member accounts."""
+    if account_id == target_id:
+        return True
+    mine = select(Membership.organization_id).where(Membership.account_id == account_id)
+    if organization_id is not None:
+        mine = mine.where(Membership.organization_id == organization_id)
+    stmt = select(Membership.account_id).where(
+        Membership.account_id == target_id, Membership.organization_id.in_(mine)
+    )
+    return db.execute(stmt.limit(1)).first() is not None
+
+
 def count_accounts(db: Session) -> int:
     return len(db.execute(select(Account.id).limit(1)).all())
 

@@ -258,7 +258,7 @@ class ChatRun(Base):
         _chat_fk(),
         Index("ix_chat_runs_chat_created", "account_id", "chat_id", "created_at"),
         Index("ix_chat_runs_account_status", "account_id", "status"),  # quotas
-        Index("ix_chat_runs_account_created", "account_id", "created_at"),  # usage
+        Index("ix_chat_runs_account_created", "account_id", "created_at"),  # usage, runs
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)

@@ -112,6 +112,45 @@ def get_run(db: Session, run_id: str) -> RunView | None:
     return RunView.of(row) if row is not None else None
 
 
+def reply_text(message: dict[str, Any] | None) -> str | None:
+    """An assistant message's text parts, joined by blank lines (one part per model step that
+    spoke); None before the run stored a message."""
+    if message is None:
+        return None
+    parts = message.get("parts") or []
+    texts = [p.get("text") for p in parts if isinstance(p, dict) and p.get("type") == "text"]
+    return "\n\n".join(t for t in texts if isinstance(t, str) and t)
+
+
+def run_reply(db: Session, run: RunView) -> str | None:
+    """The text of the run's assistant message (its final reply once the run has ended)."""
+    return reply_text(message_of(db, run.chat_key, run.assistant_message_id))
+
+
+def list_runs(
+    db: Session, *, account_id: str, status: str | None, limit: int, offset: int
+) -> tuple[list[tuple[RunView, str | None]], bool]:
+    """The account's runs, newest first, each with its reply text, and whether more follow."""
+    stmt = (
+        select(ChatRun, ChatMessage.parts)
+        .outerjoin(
+            ChatMessage,
+            (ChatMessage.account_id == ChatRun.account_id)
+            & (ChatMessage.chat_id == ChatRun.chat_id)
+            & (ChatMessage.id == ChatRun.assistant_message_id),
+        )
+        .where(ChatRun.account_id == account_id)
+        .order_by(ChatRun.created_at.desc(), ChatRun.id.desc())
+        .offset(offset)
+        .limit(limit + 1)
+    )
+    if status is not None:
+        stmt = stmt.where(ChatRun.status == status)
+    rows = db.execute(stmt).all()
+    runs = [(RunView.of(run), reply_text(parts)) for run, parts in rows[:limit]]
+    return runs, len(rows) > limit
+
+
 def live_run(db: Session, chat: ChatKey) -> RunView | None:
     """The run holding the chat's stream lock, if any."""
     stmt = select(ChatRun).join(Chat, Chat.active_stream_id == ChatRun.id).where(_is(chat))

@@ -78,11 +78,16 @@ async def _with_keepalive(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         task.cancel()
 
 
-def _sse(run_id: str, chunks: AsyncIterator[Chunk]) -> StreamingResponse:
+TAIL_INDEX = "x-workflow-stream-tail-index"
+
+
+def _sse(
+    run_id: str, chunks: AsyncIterator[Chunk], headers: dict[str, str] | None = None
+) -> StreamingResponse:
     return StreamingResponse(
         _with_keepalive(_encode(chunks)),
         media_type="text/event-stream",
-        headers={**STREAM_HEADERS, "x-workflow-run-id": run_id},
+        headers={**STREAM_HEADERS, "x-workflow-run-id": run_id, **(headers or {})},
     )
 
 
@@ -148,7 +153,13 @@ async def _submit_tool_result(
 @router.get(
     "/chat/{chatId}/stream",
     summary="Resume the live turn's stream from chunk startIndex (204 when none is live)",
-    responses={200: _SSE, 204: {"description": "No turn is live"}, **errors(401, 404)},
+    description=f"The `{TAIL_INDEX}` header holds the index of the last chunk written when "
+    "the response began (-1: none yet), as Vercel Workflow streams give it.",
+    responses={
+        200: {**_SSE, "headers": {TAIL_INDEX: {"schema": {"type": "integer"}}}},
+        204: {"description": "No turn is live"},
+        **errors(401, 404),
+    },
     response_class=StreamingResponse,
 )
 async def resume_stream(
@@ -165,7 +176,8 @@ async def resume_stream(
     _, run_id = await services.db.read_call(find)
     if run_id is None:
         return Response(status_code=204)
-    return _sse(run_id, services.turns.chunks(run_id, startIndex))
+    tail = await services.turns.tail_index(run_id)
+    return _sse(run_id, services.turns.chunks(run_id, startIndex), {TAIL_INDEX: str(tail)})
 
 
 @router.post(
@@ -188,10 +200,16 @@ async def stop_turn(caller: CallerDep, chatId: str) -> schemas.StopResult:
     status_code=202,
     response_model=schemas.RunAccepted,
     summary="Start a headless turn (a new session and chat unless given)",
-    responses=errors(400, 401, 403, 404, 409, 413),
+    description="Keys the body does not know are ignored. `Location` names the run's status.",
+    responses={
+        202: {"headers": {"Location": {"schema": {"type": "string"}}}},
+        **errors(400, 401, 403, 404, 409, 413),
+    },
 )
-async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunAccepted:
-    services, account_id = caller
+async def create_run(
+    caller: CallerDep, body: schemas.RunCreate, response: Response
+) -> schemas.RunAccepted:
+    services, caller_id = caller
     if (body.prompt is None) == (body.messages is None):
         raise InvalidInput("Give exactly one of prompt or messages")
     if body.prompt is not None:
@@ -201,15 +219,23 @@ async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunA
     else:
         raw = body.messages[-1]
     message = validate_user_message(raw, services.settings.max_attachment_bytes)
+    account_id = await services.turns.acting_account(
+        caller_id, for_account=body.account_id, organization_id=body.organization_id
+    )
     new = None
     if body.session_id is None:  # a new session, made with the turn (or not at all)
-        new = NewSession(sandbox_type=services.settings.sandbox_provider)
+        new = NewSession(
+            sandbox_type=services.settings.sandbox_provider,
+            organization_id=body.organization_id,
+            artist_id=body.artist_id,
+        )
     accepted: Accepted = await services.turns.start(
         account_id=account_id, session_id=body.session_id, new_session=new,
         chat_id=body.chat_id, user_message=message, model_id=body.model, headless=True,
     )  # fmt: skip
     if accepted.session_created:
         await services.lifecycle.session_created(accepted.session_id)
+    response.headers["Location"] = f"/api/chat/runs/{accepted.run_id}"
     return schemas.RunAccepted(
         run_id=accepted.run_id, chat_id=accepted.chat_id, session_id=accepted.session_id
     )
@@ -218,22 +244,23 @@ async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunA
 @router.get(
     "/chat/runs/{runId}",
     response_model=schemas.Run,
-    summary="A run's status and usage",
+    summary="A run's status, usage and reply text",
+    description="For the run's account, or a fellow member of one of its organizations.",
     responses=errors(401, 403, 404),
 )
 async def get_run(caller: CallerDep, runId: str) -> schemas.Run:
     services, account_id = caller
-    return run_out(await services.turns.get_run(account_id, runId))
+    return run_out(*await services.turns.run_with_reply(account_id, runId))
 
 
-def run_out(run: RunView) -> schemas.Run:
+def run_out(run: RunView, text: str | None = None) -> schemas.Run:
     return schemas.Run(
         run_id=run.id, status=run.status, chat_id=run.chat_id,
         session_id=run.session_id, model=run.model_id, message_id=run.assistant_message_id,
         usage=run_usage_out(run),
         tool_calls=run.tool_calls, steps=run.steps, finish_reason=run.finish_reason,
         error=run.error, created_at=run.created_at, started_at=run.started_at,
-        finished_at=run.finished_at, duration_ms=run.duration_ms,
+        finished_at=run.finished_at, duration_ms=run.duration_ms, text=text,
     )  # fmt: skip
 
 
