@@ -27,7 +27,7 @@ from sqlalchemy import select, text
 from agent_sessions.api import create_app
 from agent_sessions.settings import Settings
 from agent_sessions.store import Database, accounts, turns
-from agent_sessions.store.models import ApiKey, Base
+from agent_sessions.store.models import ApiKey, Base, ChatKey
 from tests.conftest import Account, Backend, InertLifecycle, make_account
 
 USER_MESSAGE = {"id": "m-1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}
@@ -36,6 +36,7 @@ NOT_FOUND = {
     "sessionId": "Session not found",
     "chatId": "Chat not found",
     "runId": "Run not found",
+    "messageId": "Message not found",
 }
 """What a lookup of each kind of id answers when there is no such one (404)."""
 
@@ -55,6 +56,8 @@ class Case:
     body: Any = None
     foreign: int | None = 403
     looks_up: tuple[str, ...] | None = None
+    query: dict[str, str] | None = None
+    """Query parameters, filled in like the body (open-agents' routes name the session so)."""
 
 
 ROUTES: dict[str, Case] = {
@@ -69,6 +72,11 @@ ROUTES: dict[str, Case] = {
     "PATCH /api/sessions/{sessionId}/chats/{chatId}": Case({"title": "changed"}),
     "DELETE /api/sessions/{sessionId}/chats/{chatId}": Case(),
     "POST /api/sessions/{sessionId}/chats/{chatId}/read": Case(),
+    "DELETE /api/sessions/{sessionId}/chats/{chatId}/messages/{messageId}": Case(),
+    "POST /api/sessions/{sessionId}/chats/{chatId}/messages": Case(
+        {"id": "a-9", "role": "assistant", "parts": [{"type": "text", "text": "x"}]}
+    ),
+    "POST /api/sessions/{sessionId}/chats/{chatId}/fork": Case({"messageId": "m-a"}),
     "GET /api/sessions/{sessionId}/sandbox": Case(),
     "POST /api/sessions/{sessionId}/sandbox/hibernate": Case(),
     "POST /api/sessions/{sessionId}/sandbox/resume": Case({"expectedLifecycleVersion": 0}),
@@ -92,6 +100,13 @@ ROUTES: dict[str, Case] = {
         {"sessionId": "{sessionId}", "prompt": "hi"}, looks_up=("sessionId",)
     ),
     "GET /api/chat/runs/{runId}": Case(),
+    "GET /api/runs": Case(foreign=None, looks_up=()),
+    "POST /api/sandbox": Case({"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
+    "DELETE /api/sandbox": Case({"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
+    "GET /api/sandbox/status": Case(query={"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
+    "GET /api/sandbox/reconnect": Case(query={"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
+    "POST /api/sandbox/extend": Case({"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
+    "POST /api/sandbox/activity": Case({"sessionId": "{sessionId}"}, looks_up=("sessionId",)),
     "GET /api/models": Case(foreign=None),
     "POST /api/sessions/{sessionId}/pr": Case({"title": "x", "draft": True}),
     "GET /api/sessions/{sessionId}/pr": Case(),
@@ -103,7 +118,12 @@ ROUTES: dict[str, Case] = {
     "GET /api/account/forge-token": Case(foreign=None),
     "PUT /api/account/forge-token": Case({"token": "ghp_x"}, foreign=None),
     "DELETE /api/account/forge-token": Case(foreign=None),
+    "GET /api/account/default-model": Case(foreign=None),
+    "PUT /api/account/default-model": Case({"modelId": "demo/echo"}, foreign=None),
+    "DELETE /api/account/default-model": Case(foreign=None),
     "POST /api/sessions/{sessionId}/git/push": Case(),
+    "GET /api/usage": Case(foreign=None),
+    "GET /api/sessions/{sessionId}/chats/{chatId}/usage": Case(),
 }
 """Every route under /api: a sample call and who owns what it names."""
 
@@ -244,6 +264,10 @@ def world(backend: Backend, client: TestClient) -> dict[str, Any]:
             s, id=rid, chat_id=cid, session_id=sid, account_id=alice.id, model_id="openai/x",
             assistant_message_id="a-1",
         )  # fmt: skip
+        for mid, role in (("m-u", "user"), ("m-a", "assistant")):  # to delete, to fork through
+            message = {"id": mid, "role": role, "parts": [{"type": "text", "text": mid}]}
+            turns.upsert_message(s, chat=ChatKey(alice.id, cid), message_id=mid, role=role,
+                                 message=message)  # fmt: skip
     return {
         "alice": alice,
         "bob": bob,
@@ -256,18 +280,28 @@ def world(backend: Backend, client: TestClient) -> dict[str, Any]:
 
 
 def _ids(w: dict[str, Any], **over: str) -> dict[str, str]:
-    return {"sessionId": w["sid"], "chatId": w["cid"], "runId": w["rid"], **over}
+    return {
+        "sessionId": w["sid"], "chatId": w["cid"], "runId": w["rid"], "messageId": "m-u",
+        **over,
+    }  # fmt: skip
+
+
+def _filled(value: Any, ids: dict[str, str]) -> Any:
+    if value is None:
+        return None
+    raw = json.dumps(value)
+    for name, id_ in ids.items():
+        raw = raw.replace("{" + name + "}", id_)
+    return json.loads(raw)
 
 
 def _call(client: TestClient, route: str, headers: dict[str, str], ids: dict[str, str]) -> Any:
     method, path = route.split(" ", 1)
-    body = case_of(route).body
-    if body is not None:
-        raw = json.dumps(body)
-        for name, value in ids.items():
-            raw = raw.replace("{" + name + "}", value)
-        body = json.loads(raw)
-    return client.request(method, path.format(**ids), json=body, headers=headers)
+    case = case_of(route)
+    return client.request(
+        method, path.format(**ids), json=_filled(case.body, ids),
+        params=_filled(case.query, ids), headers=headers,
+    )  # fmt: skip
 
 
 def _refused(
@@ -327,7 +361,10 @@ def test_another_accounts_ids_are_refused_no_side_effect(
     assert r.json() == {"status": "error", "error": message}
 
 
-UNKNOWN = {"sessionId": "NoSuchSession_123456", "chatId": "no-such-chat", "runId": "run-nope"}
+UNKNOWN = {
+    "sessionId": "NoSuchSession_123456", "chatId": "no-such-chat", "runId": "run-nope",
+    "messageId": "no-such-message",
+}  # fmt: skip
 
 
 def _lookups() -> list[tuple[str, str]]:

@@ -121,7 +121,8 @@ def test_patch_trims_and_validates(
         {},
         {"title": "  "},
         {"modelId": ""},
-        {"modelId": "no-provider"},
+        {"modelId": "   "},
+        {"modelId": 5},
         {"other": 1},
         {"title": 3},
     ]:
@@ -169,3 +170,22 @@ def test_unread_follows_assistant_messages_and_reads(
     assistant_replies()
     assert unread() is True
     assert client.post(_url(session, "/nope/read"), headers=alice.headers).status_code == 404
+
+
+def test_patch_takes_any_model_id_and_finds_the_chat_before_the_body(
+    client: TestClient, alice: Account, session: dict[str, Any]
+) -> None:
+    """The reference clients' model ids need not be ``provider/name`` (a gateway's own ids): a
+    non-empty string is stored, a turn checks it. A missing chat is 404 whatever the body."""
+    url = _url(session, f"/{session['chat']['id']}")
+    r = client.patch(url, json={"modelId": "kimi-k3"}, headers=alice.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["chat"]["modelId"] == "kimi-k3"
+    for body in [{"modelId": ""}, {}, {"other": 1}, None]:
+        r = client.patch(_url(session, "/no-such-chat"), json=body, headers=alice.headers)
+        assert r.status_code == 404, (body, r.text)
+        assert r.json() == {"status": "error", "error": "Chat not found"}
+    r = client.patch(
+        "/api/sessions/NoSuchSession_123456/chats/x", json={"title": ""}, headers=alice.headers
+    )
+    assert r.status_code == 404 and r.json()["error"] == "Session not found"

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from agent_sessions.store import accounts
-from agent_sessions.store.models import Chat, SessionRow
+from agent_sessions.store.models import Chat, ChatKey, SessionRow, utcnow
 from tests.conftest import Account, Backend
 
 SEED_FIELDS = {
@@ -21,6 +22,8 @@ SEED_FIELDS = {
 }  # fmt: skip
 EXTRA_FIELDS = {"autoCommitPush", "autoCreatePr", "prNumber", "prStatus", "baseBranch"}
 """Ours beyond the seed's (ADR 13): the workspace's automation, pull request and base branch."""
+LIST_FIELDS = {"hasUnread", "hasStreaming", "latestChatId"}
+"""A list's sessions add their chats' state (the open-agents web app's sidebar reads them)."""
 
 
 def _create(client: TestClient, who: Account, body: Any = None) -> dict[str, Any]:
@@ -86,7 +89,7 @@ def test_create_with_repo_binding(client: TestClient, alice: Account) -> None:
         ({"isNewBranch": "yes"}, "isNewBranch"),
         ({"sandboxType": "docker"}, "sandboxType"),
         ({"globalSkillRefs": "x"}, "globalSkillRefs"),
-        ({"surprise": 1}, "surprise"),
+        ({"surprise": 1, "title": ""}, "title"),  # unknown keys ignored, known ones checked
     ],
 )
 def test_create_rejects_bad_fields_and_creates_nothing(
@@ -99,6 +102,28 @@ def test_create_rejects_bad_fields_and_creates_nothing(
     with backend.db.read() as s:
         count = s.scalar(select(func.count()).where(SessionRow.account_id == alice.id))
     assert count == 0
+
+
+def test_create_ignores_unknown_keys_as_the_reference_api_does(
+    client: TestClient, alice: Account
+) -> None:
+    """Recoup's ``POST /api/sessions`` reads the keys it knows; clients send their own extras
+    (the open-agents web app sends ``vercelProject``)."""
+    out = _create(client, alice, {"title": "kept", "vercelProject": {"id": "prj"}, "surprise": [1]})
+    assert out["session"]["title"] == "kept"
+    assert "surprise" not in out["session"] and "vercelProject" not in out["session"]
+
+
+def test_new_chats_carry_the_default_model(client: TestClient, alice: Account) -> None:
+    """``Chat.modelId`` is a string (the docs): a session's first chat and every new chat get
+    the default model rather than null."""
+    out = _create(client, alice)
+    assert out["chat"]["modelId"] == "openai/gpt-5.4"
+    sid = out["session"]["id"]
+    made = client.post(f"/api/sessions/{sid}/chats", json={"id": "c2"}, headers=alice.headers)
+    assert made.json()["chat"]["modelId"] == "openai/gpt-5.4"
+    listed = client.get(f"/api/sessions/{sid}/chats", headers=alice.headers).json()
+    assert {c["modelId"] for c in listed["chats"]} == {listed["defaultModelId"]}
 
 
 def test_organization_requires_membership(
@@ -153,7 +178,17 @@ def test_list_is_newest_first_filtered_and_paged(
 
 
 @pytest.mark.parametrize(
-    "params", [{"limit": 0}, {"limit": 101}, {"limit": "x"}, {"status": "gone"}, {"cursor": "!!"}]
+    "params",
+    [
+        {"limit": 0},
+        {"limit": 101},
+        {"limit": "x"},
+        {"status": "gone"},
+        {"cursor": "!!"},
+        {"offset": -1},
+        {"offset": "x"},
+        {"offset": 2, "cursor": "abc"},
+    ],
 )
 def test_list_rejects_bad_query(client: TestClient, alice: Account, params: dict[str, Any]) -> None:
     r = client.get("/api/sessions", params=params, headers=alice.headers)
@@ -282,3 +317,100 @@ def test_lists_carry_the_cached_diffs_counts_without_its_hunks(
     (mine,) = [s for s in listed if s["id"] == sid]
     file = {k: v for k, v in cached["files"][0].items() if k != "diff"}  # type: ignore[index]
     assert mine["cachedDiff"] == {**cached, "files": [file]}
+
+
+def test_list_has_the_reference_web_apps_fields_and_offset_paging(
+    backend: Backend, client: TestClient, alice: Account, bob: Account
+) -> None:
+    """``GET /api/sessions`` as the open-agents web app reads it: ``archivedCount``,
+    ``pagination {limit, offset, hasMore, nextOffset}``, and per session ``hasUnread``,
+    ``hasStreaming`` and ``latestChatId``; ``?offset=`` pages like ``?cursor=``."""
+    made = [_create(client, alice, {"title": f"s{i}"}) for i in range(4)]
+    ids = [m["session"]["id"] for m in made]
+    _create(client, bob)  # not counted anywhere
+    for sid in ids[:2]:
+        r = client.patch(f"/api/sessions/{sid}", json={"status": "archived"}, headers=alice.headers)
+        assert r.status_code == 200
+    busy = ids[3]
+    r = client.post(f"/api/sessions/{busy}/chats", json={"id": "later"}, headers=alice.headers)
+    assert r.status_code == 200
+    with backend.db.write() as s:
+        first = s.get(Chat, ChatKey(alice.id, made[3]["chat"]["id"]))
+        assert first is not None
+        first.active_stream_id = "run-x"  # a turn is live on the older chat
+        first.last_assistant_message_at = utcnow()  # with a reply never read
+        first.updated_at = utcnow() - timedelta(minutes=5)
+
+    def listing(**params: Any) -> dict[str, Any]:
+        r = client.get("/api/sessions", params=params, headers=alice.headers)
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+    body = listing()
+    assert body["archivedCount"] == 2
+    assert body["pagination"] == {"limit": 50, "offset": 0, "hasMore": False, "nextOffset": 2}
+    by_id = {s["id"]: s for s in body["sessions"]}
+    assert set(by_id) == {ids[2], ids[3]}
+    assert set(by_id[ids[3]]) == SEED_FIELDS | EXTRA_FIELDS | LIST_FIELDS
+    assert (by_id[busy]["hasUnread"], by_id[busy]["hasStreaming"]) == (True, True)
+    assert by_id[busy]["latestChatId"] == "later"  # the most recently updated chat
+    quiet = by_id[ids[2]]
+    assert (quiet["hasUnread"], quiet["hasStreaming"]) == (False, False)
+    assert quiet["latestChatId"] == made[2]["chat"]["id"]
+    r = client.post(
+        f"/api/sessions/{busy}/chats/{made[3]['chat']['id']}/read", headers=alice.headers
+    )
+    assert r.status_code == 200
+    assert [s["hasUnread"] for s in listing()["sessions"] if s["id"] == busy] == [False]
+
+    # Offset paging through every session, newest first.
+    seen: list[str] = []
+    offset: int | None = 0
+    while offset is not None:
+        page = listing(status="all", limit=3, offset=offset)
+        assert page["pagination"]["offset"] == offset and page["pagination"]["limit"] == 3
+        seen += [s["id"] for s in page["sessions"]]
+        more = page["pagination"]["hasMore"]
+        assert page["pagination"]["nextOffset"] == offset + len(page["sessions"])
+        assert (page["nextCursor"] is not None) == more
+        offset = page["pagination"]["nextOffset"] if more else None
+    assert seen == list(reversed(ids))
+    archived = listing(status="archived", limit=1, offset=1)
+    assert [s["id"] for s in archived["sessions"]] == [ids[0]]
+    assert archived["pagination"] == {"limit": 1, "offset": 1, "hasMore": False, "nextOffset": 2}
+    # Paged by cursor, the offset is unknown: null.
+    by_cursor = listing(status="all", limit=3, cursor=listing(status="all", limit=3)["nextCursor"])
+    assert [s["id"] for s in by_cursor["sessions"]] == [ids[0]]
+    assert by_cursor["pagination"]["offset"] is None
+    assert by_cursor["pagination"]["nextOffset"] is None
+
+
+def test_list_runs_the_same_queries_whatever_the_page_holds(
+    backend: Backend, client: TestClient, alice: Account
+) -> None:
+    """No query per session: a page of 6 sessions with chats costs what a page of 1 does."""
+    statements: list[str] = []
+
+    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    def queries() -> int:
+        statements.clear()
+        event.listen(backend.db.engine, "before_cursor_execute", count)
+        try:
+            r = client.get("/api/sessions", headers=alice.headers)
+        finally:
+            event.remove(backend.db.engine, "before_cursor_execute", count)
+        assert r.status_code == 200
+        return len(statements)
+
+    first = _create(client, alice)
+    client.post(
+        f"/api/sessions/{first['session']['id']}/chats", json={"id": "x"}, headers=alice.headers
+    )
+    one = queries()
+    for _ in range(5):
+        sid = _create(client, alice)["session"]["id"]
+        client.post(f"/api/sessions/{sid}/chats", json={}, headers=alice.headers)
+    assert queries() == one
+    assert sum("FROM chats" in s for s in statements) == 1

@@ -12,12 +12,34 @@ from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from agent_sessions.approval_rules import RuleList
 
 ENV_PREFIX = "AGENT_SESSIONS_"
+
+
+class ModelPrice(BaseModel):
+    """A model's price in US dollars per million tokens (``MODEL_PRICES``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+    cached_input: float | None = Field(default=None, ge=0, alias="cachedInput")
+    """Input read from the provider's cache; unset, the input price."""
+    cache_write: float | None = Field(default=None, ge=0, alias="cacheWrite")
+    """Input written to the provider's cache; unset, the input price."""
 
 
 class Settings(BaseSettings):
@@ -92,6 +114,11 @@ class Settings(BaseSettings):
     # --- agent -------------------------------------------------------------------------------
     default_model: str = "openai/gpt-5.4"
     hooks_file: Path | None = None
+    """The operator's hooks (Claude Code format), run on the host."""
+    allow_repo_hooks: bool = False
+    """Run the hooks a session's repository declares in ``.claude/settings.json``, inside its
+    sandbox (never on the host). Off by default: a repository's commands then run at every
+    tool call and turn of its sessions."""
     agent_step_cap: int = Field(default=200, ge=1, le=10_000)
     """Model requests one turn may make; past it the turn ends with a clear error."""
     subagent_step_cap: int = Field(default=30, ge=1, le=1000)
@@ -105,6 +132,27 @@ class Settings(BaseSettings):
     approval_rules: RuleList = []
     """Tool calls that wait for a person's approval, as JSON: ``[{"tool": "bash", "match":
     {"command": "rm -rf|git push"}}]`` (ADR 14). None by default; a chat may add its own."""
+    context_windows: dict[str, int] = {}
+    """Context window in tokens per model id, as JSON (``{"openai/my-model": 32000}``); wins
+    over the windows listed in genai-prices' data (shipped with pydantic-ai)."""
+    context_window_default: int = Field(default=128_000, ge=1)
+    """The window of a model that neither ``context_windows`` nor that data lists."""
+    context_compact_at: float = Field(default=0.8, gt=0, le=1)
+    """Share of the window past which a turn prunes older tool outputs from what the model
+    receives and, if that is not enough, summarises older turns (ADR 15)."""
+    context_keep_turns: int = Field(default=2, ge=1)
+    """Turns (a user message and the replies to it) a summary leaves as they are, the new one
+    included."""
+    context_tool_output_turns: int = Field(default=2, ge=0)
+    """Turns whose tool outputs pruning leaves, the new one included."""
+    model_prices: dict[str, ModelPrice] = {}
+    """Prices by model id (``provider/model``), JSON: ``{"openai/gpt-5.4": {"input": 1.25,
+    "output": 10, "cachedInput": 0.125}}`` in USD per million tokens. A model listed here is
+    priced by it; any other by the price table pydantic-ai ships (``genai-prices``), else it
+    has no price and its cost is null (``agent.pricing``)."""
+    served_models_ttl_seconds: int = Field(default=300, ge=0)
+    """How long ``GET /api/models`` keeps what an OpenAI-compatible endpoint said it serves
+    (its ``/models``); an endpoint that did not answer is asked again after a tenth of it."""
 
     # --- account limits (429 with Retry-After; 0 turns a limit off) ----------------------------
     account_max_live_sandboxes: int = Field(default=20, ge=0)
@@ -152,6 +200,27 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     anthropic_api_key: SecretStr | None = Field(default=None, validation_alias="ANTHROPIC_API_KEY")
     anthropic_base_url: str | None = Field(default=None, validation_alias="ANTHROPIC_BASE_URL")
+    google_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("GOOGLE_API_KEY", "GEMINI_API_KEY")
+    )
+    """The Gemini API's key (``GEMINI_API_KEY``, its older name, when the first is unset)."""
+    openrouter_api_key: SecretStr | None = Field(
+        default=None, validation_alias="OPENROUTER_API_KEY"
+    )
+    groq_api_key: SecretStr | None = Field(default=None, validation_alias="GROQ_API_KEY")
+    mistral_api_key: SecretStr | None = Field(default=None, validation_alias="MISTRAL_API_KEY")
+    aws_bearer_token_bedrock: SecretStr | None = Field(
+        default=None, validation_alias="AWS_BEARER_TOKEN_BEDROCK"
+    )
+    """A Bedrock API key; or the usual AWS credentials below."""
+    aws_access_key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    aws_secret_access_key: SecretStr | None = Field(
+        default=None, validation_alias="AWS_SECRET_ACCESS_KEY"
+    )
+    aws_session_token: SecretStr | None = Field(default=None, validation_alias="AWS_SESSION_TOKEN")
+    aws_region: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
 
     @field_validator("database_url")
     @classmethod
@@ -160,12 +229,29 @@ class Settings(BaseSettings):
             raise ValueError("must be a sqlite:// or postgresql:// URL")
         return v
 
+    @field_validator("context_windows")
+    @classmethod
+    def _positive_windows(cls, v: dict[str, int]) -> dict[str, int]:
+        bad = [model for model, tokens in v.items() if tokens < 1]
+        if bad:
+            raise ValueError(f"a context window must be at least 1 token ({bad[0]})")
+        return v
+
     @field_validator("default_model")
     @classmethod
     def _provider_slash_model(cls, v: str) -> str:
         provider, _, model = v.partition("/")
         if not provider or not model:
             raise ValueError("must look like 'provider/model', e.g. 'openai/gpt-5.4'")
+        return v
+
+    @field_validator("model_prices")
+    @classmethod
+    def _priced_model_ids(cls, v: dict[str, ModelPrice]) -> dict[str, ModelPrice]:
+        for model_id in v:
+            provider, _, model = model_id.partition("/")
+            if not provider or not model:
+                raise ValueError(f"{model_id!r}: model ids look like 'provider/model'")
         return v
 
     @model_validator(mode="after")

@@ -198,6 +198,38 @@ def test_a_reader_without_the_log_starts_at_start_index_from_the_database(
     assert reads.values >= len(stored)  # from the database, as there is no log
 
 
+@pytest.mark.parametrize("log", ["memory", "database"])
+def test_a_resumed_stream_tells_its_tail_index(
+    agents: AgentsFactory, monkeypatch: pytest.MonkeyPatch, log: str
+) -> None:
+    """``x-workflow-stream-tail-index``: the index of the last chunk written when the resumed
+    response began, as Vercel Workflow's streams send it (its chat transport resolves a
+    negative start index with it). Held mid-turn, so that nothing is written meanwhile."""
+    if log == "database":
+        monkeypatch.setattr(RunLog, "MAX_BYTES", 0)
+    h = agents()
+    held = "until [ -e go ]; do sleep 0.05; done; echo released"
+    model = h.script([ToolCalls([Call("bash", {"command": held})]), Text("done")])
+    sid, chat_id = _session(h)
+    bg = Background(h, sid, chat_id, "go", model)
+    bg.wait_for('"toolCallId":"call_0_0","toolName":"bash","input"')
+    run_id = bg.headers["x-workflow-run-id"]
+    with h.client.stream(
+        "GET", f"/api/chat/{chat_id}/stream?startIndex=2", headers=h.account.headers
+    ) as r:
+        assert r.status_code == 200
+        tail = int(r.headers["x-workflow-stream-tail-index"])
+        written_so_far = sum(len(batch) for batch in _stored_stream(h, run_id, wait=False))
+        _write_file(h, sid, "go")
+        resumed = parse_sse(r.read().decode())
+    assert tail == written_so_far - 1
+    full = bg.chunks()
+    assert full[tail]["type"] == "tool-input-available" and resumed == full[2:]
+    # Nothing live any more: 204, without the header.
+    r2 = h.client.get(f"/api/chat/{chat_id}/stream", headers=h.account.headers)
+    assert r2.status_code == 204 and "x-workflow-stream-tail-index" not in r2.headers
+
+
 def _write_file(h: Agents, sid: str, path: str) -> None:
     """An empty file in the session's sandbox, written from the host."""
     session = h.client.get(f"/api/sessions/{sid}", headers=h.account.headers).json()["session"]
@@ -276,9 +308,14 @@ def test_stop_in_the_middle_of_a_long_tool_call(agents: AgentsFactory) -> None:
         "type": "tool-output-error", "toolCallId": "call_1_0", "errorText": "Cancelled by the user",
     }  # fmt: skip
     assert "never said" not in text_of(chunks)
+    # It says it was stopped: the AI SDK's abort chunk, and no "stop" of a turn that ended by
+    # itself on the finish chunk (whose finishReason the SDK checks against its own list).
+    assert {"type": "abort"} in chunks
+    assert "finishReason" not in chunks[-1]
+    assert chunks[-1]["messageMetadata"]["finishReason"] == "abort"
 
     run = h.wait_run(bg.headers["x-workflow-run-id"])
-    assert run["status"] == "cancelled"
+    assert run["status"] == "cancelled" and run["finishReason"] == "abort"
     detail = h.chat(sid, chat_id)
     assert detail["chat"]["activeStreamId"] is None
     parts = detail["messages"][-1]["parts"]
@@ -308,7 +345,9 @@ def test_a_stop_recorded_by_another_process_stops_the_turn(agents: AgentsFactory
     check_protocol(chunks)
     assert tool_outputs(chunks)["call_0_0"]["errorText"] == "Cancelled by the user"
     assert "never said" not in text_of(chunks)
-    assert h.wait_run(run_id)["status"] == "cancelled"
+    assert {"type": "abort"} in chunks
+    run = h.wait_run(run_id)
+    assert run["status"] == "cancelled" and run["finishReason"] == "abort"
 
 
 def test_a_second_turn_on_a_busy_chat_is_409_and_changes_nothing(agents: AgentsFactory) -> None:
@@ -454,7 +493,7 @@ def test_headless_runs(agents: AgentsFactory) -> None:
     offered = {t["function"]["name"] for t in h.model.requests(model.split("/", 1)[1])[0]["tools"]}
     assert "ask_user_question" not in offered and "bash" in offered
     # Bad bodies: 400, nothing started.
-    for body in ({}, {"prompt": "x", "messages": []}, {"prompt": ""}, {"prompt": "x", "bogus": 1}):
+    for body in ({}, {"prompt": "x", "messages": []}, {"prompt": ""}, {"prompt": 1, "bogus": 1}):
         r = h.client.post("/api/chat/runs", json=body, headers=h.account.headers)
         assert r.status_code == 400, (body, r.text)
 

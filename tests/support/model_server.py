@@ -12,7 +12,8 @@ Routes: ``POST /v1/chat/completions`` (``stream`` true or false; with
 ``stream_options.include_usage`` a final usage chunk is sent), ``POST /v1/messages`` (the same
 scripts in Anthropic's Messages protocol, streamed as its ``message_start`` …
 ``message_stop`` events or not: for ``ANTHROPIC_BASE_URL=http://127.0.0.1:<port>``),
-``GET /v1/models`` (the script names) and ``GET /healthz``.
+``GET /v1/models`` (the script names, OpenAI's list shape; ``server.models_listed()`` tells
+who asked, ``server.fail_models(Fail(…))`` makes it an error) and ``GET /healthz``.
 
 Scripts::
 
@@ -34,7 +35,10 @@ Scripts::
   retries 429/5xx by default, and each retry gets the same ``Fail`` (use ``max_retries=0``, or a
   callable with its own state for "fail once, then answer").
 * Usage: ``prompt_tokens`` = characters of the request's messages // 4 and
-  ``completion_tokens`` = characters of the output // 4, both at least 1.
+  ``completion_tokens`` = characters of the output // 4, both at least 1. A step's
+  ``cached_tokens`` (at most ``prompt_tokens``) is reported as read from the provider's cache:
+  ``prompt_tokens_details.cached_tokens`` (part of ``prompt_tokens``), or in Anthropic's protocol
+  ``cache_read_input_tokens`` (beside ``input_tokens``, which counts only the rest).
 * Every request body (parsed JSON) is recorded under its ``model``: ``server.requests(name)``.
 * No latency is added unless a step asks for it (``delay`` before answering,
   ``delay_between_chunks`` while streaming). Without ``delay_between_chunks`` a streamed reply
@@ -99,6 +103,8 @@ class Text:
     hold: threading.Event | None = None
     """The reply waits until the test sets this event (not a delay: under load a delay can
     pass before the test has done what it meant to do meanwhile)."""
+    cached_tokens: int = 0
+    """Prompt tokens the usage reports as read from the cache (see the module's Usage)."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,8 @@ class ToolCalls:
     delay_between_chunks: float = 0.0
     hold: threading.Event | None = None
     """As :attr:`Text.hold`."""
+    cached_tokens: int = 0
+    """As :attr:`Text.cached_tokens`."""
 
 
 @dataclass(frozen=True)
@@ -253,6 +261,8 @@ class ModelServer:
         self._lock = threading.Lock()
         self._scripts: dict[str, list[ScriptStep]] = {}
         self._requests: dict[str, list[dict[str, Any]]] = {}
+        self._models_auth: list[str] = []
+        self._models_failure: Fail | None = None
         self.host = "127.0.0.1"
         self.port = 0
         self.app = Starlette(
@@ -284,6 +294,16 @@ class ModelServer:
         with self._lock:
             return list(self._requests.get(name, ()))
 
+    def models_listed(self) -> list[str]:
+        """The ``Authorization`` header of every ``GET /v1/models`` so far, in order."""
+        with self._lock:
+            return list(self._models_auth)
+
+    def fail_models(self, failure: Fail | None) -> None:
+        """Answer ``GET /v1/models`` with this error (None: list the scripts again)."""
+        with self._lock:
+            self._models_failure = failure
+
     def clear_requests(self, name: str | None = None) -> None:
         """Forget the recorded requests of one script, or of all."""
         with self._lock:
@@ -299,7 +319,11 @@ class ModelServer:
 
     async def _models(self, request: Request) -> Response:
         with self._lock:
+            self._models_auth.append(request.headers.get("authorization", ""))
             names = sorted(self._scripts)
+            failure = self._models_failure
+        if failure is not None:
+            return _error(failure.status, failure.message, "scripted_failure")
         data = [{"id": n, "object": "model", "created": 0, "owned_by": "stand-in"} for n in names]
         return JSONResponse({"object": "list", "data": data})
 
@@ -346,11 +370,14 @@ class ModelServer:
             out_chars = len(step.text)
         prompt_tokens = prompt_tokens_of(messages)
         completion_tokens = max(1, out_chars // 4)
-        usage = {
+        usage: dict[str, Any] = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens,
         }
+        if step.cached_tokens:
+            cached = min(step.cached_tokens, prompt_tokens)
+            usage["prompt_tokens_details"] = {"cached_tokens": cached}
         head = {
             "id": f"chatcmpl-{uuid.uuid4().hex}",
             "created": int(time.time()),
@@ -466,6 +493,8 @@ class ModelServer:
             "input_tokens": max(1, _anthropic_chars(body) // 4),
             "output_tokens": max(1, out_chars // 4),
         }
+        if step.cached_tokens:
+            usage["cache_read_input_tokens"] = step.cached_tokens
         head = {
             "id": f"msg_{uuid.uuid4().hex[:24]}", "type": "message", "role": "assistant",
             "model": model, "stop_sequence": None,
@@ -478,7 +507,7 @@ class ModelServer:
 
         frames = [
             _event("message_start", {"message": {**head, "content": [], "stop_reason": None,
-                   "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}}),
+                   "usage": {**usage, "output_tokens": 1}}}),
         ]  # fmt: skip
         for i, block in enumerate(blocks):
             if block["type"] == "text":

@@ -18,6 +18,7 @@ from agent_sessions.agent import slots
 from agent_sessions.agent.stream import ChunkSink
 from agent_sessions.approval_rules import ApprovalRule
 from agent_sessions.exceptions import Conflict
+from agent_sessions.hooks.repo import RepoHooks
 from agent_sessions.lifecycle.context import current
 from agent_sessions.sandbox import Sandbox
 from agent_sessions.settings import Settings
@@ -57,6 +58,8 @@ class TurnDeps:
     """The operator's approval rules and the chat's own (ADR 14)."""
     skills: list[Skill] | None = None
     """The skills the system prompt lists, discovered once per turn (``prompt.turn_skills``)."""
+    repo_hooks: RepoHooks | None = None
+    """The repository's hooks, read once per turn (``agent.hooks``); None until then."""
     _sandbox: Sandbox | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 

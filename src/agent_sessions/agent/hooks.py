@@ -5,6 +5,9 @@ Each hook run is a DBOS step, so a recovered turn does not run a hook twice for 
 A hook that blocks (exit 2, ``decision: block``, ``permissionDecision: deny|ask``) turns the
 call into a failed tool result the model reads; one that crashes or times out is reported in
 the stream as a ``data-hook`` part (and blocks only with ``failClosed``).
+
+With ``ALLOW_REPO_HOOKS`` the repository's hooks of the same events run too, in the sandbox
+(:mod:`agent_sessions.hooks.repo`), after the operator's; their file is read once per turn.
 """
 
 from __future__ import annotations
@@ -20,33 +23,73 @@ from pydantic_ai.tools import ToolDefinition
 
 from agent_sessions.agent.deps import TurnDeps
 from agent_sessions.agent.tools import WORKSPACE_ROOT
+from agent_sessions.exceptions import AgentSessionsError
 from agent_sessions.hooks import HookOutcome
+from agent_sessions.hooks.repo import RepoHooks, read_settings
 from agent_sessions.lifecycle.context import current
 
 
 async def run_hook(
     deps: TurnDeps, event: str, payload: dict[str, Any], subject: str = ""
 ) -> HookOutcome | None:
-    """Run the operator hooks of ``event`` as one step; None when none are configured."""
+    """Run the hooks of ``event`` (the operator's, then the repository's) as one step; None
+    when none are configured."""
     hooks = current().hooks
-    if not hooks.has(event):
+    repo = await _repo_hooks(deps, event)
+    if not hooks.has(event) and not repo.has(event):
         return None
     body = {"session_id": deps.session_id, "cwd": WORKSPACE_ROOT, "chat_id": deps.chat_id,
             "run_id": deps.run_id, **payload}  # fmt: skip
 
     async def run() -> HookOutcome:
-        outcome = await hooks.run(event, body, subject=subject or event)
+        outcome = HookOutcome()
+        if hooks.has(event):
+            outcome.merge(await hooks.run(event, body, subject=subject or event))
+        if repo.has(event):
+            try:
+                sandbox = await deps.sandbox()
+                outcome.merge(await repo.run(sandbox, event, body, subject=subject or event))
+            except AgentSessionsError as err:
+                outcome.problems.append(f"repository hooks could not run: {err.message}")
         _apply_permission(outcome)
-        if outcome.problems and deps.sink is not None:
-            await deps.sink.emit(
-                {"type": "data-hook", "data": {"event": event, "subject": subject,
-                                               "problems": outcome.problems}}
-            )  # fmt: skip
-            await deps.sink.flush()
+        if outcome.problems:
+            await _report(deps, event, subject, outcome.problems)
         return outcome
 
     outcome: HookOutcome = await DBOS.run_step_async({"name": f"hook.{event}"}, run)
     return outcome
+
+
+async def _repo_hooks(deps: TurnDeps, event: str) -> RepoHooks:
+    """The repository's hooks for this turn (none unless the operator allows them), read at
+    its first hook event as one step: a recovered turn runs the hooks it started with, and a
+    change to the file (by the agent too) applies from the next turn, as Claude Code takes its
+    hooks when a session starts. Warnings about the file go to the stream."""
+    if not deps.settings.allow_repo_hooks:
+        return RepoHooks({})
+    if deps.repo_hooks is None:
+
+        async def load() -> dict[str, Any]:
+            try:
+                config, warnings = await read_settings(await deps.sandbox())
+            except AgentSessionsError as err:  # no sandbox (a turn whose restore failed)
+                config, warnings = {}, [f"repository hooks not read: {err.message}"]
+            if warnings:
+                await _report(deps, event, "", warnings)
+            return config
+
+        config: dict[str, Any] = await DBOS.run_step_async({"name": "hook.repo-settings"}, load)
+        deps.repo_hooks = RepoHooks(config)
+    return deps.repo_hooks
+
+
+async def _report(deps: TurnDeps, event: str, subject: str, problems: list[str]) -> None:
+    if deps.sink is not None:
+        await deps.sink.emit(
+            {"type": "data-hook", "data": {"event": event, "subject": subject,
+                                           "problems": problems}}
+        )  # fmt: skip
+        await deps.sink.flush()
 
 
 def _apply_permission(outcome: HookOutcome) -> None:

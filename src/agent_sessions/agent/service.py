@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from dbos import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, WorkflowHandleAsync
@@ -26,14 +26,15 @@ from sqlalchemy.orm import Session
 from agent_sessions.agent import approvals, models, slots, turn, user_parts
 from agent_sessions.agent.stream import Chunk, read_chunks, written
 from agent_sessions.agent.waiting import WaitingTurns
-from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
+from agent_sessions.exceptions import Conflict, Forbidden, InvalidInput, NotFound
 from agent_sessions.faults import fault_point
 from agent_sessions.ids import nanoid
 from agent_sessions.lifecycle.runtime import TURN_QUEUE, off_loop
 from agent_sessions.settings import Settings
-from agent_sessions.store import Database, quotas, sessions
+from agent_sessions.store import Database, accounts, quotas, sessions
 from agent_sessions.store import chats as chat_store
 from agent_sessions.store import turns as store
+from agent_sessions.store.models import Chat
 from agent_sessions.store.sessions import NewSession
 from agent_sessions.store.titles import title_from_prompt
 
@@ -95,10 +96,14 @@ class Turns:
 
         def accept(db: Session) -> Accepted:
             quotas.lock_account(db, account_id)  # before any session row: one lock order
+            default = models.default_model_for(db, self.settings, account_id)
+            first_chat: Chat | None = None
             if new_session is not None:
                 quotas.require_turn_room(db, account_id, limits.account_max_turns)
                 quotas.require_sandbox_room(db, account_id, limits.account_max_live_sandboxes)
-                session, _ = sessions.create_session(db, account_id=account_id, new=new_session)
+                session, first_chat = sessions.create_session(
+                    db, account_id=account_id, new=replace(new_session, model_id=default)
+                )
             else:
                 assert session_id is not None, "a session id or a new session"
                 session = sessions.get_owned(db, session_id, account_id, for_update=True)
@@ -108,10 +113,14 @@ class Turns:
                 if session.lifecycle_state not in quotas.LIVE_SANDBOX_STATES:
                     # The turn would resume the sandbox; the resume checks again, exactly.
                     quotas.require_sandbox_room(db, account_id, limits.account_max_live_sandboxes)
-            chat = chat_store.create_chat(
-                db, account_id=account_id, session_id=session.id, chat_id=chat_id
-            )
-            model = (model_id or chat.model_id or self.settings.default_model).strip()
+            if first_chat is not None and chat_id is None:
+                chat = first_chat  # the new session's own first chat, not a second one
+            else:
+                chat = chat_store.create_chat(
+                    db, account_id=account_id, session_id=session.id, chat_id=chat_id,
+                    model_id=default,
+                )  # fmt: skip
+            model = (model_id or chat.model_id or default).strip()
             models.check_usable(self.settings, model)
             message_id = str(user_message["id"])
             if not store.claim_chat(db, chat.key, run_id):
@@ -343,6 +352,15 @@ class Turns:
                 count += len(batch)
         return count
 
+    async def tail_index(self, run_id: str) -> int:
+        """The index of the last chunk written so far (-1: none yet), as Vercel Workflow's
+        ``x-workflow-stream-tail-index`` gives it: from the turn's log in memory when this
+        process runs it, else counted in the database. A snapshot: the stream goes on."""
+        log = written.log(run_id)
+        if log is not None and log.usable:
+            return sum(len(json.loads(value)) for value in list(log.values)) - 1
+        return await self.stream_length(run_id) - 1
+
     async def continuation(self, run: store.RunView, start_index: int) -> AsyncIterator[Chunk]:
         """The stream from ``start_index`` under its own ``start`` chunk (a client continuing
         the assistant message after a tool result)."""
@@ -386,14 +404,55 @@ class Turns:
     # --- runs -------------------------------------------------------------------------------
 
     async def get_run(self, account_id: str, run_id: str) -> store.RunView:
-        def get(db: Session) -> store.RunView:
+        return (await self.run_with_reply(account_id, run_id))[0]
+
+    async def run_with_reply(
+        self, account_id: str, run_id: str
+    ) -> tuple[store.RunView, str | None]:
+        """The run and its reply text, for its account or one that may act for it (a fellow
+        organization member, who may have started it with ``accountId``)."""
+
+        def get(db: Session) -> tuple[store.RunView, str | None]:
             run = store.get_run(db, run_id) if "\x00" not in run_id else None
             if run is None:
                 raise NotFound("Run not found")
-            sessions.read_owned(db, run.session_id, account_id)
-            return run
+            if not accounts.may_act_for(db, account_id=account_id, target_id=run.account_id):
+                sessions.read_owned(db, run.session_id, account_id)  # 403 (or 404)
+            return run, store.run_reply(db, run)
 
         return await self.db.read_call(get)
+
+    async def list_runs(
+        self, account_id: str, *, status: str | None, limit: int, offset: int
+    ) -> tuple[list[tuple[store.RunView, str | None]], bool]:
+        return await self.db.read_call(
+            lambda db: store.list_runs(
+                db, account_id=account_id, status=status, limit=limit, offset=offset
+            )
+        )
+
+    async def acting_account(
+        self, account_id: str, *, for_account: str | None, organization_id: str | None
+    ) -> str:
+        """The account a headless run is for: the caller's, or ``for_account`` when the caller
+        may act for it (a fellow member of ``organization_id``, or of any shared organization
+        without one); 403 otherwise. With ``organization_id`` that account must be a member."""
+        target = for_account or account_id
+        if target == account_id and organization_id is None:
+            return account_id
+
+        def check(db: Session) -> str:
+            if "\x00" in target or not accounts.may_act_for(
+                db, account_id=account_id, target_id=target, organization_id=organization_id
+            ):
+                raise Forbidden("You may not act for this account")
+            if organization_id is not None and not accounts.is_member(
+                db, organization_id=organization_id, account_id=target
+            ):
+                raise Forbidden("You are not a member of this organization")
+            return target
+
+        return await self.db.read_call(check)
 
 
 def _text_of(message: dict[str, Any]) -> str:

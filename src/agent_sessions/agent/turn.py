@@ -29,7 +29,16 @@ from pydantic_ai.ui.vercel_ai import VercelAIAdapter
 from pydantic_ai.ui.vercel_ai.request_types import UIMessage
 from pydantic_ai.usage import RunUsage, UsageLimits
 
-from agent_sessions.agent import approvals, autocommit, models, prompt, user_parts
+from agent_sessions.agent import (
+    approvals,
+    autocommit,
+    context,
+    model_errors,
+    models,
+    pricing,
+    prompt,
+    user_parts,
+)
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.hooks import ToolHooks, run_hook
 from agent_sessions.agent.live import LiveModel, RunRecorder
@@ -47,11 +56,17 @@ from agent_sessions.lifecycle.workflows import refresh_diff
 from agent_sessions.store import chats as chat_store
 from agent_sessions.store import lifecycle as cas
 from agent_sessions.store import turns as store
+from agent_sessions.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
 STOP_POLL_SECONDS = 0.15
 CANCELLED = "Cancelled by the user"
+STOPPED = "abort"
+"""A stopped turn's finish reason (run record and message metadata): not the ``stop`` of a
+turn that ended by itself. The stream says it with the AI SDK's ``abort`` chunk, since the
+SDK's ``finish`` chunk only takes its own finish reasons."""
+SDK_FINISH_REASONS = frozenset({"stop", "length", "content-filter", "tool-calls", "error", "other"})
 
 _live: dict[str, TurnDeps] = {}
 """Turns running in this process, so that a stop reaches them without waiting for a poll."""
@@ -194,32 +209,34 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
     run = await current().db.read_call(lambda s: store.get_run(s, run_id))
     if run is None:
         return
+    finished_at = utcnow()
     if sink is not None:
         assert deps is not None
         ran = deps.tool_returns  # calls that ran, but no model step came to announce them
         await sink.tool_returns([ran[c] for c in sink.builder.open_tool_calls() if c in ran])
-        tool_calls = sink.builder.tool_calls  # counted before the cancelled ones are closed
+        # counted before the cancelled ones are closed; the subagents' own calls added
+        tool_calls = sink.builder.tool_calls + (outcome["usage"]["subagent_tool_calls"] or 0)
         reason = CANCELLED if outcome["status"] == "cancelled" else (outcome["error"] or "Failed")
         for call_id in sink.builder.open_tool_calls():
             await sink.emit(
                 {"type": "tool-output-error", "toolCallId": call_id, "errorText": reason}
             )
         await sink.end()
+        if outcome["status"] == "cancelled":
+            await sink.emit({"type": "abort"})  # no reason: ai 6.0.0's schema is strict
         if outcome["error"]:
             await sink.emit({"type": "error", "errorText": outcome["error"]})
         metadata = {
             "model": run.model_id,
-            "usage": {
-                "inputTokens": outcome["input_tokens"],
-                "outputTokens": outcome["output_tokens"],
-            },
+            "usage": _usage_metadata(outcome["usage"], tool_calls),
+            "durationMs": store.duration_ms(run.started_at, finished_at),
             "finishReason": outcome["finish_reason"],
             "runId": run_id,
         }
         await sink.emit({"type": "message-metadata", "messageMetadata": metadata})
         message = sink.builder.message
     else:
-        message, metadata, tool_calls = None, {}, 0
+        message, metadata, tool_calls = None, {}, outcome["usage"]["subagent_tool_calls"] or 0
 
     def record(s: Any) -> None:
         if message is not None:
@@ -229,9 +246,8 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
             )  # fmt: skip
         store.finish_run(
             s, run_id, status=outcome["status"], error=outcome["error"],
-            finish_reason=outcome["finish_reason"], input_tokens=outcome["input_tokens"],
-            output_tokens=outcome["output_tokens"], tool_calls=tool_calls,
-            steps=outcome["steps"],
+            finish_reason=outcome["finish_reason"], tool_calls=tool_calls,
+            steps=outcome["steps"], finished_at=finished_at, **outcome["usage"],
         )  # fmt: skip
         replied = message is not None and bool(message.get("parts"))
         store.release_chat(s, run.chat_key, run_id, replied=replied)
@@ -239,7 +255,7 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
 
     await current().db.write_call(record)
     finish: dict[str, Any] = {"type": "finish", "messageMetadata": metadata}
-    if outcome["finish_reason"]:
+    if outcome["finish_reason"] in SDK_FINISH_REASONS:  # the SDK refuses any other value
         finish["finishReason"] = outcome["finish_reason"]
     if sink is not None:  # after the chat is released: a client that sees finish may go on
         await sink.emit(finish)
@@ -314,7 +330,10 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
         failure = await _prepare_sandbox(run.session_id)
         await write_chunks([_sandbox_chunk("failed" if failure else "active", failure)])
 
-    history = _model_history(begun["history"], deps.settings.max_attachment_bytes)
+    fitted = await context.fit(run, deps.settings, begun["history"])  # ADR 15
+    history = context.with_summary(
+        fitted.summary, _model_history(fitted.messages, deps.settings.max_attachment_bytes)
+    )
     persisted = await current().db.read_call(
         lambda s: store.message_of(s, run.chat_key, run.assistant_message_id)
     )  # the latest state, also when this is a recovery: the builder continues from it
@@ -358,7 +377,7 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
                     deps=deps, model=run.model_id, usage_limits=limits, usage=result.usage,
                 )  # fmt: skip
     except TurnStopped:
-        status, finish_reason = "cancelled", "stop"
+        status, finish_reason = "cancelled", STOPPED
     except UsageLimitExceeded:
         cap = deps.settings.agent_step_cap
         status, finish_reason = "failed", "error"
@@ -366,22 +385,17 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
     except Exception as err:
         log.warning("turn %s failed: %s", run_id, err)
         status, finish_reason = "failed", "error"
-        error = (getattr(err, "message", None) or str(err) or type(err).__name__)[:1000]
+        error = _error_text(err, run.model_id)
     finally:
         watcher.cancel()
     if failure is not None:
         status, finish_reason = "failed", "error"
     await run_hook(deps, "Stop", {"stop_hook_active": False, "status": status})
-    usage = RunUsage()
-    if deps.usage is not None:
-        usage.incr(deps.usage)
-    usage.incr(deps.subagent_usage)
     outcome = {
         "status": status,
         "error": error,
         "finish_reason": finish_reason,
-        "input_tokens": usage.input_tokens,
-        "output_tokens": usage.output_tokens,
+        "usage": _usage_record(deps, run.model_id),
         "steps": deps.sink.builder.steps,
     }
     if begun.get("auto_commit") and status == "completed":  # while the sink is still open
@@ -389,6 +403,57 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
     await _finish(run_id, outcome)
     await refresh_diff(run.session_id)  # the cached diff after every turn; never fails it
     return status
+
+
+def _usage_record(deps: TurnDeps, model_id: str) -> dict[str, int | None]:
+    """The run's usage as ``chat_runs`` columns: each figure the total (the main agent's and
+    its subagents'), ``subagent_*`` the subagents' part; costs priced now (:mod:`.pricing`)."""
+    sub = deps.subagent_usage
+    total = (deps.usage or RunUsage()) + sub  # costs too: pydantic-ai sums the known ones
+    return {
+        "input_tokens": total.input_tokens,
+        "output_tokens": total.output_tokens,
+        "cache_read_tokens": total.cache_read_tokens,
+        "cache_write_tokens": total.cache_write_tokens,
+        "subagent_input_tokens": sub.input_tokens,
+        "subagent_output_tokens": sub.output_tokens,
+        "subagent_cache_read_tokens": sub.cache_read_tokens,
+        "subagent_cache_write_tokens": sub.cache_write_tokens,
+        "subagent_tool_calls": sub.tool_calls,
+        "cost_nanousd": pricing.to_nano(pricing.cost_of(deps.settings, model_id, total)),
+        "subagent_cost_nanousd": pricing.to_nano(pricing.cost_of(deps.settings, model_id, sub)),
+    }
+
+
+def _usage_metadata(usage: dict[str, int | None], tool_calls: int) -> dict[str, Any]:
+    """The usage of the final ``message-metadata`` chunk, as ``GET /api/chat/runs/{id}``
+    shows it (AI SDK names; ``inputTokens`` includes ``cachedInputTokens``)."""
+
+    def tokens(prefix: str) -> dict[str, Any]:
+        return {
+            "inputTokens": usage[f"{prefix}input_tokens"],
+            "outputTokens": usage[f"{prefix}output_tokens"],
+            "cachedInputTokens": usage[f"{prefix}cache_read_tokens"],
+            "cacheWriteTokens": usage[f"{prefix}cache_write_tokens"],
+        }
+
+    return {
+        **tokens(""),
+        "toolCalls": tool_calls,
+        "costUsd": pricing.from_nano(usage["cost_nanousd"]),
+        "subagent": {
+            **tokens("subagent_"),
+            "toolCalls": usage["subagent_tool_calls"],
+            "costUsd": pricing.from_nano(usage["subagent_cost_nanousd"]),
+        },
+    }
+
+
+def _error_text(err: Exception, model_id: str) -> str:
+    """A model's failure as one line naming its provider, else the error's own message."""
+    provider = model_id.partition("/")[0]
+    line = model_errors.describe(err, provider)
+    return (line or getattr(err, "message", None) or str(err) or type(err).__name__)[:1000]
 
 
 def _prompt_of(begun: dict[str, Any]) -> str:

@@ -104,6 +104,24 @@ def check_answer(output: Any) -> None:
             pending.extend(value)
 
 
+def check_no_file_items(value: Any, where: str) -> None:
+    """Refuse a value holding anything shaped like a file item (a client's assistant message:
+    a tool's input, output or approval)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, dict):
+            kind = item.get("kind")
+            if isinstance(kind, str) and kind in _FILE_KINDS:
+                raise InvalidInput(
+                    f"Invalid {where}: it may not contain a file reference (an object with "
+                    f"kind {kind!r})"
+                )
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+
+
 def without_file_references(history: Sequence[ModelMessage]) -> list[ModelMessage]:
     """The model history with every file URL, uploaded-file reference and download flag gone,
     wherever it sits (a tool output too), by pydantic-ai's own sanitiser; what it drops is logged

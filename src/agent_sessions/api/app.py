@@ -24,11 +24,15 @@ from agent_sessions.api.routes import (
     git,
     git_push,
     health,
+    messages,
     pr,
+    runs,
     sandbox,
+    sandbox_compat,
     sessions,
     skills,
     turns,
+    usage,
 )  # fmt: skip
 from agent_sessions.auth import Authenticator
 from agent_sessions.eventloop import asyncio_named
@@ -145,7 +149,7 @@ def create_app(
     for router in (
         sessions.router, chats.router, sandbox.router, turns.router, health.router,
         diff.router, files.router, pr.router, git.router, git_push.router, skills.router,
-        account.router,
+        account.router, usage.router, messages.router, runs.router, sandbox_compat.router,
     ):  # fmt: skip
         app.include_router(router)
     app.add_middleware(

@@ -10,6 +10,7 @@ from agent_sessions.agent import approvals
 from agent_sessions.api import schemas
 from agent_sessions.store.chats import ChatWithUnread
 from agent_sessions.store.models import Chat, ChatMessage, SessionRow
+from agent_sessions.store.sessions import ChatsState
 
 
 def session_out(row: SessionRow | Row[Any], *, hunks: bool = True) -> schemas.Session:
@@ -17,42 +18,56 @@ def session_out(row: SessionRow | Row[Any], *, hunks: bool = True) -> schemas.Se
     text, which can reach ``DIFF_MAX_BYTES`` per session (``GET …/diff/cached`` has it)."""
     # Validated (in pydantic-core's C) rather than model_construct, whose per-field Python loop
     # cost four times as much: 43 µs against 10 µs per session.
-    return schemas.Session.model_validate(
-        dict(
-            id=row.id,
-            user_id=row.account_id,
-            artist_id=row.artist_id,
-            title=row.title,
-            status=row.status,
-            repo_owner=row.repo_owner,
-            repo_name=row.repo_name,
-            branch=row.branch,
-            clone_url=row.clone_url,
-            is_new_branch=row.is_new_branch,
-            global_skill_refs=row.global_skill_refs or [],
-            sandbox_state=row.sandbox_state,
-            lifecycle_state=row.lifecycle_state,
-            lifecycle_version=row.lifecycle_version,
-            last_activity_at=row.last_activity_at,
-            sandbox_expires_at=row.sandbox_expires_at,
-            hibernate_after=row.hibernate_after,
-            lifecycle_run_id=row.lifecycle_run_id,
-            lifecycle_error=row.lifecycle_error,
-            lines_added=row.lines_added,
-            lines_removed=row.lines_removed,
-            snapshot_url=row.snapshot_url,
-            snapshot_created_at=row.snapshot_created_at,
-            snapshot_size_bytes=row.snapshot_size_bytes,
-            cached_diff=row.cached_diff if hunks else _without_hunks(row.cached_diff),
-            cached_diff_updated_at=row.cached_diff_updated_at,
-            auto_commit_push=row.auto_commit_push,
-            auto_create_pr=row.auto_create_pr,
-            pr_number=row.pr_number,
-            pr_status=row.pr_status,
-            base_branch=row.base_branch,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-        )
+    return schemas.Session.model_validate(_session_fields(row, hunks))
+
+
+def session_item_out(row: SessionRow | Row[Any], state: ChatsState) -> schemas.SessionListItem:
+    """A session of a list: without hunks, with its chats' state."""
+    return schemas.SessionListItem.model_validate(
+        {
+            **_session_fields(row, False),
+            "has_unread": state.has_unread,
+            "has_streaming": state.has_streaming,
+            "latest_chat_id": state.latest_chat_id,
+        }
+    )
+
+
+def _session_fields(row: SessionRow | Row[Any], hunks: bool) -> dict[str, Any]:
+    return dict(
+        id=row.id,
+        user_id=row.account_id,
+        artist_id=row.artist_id,
+        title=row.title,
+        status=row.status,
+        repo_owner=row.repo_owner,
+        repo_name=row.repo_name,
+        branch=row.branch,
+        clone_url=row.clone_url,
+        is_new_branch=row.is_new_branch,
+        global_skill_refs=row.global_skill_refs or [],
+        sandbox_state=row.sandbox_state,
+        lifecycle_state=row.lifecycle_state,
+        lifecycle_version=row.lifecycle_version,
+        last_activity_at=row.last_activity_at,
+        sandbox_expires_at=row.sandbox_expires_at,
+        hibernate_after=row.hibernate_after,
+        lifecycle_run_id=row.lifecycle_run_id,
+        lifecycle_error=row.lifecycle_error,
+        lines_added=row.lines_added,
+        lines_removed=row.lines_removed,
+        snapshot_url=row.snapshot_url,
+        snapshot_created_at=row.snapshot_created_at,
+        snapshot_size_bytes=row.snapshot_size_bytes,
+        cached_diff=row.cached_diff if hunks else _without_hunks(row.cached_diff),
+        cached_diff_updated_at=row.cached_diff_updated_at,
+        auto_commit_push=row.auto_commit_push,
+        auto_create_pr=row.auto_create_pr,
+        pr_number=row.pr_number,
+        pr_status=row.pr_status,
+        base_branch=row.base_branch,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
     )
 
 

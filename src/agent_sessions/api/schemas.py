@@ -19,6 +19,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
@@ -150,7 +151,11 @@ class SkillRefInput(_Input):
 
 
 class SessionCreate(_Input):
-    """Repository fields are checked by the route against the settings (``workspace.repo``)."""
+    """Repository fields are checked by the route against the settings (``workspace.repo``).
+    Unknown fields are ignored, as the reference API does (clients send their own extras);
+    the known ones are validated."""
+
+    model_config = ConfigDict(extra="ignore")
 
     title: NonEmptyText | None = None
     organization_id: UUIDStr | None = None
@@ -194,11 +199,31 @@ class SessionCreated(_Wire):
     chat: Chat
 
 
+class SessionListItem(Session):
+    """A session in a list: the ``Session`` object plus the sidebar's state of its chats."""
+
+    has_unread: bool = Field(description="Some chat has a reply the caller has not read.")
+    has_streaming: bool = Field(description="Some chat has a turn in progress.")
+    latest_chat_id: str | None = Field(description="The most recently updated chat.")
+
+
+class Pagination(_Wire):
+    limit: int
+    offset: int | None = Field(description="The offset of this page; null when paged by cursor.")
+    has_more: bool
+    next_offset: int | None = Field(
+        description="Pass as ?offset= for the next page (offset + this page's length); null "
+        "at the end, or when paged by cursor."
+    )
+
+
 class SessionList(_Wire):
-    sessions: list[Session]
+    sessions: list[SessionListItem]
     next_cursor: str | None = Field(
         description="Pass as ?cursor= for the next page; null at the end."
     )
+    archived_count: int = Field(description="How many of the caller's sessions are archived.")
+    pagination: Pagination
 
 
 # --- chats -----------------------------------------------------------------------------------
@@ -270,8 +295,13 @@ class ChatCreate(_Input):
 
 
 class ChatPatch(_Input):
+    """A model id is any non-empty string here (a turn checks that it can be used)."""
+
     title: NonEmptyText | None = None
-    model_id: ModelId | None = None
+    model_id: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+        | None
+    ) = None
     approval_rules: list[ApprovalRuleIn] | None = Field(
         default=None,
         max_length=MAX_RULES,
@@ -311,6 +341,64 @@ class ChatDetail(_Wire):
     pending_approvals: list[PendingApproval]
     pending_questions: list[PendingQuestion]
     messages: list[UIMessage]
+
+
+MessageIdStr = Annotated[str, StringConstraints(min_length=1, max_length=128)]
+
+
+class MessagesDeleted(_Wire):
+    success: Literal[True] = True
+    deleted_message_ids: list[str] = Field(description="In the chat's message order.")
+
+
+class ChatFork(_Input):
+    _nul_checked_elsewhere = frozenset({"id"})  # the route answers "Invalid chat id"
+
+    message_id: MessageIdStr = Field(description="The assistant message the copy goes through.")
+    id: Any = Field(default=None, json_schema_extra={"type": "string", "minLength": 1})
+
+
+class AssistantMessageIn(_Input):
+    """An AI SDK UI message of the assistant; its parts are checked by the route
+    (``agent.assistant_parts``)."""
+
+    id: MessageIdStr
+    role: Literal["assistant"]
+    parts: list[dict[str, Any]]
+    metadata: dict[str, Any] | None = None
+
+
+class AssistantMessageUpsert(_Input):
+    """The message itself, or wrapped as ``{message}`` (the open-agents web app's form)."""
+
+    message: AssistantMessageIn | None = None
+    id: MessageIdStr | None = None
+    role: Literal["assistant"] | None = None
+    parts: list[dict[str, Any]] | None = None
+    metadata: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> AssistantMessageUpsert:
+        bare = self.model_dump(exclude_unset=True, exclude={"message"})
+        if self.message is not None:
+            if bare:
+                raise ValueError("send either the message or {message}, not both")
+        elif self.id is None or self.role is None or self.parts is None:
+            raise ValueError("id, role (assistant) and parts are required")
+        return self
+
+    def resolved(self) -> AssistantMessageIn:
+        if self.message is not None:
+            return self.message
+        assert self.id is not None and self.role is not None and self.parts is not None
+        return AssistantMessageIn.model_construct(
+            id=self.id, role=self.role, parts=self.parts, metadata=self.metadata
+        )
+
+
+class MessageUpserted(_Wire):
+    success: Literal[True] = True
+    status: Literal["inserted", "updated"]
 
 
 class Success(_Wire):
@@ -464,11 +552,32 @@ class ChatTurnRequest(_Wire):
 
 
 class RunCreate(_Input):
+    """Keys it does not know are ignored, as the Recoup API does (DESIGN §3)."""
+
+    model_config = ConfigDict(extra="ignore")
+
     session_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
     chat_id: ChatIdStr | None = None
-    prompt: Annotated[str, StringConstraints(min_length=1, max_length=200_000)] | None = None
+    prompt: Annotated[str, StringConstraints(min_length=1, max_length=100_000)] | None = None
+    """At most 100,000 characters: even JSON-escaped (6 bytes a character) under the body limit,
+    so that one too long is its own 400, never the body limit's 413."""
     messages: list[dict[str, Any]] | None = None
     model: ModelId | None = None
+    account_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="Run as this account: the caller's own, or a fellow member of one of the "
+        "caller's organizations (else 403). The run, its session and chat are that account's.",
+    )
+    organization_id: UUIDStr | None = Field(
+        default=None,
+        description="The account the run is for must be a member (else 403); a session the run "
+        "creates belongs to it.",
+    )
+    artist_id: UUIDStr | None = Field(
+        default=None,
+        description="Stored as the ``artistId`` of a session the run creates (an existing "
+        "session keeps its own).",
+    )
 
 
 class RunAccepted(_Wire):
@@ -477,9 +586,64 @@ class RunAccepted(_Wire):
     session_id: str
 
 
-class RunUsage(_Wire):
+class SubagentUsage(_Wire):
+    """The part of a run's (or a report's) figures that its ``task`` subagents used."""
+
     input_tokens: int
     output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    tool_calls: int
+    cost_usd: float | None
+
+
+class RunUsage(_Wire):
+    """A run's tokens, subagents' included (``subagent`` is their part). ``inputTokens``
+    includes ``cachedInputTokens`` (read from the provider's cache) and ``cacheWriteTokens``.
+    ``costUsd`` was priced when the run finished; null: its model has no price."""
+
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    cost_usd: float | None
+    subagent: SubagentUsage
+
+
+class UsageFigures(_Wire):
+    """Sums over finished runs; every figure includes the subagents' (``subagent``: their
+    part). ``costUsd`` is null when no run summed has a price; ``unpricedRuns`` counts the runs
+    left out of it."""
+
+    runs: int
+    input_tokens: int
+    output_tokens: int
+    cached_input_tokens: int
+    cache_write_tokens: int
+    tool_calls: int
+    duration_ms: int
+    cost_usd: float | None
+    unpriced_runs: int
+    subagent: SubagentUsage
+
+
+class UsageRow(UsageFigures):
+    key: str
+    """The UTC day (``YYYY-MM-DD``), the model id or the session id, after ``groupBy``."""
+
+
+class UsageReport(_Wire):
+    from_: datetime = Field(alias="from")
+    to: datetime
+    """The runs counted were created in ``[from, to)``."""
+    group_by: Literal["day", "model", "session"]
+    rows: list[UsageRow]
+    total: UsageFigures
+
+
+class ChatUsage(_Wire):
+    chat_id: str
+    usage: UsageFigures
 
 
 class Run(_Wire):
@@ -498,6 +662,15 @@ class Run(_Wire):
     started_at: datetime | None
     finished_at: datetime | None
     duration_ms: int | None
+    text: str | None = Field(
+        description="The reply's text parts joined by blank lines (the final reply once the run "
+        "has ended); null before the run stored a reply."
+    )
+
+
+class RunList(_Wire):
+    runs: list[Run] = Field(description="Newest first.")
+    pagination: Pagination
 
 
 class StopResult(_Wire):
@@ -509,12 +682,48 @@ class ModelInfo(_Wire):
     id: str
     provider: str
     available: bool
-    default: bool
+    default: bool = Field(
+        description="The caller's default model (the account's, else the server's)."
+    )
+    served: bool = Field(
+        description="Listed by the provider's endpoint itself (its /models), not an example."
+    )
+    demo: bool = Field(description="A built-in demo, not a language model (needs no key).")
+    description: str | None
+
+
+class ProviderInfo(_Wire):
+    name: str
+    configured: bool
+    missing: str | None = Field(description="What to set to configure it; null when configured.")
+    lists_models: bool = Field(
+        description="Whether its endpoint was asked what it serves (configured, OpenAI-style)."
+    )
+    reachable: bool | None = Field(
+        description="Whether that list answered; null when it was not asked."
+    )
+    error: str | None = Field(description="Why the list did not answer.")
+    demo: bool
 
 
 class ModelList(_Wire):
     models: list[ModelInfo]
-    default_model_id: str
+    default_model_id: str = Field(description="The caller's default model.")
+    providers: list[ProviderInfo]
+
+
+class DefaultModelSet(_Input):
+    model_id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=200)]
+
+
+class DefaultModel(_Wire):
+    """The model of the caller's new chats and of turns that name none."""
+
+    model_id: str
+    source: Literal["account", "operator"] = Field(
+        description="account: set by the caller; operator: the server's "
+        "AGENT_SESSIONS_DEFAULT_MODEL."
+    )
 
 
 # --- git in the sandbox ------------------------------------------------------------------------
@@ -695,3 +904,67 @@ class Diff(_Wire):
 
 class CachedDiff(Diff):
     cached_at: datetime = Field(description="When the cached diff's computation started.")
+
+
+# --- open-agents' /api/sandbox routes (aliases of the session's sandbox routes) ---------------
+
+EpochMs = Annotated[int, Field(description="Milliseconds since the Unix epoch.")]
+
+
+class SandboxSessionRef(_Input):
+    """open-agents' body: the session; what else it sends (``repoUrl``, ``branch``,
+    ``isNewBranch``, ``sandboxType``) is ignored, the session's own binding holds."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    session_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class SandboxLifecycleMs(_Wire):
+    server_time: EpochMs
+    state: LifecycleState | None
+    last_activity_at: EpochMs | None
+    hibernate_after: EpochMs | None
+    sandbox_expires_at: EpochMs | None
+
+
+class SandboxStatusCompat(_Wire):
+    status: Literal["active", "no_sandbox"]
+    has_snapshot: bool
+    lifecycle_version: int
+    lifecycle: SandboxLifecycleMs
+
+
+class SandboxReconnect(_Wire):
+    status: Literal["connected", "expired", "not_found", "no_sandbox"]
+    has_snapshot: bool
+    expires_at: EpochMs | None = Field(description="Only when connected.")
+    lifecycle: SandboxLifecycleMs
+
+
+class SandboxTiming(_Wire):
+    ready_ms: int
+
+
+class SandboxReady(_Wire):
+    created_at: EpochMs
+    timeout: int = Field(description="The sandbox's hard lifetime, in milliseconds.")
+    current_branch: str | None
+    mode: str = Field(description="The session's sandbox provider (local, vercel).")
+    timing: SandboxTiming
+
+
+class SandboxStopped(_Wire):
+    success: Literal[True] = True
+    already_stopped: bool
+
+
+class SandboxExtended(_Wire):
+    success: Literal[True] = True
+    expires_at: EpochMs
+    extended_by: int = Field(description="Milliseconds added to the hard deadline.")
+
+
+class SandboxActivity(_Wire):
+    success: bool
+    reason: Literal["not-active"] | None = Field(description="Why nothing was recorded.")

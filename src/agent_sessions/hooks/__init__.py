@@ -1,9 +1,11 @@
-"""Operator hooks in the Claude Code hook format (DESIGN §6).
+"""Hooks in the Claude Code hook format (DESIGN §6).
 
 ``{"hooks": {"<Event>": [{"matcher": "<regex>", "hooks": [{"type": "command", "command": "…",
 "timeout": 60}]}]}}``; the event JSON arrives on stdin; exit 0 proceeds, exit 2 blocks with stderr
-as the reason. Lifecycle events (``SandboxProvisioned``, ``BeforeHibernate``, ``AfterRestore``)
-run on the host from the file named by ``AGENT_SESSIONS_HOOKS_FILE``.
+as the reason. The operator's hooks (the file named by ``AGENT_SESSIONS_HOOKS_FILE``) run on the
+host (:mod:`.runner`), lifecycle events (``SandboxProvisioned``, ``BeforeHibernate``,
+``AfterRestore``) included; a repository's (its ``.claude/settings.json``) run inside the
+session's sandbox, only when the operator allows them (:mod:`.repo`).
 """
 
 from agent_sessions.hooks.runner import HookConfigError, HookOutcome, HookRunner

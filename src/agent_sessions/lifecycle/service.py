@@ -17,8 +17,9 @@ from dbos import DBOS, SetWorkflowID
 from sqlalchemy.orm import Session
 
 from agent_sessions.exceptions import Conflict, NotFound
+from agent_sessions.hooks import HookRunner
 from agent_sessions.lifecycle import runtime, workflows
-from agent_sessions.lifecycle.context import LifecycleContext
+from agent_sessions.lifecycle.context import LifecycleContext, current
 from agent_sessions.settings import Settings
 from agent_sessions.store import Database, quotas
 from agent_sessions.store import lifecycle as cas
@@ -89,10 +90,13 @@ class Lifecycle:
     async def session_deleted(
         self, session_id: str, kind: str, state: dict[str, Any] | None, snapshot_url: str | None
     ) -> None:
-        if state is None and snapshot_url is None:
+        if state is None and snapshot_url is None and not self._hooks().has("SessionEnd"):
             return
         with SetWorkflowID(f"remove-{session_id}"):
             await DBOS.start_workflow_async(workflows.remove, session_id, kind, state, snapshot_url)
+
+    def _hooks(self) -> HookRunner:
+        return (self._context or current()).hooks
 
     # --- sandbox routes -------------------------------------------------------------------------
 

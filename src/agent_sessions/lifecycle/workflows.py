@@ -21,7 +21,10 @@ from typing import Any, Literal, TypeVar
 from dbos import DBOS, SetWorkflowID
 from sqlalchemy.orm import Session
 
+from agent_sessions.exceptions import AgentSessionsError
 from agent_sessions.faults import fault_point
+from agent_sessions.hooks import HookOutcome
+from agent_sessions.hooks.repo import RepoHooks, read_settings
 from agent_sessions.lifecycle.context import current
 from agent_sessions.sandbox import SandboxError, SandboxNotFound, SandboxUnavailable
 from agent_sessions.store import lifecycle as cas
@@ -133,6 +136,42 @@ async def run_hooks(event: str, session_id: str, extra: dict[str, Any]) -> list[
     for problem in outcome.problems:
         log.warning("hook problem on %s for %s: %s", event, session_id, problem)
     return outcome.reasons if outcome.blocked else []
+
+
+@DBOS.step()
+async def session_hooks(
+    event: Literal["SessionStart", "SessionEnd"],
+    session_id: str,
+    kind: str,
+    state: dict[str, Any] | None,
+    why: str,
+) -> list[str]:
+    """Claude Code's ``SessionStart`` (``source``: ``startup`` after provisioning, ``resume``
+    after a restore) and ``SessionEnd`` (``reason``: ``archived`` or ``deleted``): the
+    operator's hooks on the host, then, when allowed and the sandbox is there, the
+    repository's in the sandbox. Neither event can block and neither fails the workflow: a
+    problem is logged and returned (the step's record)."""
+    ctx = current()
+    key = "source" if event == "SessionStart" else "reason"
+    body = {"session_id": session_id, "cwd": "/workspace", key: why}
+    outcome = HookOutcome()
+    try:
+        if ctx.hooks.has(event):
+            outcome.merge(await ctx.hooks.run(event, body, subject=why))
+        if ctx.settings.allow_repo_hooks and state is not None:
+            sandbox = await ctx.provider(kind).connect(state)
+            config, warnings = await read_settings(sandbox)
+            outcome.problems += warnings
+            repo = RepoHooks(config)
+            if repo.has(event):
+                outcome.merge(await repo.run(sandbox, event, body, subject=why))
+    except AgentSessionsError as err:
+        outcome.problems.append(f"{event} hooks could not run: {err.message}")
+    except OSError as err:  # the operator's command could not start
+        outcome.problems.append(f"{event} hooks could not run: {_readable(err)}")
+    for problem in outcome.problems:
+        log.warning("hook problem on %s for %s: %s", event, session_id, problem)
+    return outcome.problems
 
 
 @DBOS.step()
@@ -461,6 +500,7 @@ async def provision(session_id: str) -> str:
         await destroy_sandbox(v.sandbox_type, state)
         await fail(session_id, "provisioning", v.lifecycle_version, _readable(err))
         return "failed"
+    await session_hooks("SessionStart", session_id, v.sandbox_type, state, "startup")
     activated = await activate(session_id, state, "provisioning", v.lifecycle_version)
     if activated is None:
         return await _settle_unclaimed(session_id, v.sandbox_type, state)
@@ -559,6 +599,7 @@ async def restore(session_id: str, version: int) -> str:
         return "failed"
     await install_skills(session_id, v.sandbox_type, state)
     await run_hooks("AfterRestore", session_id, {"cwd": "/workspace"})
+    await session_hooks("SessionStart", session_id, v.sandbox_type, state, "resume")
     activated = await activate(session_id, state, "restoring", version)
     if activated is None:  # archived/deleted meanwhile: the snapshot or kept workspace stays
         if kept is None:  # a kept one is still the session's: archive or delete sees to it
@@ -572,7 +613,10 @@ async def restore(session_id: str, version: int) -> str:
 async def archive(session_id: str) -> str:
     """After an archive: snapshot and remove a running sandbox so unarchive can resume it."""
     v = await load(session_id)
-    if v is None or v.lifecycle_state != "archived" or v.sandbox_state is None:
+    if v is None or v.lifecycle_state != "archived":
+        return "nothing-to-stop"
+    await session_hooks("SessionEnd", session_id, v.sandbox_type, v.sandbox_state, "archived")
+    if v.sandbox_state is None:
         return "nothing-to-stop"
     previous = v.snapshot_url
     try:
@@ -603,7 +647,8 @@ async def archive(session_id: str) -> str:
 async def remove(
     session_id: str, kind: str, state: dict[str, Any] | None, snapshot_url: str | None
 ) -> str:
-    """After a delete: the sandbox and the snapshot go too."""
+    """After a delete: ``SessionEnd`` hooks, then the sandbox and the snapshot go too."""
+    await session_hooks("SessionEnd", session_id, kind, state, "deleted")
     await destroy_sandbox(kind, state)
     await delete_snapshot(kind, snapshot_url)
     return "removed"

@@ -136,5 +136,40 @@ def is_member(db: Session, *, organization_id: str, account_id: str) -> bool:
     return db.get(Membership, (organization_id, account_id)) is not None
 
 
+def may_act_for(
+    db: Session, *, account_id: str, target_id: str, organization_id: str | None = None
+) -> bool:
+    """Whether ``account_id`` may act as ``target_id``: itself, or a fellow member of one of its
+    organizations (of ``organization_id`` only, when given), as the Recoup API lets an
+    organization's key act for its member accounts."""
+    if account_id == target_id:
+        return True
+    mine = select(Membership.organization_id).where(Membership.account_id == account_id)
+    if organization_id is not None:
+        mine = mine.where(Membership.organization_id == organization_id)
+    stmt = select(Membership.account_id).where(
+        Membership.account_id == target_id, Membership.organization_id.in_(mine)
+    )
+    return db.execute(stmt.limit(1)).first() is not None
+
+
 def count_accounts(db: Session) -> int:
     return len(db.execute(select(Account.id).limit(1)).all())
+
+
+_DEFAULT_MODEL = Query(select(Account.default_model_id).where(Account.id == bindparam("id")))
+
+
+def default_model_of(db: Reader, account_id: str) -> str | None:
+    """The account's own default model; None when it has set none (the operator's applies)."""
+    row = first(db, _DEFAULT_MODEL, id=account_id)
+    return None if row is None else row.default_model_id
+
+
+def set_default_model(db: Session, account_id: str, model_id: str | None) -> bool:
+    """Set (or, with None, clear) the account's default model; whether one was set before."""
+    account = get_account(db, account_id)
+    had = account.default_model_id is not None
+    account.default_model_id = model_id
+    db.flush()
+    return had

@@ -58,10 +58,18 @@ def get_chat(db: Session, *, account_id: str, session_id: str, chat_id: str) -> 
     return chat
 
 
-def create_chat(db: Session, *, account_id: str, session_id: str, chat_id: str | None) -> Chat:
+def create_chat(
+    db: Session,
+    *,
+    account_id: str,
+    session_id: str,
+    chat_id: str | None,
+    model_id: str | None = None,
+) -> Chat:
     """Create a chat in the account's session; the same id in the same session returns the
     existing chat (idempotent), in another session of the account it is a conflict. Another
-    account's chat of the same id is no concern of this one's."""
+    account's chat of the same id is no concern of this one's. ``model_id``: the new chat's
+    model (the default model: ``Chat.modelId`` is a string on the wire)."""
     if chat_id is not None:
         existing = db.get(Chat, ChatKey(account_id, chat_id))
         if existing is not None:
@@ -74,6 +82,7 @@ def create_chat(db: Session, *, account_id: str, session_id: str, chat_id: str |
         id=chat_id or nanoid(),
         session_id=session_id,
         title=DEFAULT_TITLE,
+        model_id=model_id,
         created_at=now,
         updated_at=now,
     )
@@ -82,7 +91,9 @@ def create_chat(db: Session, *, account_id: str, session_id: str, chat_id: str |
             db.add(chat)
     except IntegrityError:
         # Lost a race with another request creating the same id: answer as if we came second.
-        return create_chat(db, account_id=account_id, session_id=session_id, chat_id=chat.id)
+        return create_chat(
+            db, account_id=account_id, session_id=session_id, chat_id=chat.id, model_id=model_id
+        )
     return chat
 
 

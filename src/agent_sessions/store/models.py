@@ -75,6 +75,9 @@ class Account(Base):
     jwt_subject: Mapped[str | None] = mapped_column(String(255), unique=True)
     """The ``sub`` of Bearer JWTs that act as this account (besides the account id itself)."""
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    default_model_id: Mapped[str | None] = mapped_column(String(200))
+    """The model of the account's new chats and of turns that name none (the operator's
+    ``DEFAULT_MODEL`` when unset)."""
 
 
 class ApiKey(Base):
@@ -257,6 +260,7 @@ class ChatRun(Base):
         _chat_fk(),
         Index("ix_chat_runs_chat_created", "account_id", "chat_id", "created_at"),
         Index("ix_chat_runs_account_status", "account_id", "status"),  # quotas
+        Index("ix_chat_runs_account_created", "account_id", "created_at"),  # usage, runs
     )
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
@@ -273,10 +277,25 @@ class ChatRun(Base):
     """Started by ``POST /api/chat/runs``: no client tools (nobody would answer them)."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     """Executions of the turn's workflow so far; above 1 the turn is a recovery after a crash."""
+    # Usage: each figure is the run's total, its subagents' included; ``subagent_*`` is the
+    # subagents' part of it. ``input_tokens`` includes the cached ones (read or written).
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)
     output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
     tool_calls: Mapped[int] = mapped_column(Integer, default=0)
     steps: Mapped[int] = mapped_column(Integer, default=0)
+    subagent_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    subagent_output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    subagent_cache_read_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    subagent_cache_write_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    subagent_tool_calls: Mapped[int] = mapped_column(Integer, default=0)
+    cost_nanousd: Mapped[int | None] = mapped_column(BigInteger)
+    """The run's cost in billionths of a US dollar, priced when it finished (``agent.pricing``);
+    None: its model has no price. Integers, so that sums are exact on both databases."""
+    subagent_cost_nanousd: Mapped[int | None] = mapped_column(BigInteger)
+    duration_ms: Mapped[int | None] = mapped_column(BigInteger)
+    """``finished_at - started_at``, stored so that usage sums it in SQL on both databases."""
     finish_reason: Mapped[str | None] = mapped_column(String(32))
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -9,13 +9,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from sqlalchemy import and_, bindparam, delete, or_, select
+from sqlalchemy import and_, bindparam, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from agent_sessions.exceptions import Conflict, Forbidden, InvalidInput, NotFound
 from agent_sessions.ids import nanoid
 from agent_sessions.store.lifecycle import workspace_kept
-from agent_sessions.store.models import Chat, SessionRow, utcnow
+from agent_sessions.store.models import Chat, ChatRead, SessionRow, utcnow
 from agent_sessions.store.reads import Query, Reader, first
 from agent_sessions.store.titles import generate_title
 
@@ -41,6 +41,8 @@ class NewSession:
     auto_create_pr: bool = False
     global_skill_refs: tuple[dict[str, Any], ...] = ()
     sandbox_type: str = "local"
+    model_id: str | None = None
+    """The first chat's model (the default model)."""
 
 
 def create_session(db: Session, *, account_id: str, new: NewSession) -> tuple[SessionRow, Chat]:
@@ -76,6 +78,7 @@ def create_session(db: Session, *, account_id: str, new: NewSession) -> tuple[Se
         id=nanoid(),
         session_id=row.id,
         title=INITIAL_CHAT_TITLE,
+        model_id=new.model_id,
         created_at=now,
         updated_at=now,
     )
@@ -135,10 +138,26 @@ def _decode_cursor(cursor: str) -> tuple[datetime, str]:
         raise InvalidInput("Invalid cursor") from err
 
 
+@dataclass(frozen=True)
+class Page:
+    rows: list[SessionRow]
+    next_cursor: str | None
+    """``None`` on the last page."""
+    has_more: bool
+
+
 def list_sessions(
-    db: Session, *, account_id: str, status: StatusFilter, limit: int, cursor: str | None
-) -> tuple[list[SessionRow], str | None]:
-    """One page, newest first, and the cursor of the next page (``None`` on the last page)."""
+    db: Session,
+    *,
+    account_id: str,
+    status: StatusFilter,
+    limit: int,
+    cursor: str | None,
+    offset: int = 0,
+) -> Page:
+    """One page, newest first, after ``cursor`` or ``offset`` sessions (not both)."""
+    if cursor and offset:
+        raise InvalidInput("Give cursor or offset, not both")
     stmt = select(SessionRow).where(SessionRow.account_id == account_id)
     if status == "active":
         stmt = stmt.where(SessionRow.status != "archived")
@@ -152,11 +171,72 @@ def list_sessions(
                 and_(SessionRow.created_at == created, SessionRow.id < sid),
             )
         )
-    stmt = stmt.order_by(SessionRow.created_at.desc(), SessionRow.id.desc()).limit(limit + 1)
-    rows = list(db.scalars(stmt))
+    stmt = stmt.order_by(SessionRow.created_at.desc(), SessionRow.id.desc())
+    rows = list(db.scalars(stmt.offset(offset or None).limit(limit + 1)))
     if len(rows) > limit:
-        return rows[:limit], _encode_cursor(rows[limit - 1])
-    return rows, None
+        return Page(rows[:limit], _encode_cursor(rows[limit - 1]), has_more=True)
+    return Page(rows, None, has_more=False)
+
+
+def archived_count(db: Session, account_id: str) -> int:
+    stmt = (
+        select(func.count())
+        .select_from(SessionRow)
+        .where(SessionRow.account_id == account_id, SessionRow.status == "archived")
+    )
+    return int(db.execute(stmt).scalar_one())
+
+
+@dataclass(frozen=True)
+class ChatsState:
+    """What a session list shows of a session's chats."""
+
+    has_unread: bool = False
+    """Some chat has a reply newer than the account's last read of it (or never read)."""
+    has_streaming: bool = False
+    latest_chat_id: str | None = None
+    """The most recently updated chat (then the most recently created)."""
+
+
+def chats_state(db: Session, account_id: str, session_ids: list[str]) -> dict[str, ChatsState]:
+    """The chats' state of each listed session, in one query over their chats (the
+    ``(session_id, created_at)`` index) and the account's read marks."""
+    if not session_ids:
+        return {}
+    stmt = (
+        select(
+            Chat.session_id,
+            Chat.id,
+            Chat.updated_at,
+            Chat.created_at,
+            Chat.active_stream_id,
+            Chat.last_assistant_message_at,
+            ChatRead.last_read_at,
+        )
+        .outerjoin(
+            ChatRead,
+            (ChatRead.account_id == Chat.account_id)
+            & (ChatRead.chat_id == Chat.id)
+            & (ChatRead.account_id == account_id),
+        )
+        .where(Chat.session_id.in_(session_ids))
+    )
+    found: dict[str, list[Any]] = {}
+    for row in db.execute(stmt):
+        found.setdefault(row.session_id, []).append(row)
+    out = {}
+    for session_id, chats in found.items():
+        latest = max(chats, key=lambda c: (c.updated_at, c.created_at, c.id))
+        out[session_id] = ChatsState(
+            has_unread=any(
+                c.last_assistant_message_at is not None
+                and (c.last_read_at is None or c.last_assistant_message_at > c.last_read_at)
+                for c in chats
+            ),
+            has_streaming=any(c.active_stream_id is not None for c in chats),
+            latest_chat_id=latest.id,
+        )
+    return out
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,17 @@ class RunView:
     headless: bool
     input_tokens: int
     output_tokens: int
+    cache_read_tokens: int
+    cache_write_tokens: int
     tool_calls: int
     steps: int
+    subagent_input_tokens: int
+    subagent_output_tokens: int
+    subagent_cache_read_tokens: int
+    subagent_cache_write_tokens: int
+    subagent_tool_calls: int
+    cost_nanousd: int | None
+    subagent_cost_nanousd: int | None
     finish_reason: str | None
     error: str | None
     created_at: datetime
@@ -53,9 +62,13 @@ class RunView:
 
     @property
     def duration_ms(self) -> int | None:
-        if self.started_at is None or self.finished_at is None:
-            return None
-        return int((self.finished_at - self.started_at) / timedelta(milliseconds=1))
+        return duration_ms(self.started_at, self.finished_at)
+
+
+def duration_ms(started_at: datetime | None, finished_at: datetime | None) -> int | None:
+    if started_at is None or finished_at is None:
+        return None
+    return round((finished_at - started_at) / timedelta(milliseconds=1))
 
 
 def _is(chat: ChatKey) -> Any:
@@ -84,8 +97,10 @@ def release_chat(db: Session, chat: ChatKey, run_id: str, *, replied: bool) -> N
 def create_run(db: Session, **fields: Any) -> ChatRun:
     defaults: dict[str, Any] = {
         "status": "queued", "stop_requested": False, "headless": False, "attempts": 0,
-        "input_tokens": 0, "output_tokens": 0, "tool_calls": 0, "steps": 0,
-        "created_at": utcnow(),
+        "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
+        "tool_calls": 0, "steps": 0, "subagent_input_tokens": 0, "subagent_output_tokens": 0,
+        "subagent_cache_read_tokens": 0, "subagent_cache_write_tokens": 0,
+        "subagent_tool_calls": 0, "created_at": utcnow(),
     }  # fmt: skip
     run = ChatRun(**{**defaults, **fields})
     db.add(run)
@@ -95,6 +110,45 @@ def create_run(db: Session, **fields: Any) -> ChatRun:
 def get_run(db: Session, run_id: str) -> RunView | None:
     row = db.get(ChatRun, run_id)
     return RunView.of(row) if row is not None else None
+
+
+def reply_text(message: dict[str, Any] | None) -> str | None:
+    """An assistant message's text parts, joined by blank lines (one part per model step that
+    spoke); None before the run stored a message."""
+    if message is None:
+        return None
+    parts = message.get("parts") or []
+    texts = [p.get("text") for p in parts if isinstance(p, dict) and p.get("type") == "text"]
+    return "\n\n".join(t for t in texts if isinstance(t, str) and t)
+
+
+def run_reply(db: Session, run: RunView) -> str | None:
+    """The text of the run's assistant message (its final reply once the run has ended)."""
+    return reply_text(message_of(db, run.chat_key, run.assistant_message_id))
+
+
+def list_runs(
+    db: Session, *, account_id: str, status: str | None, limit: int, offset: int
+) -> tuple[list[tuple[RunView, str | None]], bool]:
+    """The account's runs, newest first, each with its reply text, and whether more follow."""
+    stmt = (
+        select(ChatRun, ChatMessage.parts)
+        .outerjoin(
+            ChatMessage,
+            (ChatMessage.account_id == ChatRun.account_id)
+            & (ChatMessage.chat_id == ChatRun.chat_id)
+            & (ChatMessage.id == ChatRun.assistant_message_id),
+        )
+        .where(ChatRun.account_id == account_id)
+        .order_by(ChatRun.created_at.desc(), ChatRun.id.desc())
+        .offset(offset)
+        .limit(limit + 1)
+    )
+    if status is not None:
+        stmt = stmt.where(ChatRun.status == status)
+    rows = db.execute(stmt).all()
+    runs = [(RunView.of(run), reply_text(parts)) for run, parts in rows[:limit]]
+    return runs, len(rows) > limit
 
 
 def live_run(db: Session, chat: ChatKey) -> RunView | None:
@@ -175,13 +229,20 @@ def stop_requested(db: Reader, run_id: str) -> bool:
     return bool(row is not None and row[0])
 
 
-def finish_run(db: Session, run_id: str, **fields: Any) -> None:
-    """Record the outcome once; a run that already ended keeps its first outcome."""
+def finish_run(
+    db: Session, run_id: str, *, finished_at: datetime | None = None, **fields: Any
+) -> None:
+    """Record the outcome once (its duration from ``started_at``, which the row holds); a run
+    that already ended keeps its first outcome."""
+    row = db.execute(select(ChatRun.started_at).where(ChatRun.id == run_id)).first()
+    finished_at = finished_at or utcnow()
+    started_at = row.started_at if row is not None else None
     db.execute(
         update(ChatRun)
         .where(ChatRun.id == run_id, ChatRun.status.in_(LIVE))
-        .values(finished_at=utcnow(), **fields)
-    )
+        .values(finished_at=finished_at, duration_ms=duration_ms(started_at, finished_at),
+                **fields)
+    )  # fmt: skip
 
 
 def _message(chat: ChatKey, message_id: str) -> tuple[str, str, str]:
@@ -236,6 +297,18 @@ def message_of(db: Session, chat: ChatKey, message_id: str) -> dict[str, Any] | 
     """The stored UIMessage with this id in the chat, if any."""
     row = db.get(ChatMessage, _message(chat, message_id))
     return dict(row.parts) if row is not None else None
+
+
+def set_message_metadata(db: Session, chat: ChatKey, message_id: str, key: str, value: Any) -> bool:
+    """Set one key of a stored message's metadata, the rest of the message as it was; False
+    when the message is gone (the chat's turn lock keeps other writers away meanwhile)."""
+    row = db.get(ChatMessage, _message(chat, message_id))
+    if row is None:
+        return False
+    message = dict(row.parts)
+    message["metadata"] = {**(message.get("metadata") or {}), key: value}
+    row.parts = message
+    return True
 
 
 def session_repo(db: Session, session_id: str) -> tuple[str | None, str | None]:

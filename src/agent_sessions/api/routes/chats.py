@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Depends
 from sqlalchemy.orm import Session
 
+from agent_sessions.agent import models
 from agent_sessions.api import schemas
 from agent_sessions.api.convert import chat_out, chat_summary_out, message_out, waiting_out
 from agent_sessions.api.deps import CallerDep
@@ -19,7 +20,8 @@ router = APIRouter(prefix="/api/sessions/{sessionId}/chats", tags=["chats"])
 _MAX_CHAT_ID = 128
 
 
-def _chat_id(value: object) -> str | None:
+def chat_id_of(value: object) -> str | None:
+    """A client's chat id (``None``: make one), 400 "Invalid chat id" when unusable."""
     if value is None:
         return None
     if (
@@ -30,6 +32,23 @@ def _chat_id(value: object) -> str | None:
     ):
         raise InvalidInput("Invalid chat id")
     return value
+
+
+async def _chat_found(caller: CallerDep, sessionId: str, chatId: str) -> None:
+    """The session's and the chat's checks (403, 404) before the body's (400): FastAPI solves
+    dependencies before it validates a body, and a client told 400 for a chat that does not
+    exist would fix the wrong thing."""
+    services, account_id = caller
+
+    def find(db: Session) -> None:
+        sessions.read_owned(db, sessionId, account_id)
+        store.get_chat(db, account_id=account_id, session_id=sessionId, chat_id=chatId)
+
+    await services.db.read_call(find)
+
+
+CHAT_FIRST = [Depends(_chat_found)]
+"""``dependencies=`` of a route whose body is checked after its chat is found."""
 
 
 @router.get(
@@ -46,7 +65,7 @@ async def list_chats(caller: CallerDep, sessionId: str) -> schemas.ChatList:
         items = store.list_chats(db, session_id=sessionId, account_id=account_id)
         return schemas.ChatList(
             chats=[chat_summary_out(i, turns.live_reply(db, i.chat)) for i in items],
-            default_model_id=services.settings.default_model,
+            default_model_id=models.default_model_for(db, services.settings, account_id),
         )
 
     return await services.db.read_call(listing)
@@ -64,15 +83,15 @@ async def create_chat(
     body: Annotated[schemas.ChatCreate | None, Body()] = None,
 ) -> schemas.ChatResponse:
     services, account_id = caller
-    chat_id = _chat_id(body.id if body else None)
+    chat_id = chat_id_of(body.id if body else None)
 
     def create(db: Session) -> schemas.ChatResponse:
         sessions.get_owned(db, sessionId, account_id, for_update=True)
-        return schemas.ChatResponse(
-            chat=chat_out(
-                store.create_chat(db, account_id=account_id, session_id=sessionId, chat_id=chat_id)
-            )
-        )
+        chat = store.create_chat(
+            db, account_id=account_id, session_id=sessionId, chat_id=chat_id,
+            model_id=models.default_model_for(db, services.settings, account_id),
+        )  # fmt: skip
+        return schemas.ChatResponse(chat=chat_out(chat))
 
     return await services.db.write_call(create)
 
@@ -104,6 +123,7 @@ async def get_chat(caller: CallerDep, sessionId: str, chatId: str) -> schemas.Ch
     response_model=schemas.ChatResponse,
     summary="Rename a chat, change its model or its approval rules (added to the operator's)",
     responses=errors(400, 401, 403, 404, 413),
+    dependencies=CHAT_FIRST,
 )
 async def patch_chat(
     caller: CallerDep,
@@ -113,12 +133,12 @@ async def patch_chat(
 ) -> schemas.ChatResponse:
     services, account_id = caller
     changes = body.model_dump(exclude_unset=True, exclude_none=True, by_alias=False) if body else {}
-    if not changes:
-        raise InvalidInput("Provide at least one of title, modelId or approvalRules")
 
     def patch(db: Session) -> schemas.ChatResponse:
         sessions.get_owned(db, sessionId, account_id, for_update=True)
         chat = store.get_chat(db, account_id=account_id, session_id=sessionId, chat_id=chatId)
+        if not changes:
+            raise InvalidInput("Provide at least one of title, modelId or approvalRules")
         store.update_chat(chat, changes)
         return schemas.ChatResponse(chat=chat_out(chat))
 

@@ -11,6 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Body
 from sqlalchemy.orm import Session
 
+from agent_sessions.agent import models
 from agent_sessions.api import schemas
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
@@ -71,7 +72,8 @@ async def git_commit(
             chat = chats.get_chat(
                 db, account_id=account_id, session_id=sessionId, chat_id=request.chat_id
             )
-        return row.title, textgen.session_model(db, sessionId, settings.default_model, chat)
+        default = models.default_model_for(db, settings, account_id)
+        return row.title, textgen.session_model(db, sessionId, default, chat)
 
     title, model_id = await services.db.read_call(writer)
     sandbox, _ = await live_sandbox(services.db, services.lifecycle, account_id, sessionId)

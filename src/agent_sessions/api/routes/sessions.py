@@ -2,23 +2,27 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, Response
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.orm import Session
 
+from agent_sessions.agent import models
 from agent_sessions.api import schemas
-from agent_sessions.api.convert import chat_out, session_out
+from agent_sessions.api.convert import chat_out, session_item_out, session_out
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
 from agent_sessions.exceptions import Forbidden
 from agent_sessions.settings import Settings
 from agent_sessions.store import accounts, quotas
 from agent_sessions.store import sessions as store
-from agent_sessions.store.sessions import NewSession
+from agent_sessions.store.sessions import ChatsState, NewSession
 from agent_sessions.workspace import remote, repo
 from agent_sessions.workspace.skills import check_refs
+
+NO_CHATS = ChatsState()
 
 router = APIRouter(prefix="/api/sessions", tags=["sessions"])
 
@@ -59,7 +63,10 @@ async def create_session(
             raise Forbidden("You are not a member of this organization")
         quotas.lock_account(db, account_id)
         quotas.require_sandbox_room(db, account_id, services.settings.account_max_live_sandboxes)
-        row, chat = store.create_session(db, account_id=account_id, new=new)
+        first_model = models.default_model_for(db, services.settings, account_id)
+        row, chat = store.create_session(
+            db, account_id=account_id, new=replace(new, model_id=first_model)
+        )
         return schemas.SessionCreated(session=session_out(row), chat=chat_out(chat))
 
     out = await services.db.write_call(create)
@@ -97,15 +104,30 @@ async def list_sessions(
     status: Literal["active", "archived", "all"] = "active",
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
+    offset: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
 ) -> schemas.SessionList:
+    """Paged by ``cursor`` (``nextCursor``) or by ``offset`` (``pagination.nextOffset``), as
+    the reference web app does; three queries whatever the page's size: the page, its chats'
+    state, the archived count."""
     services, account_id = caller
 
     def page(db: Session) -> schemas.SessionList:
-        rows, next_cursor = store.list_sessions(
-            db, account_id=account_id, status=status, limit=limit, cursor=cursor
-        )
+        found = store.list_sessions(
+            db, account_id=account_id, status=status, limit=limit, cursor=cursor,
+            offset=offset or 0,
+        )  # fmt: skip
+        state = store.chats_state(db, account_id, [r.id for r in found.rows])
+        at = None if cursor else offset or 0
         return schemas.SessionList(
-            sessions=[session_out(r, hunks=False) for r in rows], next_cursor=next_cursor
+            sessions=[session_item_out(r, state.get(r.id, NO_CHATS)) for r in found.rows],
+            next_cursor=found.next_cursor,
+            archived_count=store.archived_count(db, account_id),
+            pagination=schemas.Pagination(
+                limit=limit,
+                offset=at,
+                has_more=found.has_more,
+                next_offset=None if at is None else at + len(found.rows),
+            ),
         )
 
     return await services.db.read_call(page)

@@ -21,6 +21,7 @@ from agent_sessions.agent.stream import Chunk
 from agent_sessions.api import schemas
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
+from agent_sessions.api.routes.usage import run_usage_out
 from agent_sessions.exceptions import Conflict, InvalidInput
 from agent_sessions.store import chats as chat_store
 from agent_sessions.store.sessions import NewSession
@@ -77,11 +78,16 @@ async def _with_keepalive(body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         task.cancel()
 
 
-def _sse(run_id: str, chunks: AsyncIterator[Chunk]) -> StreamingResponse:
+TAIL_INDEX = "x-workflow-stream-tail-index"
+
+
+def _sse(
+    run_id: str, chunks: AsyncIterator[Chunk], headers: dict[str, str] | None = None
+) -> StreamingResponse:
     return StreamingResponse(
         _with_keepalive(_encode(chunks)),
         media_type="text/event-stream",
-        headers={**STREAM_HEADERS, "x-workflow-run-id": run_id},
+        headers={**STREAM_HEADERS, "x-workflow-run-id": run_id, **(headers or {})},
     )
 
 
@@ -191,7 +197,13 @@ async def _approval_decisions(
 @router.get(
     "/chat/{chatId}/stream",
     summary="Resume the live turn's stream from chunk startIndex (204 when none is live)",
-    responses={200: _SSE, 204: {"description": "No turn is live"}, **errors(401, 404)},
+    description=f"The `{TAIL_INDEX}` header holds the index of the last chunk written when "
+    "the response began (-1: none yet), as Vercel Workflow streams give it.",
+    responses={
+        200: {**_SSE, "headers": {TAIL_INDEX: {"schema": {"type": "integer"}}}},
+        204: {"description": "No turn is live"},
+        **errors(401, 404),
+    },
     response_class=StreamingResponse,
 )
 async def resume_stream(
@@ -208,7 +220,8 @@ async def resume_stream(
     _, run_id = await services.db.read_call(find)
     if run_id is None:
         return Response(status_code=204)
-    return _sse(run_id, services.turns.chunks(run_id, startIndex))
+    tail = await services.turns.tail_index(run_id)
+    return _sse(run_id, services.turns.chunks(run_id, startIndex), {TAIL_INDEX: str(tail)})
 
 
 @router.post(
@@ -231,10 +244,16 @@ async def stop_turn(caller: CallerDep, chatId: str) -> schemas.StopResult:
     status_code=202,
     response_model=schemas.RunAccepted,
     summary="Start a headless turn (a new session and chat unless given)",
-    responses=errors(400, 401, 403, 404, 409, 413),
+    description="Keys the body does not know are ignored. `Location` names the run's status.",
+    responses={
+        202: {"headers": {"Location": {"schema": {"type": "string"}}}},
+        **errors(400, 401, 403, 404, 409, 413),
+    },
 )
-async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunAccepted:
-    services, account_id = caller
+async def create_run(
+    caller: CallerDep, body: schemas.RunCreate, response: Response
+) -> schemas.RunAccepted:
+    services, caller_id = caller
     if (body.prompt is None) == (body.messages is None):
         raise InvalidInput("Give exactly one of prompt or messages")
     if body.prompt is not None:
@@ -244,15 +263,23 @@ async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunA
     else:
         raw = body.messages[-1]
     message = validate_user_message(raw, services.settings.max_attachment_bytes)
+    account_id = await services.turns.acting_account(
+        caller_id, for_account=body.account_id, organization_id=body.organization_id
+    )
     new = None
     if body.session_id is None:  # a new session, made with the turn (or not at all)
-        new = NewSession(sandbox_type=services.settings.sandbox_provider)
+        new = NewSession(
+            sandbox_type=services.settings.sandbox_provider,
+            organization_id=body.organization_id,
+            artist_id=body.artist_id,
+        )
     accepted: Accepted = await services.turns.start(
         account_id=account_id, session_id=body.session_id, new_session=new,
         chat_id=body.chat_id, user_message=message, model_id=body.model, headless=True,
     )  # fmt: skip
     if accepted.session_created:
         await services.lifecycle.session_created(accepted.session_id)
+    response.headers["Location"] = f"/api/chat/runs/{accepted.run_id}"
     return schemas.RunAccepted(
         run_id=accepted.run_id, chat_id=accepted.chat_id, session_id=accepted.session_id
     )
@@ -261,34 +288,43 @@ async def create_run(caller: CallerDep, body: schemas.RunCreate) -> schemas.RunA
 @router.get(
     "/chat/runs/{runId}",
     response_model=schemas.Run,
-    summary="A run's status and usage",
+    summary="A run's status, usage and reply text",
+    description="For the run's account, or a fellow member of one of its organizations.",
     responses=errors(401, 403, 404),
 )
 async def get_run(caller: CallerDep, runId: str) -> schemas.Run:
     services, account_id = caller
-    return run_out(await services.turns.get_run(account_id, runId))
+    return run_out(*await services.turns.run_with_reply(account_id, runId))
 
 
-def run_out(run: RunView) -> schemas.Run:
+def run_out(run: RunView, text: str | None = None) -> schemas.Run:
     return schemas.Run(
         run_id=run.id, status=run.status, chat_id=run.chat_id,
         session_id=run.session_id, model=run.model_id, message_id=run.assistant_message_id,
-        usage=schemas.RunUsage(input_tokens=run.input_tokens, output_tokens=run.output_tokens),
+        usage=run_usage_out(run),
         tool_calls=run.tool_calls, steps=run.steps, finish_reason=run.finish_reason,
         error=run.error, created_at=run.created_at, started_at=run.started_at,
-        finished_at=run.finished_at, duration_ms=run.duration_ms,
+        finished_at=run.finished_at, duration_ms=run.duration_ms, text=text,
     )  # fmt: skip
 
 
 @router.get(
     "/models",
     response_model=schemas.ModelList,
-    summary="Models this server can use (a provider without credentials is listed unavailable)",
+    summary="Models this server can use: examples per provider (unavailable without "
+    "credentials), what each configured OpenAI-compatible endpoint serves, the demo model; "
+    "the caller's default marked",
     responses=errors(401),
 )
 async def list_models(caller: CallerDep) -> schemas.ModelList:
-    settings = caller.services.settings
+    services, account_id = caller
+    settings = services.settings
+    default_id = await services.db.query_call(
+        lambda r: models.default_model_for(r, settings, account_id)
+    )
+    listed, providers = await models.usable_models(settings, default_id)
     return schemas.ModelList(
-        models=[schemas.ModelInfo.model_validate(m) for m in models.usable_models(settings)],
-        default_model_id=settings.default_model,
+        models=[schemas.ModelInfo.model_validate(m) for m in listed],
+        default_model_id=default_id,
+        providers=[schemas.ProviderInfo.model_validate(p) for p in providers],
     )
