@@ -53,6 +53,8 @@ def _run(
         "subagent_cache_write_tokens": 0, "subagent_tool_calls": 1,
         "cost_nanousd": cost_nanousd,
         "subagent_cost_nanousd": None if cost_nanousd is None else 500,
+        "compaction_input_tokens": 20, "compaction_output_tokens": 2,
+        "compaction_cost_nanousd": None if cost_nanousd is None else 250,
         **usage,
     }  # fmt: skip
     with backend.db.write() as s:
@@ -112,6 +114,7 @@ def test_usage_by_day_model_and_session(
         "costUsd": 3e-06, "unpricedRuns": 0,
         "subagent": {"inputTokens": 60, "outputTokens": 6, "cachedInputTokens": 10,
                      "cacheWriteTokens": 0, "toolCalls": 2, "costUsd": 1e-06},
+        "compaction": {"inputTokens": 40, "outputTokens": 4, "costUsd": 5e-07},
     }  # fmt: skip
     total = by_day["total"]
     assert total["runs"] == 3 and total["inputTokens"] == 300 and total["unpricedRuns"] == 1
@@ -123,6 +126,7 @@ def test_usage_by_day_model_and_session(
     assert rows["openai/priced"]["costUsd"] == 3e-06
     assert rows["openai/unpriced"]["costUsd"] is None
     assert rows["openai/unpriced"]["subagent"]["costUsd"] is None
+    assert rows["openai/unpriced"]["compaction"]["costUsd"] is None
     assert rows["openai/unpriced"]["unpricedRuns"] == 1
 
     by_session = _usage(client, alice, **MARCH, groupBy="session")

@@ -19,9 +19,18 @@ from tests.agent.protocol import check_protocol, text_of
 from tests.agent.test_crash import _env, _messages, _wait_run
 from tests.conftest import Backend, make_account, start_server, stop_server
 from tests.sandbox.conftest import local_unavailable_reason
-from tests.support.model_server import Call, Fail, ModelServer, Step, Text, ToolCalls
+from tests.support.model_server import (
+    Call,
+    Fail,
+    ModelServer,
+    Step,
+    Text,
+    ToolCalls,
+    prompt_tokens_of,
+)
 
 SUMMARY = "SUMMARY-TEXT: the user sent two long notes; the agent ran two commands."
+PRICE = {"input": 2.0, "output": 8.0}
 BIG_OUTPUT = "head -c 4000 /dev/zero | tr '\\0' o"
 
 
@@ -64,7 +73,7 @@ def test_a_conversation_past_its_window_is_pruned_then_summarised_once(
     model = f"openai/{name}"
     h = agents(
         context_windows={model: 4812}, context_compact_at=0.8, context_keep_turns=2,
-        context_tool_output_turns=1,
+        context_tool_output_turns=1, model_prices={model: PRICE},
     )  # fmt: skip
     h.model.script(name, [respond] * 50)
     created = h.new_session()
@@ -147,6 +156,40 @@ def test_a_conversation_past_its_window_is_pruned_then_summarised_once(
         0, 0, 0, 1, 0
     ]  # fmt: skip
 
+    # The summary's tokens are turn 4's (as the stand-in reported them), in its totals and
+    # apart, priced with the chat's model; in the run, its final metadata and /api/usage.
+    summary_in = prompt_tokens_of(summaries[0]["messages"])
+    summary_out = max(1, len(SUMMARY) // 4)  # the stand-in's completion tokens
+    usages = [h.run(run)["usage"] for _, run in runs]
+    fourth = usages[3]
+    assert fourth["compaction"] == {
+        "inputTokens": summary_in, "outputTokens": summary_out,
+        "costUsd": _cost(summary_in, summary_out),
+    }  # fmt: skip
+    assert fourth["inputTokens"] == prompt_tokens_of(first_of[4]["messages"]) + summary_in
+    assert fourth["outputTokens"] == 1 + summary_out  # "ok", then the summary
+    assert fourth["costUsd"] == _cost(fourth["inputTokens"], fourth["outputTokens"])
+    assert all(u["compaction"] == {"inputTokens": 0, "outputTokens": 0, "costUsd": 0.0}
+               for n, u in enumerate(usages) if n != 3)  # fmt: skip
+    metadata = [c for c in runs[3][0] if c["type"] == "message-metadata"][-1]["messageMetadata"]
+    assert metadata["usage"]["compaction"] == fourth["compaction"]
+    assert metadata["usage"]["inputTokens"] == fourth["inputTokens"]
+    r = h.client.get("/api/usage", params={"groupBy": "model"}, headers=h.account.headers)
+    assert r.status_code == 200, r.text
+    [row] = r.json()["rows"]
+    assert row["runs"] == 5 and row["compaction"] == fourth["compaction"]
+    assert row["inputTokens"] == sum(prompt_tokens_of(q["messages"]) for q in requests)
+    assert row["inputTokens"] == sum(u["inputTokens"] for u in usages)
+
+
+def _cost(input_tokens: int, output_tokens: int) -> float:
+    from decimal import Decimal
+
+    usd = input_tokens * Decimal(str(PRICE["input"])) + output_tokens * Decimal(
+        str(PRICE["output"])
+    )
+    return float((usd / 10**6).quantize(Decimal("1e-9")))
+
 
 def test_a_summary_the_model_cannot_write_leaves_the_turn_its_whole_history(
     agents: AgentsFactory,
@@ -223,11 +266,16 @@ def test_kill_9_after_the_summary_is_stored_asks_the_model_once(
     try:
         run_id = _messages(srv, sid, chat_id, h)["chat"]["activeStreamId"]
         assert run_id, "the interrupted turn holds the chat"
-        assert _wait_run(srv, run_id, h)["status"] == "completed"
+        recovered = _wait_run(srv, run_id, h)
+        assert recovered["status"] == "completed"
         detail = _messages(srv, sid, chat_id, h)
     finally:
         stop_server(srv)
     assert _summary_requests(model_server, name) == 1
+    # Its tokens counted once in the run: the recorded summary's, not measured again.
+    [summary] = [r for r in model_server.requests(name) if _is_summary_request(r)]
+    compacted = recovered["usage"]["compaction"]
+    assert compacted["inputTokens"] == prompt_tokens_of(summary["messages"])
     messages = detail["messages"]
     assert [m["id"] for m in messages[::2]] == ["u1", "u2"]
     compaction = messages[1]["metadata"]["compaction"]

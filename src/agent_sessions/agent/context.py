@@ -90,6 +90,9 @@ class Fitted:
 
     messages: list[dict[str, Any]]
     summary: str | None = None
+    usage: dict[str, Any] | None = None
+    """The summary's usage when this turn wrote it (``compact_context``'s return value: a
+    recovered turn gets the recorded one, never a second measure), to count in the run's."""
 
 
 # --- measuring ---------------------------------------------------------------------------------
@@ -320,7 +323,8 @@ async def fit(run: store.RunView, settings: Settings, history: list[dict[str, An
     await write_chunks(
         [{"type": "data-compaction", "id": "compaction", "data": shown, "transient": True}]
     )
-    return Fitted(pruned[boundary:], done["summary"])
+    usage = done.get("usage") if done.get("runId") == run.id else None
+    return Fitted(pruned[boundary:], done["summary"], usage if isinstance(usage, dict) else None)
 
 
 def _count(value: Any) -> int:
@@ -363,8 +367,9 @@ async def _compact(
 
 async def summarise(
     settings: Settings, model_id: str, prompt: str, *, max_tokens: int
-) -> tuple[str, dict[str, int]] | None:
-    """The model's summary and the tokens it took, or None (a failure, a timeout, no text)."""
+) -> tuple[str, dict[str, Any]] | None:
+    """The model's summary and what it took (tokens; ``costUsd`` as pydantic-ai priced it,
+    None when unknown), or None (a failure, a timeout, no text)."""
     from pydantic_ai import Agent
     from pydantic_ai.settings import ModelSettings
 
@@ -383,4 +388,10 @@ async def summarise(
     if not text:
         return None
     usage = result.usage
-    return text, {"inputTokens": usage.input_tokens, "outputTokens": usage.output_tokens}
+    return text, {
+        "inputTokens": usage.input_tokens,
+        "outputTokens": usage.output_tokens,
+        "cachedInputTokens": usage.cache_read_tokens,
+        "cacheWriteTokens": usage.cache_write_tokens,
+        "costUsd": None if usage.cost is None else float(usage.cost),
+    }

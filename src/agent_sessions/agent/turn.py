@@ -14,6 +14,7 @@ import contextlib
 import contextvars
 import logging
 from dataclasses import replace
+from decimal import Decimal
 from typing import Any, Literal
 
 from dbos import DBOS
@@ -395,7 +396,7 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
         "status": status,
         "error": error,
         "finish_reason": finish_reason,
-        "usage": _usage_record(deps, run.model_id),
+        "usage": _usage_record(deps, run.model_id, fitted.usage),
         "steps": deps.sink.builder.steps,
     }
     if begun.get("auto_commit") and status == "completed":  # while the sink is still open
@@ -405,11 +406,15 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
     return status
 
 
-def _usage_record(deps: TurnDeps, model_id: str) -> dict[str, int | None]:
-    """The run's usage as ``chat_runs`` columns: each figure the total (the main agent's and
-    its subagents'), ``subagent_*`` the subagents' part; costs priced now (:mod:`.pricing`)."""
+def _usage_record(
+    deps: TurnDeps, model_id: str, compaction: dict[str, Any] | None = None
+) -> dict[str, int | None]:
+    """The run's usage as ``chat_runs`` columns: each figure the total (the main agent's, its
+    subagents' and the summary's it wrote, ADR 15), ``subagent_*`` and ``compaction_*`` those
+    parts; costs priced now, with the chat's model (:mod:`.pricing`)."""
     sub = deps.subagent_usage
-    total = (deps.usage or RunUsage()) + sub  # costs too: pydantic-ai sums the known ones
+    summary = _compaction_usage(compaction)
+    total = (deps.usage or RunUsage()) + sub + summary  # costs too: the known ones are summed
     return {
         "input_tokens": total.input_tokens,
         "output_tokens": total.output_tokens,
@@ -420,9 +425,35 @@ def _usage_record(deps: TurnDeps, model_id: str) -> dict[str, int | None]:
         "subagent_cache_read_tokens": sub.cache_read_tokens,
         "subagent_cache_write_tokens": sub.cache_write_tokens,
         "subagent_tool_calls": sub.tool_calls,
+        "compaction_input_tokens": summary.input_tokens,
+        "compaction_output_tokens": summary.output_tokens,
         "cost_nanousd": pricing.to_nano(pricing.cost_of(deps.settings, model_id, total)),
         "subagent_cost_nanousd": pricing.to_nano(pricing.cost_of(deps.settings, model_id, sub)),
+        "compaction_cost_nanousd": pricing.to_nano(
+            pricing.cost_of(deps.settings, model_id, summary)
+        ),
     }
+
+
+def _compaction_usage(usage: dict[str, Any] | None) -> RunUsage:
+    """The summary's usage as ``compact_context`` returned it (a recovered turn: as DBOS
+    recorded it), so that it is counted once; none when the turn wrote no summary."""
+    if not usage:
+        return RunUsage()
+
+    def count(key: str) -> int:
+        value = usage.get(key)
+        return value if isinstance(value, int) and value >= 0 else 0
+
+    cost = usage.get("costUsd")
+    return RunUsage(
+        requests=1,
+        input_tokens=count("inputTokens"),
+        output_tokens=count("outputTokens"),
+        cache_read_tokens=count("cachedInputTokens"),
+        cache_write_tokens=count("cacheWriteTokens"),
+        cost=Decimal(str(cost)) if isinstance(cost, int | float) else None,
+    )
 
 
 def _usage_metadata(usage: dict[str, int | None], tool_calls: int) -> dict[str, Any]:
@@ -445,6 +476,11 @@ def _usage_metadata(usage: dict[str, int | None], tool_calls: int) -> dict[str, 
             **tokens("subagent_"),
             "toolCalls": usage["subagent_tool_calls"],
             "costUsd": pricing.from_nano(usage["subagent_cost_nanousd"]),
+        },
+        "compaction": {
+            "inputTokens": usage.get("compaction_input_tokens") or 0,
+            "outputTokens": usage.get("compaction_output_tokens") or 0,
+            "costUsd": pricing.from_nano(usage.get("compaction_cost_nanousd")),
         },
     }
 

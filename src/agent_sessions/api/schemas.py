@@ -597,10 +597,20 @@ class SubagentUsage(_Wire):
     cost_usd: float | None
 
 
+class CompactionUsage(_Wire):
+    """The part of a run's (or a report's) figures that the summaries written to fit a
+    conversation into its model's context window took (one model call each, ADR 15)."""
+
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float | None
+
+
 class RunUsage(_Wire):
-    """A run's tokens, subagents' included (``subagent`` is their part). ``inputTokens``
-    includes ``cachedInputTokens`` (read from the provider's cache) and ``cacheWriteTokens``.
-    ``costUsd`` was priced when the run finished; null: its model has no price."""
+    """A run's tokens, its subagents' and its context summary's included (``subagent`` and
+    ``compaction`` are those parts). ``inputTokens`` includes ``cachedInputTokens`` (read from
+    the provider's cache) and ``cacheWriteTokens``. ``costUsd`` was priced when the run
+    finished; null: its model has no price."""
 
     input_tokens: int
     output_tokens: int
@@ -608,12 +618,13 @@ class RunUsage(_Wire):
     cache_write_tokens: int
     cost_usd: float | None
     subagent: SubagentUsage
+    compaction: CompactionUsage
 
 
 class UsageFigures(_Wire):
-    """Sums over finished runs; every figure includes the subagents' (``subagent``: their
-    part). ``costUsd`` is null when no run summed has a price; ``unpricedRuns`` counts the runs
-    left out of it."""
+    """Sums over finished runs; every figure includes the subagents' and the context
+    summaries' (``subagent``, ``compaction``: those parts). ``costUsd`` is null when no run
+    summed has a price; ``unpricedRuns`` counts the runs left out of it."""
 
     runs: int
     input_tokens: int
@@ -625,6 +636,7 @@ class UsageFigures(_Wire):
     cost_usd: float | None
     unpriced_runs: int
     subagent: SubagentUsage
+    compaction: CompactionUsage
 
 
 class UsageRow(UsageFigures):

@@ -294,6 +294,10 @@ class ChatRun(Base):
     """The run's cost in billionths of a US dollar, priced when it finished (``agent.pricing``);
     None: its model has no price. Integers, so that sums are exact on both databases."""
     subagent_cost_nanousd: Mapped[int | None] = mapped_column(BigInteger)
+    # The summary the turn wrote to fit its context (ADR 15): its part of the figures above.
+    compaction_input_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    compaction_output_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    compaction_cost_nanousd: Mapped[int | None] = mapped_column(BigInteger)
     duration_ms: Mapped[int | None] = mapped_column(BigInteger)
     """``finished_at - started_at``, stored so that usage sums it in SQL on both databases."""
     finish_reason: Mapped[str | None] = mapped_column(String(32))

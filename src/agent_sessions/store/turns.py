@@ -46,6 +46,9 @@ class RunView:
     subagent_tool_calls: int
     cost_nanousd: int | None
     subagent_cost_nanousd: int | None
+    compaction_input_tokens: int
+    compaction_output_tokens: int
+    compaction_cost_nanousd: int | None
     finish_reason: str | None
     error: str | None
     created_at: datetime
@@ -100,7 +103,8 @@ def create_run(db: Session, **fields: Any) -> ChatRun:
         "input_tokens": 0, "output_tokens": 0, "cache_read_tokens": 0, "cache_write_tokens": 0,
         "tool_calls": 0, "steps": 0, "subagent_input_tokens": 0, "subagent_output_tokens": 0,
         "subagent_cache_read_tokens": 0, "subagent_cache_write_tokens": 0,
-        "subagent_tool_calls": 0, "created_at": utcnow(),
+        "subagent_tool_calls": 0, "compaction_input_tokens": 0, "compaction_output_tokens": 0,
+        "created_at": utcnow(),
     }  # fmt: skip
     run = ChatRun(**{**defaults, **fields})
     db.add(run)

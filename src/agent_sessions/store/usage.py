@@ -47,7 +47,8 @@ def _utc_day_postgresql(element: utc_day, compiler: SQLCompiler, **kw: Any) -> s
 
 @dataclass(frozen=True)
 class Figures:
-    """Sums over some runs. Each figure includes the subagents'; ``subagent_*`` is their part.
+    """Sums over some runs. Each figure includes the subagents' and the summaries' (ADR 15);
+    ``subagent_*`` and ``compaction_*`` are those parts.
     A cost is None when no run summed had a price; ``unpriced_runs`` counts those without."""
 
     runs: int
@@ -65,12 +66,16 @@ class Figures:
     subagent_cache_write_tokens: int
     subagent_tool_calls: int
     subagent_cost_nanousd: int | None
+    compaction_input_tokens: int
+    compaction_output_tokens: int
+    compaction_cost_nanousd: int | None
 
 
 _SUMMED = (
     "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens", "tool_calls",
     "duration_ms", "subagent_input_tokens", "subagent_output_tokens",
     "subagent_cache_read_tokens", "subagent_cache_write_tokens", "subagent_tool_calls",
+    "compaction_input_tokens", "compaction_output_tokens",
 )  # fmt: skip
 
 
@@ -81,6 +86,7 @@ def _figure_columns() -> list[ColumnElement[Any]]:
         func.sum(ChatRun.cost_nanousd).label("cost_nanousd"),  # NULL when every one is NULL
         func.count(ChatRun.cost_nanousd).label("priced_runs"),
         func.sum(ChatRun.subagent_cost_nanousd).label("subagent_cost_nanousd"),
+        func.sum(ChatRun.compaction_cost_nanousd).label("compaction_cost_nanousd"),
     ]
     return columns
 
@@ -94,6 +100,7 @@ def _figures(row: Any) -> Figures:
         cost_nanousd=whole(row.cost_nanousd),
         unpriced_runs=int(row.runs) - int(row.priced_runs),
         subagent_cost_nanousd=whole(row.subagent_cost_nanousd),
+        compaction_cost_nanousd=whole(row.compaction_cost_nanousd),
         **{name: int(getattr(row, name)) for name in _SUMMED},
     )
 

@@ -81,6 +81,14 @@ def subagent_out(
     )  # fmt: skip
 
 
+def compaction_out(
+    input_tokens: int, output_tokens: int, cost_nanousd: int | None
+) -> schemas.CompactionUsage:
+    return schemas.CompactionUsage(
+        input_tokens=input_tokens, output_tokens=output_tokens, cost_usd=from_nano(cost_nanousd)
+    )
+
+
 def figures_out(f: store.Figures) -> dict[str, Any]:
     """The fields of ``UsageFigures`` (a row adds its key)."""
     return {
@@ -91,6 +99,9 @@ def figures_out(f: store.Figures) -> dict[str, Any]:
         "subagent": subagent_out(
             f.subagent_input_tokens, f.subagent_output_tokens, f.subagent_cache_read_tokens,
             f.subagent_cache_write_tokens, f.subagent_tool_calls, f.subagent_cost_nanousd,
+        ),
+        "compaction": compaction_out(
+            f.compaction_input_tokens, f.compaction_output_tokens, f.compaction_cost_nanousd
         ),
     }  # fmt: skip
 
@@ -105,6 +116,10 @@ def run_usage_out(run: RunView) -> schemas.RunUsage:
             run.subagent_input_tokens, run.subagent_output_tokens,
             run.subagent_cache_read_tokens, run.subagent_cache_write_tokens,
             run.subagent_tool_calls, run.subagent_cost_nanousd,
+        ),
+        compaction=compaction_out(
+            run.compaction_input_tokens, run.compaction_output_tokens,
+            run.compaction_cost_nanousd,
         ),
     )  # fmt: skip
 
