@@ -1,6 +1,8 @@
-"""Tool approvals driven by the AI SDK's own client (the ``ai`` package, v6, in Node) against a
-served instance over real HTTP: ``addToolApprovalResponse`` and ``sendAutomaticallyWhen:
-lastAssistantMessageIsCompleteWithApprovalResponses`` must find the wire they expect (ADR 14).
+"""Tool approvals and ``ask_user_question`` driven by the AI SDK's own client (the ``ai``
+package, v6, in Node) against a served instance over real HTTP: ``addToolApprovalResponse`` with
+``sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithApprovalResponses``, and
+``addToolOutput`` with ``lastAssistantMessageIsCompleteWithToolCalls``, must find the wire they
+expect (ADR 14).
 
 ``make test`` installs the client (``npm ci --prefix tests/support/node``); without ``node``
 these tests are skipped, saying why.
@@ -36,10 +38,10 @@ pytestmark = [
 ]
 
 
-def _client(payload: dict[str, Any]) -> dict[str, Any]:
+def _client(payload: dict[str, Any], script: str = "approve.mjs") -> dict[str, Any]:
     assert NODE is not None
     done = subprocess.run(
-        [NODE, str(NODE_DIR / "approve.mjs"), json.dumps(payload)],
+        [NODE, str(NODE_DIR / script), json.dumps(payload)],
         capture_output=True, text=True, timeout=120, cwd=NODE_DIR,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -89,5 +91,48 @@ def test_the_ai_sdk_client_answers_an_approval(
             assert part["state"] == "output-denied"
             assert part["approval"] == {"id": "call_0_0", "approved": False, "reason": "keep it"}
             assert text == "The user denied this call: keep it"
+    finally:
+        stop_server(srv)
+
+
+def test_the_ai_sdk_client_answers_a_question(
+    backend: Backend, sandbox_data_dir: Path, model_server: ModelServer
+) -> None:
+    """The response ends at the question, so the client (no longer streaming) sends the
+    output it was given (``addToolOutput``) by itself; its response continues the reply."""
+    reason = local_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    name = f"node-ask-{time.monotonic_ns()}"
+    question = {"question": "Which language?", "header": "Language",
+                "options": [{"label": "Python"}, {"label": "Go"}]}  # fmt: skip
+    model_server.script(name, [ToolCalls([Call("ask_user_question", {"questions": [question]})]),
+                               echo_last_tool_result])  # fmt: skip
+    srv = start_server(
+        sandbox_data_dir, backend.url, OPENAI_API_KEY="test-key",
+        OPENAI_BASE_URL=model_server.base_url, AGENT_SESSIONS_SANDBOX_UID_BASE=str(UID_BASE + 50),
+        AGENT_SESSIONS_SANDBOX_UID_COUNT="10",
+    )  # fmt: skip
+    try:
+        headers = make_account(backend.db).headers
+        sid = new_active_session(srv.url, headers)
+        chat_id = f"chat-{time.monotonic_ns()}"
+        out = _client(
+            {"url": srv.url, "headers": headers, "sessionId": sid, "chatId": chat_id,
+             "model": f"openai/{name}", "prompt": "ask me",
+             "answers": {"Which language?": "Go"}},
+            "answer.mjs",
+        )  # fmt: skip
+        assert out["errors"] == []
+        [asked] = out["asked"]
+        assert asked["toolCallId"] == "call_0_0" and asked["input"] == {"questions": [question]}
+        assert out["finishReasons"] == ["tool-calls", "stop"]  # the first response ended there
+        messages = out["messages"]
+        assert [m["role"] for m in messages] == ["user", "assistant"]  # one reply, continued
+        part = next(p for p in messages[1]["parts"] if p.get("toolCallId") == "call_0_0")
+        assert part["state"] == "output-available"
+        assert part["output"] == {"answers": {"Which language?": "Go"}}
+        text = "".join(p["text"] for p in messages[1]["parts"] if p["type"] == "text")
+        assert "Go" in text
     finally:
         stop_server(srv)

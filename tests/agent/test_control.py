@@ -230,6 +230,33 @@ def test_a_resumed_stream_tells_its_tail_index(
     assert r2.status_code == 204 and "x-workflow-stream-tail-index" not in r2.headers
 
 
+def test_a_negative_start_index_counts_back_from_the_tail(agents: AgentsFactory) -> None:
+    """Vercel's chat transport sends a negative ``startIndex`` (its ``initialStartIndex``) to
+    read only the last chunks: -N starts N chunks before the end, at 0 at most, and the
+    header lets the client resolve the same index. Held mid-turn, so nothing moves meanwhile."""
+    h = agents()
+    held = "until [ -e go ]; do sleep 0.05; done; echo released"
+    model = h.script([ToolCalls([Call("bash", {"command": held})]), Text("done")])
+    sid, chat_id = _session(h)
+    bg = Background(h, sid, chat_id, "go", model)
+    bg.wait_for('"toolCallId":"call_0_0","toolName":"bash","input"')
+    url = f"/api/chat/{chat_id}/stream?startIndex="
+    with (
+        h.client.stream("GET", url + "-2", headers=h.account.headers) as last_two,
+        h.client.stream("GET", url + "-100000", headers=h.account.headers) as too_far,
+    ):
+        assert last_two.status_code == too_far.status_code == 200
+        tail = int(last_two.headers["x-workflow-stream-tail-index"])
+        assert int(too_far.headers["x-workflow-stream-tail-index"]) == tail
+        _write_file(h, sid, "go")
+        from_last_two = parse_sse(last_two.read().decode())
+        from_too_far = parse_sse(too_far.read().decode())
+    full = bg.chunks()
+    assert tail >= 2 and from_last_two == full[tail - 1 :]
+    assert from_last_two[1]["type"] == "tool-input-available"
+    assert from_too_far == full
+
+
 def _write_file(h: Agents, sid: str, path: str) -> None:
     """An empty file in the session's sandbox, written from the host."""
     session = h.client.get(f"/api/sessions/{sid}", headers=h.account.headers).json()["session"]

@@ -66,6 +66,9 @@ def _answer_body(sid: str, chat_id: str, question: dict[str, Any], answers: Any)
 
 
 def test_ask_user_question_waits_for_the_answer(agents: AgentsFactory) -> None:
+    """The response ends at the question (``finish``, reason ``tool-calls``) while the turn
+    waits durably, so that the AI SDK client, no longer streaming, sends the answer; the
+    answer's response continues the same assistant message (ADR 14)."""
     h = agents()
     question = {
         "question": "Which language?",
@@ -73,23 +76,26 @@ def test_ask_user_question_waits_for_the_answer(agents: AgentsFactory) -> None:
         "options": [{"label": "Python"}, {"label": "Go"}],
     }
     bg, sid, chat_id = _asking_turn(h, question)
+    chunks = bg.chunks()
+    assert chunks[-1] == {"type": "finish", "finishReason": "tool-calls"}
+    assert chunks[-2]["type"] == "tool-input-available"
     run = h.run(bg.headers["x-workflow-run-id"])
     assert run["status"] == "running"  # waiting, durably, for the client
+    # Resuming the stream ends at the same place while the question waits.
+    with h.client.stream("GET", f"/api/chat/{chat_id}/stream", headers=h.account.headers) as r:
+        assert parse_sse(r.read().decode()) == chunks
 
     body = _answer_body(sid, chat_id, question, {"Which language?": "Go"})
     with h.client.stream("POST", "/api/chat", json=body, headers=h.account.headers) as r:
         assert r.status_code == 200
         continued = parse_sse(r.read().decode())
-    chunks = bg.chunks()
-    # The answer's response continues the same assistant message with what came after it.
     assert continued[0] == {"type": "start", "messageId": chunks[0]["messageId"]}
-    assert continued[-1]["type"] == "finish"
+    assert continued[-1]["type"] == "finish" and continued[-1]["finishReason"] == "stop"
     kinds = [c["type"] for c in continued]
     assert "tool-input-start" not in kinds and "tool-output-available" in kinds
-    assert continued[1:] == chunks[len(chunks) - len(continued) + 1 :]
-    check_protocol(chunks)
-    assert tool_outputs(chunks)["call_0_0"]["output"] == {"answers": {"Which language?": "Go"}}
-    assert "Go" in text_of(chunks)
+    check_protocol(chunks[:-1] + continued[1:])
+    assert tool_outputs(continued)["call_0_0"]["output"] == {"answers": {"Which language?": "Go"}}
+    assert "Go" in text_of(continued)
     assert h.wait_run(run["runId"])["status"] == "completed"
 
     # No turn waits any more: another tool result is refused.
@@ -174,7 +180,8 @@ def test_a_turn_waiting_for_the_user_holds_no_worker_slot(agents: AgentsFactory)
     assert h.run(run_a)["status"] == "running"
 
     body = _answer_body(sid, chat_a, question, {"Go on?": "Yes"})
+    assert bg.chunks()[-1] == {"type": "finish", "finishReason": "tool-calls"}
     r = h.client.post("/api/chat", json=body, headers=h.account.headers)
     assert r.status_code == 200
-    assert "Yes" in text_of(bg.chunks())
+    assert "Yes" in text_of(parse_sse(r.text))
     assert h.wait_run(run_a)["status"] == "completed"

@@ -261,6 +261,7 @@ class Turns:
         index = values = 0
         ended_at: float | None = None
         to_end = True  # read to the stream's end (not only the values counted as written)
+        asked: set[str] = set()  # questions announced and not yet answered in the stream
         loop = asyncio.get_running_loop()
         with written.listen(run_id) as wake:
             while True:
@@ -275,12 +276,16 @@ class Turns:
                             if index >= start_index:
                                 yield chunk
                             index += 1
+                            _track_questions(asked, chunk)
                             if chunk.get("type") == "finish":
                                 return
                         if index > start_index and await self._waits_for_person(run_id, batch):
                             yield PAUSED
                             return
                     to_end = True  # if the database is read next, it is read to its end
+                    if index > start_index and await self._waits_for_answer(run_id, asked):
+                        yield PAUSED
+                        return
                     if log.usable and not log.ended:
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(wake.wait(), WAKE_AT_MOST_SECONDS)
@@ -301,6 +306,7 @@ class Turns:
                                 if index >= start_index:
                                     yield chunk
                                 index += 1
+                                _track_questions(asked, chunk)
                                 if chunk.get("type") == "finish":
                                     return
                             if index > start_index and await self._waits_for_person(run_id, batch):
@@ -312,6 +318,9 @@ class Turns:
                 except DBOSStreamTimeoutError:
                     caught_up = True  # everything written so far was read; the run goes on
                 to_end = not caught_up
+                if index > start_index and await self._waits_for_answer(run_id, asked):
+                    yield PAUSED
+                    return
                 if not caught_up:
                     status = await self.db.query_call(lambda r: store.run_status(r, run_id))
                     if status is None or status in store.TERMINAL:
@@ -337,6 +346,23 @@ class Turns:
                 return False
             message = store.message_of(db, run.chat_key, run.assistant_message_id)
             return any(p["approvalId"] in asked for p in approvals.pending_approvals(message))
+
+        return await self.db.read_call(check)
+
+    async def _waits_for_answer(self, run_id: str, asked: set[str]) -> bool:
+        """Whether questions the reader saw announced (``ask_user_question``) still wait for
+        the user: a response ends there, as at an approval, so that the AI SDK client can send
+        the answer (ADR 14). Checked once the reader has caught up with what is written: the
+        question's announcement may be written before the message that holds it is stored."""
+        if not asked:
+            return False
+
+        def check(db: Session) -> bool:
+            run = store.get_run(db, run_id)
+            if run is None or run.status in store.TERMINAL:
+                return False
+            message = store.message_of(db, run.chat_key, run.assistant_message_id)
+            return any(q["toolCallId"] in asked for q in approvals.pending_questions(message))
 
         return await self.db.read_call(check)
 
@@ -485,3 +511,14 @@ def validate_user_message(raw: Any, max_attachment_bytes: int) -> dict[str, Any]
 
 def _strings(parts: list[dict[str, Any]]) -> list[str]:
     return [v for part in parts for v in part.values() if isinstance(v, str)]
+
+
+def _track_questions(asked: set[str], chunk: Chunk) -> None:
+    """Keep ``asked`` to the ``ask_user_question`` calls announced and not yet answered."""
+    kind, call_id = chunk.get("type"), chunk.get("toolCallId")
+    if not isinstance(call_id, str):
+        return
+    if kind == "tool-input-available" and chunk.get("toolName") == "ask_user_question":
+        asked.add(call_id)
+    elif kind in ("tool-output-available", "tool-output-error", "tool-output-denied"):
+        asked.discard(call_id)

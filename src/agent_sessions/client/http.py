@@ -121,9 +121,19 @@ class Api:
     def stop(self, chat_id: str) -> bool:
         return bool(self._json("POST", f"/api/chat/{chat_id}/stop").get("stopped"))
 
-    def answer(self, session_id: str, chat_id: str, call: Chunk, output: Chunk) -> None:
-        """Answer the agent's ``ask_user_question`` (the waiting turn goes on; its stream is
-        the one already being read, so the continuation sent back here is not needed)."""
+    def answer(
+        self,
+        session_id: str,
+        chat_id: str,
+        call: Chunk,
+        output: Chunk,
+        start_index: int,
+        *,
+        on_retry: Callable[[int, str], None] | None = None,
+    ) -> Generator[Chunk, None, None]:
+        """Answer the agent's ``ask_user_question`` and yield the rest of the turn from chunk
+        ``start_index`` (under a fresh ``start``): the response that asked ends at the question
+        (``finish``, reason ``tool-calls``) while the turn waits, as the AI SDK client expects."""
         part = {
             "type": "tool-ask_user_question",
             "toolCallId": call["toolCallId"],
@@ -137,11 +147,17 @@ class Api:
             "sessionId": session_id,
             "trigger": "submit-tool-result",
             "messages": [message],
+            "startIndex": start_index,
         }
-        with self._http.stream("POST", "/api/chat", json=body) as response:
-            if response.status_code >= 400:
-                response.read()
+        request = self._http.build_request("POST", "/api/chat", json=body, timeout=STREAM_TIMEOUT)
+        response = self._http.send(request, stream=True)
+        try:
             _raise_for_status(response)
+        except BaseException:
+            response.close()
+            raise
+        # Its leading ``start`` is no chunk of the run's stream: a resume counts from one less.
+        return self._follow(chat_id, response, start_index - 1, on_retry)
 
     # --- streams -------------------------------------------------------------------------------
 

@@ -202,21 +202,32 @@ class Repl:
             chunks = live
         self._render(chunks)
 
-    def _render(self, chunks: Generator[Chunk, None, None]) -> None:
+    def _render(self, chunks: Generator[Chunk, None, None], index: int = 0) -> None:
+        """Show a stream whose first chunk is the run's chunk ``index``. At a question the
+        response ends (ADR 14): the answer's own response carries the rest of the turn."""
+        current: Generator[Chunk, None, None] | None = chunks
         try:
-            for chunk in chunks:
-                self.renderer.feed(chunk)
-                if (
-                    chunk.get("type") == "tool-input-available"
-                    and chunk.get("toolName") == "ask_user_question"
-                ):
-                    self._answer(chunk)
+            while current is not None:
+                following, current = current, None
+                try:
+                    for chunk in following:
+                        self.renderer.feed(chunk)
+                        index += 1
+                        if (
+                            chunk.get("type") == "tool-input-available"
+                            and chunk.get("toolName") == "ask_user_question"
+                        ):
+                            current = self._answer(chunk, index)
+                            index -= 1  # the answer's response starts with its own ``start``
+                            break
+                finally:
+                    following.close()  # hang up at once on Ctrl-C
         finally:
-            chunks.close()  # hang up at once on Ctrl-C, not when the generator is collected
             self.renderer.newline()
 
-    def _answer(self, call: Chunk) -> None:
-        """The agent asked multiple-choice questions: ask them here, send the answers back."""
+    def _answer(self, call: Chunk, index: int) -> Generator[Chunk, None, None]:
+        """The agent asked multiple-choice questions: ask them here, send the answers back;
+        the rest of the turn (from the run's chunk ``index``) streams in the answer's response."""
         self.renderer.newline()
         answers: dict[str, str] = {}
         questions = (call.get("input") or {}).get("questions") or []
@@ -231,9 +242,12 @@ class Repl:
                     reply = options[int(reply) - 1]
                 answers[q.get("question", "")] = reply
         except (EOFError, KeyboardInterrupt):
-            self.api.answer(self.session_id, self.chat_id, call, {"declined": True})
-            return
-        self.api.answer(self.session_id, self.chat_id, call, {"answers": answers})
+            output: Chunk = {"declined": True}
+        else:
+            output = {"answers": answers}
+        return self.api.answer(
+            self.session_id, self.chat_id, call, output, index, on_retry=self._retrying
+        )
 
     def _stop(self) -> None:
         self.renderer.newline()

@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.orm import Session
 
@@ -198,7 +198,8 @@ async def _approval_decisions(
     "/chat/{chatId}/stream",
     summary="Resume the live turn's stream from chunk startIndex (204 when none is live)",
     description=f"The `{TAIL_INDEX}` header holds the index of the last chunk written when "
-    "the response began (-1: none yet), as Vercel Workflow streams give it.",
+    "the response began (-1: none yet), as Vercel Workflow streams give it. A negative "
+    "startIndex counts back from there: -N starts N chunks before the end (at 0 at most).",
     responses={
         200: {**_SSE, "headers": {TAIL_INDEX: {"schema": {"type": "integer"}}}},
         204: {"description": "No turn is live"},
@@ -209,7 +210,7 @@ async def _approval_decisions(
 async def resume_stream(
     caller: CallerDep,
     chatId: str,
-    startIndex: Annotated[int, Query(ge=0)] = 0,
+    startIndex: int = 0,
 ) -> Response:
     services, account_id = caller
 
@@ -221,7 +222,10 @@ async def resume_stream(
     if run_id is None:
         return Response(status_code=204)
     tail = await services.turns.tail_index(run_id)
-    return _sse(run_id, services.turns.chunks(run_id, startIndex), {TAIL_INDEX: str(tail)})
+    # Vercel's WorkflowChatTransport reads a negative start from the tail (its
+    # initialStartIndex), and resolves it with the header just as done here.
+    start = startIndex if startIndex >= 0 else max(0, tail + 1 + startIndex)
+    return _sse(run_id, services.turns.chunks(run_id, start), {TAIL_INDEX: str(tail)})
 
 
 @router.post(
