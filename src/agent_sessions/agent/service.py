@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -337,32 +337,35 @@ class Turns:
         """Whether ``batch`` asked for approvals that are still unanswered: a response ends
         there, so that the AI SDK client, no longer streaming, can send the answers (ADR 14)."""
         asked = {c.get("approvalId") for c in batch if c.get("type") == "tool-approval-request"}
-        if not asked:
-            return False
-
-        def check(db: Session) -> bool:
-            run = store.get_run(db, run_id)
-            if run is None or run.status in store.TERMINAL:
-                return False
-            message = store.message_of(db, run.chat_key, run.assistant_message_id)
-            return any(p["approvalId"] in asked for p in approvals.pending_approvals(message))
-
-        return await self.db.read_call(check)
+        return await self._still_pending(
+            run_id,
+            asked,
+            lambda m: {p["approvalId"] for p in approvals.pending_approvals(m)} & asked,
+        )
 
     async def _waits_for_answer(self, run_id: str, asked: set[str]) -> bool:
         """Whether questions the reader saw announced (``ask_user_question``) still wait for
         the user: a response ends there, as at an approval, so that the AI SDK client can send
         the answer (ADR 14). Checked once the reader has caught up with what is written: the
         question's announcement may be written before the message that holds it is stored."""
-        if not asked:
+        return await self._still_pending(
+            run_id,
+            asked,
+            lambda m: {q["toolCallId"] for q in approvals.pending_questions(m)} & asked,
+        )
+
+    async def _still_pending(
+        self, run_id: str, asked: set[Any], waiting: Callable[[dict[str, Any] | None], set[Any]]
+    ) -> bool:
+        """Whether the live run's stored message still has something ``waiting`` picks out."""
+        if not asked:  # nothing announced: no read (this runs for every batch a reader sends)
             return False
 
         def check(db: Session) -> bool:
             run = store.get_run(db, run_id)
             if run is None or run.status in store.TERMINAL:
                 return False
-            message = store.message_of(db, run.chat_key, run.assistant_message_id)
-            return any(q["toolCallId"] in asked for q in approvals.pending_questions(message))
+            return bool(waiting(store.message_of(db, run.chat_key, run.assistant_message_id)))
 
         return await self.db.read_call(check)
 
