@@ -37,6 +37,8 @@ from pydantic_ai.messages import (
 )
 from pydantic_ai.ui.vercel_ai import VercelAIEventStream
 
+from agent_sessions.agent import group_commit
+
 STREAM_KEY = "ui"
 SDK_VERSION: Literal[6] = 6
 BATCH_SECONDS = 0.025
@@ -416,11 +418,11 @@ async def write_chunks(chunks: list[Chunk]) -> None:
     run_id = DBOS.workflow_id or ""
     log = written.log(run_id)
     if log is None:
-        await DBOS.write_stream_async(STREAM_KEY, value)
+        await group_commit.write(STREAM_KEY, value)
     else:
         async with log.writing:  # appended in the order of the commits
             try:
-                await DBOS.write_stream_async(STREAM_KEY, value)
+                await group_commit.write(STREAM_KEY, value)
             except BaseException:
                 log.give_up()  # it may have been written all the same
                 raise

@@ -1,0 +1,155 @@
+"""Group commit of stream values: one transaction for what every turn of the process writes.
+
+DBOS's ``write_stream`` is one transaction per value. A turn writes a value per 25 ms batch of
+chunks, so 50 turns streaming at once asked for some 2,000 commits a second; SQLite with
+``synchronous=FULL`` fsyncs each and managed a few hundred on this class of disk, which capped
+a process at about ten streaming turns whatever its CPU (``bench/capacity.py``). Here a value
+written from inside a step joins whatever other turns are writing: the first write commits at
+once, and the values that arrive while a commit is in flight go together in the next one. A
+value is still durable before its writer goes on (its reader in this process sees it only
+then), so what a client was shown survives ``kill -9`` as before (ADR 16).
+
+DBOS has no public batched write, so this module — and only this one — uses DBOS internals:
+the system database's stream INSERT (which computes the next offset), its workflow ownership
+check (a workflow handed to another executor must not get writes from this one), the step
+context (workflow id, step id, ownership token, serialization) and the stream notification
+(PostgreSQL's LISTEN/NOTIFY). ``tests/agent/test_group_commit.py`` pins what is relied on:
+values read back through ``DBOS.read_stream`` in order, across turns, on both databases.
+
+A transaction that fails (a workflow no longer owned here, a conflict) is retried value by
+value, so that the error reaches only the writer it belongs to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from dbos import DBOS
+from dbos._context import current_owner_xid, get_local_dbos_context  # see the docstring
+from dbos._dbos import _get_dbos_instance
+from dbos._serialization import serialize_value
+from dbos._sys_db import _dbos_streams_channel
+
+
+@dataclass
+class _Value:
+    workflow_id: str
+    function_id: int
+    owner_xid: str | None
+    key: str
+    serialized: str | None
+    serialization: str
+    done: asyncio.Future[None]
+
+
+async def write(key: str, value: Any) -> None:
+    """Write ``value`` to the calling workflow's stream ``key``; returns once committed.
+
+    Outside a step (in workflow code) DBOS's own write is used: there it is recorded as a step
+    of the workflow, and skipped when the workflow is replayed.
+    """
+    ctx = get_local_dbos_context()
+    if ctx is None or not ctx.is_step():
+        await DBOS.write_stream_async(key, value)
+        return
+    sys_db = _get_dbos_instance()._sys_db
+    serialized, serialization = serialize_value(value, ctx.serialization_type, sys_db.serializer)
+    loop = asyncio.get_running_loop()
+    pending = _Value(
+        ctx.workflow_id, ctx.function_id, current_owner_xid(ctx.workflow_id, ctx), key,
+        serialized, serialization, loop.create_future(),
+    )  # fmt: skip
+    group = _groups.get(loop)
+    if group is None:
+        group = _groups[loop] = _Group()
+    group.add(pending)
+    await pending.done
+
+
+class _Group:
+    """One event loop's values waiting for the next transaction, and the task committing them
+    (DBOS runs recovered workflows on a loop of its own)."""
+
+    def __init__(self) -> None:
+        self._pending: list[_Value] = []
+        self._committer: asyncio.Task[None] | None = None
+
+    def add(self, value: _Value) -> None:
+        self._pending.append(value)
+        if self._committer is None:
+            self._committer = asyncio.get_running_loop().create_task(self._commit_pending())
+
+    async def _commit_pending(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await asyncio.to_thread(_commit, batch)
+                except asyncio.CancelledError:  # the loop is closing; it may have committed
+                    for value in batch:
+                        value.done.cancel()
+                    raise
+                except Exception:
+                    await asyncio.to_thread(_commit_one_by_one, batch)
+                    continue
+                for value in batch:
+                    if not value.done.done():
+                        value.done.set_result(None)
+        finally:
+            self._committer = None
+            for value in self._pending:  # left when the loop closes
+                if not value.done.done():
+                    value.done.cancel()
+            self._pending = []
+
+
+def _commit(batch: list[_Value]) -> None:
+    """All of ``batch`` in one transaction, in order (each value takes its stream's next
+    offset); the ownership checks after the inserts, as DBOS orders them, workflows sorted so
+    that two transactions lock them in one order."""
+    sys_db = _get_dbos_instance()._sys_db
+    with sys_db.engine.begin() as c:
+        for v in batch:
+            c.execute(
+                sys_db._stream_insert_stmt(
+                    v.workflow_id, v.function_id, v.key, v.serialized, v.serialization
+                )
+            )
+        owners = {(v.workflow_id, v.owner_xid) for v in batch if v.owner_xid is not None}
+        for workflow_id, owner_xid in sorted(owners):
+            sys_db._check_owner_txn(c, workflow_id, owner_xid)
+    for workflow_id, key in dict.fromkeys((v.workflow_id, v.key) for v in batch):
+        sys_db._signal_notification(_dbos_streams_channel, f"{workflow_id}::{key}")
+
+
+def _commit_one_by_one(batch: list[_Value]) -> None:
+    """After a failed group: each value alone, its error (if any) to its own writer."""
+    for value in batch:
+        try:
+            _commit([value])
+        except BaseException as err:  # handed to the writer waiting for it
+            _settle(value, err)
+        else:
+            _settle(value, None)
+
+
+def _settle(value: _Value, err: BaseException | None) -> None:
+    loop = value.done.get_loop()
+
+    def settle() -> None:
+        if value.done.done():
+            return
+        if err is None:
+            value.done.set_result(None)
+        else:
+            value.done.set_exception(err)
+
+    with contextlib.suppress(RuntimeError):  # the loop has closed
+        loop.call_soon_threadsafe(settle)
+
+
+_groups: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Group] = weakref.WeakKeyDictionary()
