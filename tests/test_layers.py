@@ -55,7 +55,8 @@ MODEL_TABLE = {
     "agent_sessions.agent.demo_model",
     "agent_sessions.agent.model_errors",
 }
-"""What that import reaches of the agent package: the model table and the modules it uses."""
+"""What that import may reach of the layers from ``workspace`` up: the agent's model table and
+the modules it uses (so that no module imports itself round a cycle)."""
 
 DBOS_MODULES = {
     # the workflows and what runs inside them (steps, streams, messages between workflows)
@@ -155,7 +156,7 @@ def test_imports_go_down_the_layers() -> None:
     assert not wrong, "against the layers of docs/architecture.md:\n" + "\n".join(sorted(wrong))
 
 
-def test_no_import_cycle_between_packages() -> None:
+def test_no_import_cycle_between_packages_but_the_upward_import() -> None:
     graph = _graph()
     edges: dict[str, set[str]] = {}
     for module, imported in graph.items():
@@ -184,7 +185,7 @@ def test_the_upward_import_reaches_only_the_model_table() -> None:
             continue
         reached.add(module)
         todo.extend(_known(graph, t) for t in _internal(graph[module]))
-    above = {m for m in reached if _unit(m) and _rank(_unit(m)) < _rank("workspace")}
+    above = {m for m in reached if _unit(m) and _rank(_unit(m)) <= _rank("workspace")}
     assert above <= MODEL_TABLE, f"the model table now reaches {sorted(above - MODEL_TABLE)}"
 
 
