@@ -11,7 +11,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
-from dbos._error import DBOSStreamTimeoutError
+from dbos import error as dbos_error
 
 from agent_sessions.agent import service
 from agent_sessions.agent.stream import RunLog, read_chunks
@@ -273,7 +273,7 @@ def _stored_stream(h: Agents, run_id: str, wait: bool = True) -> list[list[dict[
 
     async def read() -> list[list[dict[str, Any]]]:
         out = []
-        with contextlib.suppress(DBOSStreamTimeoutError):
+        with contextlib.suppress(dbos_error.DBOSStreamTimeoutError):
             async for batch in read_chunks(run_id, wait_at_most=0.2):
                 out.append(batch)
         return out

@@ -26,9 +26,9 @@ from agent_sessions.hooks import HookRunner
 from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.lifecycle.context import LifecycleContext
 from agent_sessions.sandbox import Sandbox, SandboxNotFound, SandboxProvider, provider_from_settings
-from agent_sessions.sandbox.base import SnapshotInfo
 from agent_sessions.sandbox.fake import FakeProvider
 from agent_sessions.settings import Settings
+from agent_sessions.snapshots import SnapshotInfo
 from tests.conftest import Account, Backend, make_account, make_backend, traversable_tmpdir
 from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from agent_sessions.lifecycle.live import live_sandbox
 from agent_sessions.sandbox import ExecResult
-from agent_sessions.workspace.live import live_sandbox
 from tests.agent.conftest import Agents, AgentsFactory
 from tests.conftest import Backend, make_backend
 

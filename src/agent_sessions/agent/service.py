@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from dbos import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, WorkflowHandleAsync
-from dbos._error import DBOSStreamTimeoutError
+from dbos import error as dbos_error
 from sqlalchemy.orm import Session
 
 from agent_sessions.agent import approvals, models, slots, turn, user_parts
@@ -315,7 +315,7 @@ class Turns:
                             if left is not None and (left := left - 1) == 0:
                                 caught_up = True
                                 break
-                except DBOSStreamTimeoutError:
+                except dbos_error.DBOSStreamTimeoutError:
                     caught_up = True  # everything written so far was read; the run goes on
                 to_end = not caught_up
                 if index > start_index and await self._waits_for_answer(run_id, asked):
@@ -376,7 +376,7 @@ class Turns:
     async def stream_length(self, run_id: str) -> int:
         """Chunks the run's stream holds now (reads to its current end; waits briefly there)."""
         count = 0
-        with contextlib.suppress(DBOSStreamTimeoutError):
+        with contextlib.suppress(dbos_error.DBOSStreamTimeoutError):
             async for batch in read_chunks(run_id, wait_at_most=0.05):
                 count += len(batch)
         return count

@@ -24,7 +24,7 @@ from collections.abc import (
 from typing import Any, Literal
 
 from dbos import DBOS
-from dbos._error import DBOSNonExistentWorkflowError, DBOSStreamTimeoutError
+from dbos import error as dbos_error
 from pydantic_ai.messages import (
     AgentStreamEvent,
     FunctionToolResultEvent,
@@ -215,7 +215,7 @@ async def read_tail(run_id: str) -> StreamTail:
         async for chunks in read_chunks(run_id, wait_at_most=0.2):
             for chunk in chunks:
                 tail.feed(chunk)
-    except DBOSStreamTimeoutError:  # the stream timed out at its current end: that is the tail
+    except dbos_error.DBOSStreamTimeoutError:  # timed out at its current end: the tail
         pass
     return tail
 
@@ -609,5 +609,5 @@ async def read_chunks(
             async for value in values:
                 chunks: list[Chunk] = json.loads(value)
                 yield chunks
-    except DBOSNonExistentWorkflowError:
+    except dbos_error.DBOSNonExistentWorkflowError:
         return

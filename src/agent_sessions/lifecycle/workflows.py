@@ -30,8 +30,8 @@ from agent_sessions.sandbox import SandboxError, SandboxNotFound, SandboxUnavail
 from agent_sessions.store import lifecycle as cas
 from agent_sessions.store.lifecycle import LifecycleView
 from agent_sessions.store.models import utcnow
-from agent_sessions.workspace import remote
-from agent_sessions.workspace.skill_install import install_skills
+from agent_sessions.workspace import remote, skill_install
+from agent_sessions.workspace.cached_diff import refresh_cached_diff
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -263,13 +263,32 @@ async def refresh_diff(session_id: str) -> str:
     before a hibernation. Never raises: a failed refresh fails neither, and the cache keeps
     the last good diff. Returns what happened, a short string (the diff itself is not
     recorded as the step's output)."""
-    from agent_sessions.workspace.cached_diff import refresh_cached_diff
-
+    ctx = current()
     try:
-        return await refresh_cached_diff(session_id)
+        return await refresh_cached_diff(
+            ctx.db, ctx.provider, session_id, ctx.settings.diff_max_bytes
+        )
     except Exception as err:
         log.warning("cached diff of %s not refreshed: %s", session_id, _readable(err))
         return f"failed: {_readable(err)}"
+
+
+@DBOS.step()
+async def install_skills(session_id: str, kind: str, state: dict[str, Any]) -> list[str]:
+    """Install the session's global skills (``workspace/skill_install.py``) at provisioning and
+    after every restore; returns the problems for the record. Never raises: a broken skill
+    must not fail the sandbox."""
+    ctx = current()
+    try:
+        refs = await ctx.db.read_call(lambda s: skill_install.stored_refs(s, session_id))
+        sandbox = await ctx.provider(kind).connect(state)
+        problems = await skill_install.install(sandbox, ctx.settings, refs)
+    except Exception as err:
+        log.warning("installing skills of session %s failed: %s", session_id, err)
+        return [f"installing skills failed: {err}"]
+    for p in problems:
+        log.warning("session %s: skill %s: %s", session_id, p.path, p.error)
+    return [f"{p.path}: {p.error}" for p in problems]
 
 
 @DBOS.step()

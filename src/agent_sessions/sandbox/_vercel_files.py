@@ -1,7 +1,8 @@
 """Host-side helpers of the Vercel provider: ``find -printf`` parsing and tar staging.
 
 Listing and stat run ``find`` in the VM (the SDK has no stat call); snapshots move the
-workspace as a plain tar, unpacked on this host with the snapshot store's safe filter.
+workspace as a plain tar, unpacked on this host with tarfile under :func:`_workspace_filter`
+(the snapshot store's own extractor, ``snapshots._untar``, applies the same rules).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import tarfile
 from pathlib import Path
 
 from agent_sessions.sandbox.base import FileInfo, FileKind
-from agent_sessions.snapshots._archive import workspace_filter
 
 __all__ = ["parse_find_output", "tar_directory", "untar_into"]
 
@@ -46,7 +46,31 @@ def untar_into(archive: Path, dest: Path) -> None:
 def _skip_special_then_check(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
     if member.ischr() or member.isblk() or member.isfifo():
         return None
-    return workspace_filter(member, dest, owner=None)
+    return _workspace_filter(member, dest)
+
+
+def _workspace_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile's ``data`` filter for safety, with two deliberate differences.
+
+    * Modes come back as they were (minus setuid, setgid, sticky): ``data`` drops directory
+      modes and group/other write bits, harmless inside a workspace but part of a round trip.
+    * A symlink whose *target* is absolute or leaves the workspace is kept as an inert link
+      instead of failing the whole restore: workspaces are full of them (a Python venv's
+      ``bin/python -> /usr/bin/python3``), and inside the sandbox they resolve in the sandbox's
+      own filesystem. Still safe on the host: the link's own path is checked, every later
+      member's path is resolved through the links already on disk (so nothing is ever written
+      through one), hard links stay strictly inside, and host-side file access never follows
+      links.
+    """
+    original_mode, linkname = member.mode, member.linkname
+    if member.issym():
+        probe = member.replace(linkname=".", deep=False)  # check everything but the target
+        safe = tarfile.data_filter(probe, dest).replace(linkname=linkname, deep=False)
+    else:
+        safe = tarfile.data_filter(member, dest)
+    if safe.isreg() or safe.isdir():
+        safe = safe.replace(mode=original_mode & 0o777, deep=False)
+    return safe
 
 
 def tar_directory(root: Path, archive: Path) -> None:

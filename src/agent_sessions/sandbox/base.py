@@ -12,10 +12,10 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, Literal
 
 from agent_sessions.sandbox.errors import InvalidRange, InvalidSandboxName
+from agent_sessions.snapshots.base import SnapshotInfo
 
 __all__ = [
     "DEFAULT_MAX_OUTPUT",
@@ -88,16 +88,6 @@ class FileInfo:
     mode: int
     """Permission bits only (``0o755``), no file-type bits."""
     mtime: float
-
-
-@dataclass(frozen=True)
-class SnapshotInfo:
-    """Where a workspace snapshot lives; ``url`` is opaque and never a host path."""
-
-    url: str
-    size_bytes: int
-    sha256: str
-    created_at: datetime
 
 
 class Sandbox(ABC):

@@ -34,7 +34,7 @@ from agent_sessions.snapshots._tarwriter import TarWriter
 from agent_sessions.snapshots._untar import extract_tar
 from agent_sessions.snapshots.errors import SnapshotCorrupt
 
-__all__ = ["ZSTD_LEVEL", "extract_archive", "workspace_filter", "write_archive"]
+__all__ = ["ZSTD_LEVEL", "extract_archive", "write_archive"]
 
 ZSTD_LEVEL = 3
 """The CLI's default level; the best speed/ratio trade for source trees."""
@@ -148,32 +148,3 @@ def extract_archive(source: Readable, dest: Path, *, owner: tuple[int, int] | No
         raise SnapshotCorrupt(f"snapshot archive is damaged: {exc}") from exc
     finally:
         os.close(root)
-
-
-def workspace_filter(
-    member: tarfile.TarInfo, dest: str, *, owner: tuple[int, int] | None
-) -> tarfile.TarInfo:
-    """tarfile's ``data`` filter for safety, with two deliberate differences (used where a
-    plain tar is unpacked with tarfile; snapshot restores use :mod:`._untar`, same rules).
-
-    * Modes come back as they were (minus setuid, setgid, sticky): ``data`` drops directory
-      modes and group/other write bits, harmless inside a workspace but part of a round trip.
-    * A symlink whose *target* is absolute or leaves the workspace is kept as an inert link
-      instead of failing the whole restore: workspaces are full of them (a Python venv's
-      ``bin/python -> /usr/bin/python3``), and inside the sandbox they resolve in the sandbox's
-      own filesystem. Still safe on the host: the link's own path is checked, every later
-      member's path is resolved through the links already on disk (so nothing is ever written
-      through one), hard links stay strictly inside, and host-side file access never follows
-      links (DESIGN §7).
-    """
-    original_mode, linkname = member.mode, member.linkname
-    if member.issym():
-        probe = member.replace(linkname=".", deep=False)  # check everything but the target
-        safe = tarfile.data_filter(probe, dest).replace(linkname=linkname, deep=False)
-    else:
-        safe = tarfile.data_filter(member, dest)
-    if safe.isreg() or safe.isdir():
-        safe = safe.replace(mode=original_mode & 0o777, deep=False)
-    if owner is not None:
-        safe = safe.replace(uid=owner[0], gid=owner[1], deep=False)
-    return safe

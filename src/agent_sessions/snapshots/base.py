@@ -10,9 +10,10 @@ from __future__ import annotations
 import re
 import secrets
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
-from agent_sessions.sandbox.base import SnapshotInfo
 from agent_sessions.snapshots.errors import InvalidSnapshotUrl
 
 __all__ = ["SnapshotInfo", "SnapshotStore", "new_snapshot_id", "validate_snapshot_id"]
@@ -31,6 +32,20 @@ def new_snapshot_id(sandbox_name: str) -> str:
     """A fresh id for a snapshot of ``sandbox_name``. The fixed prefix keeps the id valid for
     every sandbox name, including nanoids that start with ``-`` or ``_``."""
     return validate_snapshot_id(f"snap-{sandbox_name}-{secrets.token_hex(8)}")
+
+
+@dataclass(frozen=True)
+class SnapshotInfo:
+    """Where a workspace snapshot lives; ``url`` is opaque and never a host path.
+
+    What a store's ``save`` and a sandbox's ``snapshot`` return (the sandbox package imports it
+    from here: providers snapshot through a store, never the other way round).
+    """
+
+    url: str
+    size_bytes: int
+    sha256: str
+    created_at: datetime
 
 
 class SnapshotStore(ABC):

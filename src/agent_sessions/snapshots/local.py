@@ -17,12 +17,11 @@ from pathlib import Path
 
 from agent_sessions.datadir import PRIVATE_DIR, private
 from agent_sessions.faults import fault_point
-from agent_sessions.sandbox.base import SnapshotInfo
 from agent_sessions.snapshots._archive import write_archive
 from agent_sessions.snapshots._restore import restore_stream
 from agent_sessions.snapshots._streams import CHUNK, HashingWriter
 from agent_sessions.snapshots._swap import fsync_dir
-from agent_sessions.snapshots.base import SnapshotStore, validate_snapshot_id
+from agent_sessions.snapshots.base import SnapshotInfo, SnapshotStore, validate_snapshot_id
 from agent_sessions.snapshots.errors import (
     InvalidSnapshotUrl,
     SnapshotCorrupt,

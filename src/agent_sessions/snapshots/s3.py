@@ -29,11 +29,10 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from agent_sessions.faults import fault_point
-from agent_sessions.sandbox.base import SnapshotInfo
 from agent_sessions.snapshots._archive import write_archive
 from agent_sessions.snapshots._restore import restore_stream
 from agent_sessions.snapshots._streams import HashingReader, HashingWriter
-from agent_sessions.snapshots.base import SnapshotStore, validate_snapshot_id
+from agent_sessions.snapshots.base import SnapshotInfo, SnapshotStore, validate_snapshot_id
 from agent_sessions.snapshots.errors import (
     InvalidSnapshotUrl,
     SnapshotCorrupt,

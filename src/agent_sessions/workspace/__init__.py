@@ -1,10 +1,10 @@
 """The agent's work leaving the sandbox: repositories, diff, files, git, pull requests, skills.
 
-Used by the API routes and the agent's tools; uses the sandbox providers' interface only, so it
-works alike on local and Vercel sandboxes (ADR 13). Git that touches the workspace runs inside
-the sandbox; git that talks to the network runs on the host, where the forge token is.
+Used by the API routes, the lifecycle and the agent's tools; uses the sandbox providers'
+interface only, so it works alike on local and Vercel sandboxes (ADR 13). Git that touches the
+workspace runs inside the sandbox; git that talks to the network runs on the host, where the
+forge token is.
 
-``live``        the session's sandbox for an API call (restored if hibernated)
 ``credentials`` per-account forge tokens, encrypted at rest; the operator's as fallback
 ``files``       the tree (one ``find``), a file's content whole or streamed, uploads
 ``archive``     the workspace as a streamed ``.tar.gz`` or ``.zip``

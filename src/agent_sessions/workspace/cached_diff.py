@@ -2,18 +2,18 @@
 sees what the agent changed without waking its sandbox (``GET …/diff/cached``).
 
 :func:`refresh_cached_diff` is plain code; ``lifecycle/workflows.py: refresh_diff`` is the DBOS
-step around it that the turn and the hibernation call (only workflow modules import DBOS).
+step around it that the turn and the hibernation call, and hands it the database and providers.
 Refreshing is idempotent (a re-run computes the workspace's diff again and stores it), so a
 step cut off by a crash may simply run again.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from agent_sessions.exceptions import Conflict
-from agent_sessions.lifecycle.context import current
-from agent_sessions.sandbox import Sandbox
+from agent_sessions.sandbox import Sandbox, SandboxProvider
 from agent_sessions.store import Database
 from agent_sessions.store import lifecycle as cas
 from agent_sessions.store.diffs import save_cached_diff
@@ -37,11 +37,13 @@ async def computed_and_cached(
     return diff
 
 
-async def refresh_cached_diff(session_id: str) -> str:
-    """Refresh the session's cached diff if its sandbox is running; says what happened:
-    ``stored``, ``no-sandbox`` or ``not-a-repository``. Other errors propagate."""
-    ctx = current()
-    view = await ctx.db.read_call(lambda s: cas.view(s, session_id))
+async def refresh_cached_diff(
+    db: Database, provider: Callable[[str], SandboxProvider], session_id: str, max_bytes: int
+) -> str:
+    """Refresh the session's cached diff if its sandbox is running (``provider`` gives the
+    provider of a sandbox kind); says what happened: ``stored``, ``no-sandbox`` or
+    ``not-a-repository``. Other errors propagate."""
+    view = await db.read_call(lambda s: cas.view(s, session_id))
     if (
         view is None
         or view.lifecycle_state not in REFRESH_STATES
@@ -49,9 +51,9 @@ async def refresh_cached_diff(session_id: str) -> str:
         or cas.workspace_kept(view.sandbox_state)
     ):
         return "no-sandbox"
-    sandbox = await ctx.provider(view.sandbox_type).connect(view.sandbox_state)
+    sandbox = await provider(view.sandbox_type).connect(view.sandbox_state)
     try:
-        await computed_and_cached(ctx.db, session_id, sandbox, ctx.settings.diff_max_bytes)
+        await computed_and_cached(db, session_id, sandbox, max_bytes)
     except Conflict:
         return "not-a-repository"
     return "stored"

@@ -14,6 +14,8 @@ goes, and installed skills never show in a diff or a commit. Caps keep a skill s
 (:data:`SKILL_MAX_FILES`, :data:`SKILL_MAX_BYTES`); links are followed only to files inside the
 skill. A skill that cannot be installed is logged, listed in ``.install-errors.json`` (which
 ``GET …/skills`` reports) and skipped: installation never fails provisioning or a restore.
+Provisioning and restore run :func:`install` as the DBOS step ``lifecycle/workflows.py:
+install_skills``.
 """
 
 from __future__ import annotations
@@ -30,11 +32,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dbos import DBOS
 from sqlalchemy.orm import Session
 
 from agent_sessions.inflight import hold
-from agent_sessions.lifecycle.context import current
 from agent_sessions.sandbox import Sandbox
 from agent_sessions.settings import Settings
 from agent_sessions.store.models import SessionRow
@@ -48,7 +48,7 @@ from agent_sessions.workspace.skills import (
     resolve_source,
 )
 
-__all__ = ["SKILL_MAX_BYTES", "SKILL_MAX_FILES", "install", "install_skills", "stored_refs"]
+__all__ = ["SKILL_MAX_BYTES", "SKILL_MAX_FILES", "install", "stored_refs"]
 
 log = logging.getLogger(__name__)
 
@@ -256,23 +256,3 @@ async def _copy(sandbox: Sandbox, root: Path, target: str) -> None:
 def stored_refs(db: Session, session_id: str) -> list[dict[str, Any]]:
     row = db.get(SessionRow, session_id)
     return list(row.global_skill_refs or []) if row is not None else []
-
-
-# --- the lifecycle step ------------------------------------------------------------------------
-
-
-@DBOS.step()
-async def install_skills(session_id: str, kind: str, state: dict[str, Any]) -> list[str]:
-    """Install the session's global skills (at provisioning and after every restore); returns
-    the problems for the record. Never raises: a broken skill must not fail the sandbox."""
-    ctx = current()
-    try:
-        refs = await ctx.db.read_call(lambda s: stored_refs(s, session_id))
-        sandbox = await ctx.provider(kind).connect(state)
-        problems = await install(sandbox, ctx.settings, refs)
-    except Exception as err:
-        log.warning("installing skills of session %s failed: %s", session_id, err)
-        return [f"installing skills failed: {err}"]
-    for p in problems:
-        log.warning("session %s: skill %s: %s", session_id, p.path, p.error)
-    return [f"{p.path}: {p.error}" for p in problems]

@@ -10,9 +10,9 @@ from agent_sessions.api import schemas
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
 from agent_sessions.exceptions import NotFound
+from agent_sessions.lifecycle.live import live_sandbox
 from agent_sessions.store import sessions
 from agent_sessions.workspace.cached_diff import computed_and_cached
-from agent_sessions.workspace.live import live_sandbox
 
 router = APIRouter(prefix="/api/sessions/{sessionId}/diff", tags=["workspace"])
 

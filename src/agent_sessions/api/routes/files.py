@@ -24,10 +24,10 @@ from agent_sessions.api import schemas
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.middleware import BodyLimit
 from agent_sessions.api.responses import errors
+from agent_sessions.lifecycle.live import live_sandbox, owned
 from agent_sessions.settings import Settings
 from agent_sessions.workspace import archive as archives
 from agent_sessions.workspace import files
-from agent_sessions.workspace.live import live_sandbox, owned
 
 router = APIRouter(prefix="/api/sessions/{sessionId}/files", tags=["files"])
 

@@ -16,10 +16,10 @@ from agent_sessions.api import schemas
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
 from agent_sessions.exceptions import Conflict
+from agent_sessions.lifecycle.live import live_sandbox
 from agent_sessions.store import Database, chats, sessions
 from agent_sessions.store import lifecycle as cas
 from agent_sessions.workspace import git, textgen
-from agent_sessions.workspace.live import live_sandbox
 
 router = APIRouter(prefix="/api/sessions/{sessionId}", tags=["git"])
 LIVE = (401, 403, 404, 409, 502, 504)

@@ -11,9 +11,9 @@ from fastapi import APIRouter
 from agent_sessions.api import schemas
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
+from agent_sessions.lifecycle.live import live_sandbox
 from agent_sessions.store import sessions
 from agent_sessions.workspace import remote
-from agent_sessions.workspace.live import live_sandbox
 
 router = APIRouter(prefix="/api/sessions/{sessionId}/git", tags=["git"])
 

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Body
 from agent_sessions.api import schemas
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
+from agent_sessions.lifecycle.live import live_sandbox
 from agent_sessions.sandbox import Sandbox
 from agent_sessions.workspace import pulls
 from agent_sessions.workspace.forge import PullRequest
-from agent_sessions.workspace.live import live_sandbox
 
 router = APIRouter(prefix="/api/sessions/{sessionId}/pr", tags=["pull requests"])
 

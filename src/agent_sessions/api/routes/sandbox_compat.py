@@ -22,10 +22,10 @@ from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
 from agent_sessions.exceptions import Conflict, InvalidInput
 from agent_sessions.lifecycle.context import current
+from agent_sessions.lifecycle.live import PROVISIONING_WAIT_SECONDS, owned
 from agent_sessions.sandbox.errors import SandboxNotFound
 from agent_sessions.store.lifecycle import EXPIRY_BUFFER, LifecycleView
 from agent_sessions.store.models import utcnow
-from agent_sessions.workspace.live import PROVISIONING_WAIT_SECONDS, owned
 
 router = APIRouter(prefix="/api/sandbox", tags=["sandbox"])
 SessionQuery = Annotated[str, Query(min_length=1, max_length=64)]

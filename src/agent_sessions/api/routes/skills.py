@@ -11,12 +11,12 @@ from agent_sessions.api import schemas
 from agent_sessions.api.deps import CallerDep
 from agent_sessions.api.responses import errors
 from agent_sessions.lifecycle.context import current
+from agent_sessions.lifecycle.live import live_sandbox, owned
 from agent_sessions.store import lifecycle as cas
 from agent_sessions.store import sessions
 from agent_sessions.store.lifecycle import LifecycleView
 from agent_sessions.store.models import utcnow
 from agent_sessions.workspace import skill_install
-from agent_sessions.workspace.live import live_sandbox, owned
 from agent_sessions.workspace.skills import SkillProblem, check_refs, discover, uninstalled
 
 router = APIRouter(prefix="/api/sessions/{sessionId}/skills", tags=["skills"])

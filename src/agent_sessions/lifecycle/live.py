@@ -10,8 +10,8 @@ can take minutes, longer than a client should hold a request open.
 
 from __future__ import annotations
 
-from agent_sessions.lifecycle import Lifecycle
 from agent_sessions.lifecycle.context import current
+from agent_sessions.lifecycle.service import Lifecycle
 from agent_sessions.sandbox import Sandbox
 from agent_sessions.store import Database, sessions
 from agent_sessions.store.lifecycle import LifecycleView
