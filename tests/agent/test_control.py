@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from dbos import error as dbos_error
 
-from agent_sessions.agent import service
+from agent_sessions.agent import stream
 from agent_sessions.agent.stream import RunLog, read_chunks
 from agent_sessions.sandbox import provider_from_settings
 from agent_sessions.store import turns as store
@@ -89,7 +89,7 @@ class _DatabaseReads:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.values = 0
-        real = service.read_chunks
+        real = stream.read_chunks
 
         async def counted(*args: Any, **kwargs: Any) -> AsyncGenerator[list[Any], None]:
             async with contextlib.aclosing(real(*args, **kwargs)) as values:
@@ -97,7 +97,7 @@ class _DatabaseReads:
                     self.values += 1
                     yield value
 
-        monkeypatch.setattr(service, "read_chunks", counted)
+        monkeypatch.setattr(stream, "read_chunks", counted)
 
 
 def _tool_turn_model(h: Agents) -> str:

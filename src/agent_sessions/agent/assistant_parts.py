@@ -4,7 +4,7 @@ A chat's assistant messages go back to the model as history, read by pydantic-ai
 adapter, which takes ``providerMetadata`` (provider details, ids, signatures), ``file`` parts and
 some ``data-*`` parts (compaction summaries, model settings, enqueued messages) as its own
 records (ADR 11). Until clients could write them, assistant messages were the service's own. So
-a client's message is rebuilt from what the service's replies hold (``stream.MessageBuilder``):
+a client's message is rebuilt from what the service's replies hold (``sink.MessageBuilder``):
 ``step-start``; ``text`` and ``reasoning`` (text, state); ``tool-<name>`` (toolCallId, state,
 input, output, errorText, approval); ``data-<name>`` (id, data). Any other part, a file item in
 a tool's input or output, or a NUL anywhere is a 400 naming the part. A ``data-*`` part that

@@ -34,7 +34,7 @@ from dbos import DBOS
 
 from agent_sessions.agent import autopr
 from agent_sessions.agent.deps import TurnDeps
-from agent_sessions.agent.stream import ChunkSink
+from agent_sessions.agent.sink import ChunkSink
 from agent_sessions.exceptions import AgentSessionsError
 from agent_sessions.faults import fault_point
 from agent_sessions.lifecycle.context import current

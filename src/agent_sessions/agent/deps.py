@@ -15,7 +15,7 @@ from pydantic_ai.messages import ToolReturnPart
 from pydantic_ai.usage import RunUsage
 
 from agent_sessions.agent import slots
-from agent_sessions.agent.stream import ChunkSink
+from agent_sessions.agent.sink import ChunkSink
 from agent_sessions.approval_rules import ApprovalRule
 from agent_sessions.exceptions import Conflict
 from agent_sessions.hooks.repo import RepoHooks

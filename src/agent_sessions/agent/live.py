@@ -3,7 +3,7 @@
 ``DBOSDurability`` with an event-stream handler checkpoints every tool event as a step of its
 own (two per tool call, each a commit). Instead the agent runs without a handler, and the chat's
 model is wrapped in :class:`LiveModel`: its ``request`` runs inside DBOS's one model step,
-streams the real model and tees each event to the turn's :class:`~.stream.ChunkSink`. Tool
+streams the real model and tees each event to the turn's :class:`~.sink.ChunkSink`. Tool
 outputs, which DBOS would have sent from the extra steps, are sent by the next model step from
 the history it is handed (every call's return is there, including those pydantic-ai rejected
 before any tool ran), or at the turn's end from what :class:`RunRecorder` kept (ADR 7).

@@ -13,18 +13,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from dbos import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, WorkflowHandleAsync
-from dbos import error as dbos_error
 from sqlalchemy.orm import Session
 
-from agent_sessions.agent import approvals, models, slots, turn, user_parts
-from agent_sessions.agent.stream import Chunk, read_chunks, written
+from agent_sessions.agent import approvals, models, slots, stream, turn, user_parts
+from agent_sessions.agent.stream import Chunk, RunQuestions, StreamReader
 from agent_sessions.agent.waiting import WaitingTurns
 from agent_sessions.exceptions import Conflict, Forbidden, InvalidInput, NotFound
 from agent_sessions.faults import fault_point
@@ -41,19 +39,8 @@ from agent_sessions.store.titles import title_from_prompt
 _log = logging.getLogger(__name__)
 
 LIVE_TURN = "This chat already has a turn in progress"
-STREAM_POLL_SECONDS = 0.05
-"""DBOS's poll of a stream written by another process, on SQLite (PostgreSQL notifies)."""
-WAKE_AT_MOST_SECONDS = 1.0
-"""A reader of a turn running here re-reads at least this often, should a wake-up be missed."""
-ELSEWHERE_READ_SECONDS = 0.5
-"""How long DBOS's read of a turn running elsewhere may wait for a value before the reader looks
-again where the turn runs (a queued turn may start in this process)."""
 MAX_MESSAGE_ID = 128
 """The width of ``chat_messages.id``: a longer client id cannot be stored."""
-REREAD_SECONDS = 0.05
-PAUSED: Chunk = {"type": "finish", "finishReason": "tool-calls"}
-"""Ends a response where the turn waits for approvals (the turn itself goes on)."""
-END_GRACE_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -246,120 +233,25 @@ class Turns:
 
         return await self.db.read_call(find)
 
-    async def chunks(self, run_id: str, start_index: int = 0) -> AsyncIterator[Chunk]:
-        """The run's chunks from ``start_index`` until the run ends.
-
-        Reading never affects the run: a client that goes away only stops its own reader. A
-        run that this process runs (or will) wakes its readers at each write (``written``);
-        they then read what is new, from the turn's log in memory while it has one (its first
-        execution), else from the database. A run elsewhere is followed by DBOS's own read,
-        which polls on SQLite and is notified on PostgreSQL. DBOS ends a read when the stream
-        has no new value and the workflow does not look active; that check can race with a run
-        that is still going (seen under load), so the read is resumed until the ``finish``
-        chunk arrives or the run record says it ended.
-        """
-        index = values = 0
-        ended_at: float | None = None
-        to_end = True  # read to the stream's end (not only the values counted as written)
-        asked: set[str] = set()  # questions announced and not yet answered in the stream
-        loop = asyncio.get_running_loop()
-        with written.listen(run_id) as wake:
-            while True:
-                here = self._runs_here(run_id)
-                owed = wake.take()
-                log = written.log(run_id)
-                if log is not None and log.usable:  # the turn's first execution, here
-                    for value in log.values[values:]:
-                        values += 1
-                        batch = json.loads(value)
-                        for chunk in batch:
-                            if index >= start_index:
-                                yield chunk
-                            index += 1
-                            _track_questions(asked, chunk)
-                            if chunk.get("type") == "finish":
-                                return
-                        if index > start_index and await self._waits_for_person(run_id, batch):
-                            yield PAUSED
-                            return
-                    to_end = True  # if the database is read next, it is read to its end
-                    if index > start_index and await self._waits_for_answer(run_id, asked):
-                        yield PAUSED
-                        return
-                    if log.usable and not log.ended:
-                        with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(wake.wait(), WAKE_AT_MOST_SECONDS)
-                        continue
-                    # given up, or over without a finish chunk: the database from here
-                # After a read to the end, each later write of this process was counted.
-                left = owed if here and owed and not to_end else None
-                caught_up = False
-                reads = read_chunks(
-                    run_id, from_value=values, poll=STREAM_POLL_SECONDS,
-                    wait_at_most=0 if here else ELSEWHERE_READ_SECONDS,
-                )  # fmt: skip
-                try:
-                    async with contextlib.aclosing(reads):
-                        async for batch in reads:
-                            values += 1
-                            for chunk in batch:
-                                if index >= start_index:
-                                    yield chunk
-                                index += 1
-                                _track_questions(asked, chunk)
-                                if chunk.get("type") == "finish":
-                                    return
-                            if index > start_index and await self._waits_for_person(run_id, batch):
-                                yield PAUSED
-                                return
-                            if left is not None and (left := left - 1) == 0:
-                                caught_up = True
-                                break
-                except dbos_error.DBOSStreamTimeoutError:
-                    caught_up = True  # everything written so far was read; the run goes on
-                to_end = not caught_up
-                if index > start_index and await self._waits_for_answer(run_id, asked):
-                    yield PAUSED
-                    return
-                if not caught_up:
-                    status = await self.db.query_call(lambda r: store.run_status(r, run_id))
-                    if status is None or status in store.TERMINAL:
-                        # Ended without a finish chunk (it crashed in its last step): drain,
-                        # then stop.
-                        ended_at = ended_at or loop.time()
-                        if loop.time() - ended_at > END_GRACE_SECONDS:
-                            return
-                wait = WAKE_AT_MOST_SECONDS if here and ended_at is None else REREAD_SECONDS
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), wait)
-
-    async def _waits_for_person(self, run_id: str, batch: list[Chunk]) -> bool:
-        """Whether ``batch`` asked for approvals that are still unanswered: a response ends
-        there, so that the AI SDK client, no longer streaming, can send the answers (ADR 14)."""
-        asked = {c.get("approvalId") for c in batch if c.get("type") == "tool-approval-request"}
-        return await self._still_pending(
-            run_id,
-            asked,
-            lambda m: {p["approvalId"] for p in approvals.pending_approvals(m)} & asked,
+    def chunks(self, run_id: str, start_index: int = 0) -> AsyncIterator[Chunk]:
+        """The run's chunks from ``start_index`` to the end of its response
+        (:class:`~.stream.StreamReader`)."""
+        questions = RunQuestions(
+            runs_here=lambda: self._runs_here(run_id),
+            waits_for_approval=lambda asked: self._still_pending(
+                run_id, lambda m: {p["approvalId"] for p in approvals.pending_approvals(m)} & asked
+            ),
+            waits_for_answer=lambda asked: self._still_pending(
+                run_id, lambda m: {q["toolCallId"] for q in approvals.pending_questions(m)} & asked
+            ),
+            ended=lambda: self._ended(run_id),
         )
-
-    async def _waits_for_answer(self, run_id: str, asked: set[str]) -> bool:
-        """Whether questions the reader saw announced (``ask_user_question``) still wait for
-        the user: a response ends there, as at an approval, so that the AI SDK client can send
-        the answer (ADR 14). Checked once the reader has caught up with what is written: the
-        question's announcement may be written before the message that holds it is stored."""
-        return await self._still_pending(
-            run_id,
-            asked,
-            lambda m: {q["toolCallId"] for q in approvals.pending_questions(m)} & asked,
-        )
+        return StreamReader(run_id, start_index, questions).chunks()
 
     async def _still_pending(
-        self, run_id: str, asked: set[Any], waiting: Callable[[dict[str, Any] | None], set[Any]]
+        self, run_id: str, waiting: Callable[[dict[str, Any] | None], set[Any]]
     ) -> bool:
         """Whether the live run's stored message still has something ``waiting`` picks out."""
-        if not asked:  # nothing announced: no read (this runs for every batch a reader sends)
-            return False
 
         def check(db: Session) -> bool:
             run = store.get_run(db, run_id)
@@ -369,26 +261,19 @@ class Turns:
 
         return await self.db.read_call(check)
 
+    async def _ended(self, run_id: str) -> bool:
+        status = await self.db.query_call(lambda r: store.run_status(r, run_id))
+        return status is None or status in store.TERMINAL
+
     def _runs_here(self, run_id: str) -> bool:
         """Whether this process runs the turn, or will: its writes wake this process's readers."""
         return run_id in self._direct or run_id in self._waiting or run_id in turn.live_runs()
 
     async def stream_length(self, run_id: str) -> int:
-        """Chunks the run's stream holds now (reads to its current end; waits briefly there)."""
-        count = 0
-        with contextlib.suppress(dbos_error.DBOSStreamTimeoutError):
-            async for batch in read_chunks(run_id, wait_at_most=0.05):
-                count += len(batch)
-        return count
+        return await stream.stream_length(run_id)
 
     async def tail_index(self, run_id: str) -> int:
-        """The index of the last chunk written so far (-1: none yet), as Vercel Workflow's
-        ``x-workflow-stream-tail-index`` gives it: from the turn's log in memory when this
-        process runs it, else counted in the database. A snapshot: the stream goes on."""
-        log = written.log(run_id)
-        if log is not None and log.usable:
-            return sum(len(json.loads(value)) for value in list(log.values)) - 1
-        return await self.stream_length(run_id) - 1
+        return await stream.tail_index(run_id)
 
     async def continuation(self, run: store.RunView, start_index: int) -> AsyncIterator[Chunk]:
         """The stream from ``start_index`` under its own ``start`` chunk (a client continuing
@@ -514,14 +399,3 @@ def validate_user_message(raw: Any, max_attachment_bytes: int) -> dict[str, Any]
 
 def _strings(parts: list[dict[str, Any]]) -> list[str]:
     return [v for part in parts for v in part.values() if isinstance(v, str)]
-
-
-def _track_questions(asked: set[str], chunk: Chunk) -> None:
-    """Keep ``asked`` to the ``ask_user_question`` calls announced and not yet answered."""
-    kind, call_id = chunk.get("type"), chunk.get("toolCallId")
-    if not isinstance(call_id, str):
-        return
-    if kind == "tool-input-available" and chunk.get("toolName") == "ask_user_question":
-        asked.add(call_id)
-    elif kind in ("tool-output-available", "tool-output-error", "tool-output-denied"):
-        asked.discard(call_id)

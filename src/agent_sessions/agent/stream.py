@@ -1,11 +1,11 @@
-"""A turn's output: AI SDK v6 UI message stream chunks, the DBOS stream they go to, and the one
-assistant message they add up to.
+"""A run's stream: the AI SDK UI message chunks of a turn, written to its DBOS stream and read
+back by any number of clients, here or in another process.
 
-pydantic-ai's ``VercelAIEventStream`` turns agent events into chunks; we add the step framing
-(one assistant message per turn, ``start-step``/``finish-step`` per model request), batch
-chunks into one stream value per 25 ms (each stream write is a database commit), and fold
-every chunk into the stored assistant message so that what the client saw and what is
-persisted cannot drift apart.
+The turn writes (:func:`write_chunks`, one value per batch of chunks, committed together with
+the other turns' writes: ADR 16); its first execution also keeps the values in memory
+(:class:`RunLog`) and wakes this process's readers (:class:`Written`), so that a reader of a
+turn running here reads nothing from the database. :class:`StreamReader` is one client's read,
+from a chunk index to the end of the turn's response.
 """
 
 from __future__ import annotations
@@ -14,157 +14,16 @@ import asyncio
 import contextlib
 import json
 import threading
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterable,
-    Awaitable,
-    Callable,
-    Iterator,
-)
-from typing import Any, Literal
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 from dbos import DBOS
 from dbos import error as dbos_error
-from pydantic_ai.messages import (
-    AgentStreamEvent,
-    FunctionToolResultEvent,
-    ModelMessage,
-    ModelRequest,
-    ModelResponse,
-    PartEndEvent,
-    ToolCallPart,
-    ToolReturnPart,
-)
-from pydantic_ai.ui.vercel_ai import VercelAIEventStream
 
 from agent_sessions.agent import group_commit
 
 STREAM_KEY = "ui"
-SDK_VERSION: Literal[6] = 6
-BATCH_SECONDS = 0.025
-"""Chunks emitted within this window go out as one stream write (text deltas merged)."""
-
 Chunk = dict[str, Any]
-OPEN_TOOL_STATES = (
-    "input-streaming",
-    "input-available",
-    "approval-requested",
-    "approval-responded",
-)
-"""A tool part in one of these has no outcome yet."""
-
-
-class MessageBuilder:
-    """Folds chunks into the UIMessage the AI SDK client builds from the same chunks."""
-
-    def __init__(self, message: Chunk) -> None:
-        self.message = message
-        self.message.setdefault("parts", [])
-        self.message.setdefault("metadata", {})
-        self._open: dict[str, Chunk] = {}
-        self._tools: dict[str, Chunk] = {
-            p["toolCallId"]: p for p in self.parts if "toolCallId" in p
-        }
-
-    @property
-    def parts(self) -> list[Chunk]:
-        parts: list[Chunk] = self.message["parts"]
-        return parts
-
-    def begin_step(self, index: int) -> None:
-        """Start model step ``index``; a step run again after a crash replaces its first try."""
-        starts = [i for i, p in enumerate(self.parts) if p.get("type") == "step-start"]
-        if index < len(starts):
-            for p in self.parts[starts[index] :]:
-                self._tools.pop(p.get("toolCallId", ""), None)
-            del self.parts[starts[index] :]
-        self.parts.append({"type": "step-start"})
-
-    def apply(self, chunk: Chunk) -> None:
-        kind = chunk["type"]
-        if kind in ("text-start", "reasoning-start"):
-            part = {"type": kind.split("-")[0], "text": "", "state": "streaming"}
-            self._open[chunk["id"]] = part
-            self.parts.append(part)
-        elif kind in ("text-delta", "reasoning-delta"):
-            if (streaming := self._open.get(chunk["id"])) is not None:
-                streaming["text"] += chunk["delta"]
-        elif kind in ("text-end", "reasoning-end"):
-            if (ended := self._open.pop(chunk["id"], None)) is not None:
-                ended["state"] = "done"
-        elif kind == "tool-input-start":
-            self._tool(chunk, state="input-streaming")
-        elif kind == "tool-input-available":
-            self._tool(chunk, state="input-available", input=chunk.get("input"))
-        elif kind == "tool-input-error":
-            self._tool(chunk, state="output-error", input=chunk.get("input"),
-                       errorText=chunk.get("errorText"))  # fmt: skip
-        elif kind == "tool-output-available":
-            self._tool(chunk, state="output-available", output=chunk.get("output"))
-        elif kind == "tool-output-error":
-            self._tool(chunk, state="output-error", errorText=chunk.get("errorText"))
-        elif kind == "tool-approval-request":
-            self._tool(chunk, state="approval-requested", approval={"id": chunk["approvalId"]})
-        elif kind == "tool-output-denied":
-            self._tool(chunk, state="output-denied")
-        elif kind.startswith("data-"):
-            self._data(chunk)
-        elif kind in ("message-metadata", "finish") and chunk.get("messageMetadata"):
-            self.message["metadata"].update(chunk["messageMetadata"])
-
-    def _tool(self, chunk: Chunk, *, state: str, **fields: Any) -> None:
-        call_id = chunk["toolCallId"]
-        part = self._tools.get(call_id)
-        if part is None:
-            name = chunk.get("toolName") or "unknown"
-            part = {"type": f"tool-{name}", "toolCallId": call_id, "state": state}
-            self._tools[call_id] = part
-            self.parts.append(part)
-        part["state"] = state
-        part.update({k: v for k, v in fields.items() if v is not None or k == "output"})
-
-    def respond(self, call_id: str, *, approved: bool, reason: str | None) -> None:
-        """A person answered the call's approval request (as the AI SDK client records it)."""
-        part = self._tools.get(call_id)
-        if part is None or part["state"] != "approval-requested":
-            return
-        approval = {**part.get("approval", {}), "approved": approved}
-        if reason:
-            approval["reason"] = reason
-        part["state"] = "approval-responded"
-        part["approval"] = approval
-
-    def _data(self, chunk: Chunk) -> None:
-        if chunk.get("transient"):
-            return
-        part = {k: v for k, v in chunk.items() if k in ("type", "id", "data")}
-        if "id" in chunk:
-            for i, existing in enumerate(self.parts):
-                if existing.get("type") == chunk["type"] and existing.get("id") == chunk["id"]:
-                    self.parts[i] = part
-                    return
-        self.parts.append(part)
-
-    @property
-    def steps(self) -> int:
-        return sum(p.get("type") == "step-start" for p in self.parts)
-
-    @property
-    def tool_calls(self) -> int:
-        """Tool calls with an outcome (counted from the message, so a recovered turn counts
-        the calls of the process that crashed too)."""
-        return sum(p["state"].startswith("output") for p in self._tools.values())
-
-    def open_tool_calls(self) -> list[str]:
-        """Tool calls that never got an output (they end as errors when a turn stops)."""
-        return [cid for cid, p in self._tools.items() if p["state"] in OPEN_TOOL_STATES]
-
-    def close_streaming_parts(self) -> list[Chunk]:
-        """The ``*-end`` chunks for parts a stop or crash left open."""
-        ends = []
-        for chunk_id, part in list(self._open.items()):
-            ends.append({"type": f"{part['type']}-end", "id": chunk_id})
-        return ends
 
 
 class StreamTail:
@@ -218,196 +77,6 @@ async def read_tail(run_id: str) -> StreamTail:
     except dbos_error.DBOSStreamTimeoutError:  # timed out at its current end: the tail
         pass
     return tail
-
-
-class ChunkSink:
-    """Sends a turn's chunks to its DBOS stream and folds them into the assistant message."""
-
-    def __init__(
-        self,
-        builder: MessageBuilder,
-        persist: Callable[[Chunk], Awaitable[None]],
-        *,
-        history_responses: int,
-        check_stop: Callable[[], None],
-    ) -> None:
-        self.builder = builder
-        self._persist = persist
-        self._history_responses = history_responses
-        self._check_stop = check_stop
-        self._events = VercelAIEventStream(None, sdk_version=SDK_VERSION)
-        self._batch: list[Chunk] = []
-        self._timer: asyncio.Task[None] | None = None
-        self._lock = asyncio.Lock()
-        self.step_open = False
-        self._recovering_run: str | None = None
-        self._streamed_outputs: set[str] = set()
-        """Tool calls whose output is in the stream (also from a crashed attempt's writes)."""
-
-    # --- writing -----------------------------------------------------------------------------
-
-    async def emit(self, chunk: Chunk) -> None:
-        """Apply one chunk and queue it; queued chunks go out together within BATCH_SECONDS."""
-        if self._recovering_run is not None:  # whatever writes first closes the crashed tail
-            await self._resume_stream()
-        self.builder.apply(chunk)
-        last = self._batch[-1] if self._batch else None
-        if (
-            chunk["type"] == "text-delta"
-            and last is not None
-            and last["type"] == "text-delta"
-            and last["id"] == chunk["id"]
-        ):
-            last["delta"] += chunk["delta"]
-        else:
-            self._batch.append(dict(chunk))
-        if self._timer is None:
-            self._timer = asyncio.create_task(self._flush_later())
-
-    async def _flush_later(self) -> None:
-        await asyncio.sleep(BATCH_SECONDS)
-        self._timer = None
-        await self._write_batch()
-
-    async def flush(self) -> None:
-        """Send what is queued now (before a step ends: nothing may outlive its step)."""
-        timer, self._timer = self._timer, None
-        if timer is not None:
-            timer.cancel()
-        await self._write_batch()
-
-    async def _write_batch(self) -> None:
-        async with self._lock:
-            batch, self._batch = self._batch, []
-            if batch:
-                await write_chunks(batch)
-
-    async def persist(self) -> None:
-        """Send what is queued and store the message, both before the step ends. The two go to
-        different databases and neither depends on the other, so their commits overlap."""
-        await asyncio.gather(self.flush(), self._persist(self.builder.message))
-
-    async def pause(self, chunks: list[Chunk]) -> None:
-        """End the step with ``chunks`` (approval requests) while the turn waits for a person.
-
-        The message is stored before the chunks are written: a reader that sees them checks the
-        stored message to tell a wait still open (it ends its response there) from one answered
-        since (it reads on).
-        """
-        await self._resume_stream()
-        chunks = list(chunks)
-        if self.step_open:
-            chunks.append({"type": "finish-step"})
-            self.step_open = False
-        for chunk in chunks:
-            self.builder.apply(chunk)
-        await self.flush()
-        await self._persist(self.builder.message)
-        await write_chunks(chunks)
-
-    async def emit_stored(self, chunk: Chunk) -> None:
-        """Send one chunk and store the message now, not at the end of the turn: a client that
-        reloads the chat meanwhile sees it (the commit and pull-request parts after a turn)."""
-        await self.emit(chunk)
-        await self.persist()
-
-    # --- agent events ------------------------------------------------------------------------
-
-    async def handle(self, messages: list[Any], events: AsyncIterable[AgentStreamEvent]) -> None:
-        """The events of one model response, as it streams (inside the model's step).
-
-        A tool call's input is announced (``tool-input-available``) when the model finishes
-        streaming it; its output follows from :meth:`begin_request` or :meth:`tool_returns`.
-        """
-        first, emitted = True, False
-        async for event in events:
-            self._check_stop()
-            if first and event.event_kind in ("part_start", "part_delta"):
-                await self.start_step(messages)
-            first = False
-            chunks = [
-                json.loads(c.encode(SDK_VERSION)) async for c in self._events.handle_event(event)
-            ]
-            if isinstance(event, PartEndEvent) and isinstance(event.part, ToolCallPart):
-                chunks.append({
-                    "type": "tool-input-available", "toolCallId": event.part.tool_call_id,
-                    "toolName": event.part.tool_name, "input": event.part.args_as_dict(),
-                })  # fmt: skip
-            for chunk in chunks:
-                await self.emit(chunk)
-                emitted = True
-        if emitted:
-            await self.persist()
-
-    async def begin_request(self, messages: list[ModelMessage]) -> None:
-        """Before a model request: send the outputs of this turn's tool calls that the
-        request's history holds and the stream has not shown yet (no step of their own)."""
-        await self._resume_stream()
-        waiting = set(self.builder.open_tool_calls())
-        found: list[ToolReturnPart] = []
-        for message in reversed(messages):
-            if not waiting:
-                break
-            if isinstance(message, ModelRequest):
-                for part in message.parts:
-                    if isinstance(part, ToolReturnPart) and part.tool_call_id in waiting:
-                        waiting.discard(part.tool_call_id)
-                        found.append(part)
-        await self.tool_returns(found[::-1])
-
-    async def tool_returns(self, parts: list[ToolReturnPart]) -> None:
-        """Send tool outputs, converted by pydantic-ai's event stream as a result event would be
-        (inputs were announced at the end of the model's part, so a backfilled one is dropped).
-        An output a crashed attempt already streamed goes into the message only."""
-        await self._resume_stream()
-        for part in parts:
-            streamed = part.tool_call_id in self._streamed_outputs
-            async for encoded in self._events.handle_event(FunctionToolResultEvent(part)):
-                chunk = json.loads(encoded.encode(SDK_VERSION))
-                if chunk["type"] == "tool-input-available":
-                    continue
-                if chunk["type"] == "tool-input-error":  # its input was already announced
-                    chunk = {"type": "tool-output-error", "toolCallId": chunk["toolCallId"],
-                             "errorText": chunk.get("errorText", "Invalid tool input")}  # fmt: skip
-                if streamed:
-                    self.builder.apply(chunk)
-                else:
-                    await self.emit(chunk)
-            self._streamed_outputs.add(part.tool_call_id)
-
-    def recovering(self, run_id: str) -> None:
-        """This attempt follows a crash: close what the last one left open in the stream.
-
-        Done lazily, by the first step that writes: a write outside a step would be recorded by
-        DBOS as a step of its own that the first attempt did not have, and break replay.
-        """
-        self._recovering_run = run_id
-
-    async def _resume_stream(self) -> None:
-        run_id, self._recovering_run = self._recovering_run, None
-        if run_id is None:
-            return
-        tail = await read_tail(run_id)
-        await write_chunks(tail.closing_chunks())
-        self.step_open = tail.step_open
-        self._streamed_outputs |= tail.outputs
-
-    async def start_step(self, messages: list[Any]) -> None:
-        index = sum(isinstance(m, ModelResponse) for m in messages) - self._history_responses
-        if self.step_open:
-            await self.emit({"type": "finish-step"})
-        self.builder.begin_step(index)
-        self.step_open = True
-        self._batch.append({"type": "start-step"})
-
-    async def end(self) -> None:
-        await self._resume_stream()
-        for chunk in self.builder.close_streaming_parts():
-            await self.emit(chunk)
-        if self.step_open:
-            await self.emit({"type": "finish-step"})
-            self.step_open = False
-        await self.flush()
 
 
 async def write_chunks(chunks: list[Chunk]) -> None:
@@ -611,3 +280,213 @@ async def read_chunks(
                 yield chunks
     except dbos_error.DBOSNonExistentWorkflowError:
         return
+
+
+STREAM_POLL_SECONDS = 0.05
+"""DBOS's poll of a stream written by another process, on SQLite (PostgreSQL notifies)."""
+WAKE_AT_MOST_SECONDS = 1.0
+"""A reader of a turn running here re-reads at least this often, should a wake-up be missed."""
+ELSEWHERE_READ_SECONDS = 0.5
+"""How long DBOS's read of a turn running elsewhere may wait for a value before the reader looks
+again where the turn runs (a queued turn may start in this process)."""
+REREAD_SECONDS = 0.05
+END_GRACE_SECONDS = 1.0
+PAUSED: Chunk = {"type": "finish", "finishReason": "tool-calls"}
+"""Ends a response where the turn waits for a person (the turn itself goes on)."""
+
+
+class RunQuestions:
+    """What a reader asks about the run beyond its stream (the service answers from the
+    database)."""
+
+    def __init__(
+        self,
+        *,
+        runs_here: Callable[[], bool],
+        waits_for_approval: Callable[[set[str]], Awaitable[bool]],
+        waits_for_answer: Callable[[set[str]], Awaitable[bool]],
+        ended: Callable[[], Awaitable[bool]],
+    ) -> None:
+        self.runs_here = runs_here
+        """Whether this process runs the turn, or will: its writes wake this process's readers."""
+        self.waits_for_approval = waits_for_approval
+        """Whether any of these approval requests is still unanswered."""
+        self.waits_for_answer = waits_for_answer
+        """Whether any of these questions (``ask_user_question`` calls) still waits."""
+        self.ended = ended
+        """Whether the run has ended (or is gone)."""
+
+
+class StreamReader:
+    """One client's read of a run's stream, from chunk ``start_index`` to the end of the
+    response: the ``finish`` chunk, or a wait for a person.
+
+    Reading never affects the run: a client that goes away only stops its own reader. A run
+    that this process runs (or will) wakes its readers at each write (``written``); they then
+    read what is new, from the turn's log in memory while it has one (its first execution),
+    else from the database. A run elsewhere is followed by DBOS's own read, which polls on
+    SQLite and is notified on PostgreSQL. DBOS ends a read when the stream has no new value and
+    the workflow does not look active; that check can race with a run that is still going
+    (seen under load), so the read is resumed until the ``finish`` chunk arrives or the run
+    says it ended.
+
+    A response ends where the turn waits for a person (approvals, ``ask_user_question``), so
+    that the AI SDK client, no longer streaming, can send the answers (ADR 14).
+    """
+
+    def __init__(self, run_id: str, start_index: int, questions: RunQuestions) -> None:
+        self.run_id = run_id
+        self.start_index = start_index
+        self._ask = questions
+        self.index = 0
+        """Chunks passed so far (sent, or skipped before ``start_index``)."""
+        self.values = 0
+        """Stream values read so far (each holds the chunks written together)."""
+        self.asked: set[str] = set()
+        """Questions announced in the stream and not answered in it yet."""
+        self.finished = False
+        self._to_end = True
+        """The next database read goes to the stream's end (not only the values counted as
+        written since the last one)."""
+        self._ended_at: float | None = None
+        self._caught_up = False
+
+    async def chunks(self) -> AsyncIterator[Chunk]:
+        loop = asyncio.get_running_loop()
+        with written.listen(self.run_id) as wake:
+            while True:
+                here = self._ask.runs_here()
+                owed = wake.take()
+                log = written.log(self.run_id)
+                if log is not None and log.usable:  # the turn's first execution, here
+                    async for chunk in self._from_log(log):
+                        yield chunk
+                    if self.finished:
+                        return
+                    if log.usable and not log.ended:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wake.wait(), WAKE_AT_MOST_SECONDS)
+                        continue
+                    # given up, or over without a finish chunk: the database from here
+                async for chunk in self._from_database(here, owed):
+                    yield chunk
+                if self.finished:
+                    return
+                caught_up = self._caught_up
+                self._to_end = not caught_up
+                if await self._waits_for_answer():
+                    yield PAUSED
+                    return
+                if not caught_up and await self._ask.ended():
+                    # Ended without a finish chunk (it crashed in its last step): drain, then stop.
+                    self._ended_at = self._ended_at or loop.time()
+                    if loop.time() - self._ended_at > END_GRACE_SECONDS:
+                        return
+                wait = WAKE_AT_MOST_SECONDS if here and self._ended_at is None else REREAD_SECONDS
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), wait)
+
+    async def _from_log(self, log: RunLog) -> AsyncIterator[Chunk]:
+        for value in log.values[self.values :]:
+            self.values += 1
+            batch: list[Chunk] = json.loads(value)
+            for chunk in self._take(batch):
+                yield chunk
+            if self.finished:
+                return
+            if await self._waits_for_approval(batch):
+                yield self._pause()
+                return
+        self._to_end = True  # if the database is read next, it is read to its end
+        if await self._waits_for_answer():
+            yield self._pause()
+
+    async def _from_database(self, here: bool, owed: int) -> AsyncIterator[Chunk]:
+        """What is new in the database; ``_caught_up`` says whether everything written so far
+        was read (the run goes on)."""
+        self._caught_up = False
+        # After a read to the end, each later write of this process was counted.
+        left = owed if here and owed and not self._to_end else None
+        reads = read_chunks(
+            self.run_id, from_value=self.values, poll=STREAM_POLL_SECONDS,
+            wait_at_most=0 if here else ELSEWHERE_READ_SECONDS,
+        )  # fmt: skip
+        try:
+            async with contextlib.aclosing(reads):
+                async for batch in reads:
+                    self.values += 1
+                    for chunk in self._take(batch):
+                        yield chunk
+                    if self.finished:
+                        return
+                    if await self._waits_for_approval(batch):
+                        yield self._pause()
+                        return
+                    if left is not None and (left := left - 1) == 0:
+                        self._caught_up = True
+                        return
+        except dbos_error.DBOSStreamTimeoutError:
+            self._caught_up = True
+
+    def _take(self, batch: list[Chunk]) -> list[Chunk]:
+        """The chunks of ``batch`` to send; a ``finish`` chunk ends the read."""
+        out: list[Chunk] = []
+        for chunk in batch:
+            if self.index >= self.start_index:
+                out.append(chunk)
+            self.index += 1
+            _track_questions(self.asked, chunk)
+            if chunk.get("type") == "finish":
+                self.finished = True
+                break
+        return out
+
+    def _pause(self) -> Chunk:
+        self.finished = True
+        return PAUSED
+
+    async def _waits_for_approval(self, batch: list[Chunk]) -> bool:
+        """Whether ``batch`` asked for approvals that are still unanswered (nothing is asked of
+        the database for a batch that asked none)."""
+        if self.index <= self.start_index:
+            return False
+        asked = {c["approvalId"] for c in batch if c.get("type") == "tool-approval-request"}
+        return bool(asked) and await self._ask.waits_for_approval(asked)
+
+    async def _waits_for_answer(self) -> bool:
+        """Whether questions the reader saw announced still wait for the user. Checked once the
+        reader has caught up with what is written: the question's announcement may be written
+        before the message that holds it is stored."""
+        if self.index <= self.start_index or not self.asked:
+            return False
+        return await self._ask.waits_for_answer(self.asked)
+
+
+def _track_questions(asked: set[str], chunk: Chunk) -> None:
+    """Keep ``asked`` to the ``ask_user_question`` calls announced and not yet answered."""
+    kind, call_id = chunk.get("type"), chunk.get("toolCallId")
+    if not isinstance(call_id, str):
+        return
+    if kind == "tool-input-available" and chunk.get("toolName") == "ask_user_question":
+        asked.add(call_id)
+    elif kind in ("tool-output-available", "tool-output-error", "tool-output-denied"):
+        asked.discard(call_id)
+
+
+async def stream_length(run_id: str) -> int:
+    """Chunks the run's stream holds now (reads to its current end; waits briefly there)."""
+    count = 0
+    with contextlib.suppress(dbos_error.DBOSStreamTimeoutError):
+        async for batch in read_chunks(run_id, wait_at_most=0.05):
+            count += len(batch)
+    return count
+
+
+async def tail_index(run_id: str) -> int:
+    """The index of the last chunk written so far (-1: none yet), as Vercel Workflow's
+    ``x-workflow-stream-tail-index`` gives it: from the turn's log in memory when this process
+    runs it, else counted in the database. A snapshot: the stream goes on."""
+    log = written.log(run_id)
+    if log is not None and log.usable:
+        return sum(len(json.loads(value)) for value in list(log.values)) - 1
+    return await stream_length(run_id) - 1

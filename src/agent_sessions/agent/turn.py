@@ -2,7 +2,7 @@
 
 The pydantic-ai agents are built once, at import, because DBOS must know every step before it
 launches. ``DBOSDurability`` makes each model request a step; the chat's model streams inside
-it and sends its events to :class:`~agent_sessions.agent.stream.ChunkSink` (:mod:`.live`), so
+it and sends its events to :class:`~agent_sessions.agent.sink.ChunkSink` (:mod:`.live`), so
 a recovered turn neither repeats a model call nor re-sends its chunks; each sandbox tool call
 is a step of its own (:mod:`.tools`). What a crash can repeat is the one step in flight.
 """
@@ -43,13 +43,8 @@ from agent_sessions.agent import (
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.hooks import ToolHooks, run_hook
 from agent_sessions.agent.live import LiveModel, RunRecorder
-from agent_sessions.agent.stream import (
-    STREAM_KEY,
-    ChunkSink,
-    MessageBuilder,
-    write_chunks,
-    written,
-)
+from agent_sessions.agent.sink import ChunkSink, MessageBuilder
+from agent_sessions.agent.stream import STREAM_KEY, write_chunks, written
 from agent_sessions.agent.tools import sandbox_toolset
 from agent_sessions.approval_rules import parse_rules
 from agent_sessions.lifecycle.context import current
