@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from dbos import DBOS
+from dbos import error as dbos_error
 from dbos._dbos import _get_dbos_instance
 
 from agent_sessions.agent import group_commit
@@ -63,3 +64,38 @@ def test_values_of_many_writers_go_in_few_transactions_and_read_back_in_order(
             f"w{i}-from-the-workflow",
             *(f"w{i}-again-{k}" for k in range(n)),
         ]
+
+
+@DBOS.step()
+async def _write_beside_a_stale_writer(tag: str) -> str:
+    """One good value and, in the same group, a value whose writer no longer owns its workflow
+    (its ownership token is stale): the group fails, each value is written alone, and only the
+    stale writer gets the error."""
+    loop = asyncio.get_running_loop()
+    workflow_id = DBOS.workflow_id or ""
+    stale = group_commit._Value(
+        workflow_id, 10_000, "stale-owner", KEY, '"stale"', "py_pickle", loop.create_future()
+    )
+    good = asyncio.ensure_future(group_commit.write(KEY, f"{tag}-good"))
+    await asyncio.sleep(0)  # the good value is pending; the stale one joins its group
+    group_commit._groups[loop].add(stale)
+    await good
+    try:
+        await stale.done
+    except dbos_error.DBOSWorkflowConflictIDError:
+        return "refused"
+    return "written"
+
+
+@DBOS.workflow()
+async def _stale_writer(tag: str) -> str:
+    return await _write_beside_a_stale_writer(tag)
+
+
+def test_a_failed_group_is_written_value_by_value_and_only_the_failing_writer_errs(
+    agents: AgentsFactory,
+) -> None:
+    agents()
+    handle = DBOS.start_workflow(_stale_writer, "s")
+    assert handle.get_result() == "refused"
+    assert list(DBOS.read_stream(handle.workflow_id, KEY, timeout_seconds=5)) == ["s-good"]

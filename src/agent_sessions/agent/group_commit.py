@@ -24,15 +24,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy as sa
 from dbos import DBOS
 from dbos._context import current_owner_xid, get_local_dbos_context  # see the docstring
 from dbos._dbos import _get_dbos_instance
 from dbos._serialization import serialize_value
 from dbos._sys_db import _dbos_streams_channel
+
+OFFSET_CONFLICT_RETRIES = 50
 
 
 @dataclass
@@ -93,7 +97,8 @@ class _Group:
                     for value in batch:
                         value.done.cancel()
                     raise
-                except Exception:
+                except BaseException:  # DBOS's own errors (an ownership conflict) are not
+                    # Exceptions: each value alone, its error to its own writer
                     await asyncio.to_thread(_commit_one_by_one, batch)
                     continue
                 for value in batch:
@@ -127,14 +132,26 @@ def _commit(batch: list[_Value]) -> None:
 
 
 def _commit_one_by_one(batch: list[_Value]) -> None:
-    """After a failed group: each value alone, its error (if any) to its own writer."""
+    """After a failed group: each value alone, its error (if any) to its own writer. A value
+    that met another writer of its stream taking the same offset is written again, as DBOS
+    does (``write_stream_from_step``)."""
+    sys_db = _get_dbos_instance()._sys_db
     for value in batch:
-        try:
-            _commit([value])
-        except BaseException as err:  # handed to the writer waiting for it
-            _settle(value, err)
-        else:
-            _settle(value, None)
+        for attempt in range(OFFSET_CONFLICT_RETRIES + 1):
+            try:
+                _commit([value])
+            except sa.exc.IntegrityError as err:
+                if attempt < OFFSET_CONFLICT_RETRIES and sys_db._is_unique_constraint_violation(
+                    err
+                ):
+                    time.sleep(0.1)
+                    continue
+                _settle(value, err)
+            except BaseException as err:  # handed to the writer waiting for it
+                _settle(value, err)
+            else:
+                _settle(value, None)
+            break
 
 
 def _settle(value: _Value, err: BaseException | None) -> None:
