@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic_ai.messages import ToolReturnPart
 from pydantic_ai.usage import RunUsage
 
-from agent_sessions.agent import slots
+from agent_sessions.agent.registry import runs
 from agent_sessions.agent.stream import ChunkSink
 from agent_sessions.approval_rules import ApprovalRule
 from agent_sessions.exceptions import Conflict
@@ -98,6 +98,6 @@ class TurnDeps:
 
     async def wait_for_answer(self, receive: Awaitable[Any]) -> Any:
         """Wait durably for a client tool's answer; a stop ends the wait. Meanwhile the turn
-        holds no worker slot (:mod:`.slots`)."""
-        with slots.paused(self.run_id):
+        holds no worker slot (:mod:`.registry`)."""
+        with runs.paused(self.run_id):
             return await self.until_stopped(receive)

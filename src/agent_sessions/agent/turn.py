@@ -43,6 +43,7 @@ from agent_sessions.agent import (
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.hooks import ToolHooks, run_hook
 from agent_sessions.agent.live import LiveModel, RunRecorder
+from agent_sessions.agent.registry import runs
 from agent_sessions.agent.stream import (
     STREAM_KEY,
     ChunkSink,
@@ -61,16 +62,12 @@ from agent_sessions.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
-STOP_POLL_SECONDS = 0.15
 CANCELLED = "Cancelled by the user"
 STOPPED = "abort"
 """A stopped turn's finish reason (run record and message metadata): not the ``stop`` of a
 turn that ended by itself. The stream says it with the AI SDK's ``abort`` chunk, since the
 SDK's ``finish`` chunk only takes its own finish reasons."""
 SDK_FINISH_REASONS = frozenset({"stop", "length", "content-filter", "tool-calls", "error", "other"})
-
-_live: dict[str, TurnDeps] = {}
-"""Turns running in this process, so that a stop reaches them without waiting for a poll."""
 
 
 def _resolve(ctx: ModelResolutionContext[TurnDeps], model_id: str) -> Model | None:
@@ -205,7 +202,7 @@ async def _prepare_sandbox(session_id: str) -> str | None:
 @DBOS.step()
 async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
     """Close the stream's open parts, store the final message and outcome, release the chat."""
-    deps = _live.get(run_id)
+    deps = runs.deps(run_id)
     sink = deps.sink if deps is not None else None
     run = await current().db.read_call(lambda s: store.get_run(s, run_id))
     if run is None:
@@ -296,14 +293,12 @@ async def _turn(run_id: str, attempt: int) -> str:
         headless=run.headless,
         approval_rules=parse_rules(begun.get("approval_rules")),
     )  # fmt: skip
-    _live[run_id] = deps
-    try:
-        return await _run(run, deps, begun, attempt)
-    except Exception as err:
-        await _abandon(run, err)
-        raise
-    finally:
-        _live.pop(run_id, None)
+    with runs.running(deps):  # a stop, here or recorded by another process, reaches it
+        try:
+            return await _run(run, deps, begun, attempt)
+        except Exception as err:
+            await _abandon(run, err)
+            raise
 
 
 async def _abandon(run: store.RunView, err: Exception) -> None:
@@ -363,7 +358,6 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
         prompt = await run_hook(deps, "UserPromptSubmit", {"prompt": _prompt_of(begun)})
         if prompt is not None and prompt.blocked:
             failure = f"Blocked by a UserPromptSubmit hook: {'; '.join(prompt.reasons)}"
-    watcher = asyncio.create_task(_watch_for_stop(deps))
     status, error, finish_reason = "completed", failure, "stop"
     try:
         if failure is None:
@@ -387,8 +381,6 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
         log.warning("turn %s failed: %s", run_id, err)
         status, finish_reason = "failed", "error"
         error = _error_text(err, run.model_id)
-    finally:
-        watcher.cancel()
     if failure is not None:
         status, finish_reason = "failed", "error"
     await run_hook(deps, "Stop", {"stop_hook_active": False, "status": status})
@@ -522,23 +514,3 @@ def _model_history(
     ]
     parsed = [UIMessage.model_validate(m) for m in kept if m is not None]
     return user_parts.without_file_references(VercelAIAdapter.load_messages(parsed))
-
-
-async def _watch_for_stop(deps: TurnDeps) -> None:
-    """Notice a stop requested through another process (this one sets the event directly)."""
-    db = current().db
-    while not deps.stopped.is_set():
-        await asyncio.sleep(STOP_POLL_SECONDS)
-        if await db.query_call(lambda r: store.stop_requested(r, deps.run_id)):
-            deps.stopped.set()
-
-
-def live_runs() -> set[str]:
-    """Runs whose turn is running in this process."""
-    return set(_live)
-
-
-def signal_stop(run_id: str) -> None:
-    deps = _live.get(run_id)
-    if deps is not None:
-        deps.stopped.set()
