@@ -68,6 +68,10 @@ STOPPED = "abort"
 turn that ended by itself. The stream says it with the AI SDK's ``abort`` chunk, since the
 SDK's ``finish`` chunk only takes its own finish reasons."""
 SDK_FINISH_REASONS = frozenset({"stop", "length", "content-filter", "tool-calls", "error", "other"})
+WORKSPACE_TOOLS = frozenset({"bash", "write", "edit", "task"})
+"""Tools that can change the workspace (``task``: a subagent has ``bash``). A turn that called
+none, ran no repository hook and made no auto-commit leaves the cached diff as it was."""
+_WORKSPACE_TOOL_PARTS = frozenset(f"tool-{name}" for name in WORKSPACE_TOOLS)
 
 
 def _resolve(ctx: ModelResolutionContext[TurnDeps], model_id: str) -> Model | None:
@@ -200,13 +204,17 @@ async def _prepare_sandbox(session_id: str) -> str | None:
 
 
 @DBOS.step()
-async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
-    """Close the stream's open parts, store the final message and outcome, release the chat."""
+async def _finish(run_id: str, outcome: dict[str, Any]) -> bool:
+    """Close the stream's open parts, store the final message and outcome, release the chat.
+
+    Returns whether the turn may have changed the workspace (:func:`_may_have_changed`), as
+    the step's recorded output: a recovered turn refreshes the cached diff, or not, as the
+    first attempt did."""
     deps = runs.deps(run_id)
     sink = deps.sink if deps is not None else None
     run = await current().db.read_call(lambda s: store.get_run(s, run_id))
     if run is None:
-        return
+        return False
     finished_at = utcnow()
     if sink is not None:
         assert deps is not None
@@ -261,6 +269,20 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
     else:
         await write_chunks([finish])
     await DBOS.close_stream_async(STREAM_KEY)
+    return deps is None or message is None or _may_have_changed(deps, message)
+
+
+def _may_have_changed(deps: TurnDeps, message: dict[str, Any]) -> bool:
+    """Whether the turn ran something that can change the workspace: a :data:`WORKSPACE_TOOLS`
+    call (its part in the message, which a recovered turn continues, so calls of the attempt
+    that crashed count too), a repository hook, or an auto-commit that made a commit."""
+    for part in message.get("parts", []):
+        kind = part.get("type")
+        if kind in _WORKSPACE_TOOL_PARTS:
+            return True
+        if kind == autocommit.PART_TYPE and (part.get("data") or {}).get("status") == "success":
+            return True
+    return deps.repo_hooks is not None and deps.repo_hooks.configured()
 
 
 def _touch(s: Any, session_id: str) -> None:
@@ -393,8 +415,8 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
     }
     if begun.get("auto_commit") and status == "completed":  # while the sink is still open
         await autocommit.after_turn(run, deps)
-    await _finish(run_id, outcome)
-    await refresh_diff(run.session_id)  # the cached diff after every turn; never fails it
+    if await _finish(run_id, outcome) is not False:  # None: recorded before it said
+        await refresh_diff(run.session_id)  # the cached diff after such a turn; never fails it
     return status
 
 
