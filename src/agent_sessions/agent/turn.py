@@ -348,6 +348,8 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
         failure = await _prepare_sandbox(run.session_id)
         await write_chunks([_sandbox_chunk("failed" if failure else "active", failure)])
 
+    if failure is None and attempt == 1:
+        prompt.prefetch_skills(deps)
     fitted = await context.fit(run, deps.settings, begun["history"])  # ADR 15
     history = context.with_summary(
         fitted.summary, _model_history(fitted.messages, deps.settings.max_attachment_bytes)
@@ -377,9 +379,9 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
     if attempt > 1:
         deps.sink.recovering(run_id)
     if failure is None:
-        prompt = await run_hook(deps, "UserPromptSubmit", {"prompt": _prompt_of(begun)})
-        if prompt is not None and prompt.blocked:
-            failure = f"Blocked by a UserPromptSubmit hook: {'; '.join(prompt.reasons)}"
+        submit = await run_hook(deps, "UserPromptSubmit", {"prompt": _prompt_of(begun)})
+        if submit is not None and submit.blocked:
+            failure = f"Blocked by a UserPromptSubmit hook: {'; '.join(submit.reasons)}"
     status, error, finish_reason = "completed", failure, "stop"
     try:
         if failure is None:
@@ -403,6 +405,9 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
         log.warning("turn %s failed: %s", run_id, err)
         status, finish_reason = "failed", "error"
         error = _error_text(err, run.model_id)
+    finally:
+        if deps.skills_prefetch is not None:  # unused when the turn ended before its prompt
+            deps.skills_prefetch.cancel()
     if failure is not None:
         status, finish_reason = "failed", "error"
     await run_hook(deps, "Stop", {"stop_hook_active": False, "status": status})
