@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from dbos._error import DBOSStreamTimeoutError
 
-from agent_sessions.agent import service
+from agent_sessions.agent import registry, service
 from agent_sessions.agent.stream import RunLog, read_chunks
 from agent_sessions.sandbox import provider_from_settings
 from agent_sessions.store import turns as store
@@ -391,6 +391,7 @@ def test_a_stop_recorded_elsewhere_stops_only_its_own_turn(agents: AgentsFactory
     b = Background(h, sid, chat_b, "b", model_b)
     a.wait_for('"toolCallId":"call_0_0","toolName":"bash","input"')
     b.wait_for('"toolCallId":"call_0_0","toolName":"bash","input"')
+    assert registry.runs.polling  # one poller for both
     with h.backend.db.write() as s:
         assert store.request_stop(s, a.headers["x-workflow-run-id"])
     ca = a.chunks()
@@ -400,6 +401,10 @@ def test_a_stop_recorded_elsewhere_stops_only_its_own_turn(agents: AgentsFactory
     check_protocol(cb)
     assert text_of(cb) == "B" and {"type": "abort"} not in cb
     assert h.wait_run(b.headers["x-workflow-run-id"])["status"] == "completed"
+    deadline = time.monotonic() + 5  # no turn runs: the process stops polling
+    while registry.runs.polling:
+        assert time.monotonic() < deadline, "the stop poller outlived the turns"
+        time.sleep(0.05)
 
 
 def test_a_second_turn_on_a_busy_chat_is_409_and_changes_nothing(agents: AgentsFactory) -> None:

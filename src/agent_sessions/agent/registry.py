@@ -113,8 +113,10 @@ class RunRegistry:
         finally:
             self._paused.discard(run_id)
 
-    def paused_runs(self) -> set[str]:
-        return set(self._paused)
+    @property
+    def polling(self) -> bool:
+        """Whether the stop poller runs (it does exactly while a turn runs here)."""
+        return self._poller is not None and not self._poller.done()
 
     def clear(self) -> None:
         """Forget everything (the process's DBOS has stopped: none of its turns runs on)."""
