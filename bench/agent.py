@@ -474,7 +474,7 @@ def main() -> None:
     parser.add_argument(
         "--worker-concurrency",
         type=int,
-        help="AGENT_SESSIONS_AGENT_WORKER_CONCURRENCY for the server (default: its own, 8)",
+        help="AGENT_SESSIONS_AGENT_WORKER_CONCURRENCY for the server (default: 32 per CPU)",
     )
     parser.add_argument("--no-pin", action="store_true", help="do not pin processes to CPUs")
     args = parser.parse_args()

@@ -7,6 +7,7 @@ naming the variable (see :func:`load_settings`).
 
 from __future__ import annotations
 
+import os
 import sys
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +28,24 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from agent_sessions.approval_rules import RuleList
 
 ENV_PREFIX = "AGENT_SESSIONS_"
+WORKER_TURNS_PER_CPU = 32
+WORKER_TURNS_MAX = 256
+
+
+def default_worker_concurrency() -> int:
+    """``AGENT_WORKER_CONCURRENCY`` when unset: 32 turns per CPU this process may run on, at
+    most 256.
+
+    A turn spends nearly all its time waiting on the model; its CPU is a fixed part plus a
+    little per chunk streamed (issue 16 measured ~150 ms a turn for a 2 s reply before the
+    fixed costs were cut), so one CPU keeps up with dozens of turns of realistic length. A
+    busy CPU slows every stream a little; a turn the limit holds back waits a whole reply for
+    its first token, which the old default, 8, did to the ninth chat of a box while its CPU
+    idled. The cap keeps a large box from starting more turns than its database pool and
+    sandboxes are sized for; set it lower where turns run heavy tools on the same box.
+    """
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(WORKER_TURNS_PER_CPU * (cpus or 1), WORKER_TURNS_MAX)
 
 
 class ModelPrice(BaseModel):
@@ -122,9 +141,12 @@ class Settings(BaseSettings):
     agent_step_cap: int = Field(default=200, ge=1, le=10_000)
     """Model requests one turn may make; past it the turn ends with a clear error."""
     subagent_step_cap: int = Field(default=30, ge=1, le=1000)
-    agent_worker_concurrency: int = Field(default=8, ge=1, le=1000)
+    agent_worker_concurrency: int = Field(
+        default_factory=lambda: default_worker_concurrency(), ge=1, le=1000
+    )
     """Turns one process runs at once; the rest wait, in order, in the process that accepted
-    them (a crash hands them to the queue at the next start)."""
+    them (a crash hands them to the queue at the next start). By default 32 per CPU the
+    process may use, at most 256 (:func:`default_worker_concurrency`)."""
     agent_global_concurrency: int | None = Field(default=None, ge=1)
     """Turns all processes together run at once (unbounded when unset). When set, every turn
     goes through the shared DBOS queue, the one place that counts across processes."""

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from dbos import error as dbos_error
 
-from agent_sessions.agent import stream
+from agent_sessions.agent import registry, stream
 from agent_sessions.agent.stream import RunLog, read_chunks
 from agent_sessions.sandbox import provider_from_settings
 from agent_sessions.store import turns as store
@@ -375,6 +375,36 @@ def test_a_stop_recorded_by_another_process_stops_the_turn(agents: AgentsFactory
     assert {"type": "abort"} in chunks
     run = h.wait_run(run_id)
     assert run["status"] == "cancelled" and run["finishReason"] == "abort"
+
+
+def test_a_stop_recorded_elsewhere_stops_only_its_own_turn(agents: AgentsFactory) -> None:
+    """The process reads the stop requests of all its turns in one poll: each is stopped by its
+    own flag only."""
+    h = agents()
+    created = h.new_session()
+    sid, chat_a = created["session"]["id"], created["chat"]["id"]
+    r = h.client.post(f"/api/sessions/{sid}/chats", json={}, headers=h.account.headers)
+    chat_b = r.json()["chat"]["id"]
+    model_a = h.script([ToolCalls([Call("bash", {"command": "sleep 60"})]), Text("never said")])
+    model_b = h.script([ToolCalls([Call("bash", {"command": "sleep 4"})]), Text("B")])
+    a = Background(h, sid, chat_a, "a", model_a)
+    b = Background(h, sid, chat_b, "b", model_b)
+    a.wait_for('"toolCallId":"call_0_0","toolName":"bash","input"')
+    b.wait_for('"toolCallId":"call_0_0","toolName":"bash","input"')
+    assert registry.runs.polling  # one poller for both
+    with h.backend.db.write() as s:
+        assert store.request_stop(s, a.headers["x-workflow-run-id"])
+    ca = a.chunks()
+    assert {"type": "abort"} in ca and "never said" not in text_of(ca)
+    assert b.thread.is_alive(), "the other turn ended with the stopped one"
+    cb = b.chunks()
+    check_protocol(cb)
+    assert text_of(cb) == "B" and {"type": "abort"} not in cb
+    assert h.wait_run(b.headers["x-workflow-run-id"])["status"] == "completed"
+    deadline = time.monotonic() + 5  # no turn runs: the process stops polling
+    while registry.runs.polling:
+        assert time.monotonic() < deadline, "the stop poller outlived the turns"
+        time.sleep(0.05)
 
 
 def test_a_second_turn_on_a_busy_chat_is_409_and_changes_nothing(agents: AgentsFactory) -> None:

@@ -339,7 +339,7 @@ def test_not_a_repository_is_409_a_broken_one_502_and_turns_go_on(
     assert r.status_code == 409, r.text
     assert r.json() == {"status": "error", "error": "The workspace is not a git repository"}
     # A turn in such a workspace ends normally; its refresh finds nothing to cache.
-    _turn(h, sid, chat, h.script([Text("hello")]))
+    _turn(h, sid, chat, h.script([ToolCalls([Call("bash", {"command": "true"})]), Text("hi")]))
     assert _cached(h, sid).status_code == 404
 
     # A repository git cannot read: the live diff is a 502 naming git's complaint, and a turn
@@ -348,7 +348,8 @@ def test_not_a_repository_is_409_a_broken_one_502_and_turns_go_on(
     r = h.client.get(f"/api/sessions/{sid}/diff", headers=h.account.headers)
     assert r.status_code == 502, r.text
     assert r.json()["error"].startswith("git failed: ") and "index" in r.json()["error"]
-    _turn(h, sid, _new_chat(h, sid), h.script([Text("hello")]))
+    model = h.script([ToolCalls([Call("bash", {"command": "true"})]), Text("hello")])
+    _turn(h, sid, _new_chat(h, sid), model)
     assert _cached(h, sid).status_code == 404
 
 
@@ -357,7 +358,9 @@ printf 'alpha\\nbeta\\n' > notes.txt && git add -A && git commit -q -m base
 """
 
 
-def test_the_cached_diff_follows_every_turn(agents: AgentsFactory) -> None:
+def test_the_cached_diff_follows_every_turn_that_can_change_the_workspace(
+    agents: AgentsFactory,
+) -> None:
     h = agents()
     sid, chat = _session(h, TURN_REPO)
     model = h.script([
@@ -385,6 +388,17 @@ def test_the_cached_diff_follows_every_turn(agents: AgentsFactory) -> None:
     assert datetime.fromisoformat(later) > datetime.fromisoformat(first_at)
     assert set(_by_path(_cached(h, sid).json())) == {"notes.txt"}
     assert (_session_row(h, sid)["linesAdded"], _session_row(h, sid)["linesRemoved"]) == (2, 1)
+
+    # A turn that calls no tool runs no git in the sandbox: the cache stays as it was, even
+    # though the workspace changed meanwhile (by other means than the turn).
+    _exec(h, sid, "echo elsewhere > elsewhere.txt")
+    _turn(h, sid, _new_chat(h, sid), h.script([Text("nothing to change")]))
+    assert _cached(h, sid).json()["cachedAt"] == later
+    assert set(_by_path(_cached(h, sid).json())) == {"notes.txt"}
+    # Nor does one that only reads.
+    model = h.script([ToolCalls([Call("read", {"filePath": "notes.txt"})]), Text("read")])
+    _turn(h, sid, _new_chat(h, sid), model)
+    assert _cached(h, sid).json()["cachedAt"] == later
 
 
 def test_hibernation_refreshes_the_cache_which_stays_readable(agents: AgentsFactory) -> None:

@@ -380,3 +380,11 @@ def test_a_session_without_skills_has_no_skills_section(agents: AgentsFactory) -
     h.turn(sid, cid, "hello", model=model)
     prompt = system_prompt(h.model.requests(model.split("/", 1)[1])[0])
     assert "Skills:" not in prompt
+
+    # Each turn discovers afresh: a skill added since is in the next turn's prompt.
+    bash(h, sid, f"mkdir -p .agents/skills/new && printf %s {_sh(skill_md('new', 'Fresh.', ''))}"
+         " > .agents/skills/new/SKILL.md")  # fmt: skip
+    model = h.script([Text("hi again")])
+    h.turn(sid, cid, "hello again", model=model)
+    prompt = system_prompt(h.model.requests(model.split("/", 1)[1])[0])
+    assert "Available skills:\n- new: Fresh." in prompt

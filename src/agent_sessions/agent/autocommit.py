@@ -41,7 +41,7 @@ from agent_sessions.lifecycle.context import current
 from agent_sessions.store import turns as store
 from agent_sessions.workspace import git, remote
 
-__all__ = ["PART_ID", "after_turn"]
+__all__ = ["PART_ID", "PART_TYPE", "after_turn"]
 
 log = logging.getLogger(__name__)
 

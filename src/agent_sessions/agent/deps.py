@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from pydantic_ai.messages import ToolReturnPart
 from pydantic_ai.usage import RunUsage
 
-from agent_sessions.agent import slots
+from agent_sessions.agent.registry import runs
 from agent_sessions.agent.sink import ChunkSink
 from agent_sessions.approval_rules import ApprovalRule
 from agent_sessions.exceptions import Conflict
@@ -23,7 +23,7 @@ from agent_sessions.lifecycle.context import current
 from agent_sessions.sandbox import Sandbox
 from agent_sessions.settings import Settings
 from agent_sessions.store import lifecycle as cas
-from agent_sessions.workspace.skills import Skill
+from agent_sessions.workspace.skills import Discovery, Skill
 
 T = TypeVar("T")
 
@@ -58,6 +58,8 @@ class TurnDeps:
     """The operator's approval rules and the chat's own (ADR 14)."""
     skills: list[Skill] | None = None
     """The skills the system prompt lists, discovered once per turn (``prompt.turn_skills``)."""
+    skills_prefetch: asyncio.Task[Discovery] | None = None
+    """That discovery, started with the turn's other start-up work (``prompt.prefetch_skills``)."""
     repo_hooks: RepoHooks | None = None
     """The repository's hooks, read once per turn (``agent.hooks``); None until then."""
     _sandbox: Sandbox | None = None
@@ -98,6 +100,6 @@ class TurnDeps:
 
     async def wait_for_answer(self, receive: Awaitable[Any]) -> Any:
         """Wait durably for a client tool's answer; a stop ends the wait. Meanwhile the turn
-        holds no worker slot (:mod:`.slots`)."""
-        with slots.paused(self.run_id):
+        holds no worker slot (:mod:`.registry`)."""
+        with runs.paused(self.run_id):
             return await self.until_stopped(receive)

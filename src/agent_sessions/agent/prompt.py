@@ -3,6 +3,8 @@ skills it can load (names and descriptions only; the ``skill`` tool gives a body
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 from dataclasses import asdict
 from typing import Any
@@ -11,7 +13,7 @@ from dbos import DBOS
 from pydantic_ai import RunContext
 
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
-from agent_sessions.workspace.skills import Skill, discover
+from agent_sessions.workspace.skills import Discovery, Skill, discover
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,29 @@ Environment:
   the turn until the user answers)."""
 
 
+def prefetch_skills(deps: TurnDeps) -> None:
+    """Start the turn's skill discovery (a command in the sandbox) now, alongside the rest of
+    its start-up (its history read and fitted, its hooks), rather than after it, just before
+    the first model request: the first token no longer waits for the command's round trip.
+    :func:`turn_skills`' step takes the result. Only for a turn's first execution: a recovered
+    turn may have that step recorded already, and then needs no discovery at all."""
+    if deps.skills is None and deps.skills_prefetch is None:
+        task = asyncio.get_running_loop().create_task(
+            _discover(deps), context=contextvars.Context()
+        )  # not the workflow's context: this is no step
+        task.add_done_callback(_retrieve)  # a turn that ends before its step never awaits it
+        deps.skills_prefetch = task
+
+
+def _retrieve(task: asyncio.Task[Discovery]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def _discover(deps: TurnDeps) -> Discovery:
+    return await discover(await deps.sandbox())
+
+
 async def turn_skills(deps: TurnDeps) -> list[Skill]:
     """The skills offered to the model in this turn, found once at its first model request,
     as a DBOS step: a recovered turn gets the same list, hence the same prompt. Discovery that
@@ -55,7 +80,7 @@ async def turn_skills(deps: TurnDeps) -> list[Skill]:
 
         async def find() -> list[dict[str, Any]]:
             try:
-                found = await deps.until_stopped(discover(await deps.sandbox()))
+                found = await deps.until_stopped(deps.skills_prefetch or _discover(deps))
             except TurnStopped:
                 raise
             except Exception as err:

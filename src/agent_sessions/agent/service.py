@@ -21,7 +21,8 @@ from typing import Any
 from dbos import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, WorkflowHandleAsync
 from sqlalchemy.orm import Session
 
-from agent_sessions.agent import approvals, models, slots, stream, turn, user_parts
+from agent_sessions.agent import approvals, models, stream, turn, user_parts
+from agent_sessions.agent.registry import runs
 from agent_sessions.agent.stream import Chunk, RunQuestions, StreamReader
 from agent_sessions.agent.waiting import WaitingTurns
 from agent_sessions.exceptions import Conflict, Forbidden, InvalidInput, NotFound
@@ -56,10 +57,9 @@ class Turns:
         self.settings = settings
         self.db = db
         self._queue: Queue | None = None
-        self._direct: set[str] = set()  # started here, not yet finished
         self._waiting = WaitingTurns()  # accepted here, not started yet
         self._waiters: set[asyncio.Future[None]] = set()
-        slots.on_slot_freed(self._start_waiting)
+        runs.on_slot_freed(self._start_waiting)
 
     # --- starting ---------------------------------------------------------------------------
 
@@ -155,22 +155,17 @@ class Turns:
 
     async def _start_waiting(self) -> None:
         limit = self.settings.agent_worker_concurrency
-        while self._waiting and len(self._holding_slots()) < limit:
+        while self._waiting and len(runs.holding_slots()) < limit:
             run_id = self._waiting.pop()
-            self._direct.add(run_id)
+            runs.started(run_id)
             try:
                 with SetWorkflowID(run_id):
                     handle = await DBOS.start_workflow_async(turn.run_turn, run_id)
             except BaseException:
-                self._direct.discard(run_id)
+                runs.ended(run_id)
                 self._waiting.done(run_id)
                 raise
             self._watch(run_id, handle)
-
-    def _holding_slots(self) -> set[str]:
-        """Turns of this process that count against the worker limit: not those waiting for
-        the user (``ask_user_question``), who may take hours to answer."""
-        return (self._direct | turn.live_runs()) - slots.paused_runs()
 
     def _watch(self, run_id: str, handle: WorkflowHandleAsync[str]) -> None:
         """Free the run's slot when its workflow ends, and start the next waiting turn."""
@@ -180,7 +175,7 @@ class Turns:
                 with contextlib.suppress(Exception):
                     await handle.get_result()
             finally:
-                self._direct.discard(run_id)
+                runs.ended(run_id)
                 self._waiting.done(run_id)
             try:
                 await self._start_waiting()
@@ -267,7 +262,7 @@ class Turns:
 
     def _runs_here(self, run_id: str) -> bool:
         """Whether this process runs the turn, or will: its writes wake this process's readers."""
-        return run_id in self._direct or run_id in self._waiting or run_id in turn.live_runs()
+        return runs.here(run_id) or run_id in self._waiting
 
     async def stream_length(self, run_id: str) -> int:
         return await stream.stream_length(run_id)
@@ -289,7 +284,7 @@ class Turns:
         if run is None:
             return False
         stopped = await self.db.write_call(lambda s: store.request_stop(s, run.id))
-        turn.signal_stop(run.id)
+        runs.signal_stop(run.id)
         if stopped:  # wait briefly so that the caller sees the turn ended
             await self._wait_done(run.id, timeout=10.0)
         return stopped

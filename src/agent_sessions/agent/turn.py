@@ -43,6 +43,7 @@ from agent_sessions.agent import (
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.hooks import ToolHooks, run_hook
 from agent_sessions.agent.live import LiveModel, RunRecorder
+from agent_sessions.agent.registry import runs
 from agent_sessions.agent.sink import ChunkSink, MessageBuilder
 from agent_sessions.agent.stream import STREAM_KEY, write_chunks, written
 from agent_sessions.agent.tools import sandbox_toolset
@@ -56,16 +57,16 @@ from agent_sessions.store.models import utcnow
 
 log = logging.getLogger(__name__)
 
-STOP_POLL_SECONDS = 0.15
 CANCELLED = "Cancelled by the user"
 STOPPED = "abort"
 """A stopped turn's finish reason (run record and message metadata): not the ``stop`` of a
 turn that ended by itself. The stream says it with the AI SDK's ``abort`` chunk, since the
 SDK's ``finish`` chunk only takes its own finish reasons."""
 SDK_FINISH_REASONS = frozenset({"stop", "length", "content-filter", "tool-calls", "error", "other"})
-
-_live: dict[str, TurnDeps] = {}
-"""Turns running in this process, so that a stop reaches them without waiting for a poll."""
+WORKSPACE_TOOLS = frozenset({"bash", "write", "edit", "task"})
+"""Tools that can change the workspace (``task``: a subagent has ``bash``). A turn that called
+none, ran no repository hook and made no auto-commit leaves the cached diff as it was."""
+_WORKSPACE_TOOL_PARTS = frozenset(f"tool-{name}" for name in WORKSPACE_TOOLS)
 
 
 def _resolve(ctx: ModelResolutionContext[TurnDeps], model_id: str) -> Model | None:
@@ -198,13 +199,17 @@ async def _prepare_sandbox(session_id: str) -> str | None:
 
 
 @DBOS.step()
-async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
-    """Close the stream's open parts, store the final message and outcome, release the chat."""
-    deps = _live.get(run_id)
+async def _finish(run_id: str, outcome: dict[str, Any]) -> bool:
+    """Close the stream's open parts, store the final message and outcome, release the chat.
+
+    Returns whether the turn may have changed the workspace (:func:`_may_have_changed`), as
+    the step's recorded output: a recovered turn refreshes the cached diff, or not, as the
+    first attempt did."""
+    deps = runs.deps(run_id)
     sink = deps.sink if deps is not None else None
     run = await current().db.read_call(lambda s: store.get_run(s, run_id))
     if run is None:
-        return
+        return False
     finished_at = utcnow()
     if sink is not None:
         assert deps is not None
@@ -259,6 +264,20 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> None:
     else:
         await write_chunks([finish])
     await DBOS.close_stream_async(STREAM_KEY)
+    return deps is None or message is None or _may_have_changed(deps, message)
+
+
+def _may_have_changed(deps: TurnDeps, message: dict[str, Any]) -> bool:
+    """Whether the turn ran something that can change the workspace: a :data:`WORKSPACE_TOOLS`
+    call (its part in the message, which a recovered turn continues, so calls of the attempt
+    that crashed count too), a repository hook, or an auto-commit that made a commit."""
+    for part in message.get("parts", []):
+        kind = part.get("type")
+        if kind in _WORKSPACE_TOOL_PARTS:
+            return True
+        if kind == autocommit.PART_TYPE and (part.get("data") or {}).get("status") == "success":
+            return True
+    return deps.repo_hooks is not None and deps.repo_hooks.configured()
 
 
 def _touch(s: Any, session_id: str) -> None:
@@ -291,14 +310,12 @@ async def _turn(run_id: str, attempt: int) -> str:
         headless=run.headless,
         approval_rules=parse_rules(begun.get("approval_rules")),
     )  # fmt: skip
-    _live[run_id] = deps
-    try:
-        return await _run(run, deps, begun, attempt)
-    except Exception as err:
-        await _abandon(run, err)
-        raise
-    finally:
-        _live.pop(run_id, None)
+    with runs.running(deps):  # a stop, here or recorded by another process, reaches it
+        try:
+            return await _run(run, deps, begun, attempt)
+        except Exception as err:
+            await _abandon(run, err)
+            raise
 
 
 async def _abandon(run: store.RunView, err: Exception) -> None:
@@ -326,6 +343,8 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
         failure = await _prepare_sandbox(run.session_id)
         await write_chunks([_sandbox_chunk("failed" if failure else "active", failure)])
 
+    if failure is None and attempt == 1:
+        prompt.prefetch_skills(deps)
     fitted = await context.fit(run, deps.settings, begun["history"])  # ADR 15
     history = context.with_summary(
         fitted.summary, _model_history(fitted.messages, deps.settings.max_attachment_bytes)
@@ -355,10 +374,9 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
     if attempt > 1:
         deps.sink.recovering(run_id)
     if failure is None:
-        prompt = await run_hook(deps, "UserPromptSubmit", {"prompt": _prompt_of(begun)})
-        if prompt is not None and prompt.blocked:
-            failure = f"Blocked by a UserPromptSubmit hook: {'; '.join(prompt.reasons)}"
-    watcher = asyncio.create_task(_watch_for_stop(deps))
+        submit = await run_hook(deps, "UserPromptSubmit", {"prompt": _prompt_of(begun)})
+        if submit is not None and submit.blocked:
+            failure = f"Blocked by a UserPromptSubmit hook: {'; '.join(submit.reasons)}"
     status, error, finish_reason = "completed", failure, "stop"
     try:
         if failure is None:
@@ -383,7 +401,8 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
         status, finish_reason = "failed", "error"
         error = _error_text(err, run.model_id)
     finally:
-        watcher.cancel()
+        if deps.skills_prefetch is not None:  # unused when the turn ended before its prompt
+            deps.skills_prefetch.cancel()
     if failure is not None:
         status, finish_reason = "failed", "error"
     await run_hook(deps, "Stop", {"stop_hook_active": False, "status": status})
@@ -396,8 +415,8 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
     }
     if begun.get("auto_commit") and status == "completed":  # while the sink is still open
         await autocommit.after_turn(run, deps)
-    await _finish(run_id, outcome)
-    await refresh_diff(run.session_id)  # the cached diff after every turn; never fails it
+    if await _finish(run_id, outcome) is not False:  # None: recorded before it said
+        await refresh_diff(run.session_id)  # the cached diff after such a turn; never fails it
     return status
 
 
@@ -517,23 +536,3 @@ def _model_history(
     ]
     parsed = [UIMessage.model_validate(m) for m in kept if m is not None]
     return user_parts.without_file_references(VercelAIAdapter.load_messages(parsed))
-
-
-async def _watch_for_stop(deps: TurnDeps) -> None:
-    """Notice a stop requested through another process (this one sets the event directly)."""
-    db = current().db
-    while not deps.stopped.is_set():
-        await asyncio.sleep(STOP_POLL_SECONDS)
-        if await db.query_call(lambda r: store.stop_requested(r, deps.run_id)):
-            deps.stopped.set()
-
-
-def live_runs() -> set[str]:
-    """Runs whose turn is running in this process."""
-    return set(_live)
-
-
-def signal_stop(run_id: str) -> None:
-    deps = _live.get(run_id)
-    if deps is not None:
-        deps.stopped.set()

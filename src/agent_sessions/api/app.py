@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from agent_sessions import __version__
+from agent_sessions.agent import registry
 from agent_sessions.agent.service import Turns
 from agent_sessions.api import errors
 from agent_sessions.api.deps import WRITE_METHODS, Services
@@ -126,6 +127,7 @@ def create_app(
                 yield
         finally:
             lifecycle.stop()
+            registry.runs.clear()  # none of this process's turns runs on
 
     app = FastAPI(
         lifespan=lifespan,

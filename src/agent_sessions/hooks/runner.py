@@ -105,6 +105,10 @@ class Hooks:
     def has(self, event: str) -> bool:
         return bool(self._events.get(event))
 
+    def configured(self) -> bool:
+        """Whether any event has hooks."""
+        return any(self._events.values())
+
     def commands(self, event: str, *subjects: str) -> list[HookCommand]:
         """The commands of ``event`` whose matcher matches one of ``subjects`` in full (no
         matcher, an empty one or ``*`` matches everything), in the file's order."""

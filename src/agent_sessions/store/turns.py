@@ -8,6 +8,7 @@ account and the client's chat id) and messages within their chat (ADR 9).
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -224,13 +225,13 @@ def run_status(db: Reader, run_id: str) -> str | None:
     return None if row is None else str(row[0])
 
 
-_STOP_REQUESTED = Query(select(ChatRun.stop_requested).where(ChatRun.id == bindparam("id")))
-
-
-def stop_requested(db: Reader, run_id: str) -> bool:
-    """Polled several times a second by every running turn: a compiled read (``reads``)."""
-    row = first(db, _STOP_REQUESTED, id=run_id)
-    return bool(row is not None and row[0])
+def stops_requested(db: Session, run_ids: Collection[str]) -> set[str]:
+    """Which of ``run_ids`` have a stop requested: one read for all the turns a process runs
+    (``agent.registry`` polls it several times a second while any runs)."""
+    if not run_ids:
+        return set()
+    stmt = select(ChatRun.id).where(ChatRun.id.in_(run_ids), ChatRun.stop_requested.is_(True))
+    return set(db.scalars(stmt))
 
 
 def finish_run(

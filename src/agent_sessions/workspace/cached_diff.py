@@ -1,5 +1,7 @@
-"""The cached diff: refreshed after every turn and before every hibernation, so that a user
-sees what the agent changed without waking its sandbox (``GET …/diff/cached``).
+"""The cached diff: refreshed after every turn that may have changed the workspace (it ran
+``bash``, ``write``, ``edit`` or a subagent, a repository hook or an auto-commit: see
+``agent/turn.py``) and before every hibernation, so that a user sees what the agent changed
+without waking its sandbox (``GET …/diff/cached``).
 
 :func:`refresh_cached_diff` is plain code; ``lifecycle/workflows.py: refresh_diff`` is the DBOS
 step around it that the turn and the hibernation call, and hands it the database and providers.

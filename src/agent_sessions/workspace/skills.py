@@ -249,13 +249,21 @@ except OSError:
     pass
 print(json.dumps({"found": found, "installErrors": installed}))
 """
-_DISCOVER_COMMAND = " ".join(
+_DISCOVER_PYTHON = " ".join(
     shlex.quote(a)
     for a in [
         "python3", "-c", _DISCOVER, str(FRONTMATTER_MAX), str(MAX_SKILLS_PER_DIR),
         INSTALL_ERRORS_FILE, *(place for place, _ in PLACES),
     ]
 )  # fmt: skip
+_NOTHING_FOUND = json.dumps({"found": [], "installErrors": None})
+_DISCOVER_COMMAND = (
+    f"if {' || '.join(f'[ -e {shlex.quote(place)} ]' for place, _ in PLACES)}; "
+    f"then exec {_DISCOVER_PYTHON}; else printf '%s\\n' {shlex.quote(_NOTHING_FOUND)}; fi"
+)
+"""Discovery runs on every turn, and most workspaces have none of the places: then the shell
+prints what the script would (every root unlistable, no install errors file, which lives in
+one of them) without starting Python, which took most of the command's time."""
 _DISCOVER_MAX_OUTPUT = (len(PLACES) * (MAX_SKILLS_PER_DIR + 1) + 8) * (FRONTMATTER_MAX * 2 + 512)
 """Worst case of the JSON above (every character escaped as two), so it is never cut."""
 

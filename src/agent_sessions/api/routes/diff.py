@@ -38,7 +38,8 @@ async def live_diff(caller: CallerDep, sessionId: str) -> dict[str, Any]:
     "/cached",
     response_model=schemas.CachedDiff,
     summary="The diff as last computed (database only; works while hibernated)",
-    description="Refreshed after every turn, before every hibernation and by every live "
+    description="Refreshed after every turn that ran a tool that can change the workspace, "
+    "before every hibernation and by every live "
     "``GET …/diff``. 404 when none was computed yet.",
     responses=errors(401, 403, 404),
 )
