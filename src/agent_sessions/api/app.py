@@ -13,6 +13,7 @@ from agent_sessions import __version__
 from agent_sessions.agent.service import Turns
 from agent_sessions.api import errors
 from agent_sessions.api.deps import WRITE_METHODS, Services
+from agent_sessions.api.direct import direct_routes
 from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
 from agent_sessions.api.ratelimit import WriteRate
 from agent_sessions.api.responses import DESCRIPTIONS
@@ -134,6 +135,9 @@ def create_app(
         description=DESCRIPTION,
         docs_url="/docs",
         redoc_url=None,
+        # FastAPI's native OpenTelemetry asks the global providers on every request whether
+        # one is configured (a tenth of a hot GET, issue 16); this service configures none.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = Services(
         settings=settings,
@@ -152,6 +156,10 @@ def create_app(
         account.router, usage.router, messages.router, runs.router, sandbox_compat.router,
     ):  # fmt: skip
         app.include_router(router)
+    # Ahead of the routers: the hot reads skip FastAPI's routing and dependency solving.
+    app.router.routes[0:0] = direct_routes(
+        [sessions.router, chats.router], [sessions.get_session, chats.list_chats, chats.get_chat]
+    )
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
