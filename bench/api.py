@@ -227,6 +227,11 @@ def run(duration: float, load: Load) -> list[Result]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
         env.update(NO_ACCOUNT_LIMITS)
         env["AGENT_SESSIONS_DATA_DIR"] = str(data_dir)
+        # The code next to this bench, also from a git worktree sharing another's virtualenv
+        # (whose agent-sessions command would import that checkout's code).
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(BENCH.parent / "src"), env.get("PYTHONPATH")) if p
+        )
         auth = create_account(CLI, env)
         post_headers = {**auth, "content-type": "application/json"}
         warmup = min(2.0, duration)
