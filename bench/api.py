@@ -6,11 +6,18 @@ concurrent connections:
 
 - ``GET /api/sessions/{id}`` (authenticated, one row, the seed's ``Session``);
 - ``POST /api/sessions`` (a write transaction: session + first chat);
-- the same GET against ``bench/_baseline_app.py``, a bare Starlette app doing the same one-row
-  read from the same SQLite file (same PRAGMAs) under the same uvicorn settings.
+- ``GET /api/sessions/{id}/chats`` and ``GET /api/sessions/{id}/chats/{chatId}``, the other
+  hot reads (no floor of their own: compare their CPU per request with the session GET's);
+- the same GET against ``bench/_baseline_app.py``, the floor: an ``async def`` Starlette
+  handler doing the same work (hash the key, look it up, read the session, check ownership,
+  render the same JSON) on one ``sqlite3`` connection on the event loop, from the same SQLite
+  file (same PRAGMAs), under the same uvicorn settings.
 
-It prints req/s, p50, p99 and errors for each, the GET ratio (ours / baseline req/s) and both
-p99s. Targets on a 2-core machine: ratio >= 0.6 and our GET p99 < 50 ms.
+It prints req/s, p50, p99, errors and the server's CPU time per request (``/proc``; the figure
+other load on the machine moves least) for each, the GET ratio (ours / floor req/s) and both
+p99s (issue 16). Targets: ratio >= 0.5 (FastAPI itself doing the same work in an ``async def``
+route measured 0.61 of this floor returning bytes, 0.47 with a ``response_model``) and our GET
+p99 below twice the floor's.
 
 Load comes from ``wrk`` (closed loop, Lua script for headers and body) when it is installed
 (Debian: ``apt-get install wrk``), else from ``bench/_httpx_load.py`` in its own process. As in
@@ -41,8 +48,8 @@ from _common import NO_ACCOUNT_LIMITS, cpu_speed_line, create_account, free_port
 
 BENCH = Path(__file__).resolve().parent
 CLI = str(Path(sys.executable).with_name("agent-sessions"))
-GET_RATIO_TARGET = 0.6
-GET_P99_TARGET_MS = 50.0
+GET_RATIO_TARGET = 0.5
+GET_P99_TARGET_FACTOR = 2.0
 
 # wrk's done() hook: one JSON line with what we report (latencies in microseconds).
 _WRK_DONE = """
@@ -65,16 +72,38 @@ class Result:
     errors: int
     p50_ms: float
     p99_ms: float
+    cpu_seconds: float | None = None
+    """The server process's CPU time (user + system) over the measurement."""
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
+    @property
+    def cpu_us(self) -> float | None:
+        """Server CPU per request: unlike req/s, barely moved by other load on the machine."""
+        if self.cpu_seconds is None or not self.requests:
+            return None
+        return self.cpu_seconds / self.requests * 1e6
+
     def line(self) -> str:
+        cpu = "" if self.cpu_us is None else f"   cpu {self.cpu_us:>5.0f} us/req"
         return (
             f"{self.name:<34} {self.rps:>9.0f} req/s   p50 {self.p50_ms:>6.1f} ms   "
-            f"p99 {self.p99_ms:>6.1f} ms   errors {self.errors}"
+            f"p99 {self.p99_ms:>6.1f} ms   errors {self.errors}{cpu}"
         )
+
+
+def _cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU time of process ``pid`` so far (Linux ``/proc``), or None."""
+    if pid is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -95,13 +124,17 @@ class Load:
         headers: dict[str, str] | None = None,
         body: str | None = None,
         duration: float,
+        pid: int | None = None,
     ) -> Result:
         headers = headers or {}
+        cpu_before = _cpu_seconds(pid)
         if self.tool == "wrk":
             raw = self._wrk(url, method, headers, body, duration)
         else:
             raw = self._httpx(url, method, headers, body, duration)
         errors = sum(int(raw[k]) for k in ("connect", "read", "write", "status", "timeout"))
+        cpu_after = _cpu_seconds(pid)
+        cpu = None if cpu_before is None or cpu_after is None else cpu_after - cpu_before
         return Result(
             name=name,
             requests=int(raw["requests"]),
@@ -109,6 +142,7 @@ class Load:
             errors=errors,
             p50_ms=raw["p50"] / 1000,
             p99_ms=raw["p99"] / 1000,
+            cpu_seconds=cpu,
         )
 
     def _wrk(
@@ -142,6 +176,17 @@ class Load:
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
         parsed: dict[str, float] = json.loads(out.strip().splitlines()[-1])
         return parsed
+
+
+def _provisioned(url: str, headers: dict[str, str]) -> dict[str, object]:
+    """The session once the lifecycle has provisioned it: measured while its sandbox starts,
+    the GET would share the server with that work (the floor never does)."""
+    deadline = time.monotonic() + 60
+    while True:
+        session: dict[str, object] = httpx.get(url, headers=headers).json()["session"]
+        if session["lifecycleState"] != "provisioning" or time.monotonic() > deadline:
+            return session
+        time.sleep(0.2)
 
 
 def _wait_until_ok(proc: subprocess.Popen[bytes], url: str, headers: dict[str, str]) -> None:
@@ -196,6 +241,11 @@ def run(duration: float, load: Load) -> list[Result]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
         env.update(NO_ACCOUNT_LIMITS)
         env["AGENT_SESSIONS_DATA_DIR"] = str(data_dir)
+        # The code next to this bench, also from a git worktree sharing another's virtualenv
+        # (whose agent-sessions command would import that checkout's code).
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(BENCH.parent / "src"), env.get("PYTHONPATH")) if p
+        )
         auth = create_account(CLI, env)
         post_headers = {**auth, "content-type": "application/json"}
         warmup = min(2.0, duration)
@@ -206,25 +256,53 @@ def run(duration: float, load: Load) -> list[Result]:
             return _server(cmd, env, f"http://127.0.0.1:{port}/healthz", {}, log)
 
         results: list[Result] = []
+        chat_reads: list[Result] = []  # the other hot reads, ours only (no floor of theirs)
         with ours() as proc:
             base = _base_url(proc)
             r = httpx.post(f"{base}/api/sessions", headers=post_headers, json={"title": "bench"})
             r.raise_for_status()
             session_id = r.json()["session"]["id"]
             url = f"{base}/api/sessions/{session_id}"
+            ours_session = _provisioned(url, auth)
             load.run("warm-up", url, headers=auth, duration=warmup)
             results.append(
-                load.run("ours GET /api/sessions/{id}", url, headers=auth, duration=duration)
+                load.run(
+                    "ours GET /api/sessions/{id}",
+                    url,
+                    headers=auth,
+                    duration=duration,
+                    pid=proc.pid,
+                )
             )
+            chat_id = r.json()["chat"]["id"]
+            for name, path in (
+                ("ours GET …/chats", f"{url}/chats"),
+                ("ours GET …/chats/{chatId}", f"{url}/chats/{chat_id}"),
+            ):
+                chat_reads.append(
+                    load.run(name, path, headers=auth, duration=duration, pid=proc.pid)
+                )
 
         port = free_port()
         db_file = str(data_dir / "agent-sessions.db")
         cmd = [*load.server_cpu, sys.executable, str(BENCH / "_baseline_app.py")]
         cmd += ["--db", db_file, "--port", str(port)]
         url = f"http://127.0.0.1:{port}/api/sessions/{session_id}"
-        with _server(cmd, env, url, {}, log):
-            load.run("warm-up", url, duration=warmup)
-            results.append(load.run("baseline GET (Starlette + sqlite3)", url, duration=duration))
+        with _server(cmd, env, url, auth, log) as floor:
+            # The same shape (the values move on: the lifecycle provisions the session).
+            floor_session = httpx.get(url, headers=auth).json()["session"]
+            if list(floor_session) != list(ours_session):
+                raise RuntimeError(f"the floor answers {floor_session}, ours {ours_session}")
+            load.run("warm-up", url, headers=auth, duration=warmup)
+            results.append(
+                load.run(
+                    "floor GET (Starlette + sqlite3)",
+                    url,
+                    headers=auth,
+                    duration=duration,
+                    pid=floor.pid,
+                )
+            )
 
         with ours() as proc:
             url = f"{_base_url(proc)}/api/sessions"
@@ -238,9 +316,10 @@ def run(duration: float, load: Load) -> list[Result]:
                     headers=post_headers,
                     body=body,
                     duration=duration,
+                    pid=proc.pid,
                 )
             )
-        return results
+        return results + chat_reads
 
 
 def _base_url(proc: subprocess.Popen[bytes]) -> str:
@@ -266,18 +345,26 @@ def main() -> None:
     print(cpu_speed_line())
     if load.tool == "httpx":
         print("warning: the httpx load generator saturates before the servers do; install wrk")
-    ours_get, baseline_get, ours_post = run(args.duration, load)
-    for result in (ours_get, baseline_get, ours_post):
+    results = run(args.duration, load)
+    ours_get, baseline_get = results[:2]
+    for result in results:
         print(result.line())
     ratio = ours_get.rps / baseline_get.rps if baseline_get.rps else 0.0
     ok_ratio = ratio >= GET_RATIO_TARGET
-    ok_p99 = ours_get.p99_ms < GET_P99_TARGET_MS
+    p99_target = GET_P99_TARGET_FACTOR * baseline_get.p99_ms
+    ok_p99 = ours_get.p99_ms < p99_target
     print(
-        f"GET ratio ours/baseline: {ratio:.2f} (target >= {GET_RATIO_TARGET}: "
+        f"GET ratio ours/floor: {ratio:.2f} (target >= {GET_RATIO_TARGET}: "
         f"{'ok' if ok_ratio else 'MISSED'}); GET p99 ours {ours_get.p99_ms:.1f} ms "
-        f"(target < {GET_P99_TARGET_MS:g} ms: {'ok' if ok_p99 else 'MISSED'}), "
-        f"baseline {baseline_get.p99_ms:.1f} ms"
+        f"(target < {GET_P99_TARGET_FACTOR:g} x floor's {baseline_get.p99_ms:.1f} ms = "
+        f"{p99_target:.1f} ms: {'ok' if ok_p99 else 'MISSED'})"
     )
+    if ours_get.cpu_us and baseline_get.cpu_us:
+        print(
+            f"GET CPU per request ours {ours_get.cpu_us:.0f} us, floor "
+            f"{baseline_get.cpu_us:.0f} us: floor/ours "
+            f"{baseline_get.cpu_us / ours_get.cpu_us:.2f} (the ratio a busy machine moves least)"
+        )
 
 
 if __name__ == "__main__":

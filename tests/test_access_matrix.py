@@ -150,7 +150,7 @@ def app_routes() -> list[str]:
                 found += [f"{m} {route.path}" for m in sorted(route.methods) if m != "HEAD"]
         finally:
             db.dispose()
-    return found
+    return list(dict.fromkeys(found))  # a hot read is also a direct route (api/direct.py)
 
 
 APP_ROUTES = app_routes()

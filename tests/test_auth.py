@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from agent_sessions.auth import hash_key
+from agent_sessions.auth.authenticate import KEY_CACHE_SECONDS
 from agent_sessions.ids import new_uuid
 from agent_sessions.store import accounts
 from agent_sessions.store.models import Account as AccountRow
@@ -86,6 +87,31 @@ def test_revoked_key_is_refused_and_other_keys_keep_working(
         accounts.revoke_key(s, first_id)
     assert client.get("/api/sessions", headers={"x-api-key": alice.key}).status_code == 401
     assert client.get("/api/sessions", headers={"x-api-key": second}).status_code == 200
+
+
+def test_a_revoked_key_is_refused_within_a_second_of_the_revocation(
+    backend: Backend, client: TestClient, alice: Account
+) -> None:
+    """Keys are cached (KEY_CACHE_SECONDS): one revoked by another process, as ``keys revoke``
+    does, must still be refused by every request that starts a second after it commits."""
+    sid = client.post("/api/sessions", json={}, headers=alice.headers).json()["session"]["id"]
+    for path in ("/api/sessions", f"/api/sessions/{sid}"):  # now cached, if ever
+        assert client.get(path, headers=alice.headers).status_code == 200
+    with backend.db.write() as s:
+        key_id = s.scalars(select(ApiKey.id).where(ApiKey.key_hash == hash_key(alice.key))).one()
+        accounts.revoke_key(s, key_id)
+    revoked_at = time.monotonic()
+    while True:
+        started = time.monotonic()
+        status = client.get(f"/api/sessions/{sid}", headers=alice.headers).status_code
+        if status == 401:
+            break
+        assert status == 200
+        assert started - revoked_at < KEY_CACHE_SECONDS, "still accepted a second after"
+        time.sleep(0.02)
+    assert KEY_CACHE_SECONDS <= 1.0
+    for path in ("/api/sessions", f"/api/sessions/{sid}"):
+        assert client.get(path, headers=alice.headers).status_code == 401
 
 
 def test_last_used_is_recorded(backend: Backend, client: TestClient, alice: Account) -> None:

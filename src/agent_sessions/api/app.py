@@ -14,6 +14,7 @@ from agent_sessions.agent import registry
 from agent_sessions.agent.service import Turns
 from agent_sessions.api import errors
 from agent_sessions.api.deps import WRITE_METHODS, Services
+from agent_sessions.api.direct import direct_routes
 from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
 from agent_sessions.api.ratelimit import WriteRate
 from agent_sessions.api.responses import DESCRIPTIONS
@@ -136,6 +137,9 @@ def create_app(
         description=DESCRIPTION,
         docs_url="/docs",
         redoc_url=None,
+        # FastAPI's native OpenTelemetry asks the global providers on every request whether
+        # one is configured (a tenth of a hot GET, issue 16); this service configures none.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
     )
     app.state.services = Services(
         settings=settings,
@@ -154,6 +158,10 @@ def create_app(
         account.router, usage.router, messages.router, runs.router, sandbox_compat.router,
     ):  # fmt: skip
         app.include_router(router)
+    # Ahead of the routers: the hot reads skip FastAPI's routing and dependency solving.
+    app.router.routes[0:0] = direct_routes(
+        [sessions.router, chats.router], [sessions.get_session, chats.list_chats, chats.get_chat]
+    )
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -54,7 +54,8 @@ class Caller(NamedTuple):
     account_id: str
 
 
-async def _caller(request: Request) -> Caller:
+async def authenticate(request: Request) -> Caller:
+    """The caller of ``request`` (also called directly by ``direct``'s routes)."""
     # The headers are read raw so that a malformed Authorization header is refused, not ignored.
     # OpenAPI's securitySchemes are added in app.py rather than through FastAPI's Security
     # dependencies, which would cost two more dependency resolutions per request.
@@ -68,5 +69,5 @@ async def _caller(request: Request) -> Caller:
     return Caller(services, account_id)
 
 
-CallerDep = Annotated[Caller, Depends(_caller)]
+CallerDep = Annotated[Caller, Depends(authenticate)]
 """The caller (401 before the route runs otherwise; 429 past the account's write rate)."""

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from agent_sessions.exceptions import Conflict, InvalidInput, NotFound
 from agent_sessions.ids import nanoid
 from agent_sessions.store.models import Chat, ChatKey, ChatMessage, ChatRead, utcnow
+from agent_sessions.store.reads import Query, Reader, first
 
 CHAT_NOT_FOUND = "Chat not found"
 DEFAULT_TITLE = "New chat"
@@ -151,3 +152,21 @@ def get_owned_chat(db: Session, *, chat_id: str, account_id: str) -> Chat:
     if chat is None:
         raise NotFound(CHAT_NOT_FOUND)
     return chat
+
+
+_LIVE_STREAM = Query(
+    select(Chat.session_id, Chat.active_stream_id).where(
+        Chat.account_id == bindparam("account"), Chat.id == bindparam("chat")
+    )
+)
+
+
+def live_stream(db: Reader, *, chat_id: str, account_id: str) -> tuple[str, str | None]:
+    """The caller's chat's session and live run, as :func:`get_owned_chat` finds the chat
+    (404 likewise), in one compiled query: the stream resume route is a hot read."""
+    if "\x00" in chat_id:
+        raise NotFound(CHAT_NOT_FOUND)
+    row = first(db, _LIVE_STREAM, account=account_id, chat=chat_id)
+    if row is None:
+        raise NotFound(CHAT_NOT_FOUND)
+    return row.session_id, row.active_stream_id

@@ -112,4 +112,8 @@ def first(db: Reader, query: Query, **params: Any) -> Any | None:
     """The first row of ``query`` (attribute access by column key), or None."""
     if isinstance(db, RawReader):
         return db.first(query, params)
+    if isinstance(db, Session):
+        # A Core statement needs none of the ORM's execution (its context, its compile cache
+        # key per call): on the session's own connection and transaction it is the same read.
+        return db.connection().execute(query.stmt, params).first()
     return db.execute(query.stmt, params).first()

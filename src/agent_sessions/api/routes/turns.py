@@ -9,7 +9,6 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session
 
 from agent_sessions.agent import models, user_parts
 from agent_sessions.agent.service import (
@@ -214,11 +213,9 @@ async def resume_stream(
 ) -> Response:
     services, account_id = caller
 
-    def find(db: Session) -> tuple[str, str | None]:
-        chat = chat_store.get_owned_chat(db, chat_id=chatId, account_id=account_id)
-        return chat.session_id, chat.active_stream_id
-
-    _, run_id = await services.db.read_call(find)
+    _, run_id = await services.db.query_call(
+        lambda db: chat_store.live_stream(db, chat_id=chatId, account_id=account_id)
+    )
     if run_id is None:
         return Response(status_code=204)
     tail = await services.turns.tail_index(run_id)
