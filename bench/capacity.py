@@ -349,7 +349,7 @@ def profiled(srv: Server, name: str, db: str, n: int, args: argparse.Namespace) 
         return
     out = Path(args.profile_dir) / f"capacity-{db}-{name.split('=')[-1]}-n{n}.txt"
     cmd = [spy, "record", "--pid", str(srv.proc.pid), "-r", "200", "--format", "raw"]
-    cmd += ["--nonblocking", "--threads", "-o", str(out)]
+    cmd += ["--nonblocking", "--threads", "--gil", "-o", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)  # attached
     try:

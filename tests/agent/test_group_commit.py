@@ -36,11 +36,13 @@ def test_values_of_many_writers_go_in_few_transactions_and_read_back_in_order(
 ) -> None:
     agents()  # a service with DBOS launched on this backend
     engine = _get_dbos_instance()._sys_db.engine
-    inserts: list[Any] = []
+    inserts: list[Any] = []  # one entry per row
 
-    def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def count(
+        conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool
+    ) -> None:
         if statement.lstrip().upper().startswith("INSERT INTO") and "streams" in statement:
-            inserts.append(conn)
+            inserts.extend(params if many else [params])
 
     commits: list[Any] = []
     sa.event.listen(engine, "before_cursor_execute", count)
