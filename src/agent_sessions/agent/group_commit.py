@@ -10,11 +10,12 @@ value is still durable before its writer goes on (its reader in this process see
 then), so what a client was shown survives ``kill -9`` as before (ADR 16).
 
 DBOS has no public batched write, so this module — and only this one — uses DBOS internals:
-the system database's stream INSERT (which computes the next offset), its workflow ownership
-check (a workflow handed to another executor must not get writes from this one), the step
-context (workflow id, step id, ownership token, serialization) and the stream notification
-(PostgreSQL's LISTEN/NOTIFY). ``tests/agent/test_group_commit.py`` pins what is relied on:
-values read back through ``DBOS.read_stream`` in order, across turns, on both databases.
+its stream table (the INSERT that takes a stream's next offset, with bound parameters), its
+workflow ownership check (a workflow handed to another executor gets no more writes from this
+one; here one statement for all of a group's workflows), the step context (workflow id, step
+id, ownership token, serialization) and the stream notification (PostgreSQL's LISTEN/NOTIFY).
+``tests/agent/test_group_commit.py`` pins what is relied on: values of several workflows read
+back through ``DBOS.read_stream`` in order, on both databases, and a stale owner refused.
 
 A transaction that fails (a workflow no longer owned here, a conflict) is retried value by
 value, so that the error reaches only the writer it belongs to.
@@ -31,6 +32,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from dbos import DBOS
+from dbos import error as dbos_error
 from dbos._context import current_owner_xid, get_local_dbos_context  # see the docstring
 from dbos._dbos import _get_dbos_instance
 from dbos._serialization import serialize_value
@@ -133,10 +135,37 @@ def _commit(batch: list[_Value]) -> None:
                     )
                 )
         owners = {(v.workflow_id, v.owner_xid) for v in batch if v.owner_xid is not None}
-        for workflow_id, owner_xid in sorted(owners):
-            sys_db._check_owner_txn(c, workflow_id, owner_xid)
+        if owners:
+            _check_owners(c, sys_db, owners)
     for workflow_id, key in dict.fromkeys((v.workflow_id, v.key) for v in batch):
         sys_db._signal_notification(_dbos_streams_channel, f"{workflow_id}::{key}")
+
+
+def _check_owners(c: sa.Connection, sys_db: Any, owners: set[tuple[str, str]]) -> None:
+    """DBOS's ownership check (``_check_owner_txn``: the writer still owns its workflow, and
+    the workflow's row stays locked until the commit, so that no hand-off lands in between),
+    for every workflow of the group in one statement instead of one each."""
+    ws = sys_db.tables.workflow_status
+    ids = sorted({workflow_id for workflow_id, _ in owners})
+    statement: sa.Executable
+    if sys_db._is_sqlite:  # a write, so that it runs inside the transaction
+        statement = (
+            sa.update(ws)
+            .where(ws.c.workflow_uuid.in_(ids))
+            .values(owner_xid=ws.c.owner_xid)
+            .returning(ws.c.workflow_uuid, ws.c.owner_xid)
+        )
+    else:  # FOR NO KEY UPDATE, in one order
+        statement = (
+            sa.select(ws.c.workflow_uuid, ws.c.owner_xid)
+            .where(ws.c.workflow_uuid.in_(ids))
+            .order_by(ws.c.workflow_uuid)
+            .with_for_update(key_share=True)
+        )
+    found = {row[0]: row[1] for row in c.execute(statement)}
+    for workflow_id, owner_xid in sorted(owners):
+        if found.get(workflow_id) != owner_xid:
+            raise dbos_error.DBOSWorkflowConflictIDError(workflow_id)
 
 
 _inserts: dict[int, sa.Insert | None] = {}
