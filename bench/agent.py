@@ -492,7 +492,7 @@ def main() -> None:
     if pin:
         os.sched_setaffinity(0, {1})
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
-    workers = args.worker_concurrency or "server default (8)"
+    workers = args.worker_concurrency or "server default (32 per CPU)"
     print(
         f"{os.cpu_count()} CPUs; "
         f"{'server on CPU 0, client and model on CPU 1' if pin else 'not pinned'}; "

@@ -15,8 +15,8 @@ seconds (near 1.0 per second of wall: the model and client's CPU was the limit, 
 
 N streams are *held* when every reply completes with stretch p99 < 1.25 and first-token p99 <
 1 s. Ours runs with ``AGENT_SESSIONS_AGENT_WORKER_CONCURRENCY`` at each of
-``--worker-concurrency`` (``default``: the server's own, 8). A server stops being asked for a
-larger N after an N it failed widely (stretch p99 > 3 or replies missing).
+``--worker-concurrency`` (``default``: the server's own, 32 per CPU). A server stops being
+asked for a larger N after an N it failed widely (stretch p99 > 3 or replies missing).
 
 Every turn gets a new chat (the stand-in picks its answer by the number of assistant messages);
 the chats share ``--sessions`` sessions, whose sandboxes are made active before timing. With two
@@ -379,7 +379,8 @@ def main() -> None:
     parser.add_argument(
         "--worker-concurrency",
         default="1000,default",
-        help="AGENT_SESSIONS_AGENT_WORKER_CONCURRENCY values for ours ('default': 8)",
+        help="AGENT_SESSIONS_AGENT_WORKER_CONCURRENCY values for ours "
+        "('default': the server's own, 32 per CPU)",
     )
     parser.add_argument("--sessions", type=int, default=10, help="sessions the chats share")
     parser.add_argument(
