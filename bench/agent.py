@@ -102,6 +102,24 @@ def latency_row(name: str, seconds: list[float], target_ms: float | None = None)
     return Row(name, len(seconds), value, f"p50 < {target_ms:g} ms", p50 < target_ms)
 
 
+def chat_body(session_id: str, model: str) -> dict[str, Any]:
+    """``POST /api/chat`` for a new chat of ``session_id`` saying "go", as ``useChat`` sends it."""
+    return {
+        "id": f"bench-{uuid.uuid4().hex[:12]}",
+        "sessionId": session_id,
+        "messages": [
+            {
+                "id": f"u-{uuid.uuid4().hex[:12]}",
+                "role": "user",
+                "parts": [{"type": "text", "text": "go"}],
+            }
+        ],
+        "trigger": "submit-message",
+        "messageId": None,
+        "model": model,
+    }
+
+
 # --- processes --------------------------------------------------------------------------------
 
 
@@ -288,20 +306,7 @@ class Client:
             await asyncio.sleep(0.02)
 
     async def turn(self, session_id: str, model: str, expect_steps: int) -> Turn:
-        body = {
-            "id": f"bench-{uuid.uuid4().hex[:12]}",
-            "sessionId": session_id,
-            "messages": [
-                {
-                    "id": f"u-{uuid.uuid4().hex[:12]}",
-                    "role": "user",
-                    "parts": [{"type": "text", "text": "go"}],
-                }
-            ],
-            "trigger": "submit-message",
-            "messageId": None,
-            "model": f"openai/{model}",
-        }
+        body = chat_body(session_id, f"openai/{model}")
         turn = Turn(sent=time.perf_counter())
         async with self.http.stream(
             "POST", f"{self.srv.base}/api/chat", headers=self.srv.headers, json=body

@@ -38,11 +38,9 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 
@@ -53,6 +51,7 @@ from agent import (
     Server,
     _stop,
     _wait_healthy,
+    chat_body,
     percentile,
     postgres_database,
     process_cpu,
@@ -131,20 +130,7 @@ class Stream:
 
 
 async def one_stream(http: httpx.AsyncClient, srv: Server, session_id: str) -> Stream:
-    body: dict[str, Any] = {
-        "id": f"cap-{uuid.uuid4().hex[:12]}",
-        "sessionId": session_id,
-        "messages": [
-            {
-                "id": f"u-{uuid.uuid4().hex[:12]}",
-                "role": "user",
-                "parts": [{"type": "text", "text": "go"}],
-            }
-        ],
-        "trigger": "submit-message",
-        "messageId": None,
-        "model": "openai/stream",
-    }
+    body = chat_body(session_id, "openai/stream")
     # the model alone (no server in between): the floor of the client and model's own CPU
     alone = srv.base.endswith("/v1")
     url = f"{srv.base}/chat/completions" if alone else f"{srv.base}/api/chat"

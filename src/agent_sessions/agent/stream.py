@@ -389,13 +389,9 @@ class StreamReader:
     async def _from_log(self, log: RunLog) -> AsyncIterator[Chunk]:
         for value in log.values[self.values :]:
             self.values += 1
-            batch: list[Chunk] = json.loads(value)
-            for chunk in self._take(batch):
+            async for chunk in self._read(json.loads(value)):
                 yield chunk
             if self.finished:
-                return
-            if await self._waits_for_approval(batch):
-                yield self._pause()
                 return
         self._to_end = True  # if the database is read next, it is read to its end
         if await self._waits_for_answer():
@@ -415,18 +411,23 @@ class StreamReader:
             async with contextlib.aclosing(reads):
                 async for batch in reads:
                     self.values += 1
-                    for chunk in self._take(batch):
+                    async for chunk in self._read(batch):
                         yield chunk
                     if self.finished:
-                        return
-                    if await self._waits_for_approval(batch):
-                        yield self._pause()
                         return
                     if left is not None and (left := left - 1) == 0:
                         self._caught_up = True
                         return
         except dbos_error.DBOSStreamTimeoutError:
             self._caught_up = True
+
+    async def _read(self, batch: list[Chunk]) -> AsyncIterator[Chunk]:
+        """One stream value's chunks to send; a ``finish`` chunk, or approvals asked and still
+        unanswered, end the read."""
+        for chunk in self._take(batch):
+            yield chunk
+        if not self.finished and await self._waits_for_approval(batch):
+            yield self._pause()
 
     def _take(self, batch: list[Chunk]) -> list[Chunk]:
         """The chunks of ``batch`` to send; a ``finish`` chunk ends the read."""
