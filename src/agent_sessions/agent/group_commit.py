@@ -168,7 +168,8 @@ def _check_owners(c: sa.Connection, sys_db: Any, owners: set[tuple[str, str]]) -
             raise dbos_error.DBOSWorkflowConflictIDError(workflow_id)
 
 
-_inserts: dict[int, sa.Insert | None] = {}
+_inserts: weakref.WeakKeyDictionary[Any, sa.Insert | None] = weakref.WeakKeyDictionary()
+"""The statement of each system database (SQLite's and PostgreSQL's tables differ)."""
 
 
 def _insert_statement(sys_db: Any) -> sa.Insert | None:
@@ -176,7 +177,7 @@ def _insert_statement(sys_db: Any) -> sa.Insert | None:
     with bound parameters, built once: DBOS builds one with literals per value, and building
     and compiling it was a fifth of a streaming server's CPU. None when DBOS keys its rows by
     more than the workflow id (sharded tables): then DBOS's own statement, value by value."""
-    if id(sys_db) not in _inserts:
+    if sys_db not in _inserts:
         streams = sys_db.tables.streams
         statement = None
         if not sys_db._wf_columns("any"):
@@ -199,8 +200,8 @@ def _insert_statement(sys_db: Any) -> sa.Insert | None:
                     next_offset.label("offset"),
                 ),
             )
-        _inserts[id(sys_db)] = statement
-    return _inserts[id(sys_db)]
+        _inserts[sys_db] = statement
+    return _inserts[sys_db]
 
 
 def _commit_one_by_one(batch: list[_Value]) -> None:
