@@ -1,4 +1,4 @@
-"""API benchmark (``make bench``; not part of the tests). Issue 2 item 8, checklist §5.
+"""API benchmark (``make bench``; not part of the tests). Issue 2 item 8.
 
 Starts the real ``agent-sessions serve`` (SQLite, a fresh temporary ``DATA_DIR``, an account
 from ``agent-sessions accounts create --json``) and loads, for a fixed time each at 64

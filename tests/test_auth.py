@@ -1,4 +1,4 @@
-"""Credentials: API keys (hash only, revocable, last used) and Bearer JWTs (checklist §3)."""
+"""Credentials: API keys (hash only, revocable, last used) and Bearer JWTs."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Chats routes as DESIGN §3 describes them."""
+"""Chats routes as the Sessions API contract describes them."""
 
 from __future__ import annotations
 

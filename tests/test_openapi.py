@@ -1,4 +1,5 @@
-"""``/openapi.json`` against DESIGN §3 and the seed document (``tests/data/seed-get-session.md``).
+"""``/openapi.json`` against the Sessions API contract and the seed document
+(``tests/data/seed-get-session.md``).
 
 The seed is OpenAPI 3.1 written in 3.0 style (``nullable: true``); ours is what Pydantic emits
 (``anyOf [..., {type: null}]``, ``const`` for one-value enums). Both are reduced to the same
@@ -20,7 +21,7 @@ from fastapi.testclient import TestClient
 SEED = Path(__file__).parent / "data" / "seed-get-session.md"
 HTTP_METHODS = {"get", "put", "post", "patch", "delete", "options", "head", "trace"}
 
-# DESIGN §3 "Sessions" and "Chats" plus /healthz: the least the document must contain.
+# the Sessions API contract and "Chats" plus /healthz: the least the document must contain.
 EXPECTED_OPERATIONS = {
     ("get", "/healthz"),
     ("post", "/api/sessions"),
@@ -131,7 +132,7 @@ def test_session_matches_the_seed(spec: dict[str, Any]) -> None:
     ours = spec["components"]["schemas"]["Session"]
     extra = {"autoCommitPush", "autoCreatePr", "prNumber", "prStatus", "baseBranch"}  # ADR 13
     assert set(ours["properties"]) == set(theirs["properties"]) | extra
-    # DESIGN §3: every field is always present (null where unknown), so all are required.
+    # The contract: every field is always present (null where unknown), so all are required.
     assert set(ours["required"]) == set(theirs["properties"]) | extra
     for name, prop in theirs["properties"].items():
         assert _shape(spec, ours["properties"][name]) == _shape(seed, prop), name

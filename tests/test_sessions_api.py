@@ -1,4 +1,4 @@
-"""Sessions routes as DESIGN §3 describes them."""
+"""Sessions routes as the Sessions API contract describes them."""
 
 from __future__ import annotations
 

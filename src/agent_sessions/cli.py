@@ -1,4 +1,5 @@
-"""``agent-sessions``: run the service and manage accounts, keys and organizations (DESIGN §8)."""
+"""``agent-sessions``: run the service and manage accounts, keys and organizations (README,
+Management commands)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Crash points for the recovery tests (checklist §4: fault points driven by an env var).
+"""Crash points for the recovery tests (fault points driven by an environment variable).
 
 A test starts a process with ``AGENT_SESSIONS_FAULT_POINT`` set to one of the names passed to
 :func:`fault_point`; the process then dies by SIGKILL exactly there, with no ``finally`` blocks

@@ -1,4 +1,5 @@
-"""The lifecycle state machine with the real DBOS workflows (DESIGN §4, issue 4)."""
+"""The lifecycle state machine with the real DBOS workflows (docs/architecture.md, Lifecycle; issue
+4)."""
 
 from __future__ import annotations
 

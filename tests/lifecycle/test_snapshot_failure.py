@@ -158,7 +158,7 @@ def test_a_snapshot_that_cannot_be_made_keeps_the_workspace_and_stops_everything
     s = h.session(sid)
     assert s["lifecycleState"] == "hibernated", s["lifecycleError"]
     assert "Snapshot failed" in s["lifecycleError"] and "kept" in s["lifecycleError"]
-    # The store's error names its directory; the client is shown no host path (DESIGN §3).
+    # The store's error names its directory; the client is shown no host path.
     for host_path in (store, store.parent, box.workspace):
         assert str(host_path) not in s["lifecycleError"], s["lifecycleError"]
     assert s["snapshotUrl"] is None and s["sandboxState"][WORKSPACE_KEPT] is True

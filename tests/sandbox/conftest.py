@@ -50,8 +50,8 @@ def local_unavailable_reason() -> str | None:
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip(
-            "NEEDS ROOT: the per-sandbox host uid (checklist §0.1) is only used when the service "
-            "runs as root; run this suite as root to check it"
+            "NEEDS ROOT: the per-sandbox host uid (docs/architecture.md, Local sandbox) is only "
+            "used when the service runs as root; run this suite as root to check it"
         )
 
 

@@ -1,4 +1,5 @@
-"""Escape and abuse suite against the real local provider (issue 3 item 6, checklist §1).
+"""Escape and abuse suite against the real local provider (issue 3 item 6; architecture.md, Local
+sandbox).
 
 One test per attempt; each asserts the attempt ends safe *and* that the host (this process, a
 host canary process, a second sandbox B) is still fine afterwards. Real bubblewrap, real
@@ -94,7 +95,7 @@ async def test_01_host_secret_files(a: LocalSandbox, b: LocalSandbox) -> None:
     r = await a.exec("cat /etc/shadow; ls /root; cat /root/.ssh/id_rsa; ls /home; echo end")
     assert r.stdout == "end\n"
     assert "No such file or directory" in r.stderr
-    # Regression for checklist §0.1: a root-only file the sandbox *can* see (under the ro-bound
+    # Regression: a root-only file the sandbox *can* see (under the ro-bound
     # /usr) must be unreadable, which holds only if the sandbox is not host root.
     secret = Path(f"/usr/local/share/agent-sessions-canary-{secrets.token_hex(4)}")
     secret.write_text("root only")

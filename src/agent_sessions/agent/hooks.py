@@ -1,5 +1,6 @@
-"""Operator hooks around the agent (DESIGN §6, Claude Code hook contract): ``PreToolUse`` and
-``PostToolUse`` around every tool call, ``UserPromptSubmit`` before a turn, ``Stop`` after it.
+"""Operator hooks around the agent (docs/architecture.md, Hooks; Claude Code's hook contract):
+``PreToolUse`` and ``PostToolUse`` around every tool call, ``UserPromptSubmit`` before a turn,
+``Stop`` after it.
 
 Each hook run is a DBOS step, so a recovered turn does not run a hook twice for the same call.
 A hook that blocks (exit 2, ``decision: block``, ``permissionDecision: deny|ask``) turns the

@@ -1,7 +1,8 @@
 """Chat model ids (``provider/model``) → pydantic-ai models, and which ones are usable.
 
-A model whose provider has no credentials is refused before a turn starts (DESIGN §6), with the
-name of the missing variable, rather than failing inside the turn after the user waited.
+A model whose provider has no credentials is refused before a turn starts (architecture.md, Agent
+turns), with the name of the missing variable, rather than failing inside the turn after the user
+waited.
 """
 
 from __future__ import annotations

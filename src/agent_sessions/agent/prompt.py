@@ -1,5 +1,5 @@
-"""The system prompt: how to work, the environment the agent is in (DESIGN §6), and the
-skills it can load (names and descriptions only; the ``skill`` tool gives a body)."""
+"""The system prompt: how to work, the environment the agent is in (architecture.md, Agent turns),
+and the skills it can load (names and descriptions only; the ``skill`` tool gives a body)."""
 
 from __future__ import annotations
 

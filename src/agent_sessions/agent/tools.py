@@ -1,4 +1,4 @@
-"""The agent's tools (DESIGN §6), all confined to the session's sandbox.
+"""The agent's tools (architecture.md, Agent turns), all confined to the session's sandbox.
 
 Names and camelCase parameters follow the reference product so that prompts and clients written
 for it work here. Each call that touches the sandbox is one DBOS step (:func:`sandbox_step`): a

@@ -1,4 +1,4 @@
-"""One agent turn = one DBOS workflow (DESIGN §6); the workflow id is the run id.
+"""One agent turn = one DBOS workflow (architecture.md, Agent turns); the workflow id is the run id.
 
 The pydantic-ai agents are built once, at import, because DBOS must know every step before it
 launches. ``DBOSDurability`` makes each model request a step; the chat's model streams inside

@@ -17,7 +17,8 @@ EXPOSED_HEADERS = (
 
 
 class CORSMiddleware:
-    """Answers every preflight ``OPTIONS`` with 200 (DESIGN §3) and tags responses for browsers.
+    """Answers every preflight ``OPTIONS`` with 200 (the HTTP contract) and tags responses for
+    browsers.
 
     Credentials travel in headers, never cookies, so no ``Allow-Credentials`` is sent.
     """

@@ -1,4 +1,5 @@
-"""Wire models, one class per direction (DESIGN §3). JSON is camelCase; timestamps ISO-8601 UTC.
+"""Wire models, one class per direction (the HTTP contract). JSON is camelCase; timestamps ISO-8601
+UTC.
 
 Output models list every field without a default, so every field is always present (null where
 unknown) and OpenAPI marks all of them required, as the seed document's clients expect.
@@ -552,7 +553,7 @@ class ChatTurnRequest(_Wire):
 
 
 class RunCreate(_Input):
-    """Keys it does not know are ignored, as the Recoup API does (DESIGN §3)."""
+    """Keys it does not know are ignored, as the Recoup API does."""
 
     model_config = ConfigDict(extra="ignore")
 

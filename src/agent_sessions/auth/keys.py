@@ -1,6 +1,6 @@
 """API keys: ``ask_`` + 32 random bytes (base64url). Only a SHA-256 of the key is stored.
 
-A fast hash is enough because the key has 256 bits of entropy (checklist §3); the readable
+A fast hash is enough because the key has 256 bits of entropy; the readable
 prefix lets people and secret scanners recognise a key without revealing it.
 """
 

@@ -1,4 +1,4 @@
-"""Hooks in the Claude Code hook format (DESIGN §6).
+"""Hooks in the Claude Code hook format (architecture.md, Agent turns).
 
 ``{"hooks": {"<Event>": [{"matcher": "<regex>", "hooks": [{"type": "command", "command": "…",
 "timeout": 60}]}]}}``; the event JSON arrives on stdin; exit 0 proceeds, exit 2 blocks with stderr

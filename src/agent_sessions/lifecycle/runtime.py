@@ -1,4 +1,4 @@
-"""DBOS set-up for ``serve`` and ``worker`` (DESIGN §7 "DBOS").
+"""DBOS set-up for ``serve`` and ``worker`` (docs/architecture.md, Persistence).
 
 One process = one executor id. The application version is pinned so that a restart with new
 code still recovers the runs of the old one; bump it only with a workflow change that cannot

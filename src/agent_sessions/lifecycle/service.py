@@ -32,7 +32,7 @@ POLL_SECONDS = 0.05
 
 
 class Lifecycle:
-    """The durable lifecycle of sessions' sandboxes (DESIGN §4)."""
+    """The durable lifecycle of sessions' sandboxes (docs/architecture.md, Lifecycle)."""
 
     def __init__(
         self, settings: Settings, db: Database, context: LifecycleContext | None = None

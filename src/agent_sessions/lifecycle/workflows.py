@@ -69,7 +69,7 @@ async def _with_retries(what: str, fn: Callable[[], Any]) -> Any:
 
 def _readable(err: BaseException) -> str:
     """An error for ``lifecycleError``: the message only (never a traceback or env), and no
-    host path (DESIGN §3): an ``OSError`` names only the last part of its file, and the data
+    host path: an ``OSError`` names only the last part of its file, and the data
     directory is left out of any other message."""
     if isinstance(err, OSError) and err.strerror:
         name = os.path.basename(os.fsdecode(err.filename)) if err.filename else ""

@@ -3,7 +3,7 @@
 Python has no binding for openat2 (syscall 437 on every architecture since Linux 5.6). With
 ``RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS`` the kernel refuses, atomically,
 any path that leaves the directory or crosses a link: a sandbox swapping a directory for a
-symlink while we open cannot win the race (checklist §0.6, §1 test 15). Where the syscall is
+symlink while we open cannot win the race (architecture.md, Local sandbox). Where the syscall is
 missing we walk the path one component at a time with ``O_NOFOLLOW`` instead, which is equally
 strict once ``..`` is rejected lexically (see :func:`split_relative`).
 """

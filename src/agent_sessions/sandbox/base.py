@@ -1,8 +1,8 @@
 """The provider interface every sandbox backend implements.
 
 A *sandbox* is a plain execution environment with a workspace: the agent loop lives in our
-process and reaches in only through these calls (DESIGN §1). Paths are always relative to the
-workspace root; providers refuse absolute paths, ``..`` and NUL with
+process and reaches in only through these calls (docs/architecture.md). Paths are always relative
+to the workspace root; providers refuse absolute paths, ``..`` and NUL with
 :class:`~agent_sessions.sandbox.errors.UnsafePath`.
 """
 

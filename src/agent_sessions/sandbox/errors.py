@@ -55,7 +55,7 @@ class UnsafePath(SandboxError, InvalidInput):
     """The path is absolute, climbs out with ``..``, holds NUL, is too long, or crosses a link.
 
     Host-side file access never follows symlinks: a link the sandbox planted could otherwise
-    point the service at host files or another sandbox's workspace (checklist §0.6).
+    point the service at host files or another sandbox's workspace (architecture.md, Local sandbox).
     """
 
 

@@ -1,6 +1,6 @@
 """Sandboxes on Vercel Sandbox (Firecracker microVMs), through the official ``vercel-sandbox`` SDK.
 
-For scale-out deployments (DESIGN §1): no sandbox is tied to one host, and hostile code runs
+For scale-out deployments: no sandbox is tied to one host, and hostile code runs
 behind a VM boundary instead of a shared kernel. Each of our sandboxes is a *named persistent*
 Vercel sandbox: ``stop()`` ends its session and Vercel keeps the filesystem; the next command
 resumes it (the SDK does that on its own).

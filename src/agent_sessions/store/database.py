@@ -1,10 +1,10 @@
 """Engine set-up and the two ways to touch the database: :meth:`Database.read` and
 :meth:`Database.write`.
 
-SQLite rules from DESIGN §7 live here and nowhere else: WAL, ``synchronous=FULL`` (an
-acknowledged write survives power loss), ``busy_timeout``, foreign keys, and ``BEGIN IMMEDIATE``
-for every write transaction behind one in-process writer lock. Measured in the checklist: with
-busy_timeout alone, 64 writers had p99 960 ms; behind one lock, 46 ms.
+SQLite rules (docs/architecture.md, Persistence) live here and nowhere else: WAL,
+``synchronous=FULL`` (an acknowledged write survives power loss), ``busy_timeout``, foreign keys,
+and ``BEGIN IMMEDIATE`` for every write transaction behind one in-process writer lock. Measured in
+the checklist: with busy_timeout alone, 64 writers had p99 960 ms; behind one lock, 46 ms.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Lifecycle columns of a session, changed only by compare-and-set (DESIGN §4).
+"""Lifecycle columns of a session, changed only by compare-and-set (docs/architecture.md,
+Lifecycle).
 
 Every state change is ``UPDATE … WHERE id = ? AND lifecycle_state IN (…) [AND lifecycle_version
 = ?]`` plus ``lifecycle_version + 1``; the row count says who won, so two actors (a watcher and a

@@ -251,7 +251,8 @@ STILL_PAUSING = "Sandbox is still being paused, try again in a few seconds."
 
 
 def apply_patch(row: SessionRow, changes: dict[str, Any]) -> PatchEffect:
-    """Apply validated PATCH fields (snake_case) to ``row``; archive rules per DESIGN §3.
+    """Apply validated PATCH fields (snake_case) to ``row``; archive rules as the Sessions API has
+    them.
 
     Archiving moves the lifecycle to ``archived`` and clears its timers and lease; the sandbox is
     stopped afterwards, outside the transaction. Unarchiving is refused while a sandbox is still

@@ -1,4 +1,4 @@
-"""``/api/sessions``: create, list, get, patch, delete (DESIGN §3 "Sessions")."""
+"""``/api/sessions``: create, list, get, patch, delete (the Sessions API contract)."""
 
 from __future__ import annotations
 

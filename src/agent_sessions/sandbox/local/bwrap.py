@@ -1,4 +1,4 @@
-"""The command line that starts one sandboxed command (DESIGN §7, checklist §1).
+"""The command line that starts one sandboxed command (docs/architecture.md, Local sandbox).
 
 ``setpriv`` drops host root to the sandbox's own uid (no supplementary groups, no inheritable
 or bounding capabilities), ``prlimit`` sets rlimits, ``choom`` makes sandbox processes the OOM

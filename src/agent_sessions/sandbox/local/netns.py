@@ -10,7 +10,7 @@ the host (root) keeps one namespace per running sandbox, held by a tiny *holder*
   user namespace) holds no capability over it: no new interfaces, routes or firewall rules.
 * It holds only ``lo`` — plus, with ``AGENT_SESSIONS_SANDBOX_NETWORK=on``, a ``tap0`` wired to
   the outside by ``slirp4netns`` (its own sandbox and seccomp on, host loopback disabled).
-  Never the host's namespace (checklist §0.3).
+  Never the host's namespace (architecture.md, Local sandbox).
 * Holder and helper get ``PR_SET_PDEATHSIG`` (``setpriv --pdeathsig``): if the service dies they
   die, and the namespace with them, like the sandboxes themselves (``--die-with-parent``).
   Nothing is mounted, so nothing leaks on the host. ``stop()`` ends both.

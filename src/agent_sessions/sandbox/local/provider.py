@@ -1,4 +1,4 @@
-"""The local provider: bubblewrap sandboxes on this host (single host by nature, DESIGN §1).
+"""The local provider: bubblewrap sandboxes on this host (single host by nature).
 
 Layout under ``DATA_DIR/sandboxes`` (mode 0711: the sandbox uids must traverse it, not list
 it)::

@@ -1,10 +1,10 @@
 """One dedicated, unprivileged host uid per sandbox, when the service runs as root.
 
 Running bwrap as host root leaves the sandbox mapped to uid 0 on the host (it could read
-0640 root files) and exempt from RLIMIT_NPROC (checklist §0.1). A uid per sandbox makes file
-ownership, NPROC and "kill everything of uid U" per sandbox. The name → uid map is a JSON file
-in the data directory under an ``fcntl`` lock, so service processes sharing it never hand out
-a uid twice.
+0640 root files) and exempt from RLIMIT_NPROC (architecture.md, Local sandbox). A uid per sandbox
+makes file ownership, NPROC and "kill everything of uid U" per sandbox. The name → uid map is a
+JSON file in the data directory under an ``fcntl`` lock, so service processes sharing it never hand
+out a uid twice.
 
 Two services with *different* data directories on one host (a dev and a test instance, or
 parallel test runs) must not share a uid either, or one's ``stop()`` would kill the other's
