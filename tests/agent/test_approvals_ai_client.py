@@ -38,10 +38,10 @@ pytestmark = [
 ]
 
 
-def _client(payload: dict[str, Any], script: str = "approve.mjs") -> dict[str, Any]:
+def _client(payload: dict[str, Any]) -> dict[str, Any]:
     assert NODE is not None
     done = subprocess.run(
-        [NODE, str(NODE_DIR / script), json.dumps(payload)],
+        [NODE, str(NODE_DIR / "respond.mjs"), json.dumps(payload)],
         capture_output=True, text=True, timeout=120, cwd=NODE_DIR,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
@@ -121,7 +121,6 @@ def test_the_ai_sdk_client_answers_a_question(
             {"url": srv.url, "headers": headers, "sessionId": sid, "chatId": chat_id,
              "model": f"openai/{name}", "prompt": "ask me",
              "answers": {"Which language?": "Go"}},
-            "answer.mjs",
         )  # fmt: skip
         assert out["errors"] == []
         [asked] = out["asked"]

@@ -1,15 +1,19 @@
 // The AI SDK's own client (the `ai` package, v6) against a served Agent Sessions instance:
-// send a message, wait for the stream to end at an `ask_user_question` call, answer it with
-// `addToolOutput`, and let `sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithToolCalls`
-// post the answer back, as a web app does.
+// send a message, wait for the stream to end where the turn waits for a person, answer as a web
+// app does, and let `sendAutomaticallyWhen` post the answer back:
+// - with `answers`: the `ask_user_question` calls get `addToolOutput`
+//   (`lastAssistantMessageIsCompleteWithToolCalls`);
+// - else: the tool approval requests get `addToolApprovalResponse` with `approved` and `reason`
+//   (`lastAssistantMessageIsCompleteWithApprovalResponses`).
 //
 // Input: one JSON object on argv[2]:
-//   {url, headers, sessionId, chatId, model, prompt, answers}
+//   {url, headers, sessionId, chatId, model, prompt, answers} or {…, approved, reason?}
 // Output: one JSON object on stdout: {asked, messages, finishReasons, errors}.
 
 import {
   AbstractChat,
   DefaultChatTransport,
+  lastAssistantMessageIsCompleteWithApprovalResponses,
   lastAssistantMessageIsCompleteWithToolCalls,
 } from 'ai';
 
@@ -40,6 +44,7 @@ class Chat extends AbstractChat {
 }
 
 const input = JSON.parse(process.argv[2]);
+const answering = input.answers !== undefined;
 const errors = [];
 const finishReasons = [];
 let finished = 0;
@@ -52,7 +57,9 @@ const chat = new Chat({
     headers: input.headers,
     body: { sessionId: input.sessionId, model: input.model },
   }),
-  sendAutomaticallyWhen: lastAssistantMessageIsCompleteWithToolCalls,
+  sendAutomaticallyWhen: answering
+    ? lastAssistantMessageIsCompleteWithToolCalls
+    : lastAssistantMessageIsCompleteWithApprovalResponses,
   onError: error => errors.push(String(error?.message ?? error)),
   onFinish: ({ finishReason }) => {
     finishReasons.push(finishReason ?? null);
@@ -82,18 +89,28 @@ function responses(n) {
 await chat.sendMessage({ text: input.prompt });
 await responses(1);
 const last = chat.messages[chat.messages.length - 1];
-const asked = last.parts.filter(
-  p => p.type === 'tool-ask_user_question' && p.state === 'input-available',
+const asked = last.parts.filter(p =>
+  answering
+    ? p.type === 'tool-ask_user_question' && p.state === 'input-available'
+    : p.state === 'approval-requested',
 );
 for (const part of asked) {
-  await chat.addToolOutput({
-    tool: 'ask_user_question',
-    toolCallId: part.toolCallId,
-    output: { answers: input.answers },
-  });
+  if (answering) {
+    await chat.addToolOutput({
+      tool: 'ask_user_question',
+      toolCallId: part.toolCallId,
+      output: { answers: input.answers },
+    });
+  } else {
+    await chat.addToolApprovalResponse({
+      id: part.approval.id,
+      approved: input.approved,
+      reason: input.reason,
+    });
+  }
 }
 if (asked.length > 0) {
-  await responses(2); // sent automatically once every call has its output
+  await responses(2); // sent automatically once every call has its answer
 }
 process.stdout.write(
   JSON.stringify({ asked, messages: chat.messages, finishReasons, errors }),
