@@ -102,6 +102,15 @@ def latency_row(name: str, seconds: list[float], target_ms: float | None = None)
     return Row(name, len(seconds), value, f"p50 < {target_ms:g} ms", p50 < target_ms)
 
 
+def pin_cpus(wanted: bool) -> tuple[list[str], list[str]]:
+    """With two CPUs or more: the servers on CPU 0, this process (and the model) on CPU 1;
+    returns the ``taskset`` prefixes of the server's and the client's commands."""
+    if not (wanted and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2):
+        return [], []
+    os.sched_setaffinity(0, {1})
+    return ["taskset", "-c", "0"], ["taskset", "-c", "1"]
+
+
 def chat_body(session_id: str, model: str) -> dict[str, Any]:
     """``POST /api/chat`` for a new chat of ``session_id`` saying "go", as ``useChat`` sends it."""
     return {
@@ -491,11 +500,8 @@ def main() -> None:
         args.concurrent_steps,
         args.warmup,
     )
-    pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
-    server_cpu = ["taskset", "-c", "0"] if pin else []
-    client_cpu = ["taskset", "-c", "1"] if pin else []
-    if pin:
-        os.sched_setaffinity(0, {1})
+    server_cpu, client_cpu = pin_cpus(not args.no_pin)
+    pin = bool(server_cpu)
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     workers = args.worker_concurrency or "server default (32 per CPU)"
     print(

@@ -53,6 +53,7 @@ from agent import (
     _wait_healthy,
     chat_body,
     percentile,
+    pin_cpus,
     postgres_database,
     process_cpu,
     server,
@@ -386,11 +387,8 @@ def main() -> None:
     args = parser.parse_args()
     args.n = sorted(int(x) for x in args.n.split(","))
     args.worker_concurrency = [w.strip() for w in args.worker_concurrency.split(",")]
-    pin = not args.no_pin and shutil.which("taskset") is not None and (os.cpu_count() or 1) >= 2
-    server_cpu = ["taskset", "-c", "0"] if pin else []
-    client_cpu = ["taskset", "-c", "1"] if pin else []
-    if pin:
-        os.sched_setaffinity(0, {1})
+    server_cpu, client_cpu = pin_cpus(not args.no_pin)
+    pin = bool(server_cpu)
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     print(
         f"{os.cpu_count()} CPUs; "
