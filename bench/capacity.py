@@ -335,6 +335,7 @@ def profiled(srv: Server, name: str, db: str, n: int, args: argparse.Namespace) 
         yield
         return
     out = Path(args.profile_dir) / f"capacity-{db}-{name.split('=')[-1]}-n{n}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
     cmd = [spy, "record", "--pid", str(srv.proc.pid), "-r", "200", "--format", "raw"]
     cmd += ["--nonblocking", "--threads", "--gil", "-o", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
