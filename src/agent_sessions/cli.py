@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import socket
 import sys
 from typing import Annotated, Any
 
@@ -75,6 +77,10 @@ def serve(
             )
     db.dispose()
     _configure_logging()
+    # Where the other processes forward the requests for sessions whose sandbox is here.
+    reachable = socket.gethostname() if host in ("0.0.0.0", "::", "") else host  # noqa: S104
+    reachable = f"[{reachable}]" if ":" in reachable else reachable
+    os.environ.setdefault("AGENT_SESSIONS_ADVERTISE_URL", f"http://{reachable}:{port}")
     uvicorn.run(
         "agent_sessions.api.app:app_from_env",
         factory=True,

@@ -124,7 +124,15 @@ class Settings(BaseSettings):
 
     # --- lifecycle ---------------------------------------------------------------------------
     executor_id: str = Field(default="local", min_length=1, max_length=64)
-    """DBOS executor id: distinct for every process that shares one system database."""
+    """DBOS executor id: distinct for every process that shares one system database (a second
+    live process with the same id is refused at start-up)."""
+    advertise_url: str | None = None
+    """Where the other processes reach this one's HTTP API, for the requests they forward to
+    the host of a session's local sandbox (``serve`` sets it from its address when unset)."""
+    host_heartbeat_seconds: float = Field(default=5.0, gt=0, le=60)
+    host_dead_after_seconds: float = Field(default=20.0, gt=0, le=3600)
+    """A process silent this long is taken over by a live one (docs/architecture.md,
+    Scale-out)."""
     extend_seconds: int = Field(default=1200, gt=0)
     """How much ``POST …/sandbox/extend`` adds to the hard deadline."""
     idle_timeout_seconds: int = Field(default=1800, gt=0)

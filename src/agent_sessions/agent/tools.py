@@ -26,7 +26,13 @@ from agent_sessions.agent.approvals import answer_topic
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.reading import READ_MAX_OUTPUT, BinaryFile, numbered_lines
 from agent_sessions.exceptions import AgentSessionsError
-from agent_sessions.sandbox import FileInfo, FileTooLarge, Sandbox
+from agent_sessions.sandbox import (
+    FileInfo,
+    FileTooLarge,
+    Sandbox,
+    SandboxElsewhere,
+    SandboxNotFound,
+)
 from agent_sessions.workspace.skills import FRONTMATTER_MAX, discover, render_body
 
 WORKSPACE_ROOT = "/workspace"
@@ -63,6 +69,11 @@ def workspace_path(path: str | None) -> str:
     return p
 
 
+class SandboxUnreachable(AgentSessionsError):
+    """The turn's sandbox is gone or on another host: an infrastructure failure that ends the
+    turn visibly, never a tool result the model reads and the turn reports as success."""
+
+
 async def sandbox_step(
     ctx: RunContext[TurnDeps], name: str, fn: Callable[[Sandbox], Awaitable[Any]]
 ) -> Any:
@@ -74,8 +85,15 @@ async def sandbox_step(
     deps = ctx.deps
 
     async def body() -> dict[str, Any]:
+        # Not reaching the sandbox at all is no tool outcome for the model to read: the turn
+        # fails, visibly (raised out of the step, which records it, so a replay fails alike).
         try:
             sandbox = await deps.sandbox()
+        except (SandboxNotFound, SandboxElsewhere) as err:
+            raise SandboxUnreachable(
+                f"The session's sandbox cannot be reached: {err.message}"
+            ) from None
+        try:
             return {"ok": await deps.until_stopped(fn(sandbox))}
         except ToolError as err:
             return {"error": str(err)}

@@ -15,6 +15,7 @@ from agent_sessions.agent.service import Turns
 from agent_sessions.api import errors
 from agent_sessions.api.deps import WRITE_METHODS, Services
 from agent_sessions.api.direct import direct_routes
+from agent_sessions.api.forward import ForwardToHost
 from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
 from agent_sessions.api.ratelimit import WriteRate
 from agent_sessions.api.responses import DESCRIPTIONS
@@ -162,6 +163,8 @@ def create_app(
     app.router.routes[0:0] = direct_routes(
         [sessions.router, chats.router], [sessions.get_session, chats.list_chats, chats.get_chat]
     )
+    if not settings.is_sqlite and settings.sandbox_provider == "local":
+        app.add_middleware(ForwardToHost, settings=settings, db=database)  # inside the limits
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,

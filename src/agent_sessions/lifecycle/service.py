@@ -20,6 +20,7 @@ from agent_sessions.exceptions import Conflict, NotFound
 from agent_sessions.hooks import HookRunner
 from agent_sessions.lifecycle import runtime, workflows
 from agent_sessions.lifecycle.context import LifecycleContext, current
+from agent_sessions.lifecycle.hosts import HostMonitor
 from agent_sessions.settings import Settings
 from agent_sessions.store import Database, quotas
 from agent_sessions.store import lifecycle as cas
@@ -41,6 +42,7 @@ class Lifecycle:
         self.db = db
         self._context = context
         self._on_start: list[Callable[[], None]] = []
+        self.host = HostMonitor(settings, db, settings.advertise_url)
 
     # --- process ----------------------------------------------------------------------------
 
@@ -49,10 +51,14 @@ class Lifecycle:
         self._on_start.append(callback)
 
     def start(self) -> None:
+        """Register this process as a host (refusing a configuration that cannot work), then
+        launch DBOS, which recovers this executor's pending workflows."""
+        self.host.register()
         runtime.start(self.settings, self.db, self._context)
         self.reconcile()
         for callback in self._on_start:
             callback()
+        self.host.start()
 
     def reconcile(self) -> None:
         """Start the work that a crash between a commit and its workflow start left undone.
@@ -73,6 +79,7 @@ class Lifecycle:
                     DBOS.start_workflow(workflows.archive, session_id)
 
     def stop(self) -> None:
+        self.host.stop()
         runtime.stop()
 
     # --- after-commit events --------------------------------------------------------------------

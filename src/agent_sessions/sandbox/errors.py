@@ -21,6 +21,7 @@ __all__ = [
     "InvalidSandboxName",
     "PathConflict",
     "PathNotFound",
+    "SandboxElsewhere",
     "SandboxError",
     "SandboxNotFound",
     "SandboxSetupError",
@@ -36,6 +37,15 @@ class SandboxError(AgentSessionsError):
 
 class SandboxNotFound(SandboxError, NotFound):
     """No sandbox with that name/state exists (destroyed, or never created)."""
+
+
+class SandboxElsewhere(SandboxError, UpstreamError):
+    """The local sandbox lives on another host (process) than this one: the work belongs there
+    (docs/architecture.md, Scale-out)."""
+
+    def __init__(self, name: str, host: str) -> None:
+        super().__init__(f"sandbox {name!r} lives on host {host!r}, not on this one")
+        self.host = host
 
 
 class PathNotFound(SandboxError, NotFound):

@@ -305,3 +305,29 @@ class ChatRun(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Host(Base):
+    """A ``serve`` or ``worker`` process sharing the database, by its DBOS executor id.
+
+    Its heartbeat says it lives; a host silent past the timeout is taken over, once, by a live
+    one (``lifecycle.hosts``). Local sandboxes live on their host (their state names it).
+    """
+
+    __tablename__ = "hosts"
+
+    executor_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    instance: Mapped[str] = mapped_column(String(32))
+    """Random per process start: tells a restart from a second process with the same id."""
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    url: Mapped[str | None] = mapped_column(Text)
+    """Where it serves HTTP, for requests forwarded to it (None: a ``worker``)."""
+    sandbox_provider: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(8))
+    """``live``, ``stopped`` (shut down cleanly: its sessions wait for it) or ``gone``
+    (silent past the timeout, taken over)."""
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    taken_over_by: Mapped[str | None] = mapped_column(String(64))
+    taken_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

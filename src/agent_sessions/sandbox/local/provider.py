@@ -47,6 +47,7 @@ from agent_sessions.sandbox.base import (
 )
 from agent_sessions.sandbox.errors import (
     PathConflict,
+    SandboxElsewhere,
     SandboxError,
     SandboxNotFound,
     SandboxSetupError,
@@ -131,6 +132,8 @@ class LocalProvider(SandboxProvider):
         self.as_root = os.geteuid() == 0
         _require_tools(settings.sandbox_network, self.as_root)
         self.root = (settings.data_dir / "sandboxes").resolve()
+        self.host = settings.executor_id
+        """Named in every sandbox's state: the one process that can reach it."""
         self.snapshots = snapshots
         self.online = settings.sandbox_network == "on"
         self.shared_netns = self.as_root and all(shutil.which(t) for t in _NETNS_TOOLS)
@@ -232,6 +235,9 @@ class LocalProvider(SandboxProvider):
         uid = await asyncio.to_thread(self.uids.lookup, name) if self.as_root else None
         box = self._sandbox(name, uid)
         if not box.workspace.is_dir() or (self.as_root and uid is None):
+            host = state.get("host")
+            if isinstance(host, str) and host != self.host:
+                raise SandboxElsewhere(name, host)
             raise SandboxNotFound(f"sandbox {name!r} does not exist")
         if box.disk.needs_mount():  # its image, after a reboot
             await asyncio.to_thread(box.disk.ensure_mounted)
@@ -270,7 +276,7 @@ class LocalSandbox(HostFileOps, Sandbox):
 
     @property
     def state(self) -> dict[str, Any]:
-        return {"provider": "local", "name": self.name}
+        return {"provider": "local", "name": self.name, "host": self.provider.host}
 
     # -- setup -----------------------------------------------------------------------------
 
