@@ -1,0 +1,232 @@
+"""Three ``serve`` processes as hosts on one PostgreSQL database, local sandboxes, snapshots in
+S3 (moto's server over real HTTP: the S3 stand-in), the scripted model stand-in.
+
+Requests for a session go to the host of its sandbox whichever process receives them; a second
+process with a host's executor id is refused; when one host is killed for good in the middle
+of a turn, the others take it over within the timeout: its turn ends ``failed`` with what it
+streamed kept, its sessions come back from their snapshot on another host (and say from
+which) or fail visibly, and nothing its turn did runs again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.agent.conftest import parse_sse
+from tests.conftest import (
+    Backend,
+    Server,
+    make_account,
+    start_server,
+    stop_server,
+    traversable_tmpdir,
+)
+from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
+from tests.support.model_server import Call, ModelServer, Text, ToolCalls, run_model_server
+from tests.support.waiting import until
+
+pytestmark = pytest.mark.slow
+
+AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+DEAD_AFTER = 6
+
+
+@pytest.fixture
+def pg(_postgres_backend: Backend) -> Backend:
+    """Several processes share PostgreSQL only (SQLite serves one: refused, tested in
+    tests/lifecycle/test_hosts.py)."""
+    reason = local_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    return _postgres_backend
+
+
+@pytest.fixture
+def s3() -> Iterator[str]:
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    boto3.client("s3", endpoint_url=url, **_boto(AWS)).create_bucket(Bucket="snaps")
+    try:
+        yield url
+    finally:
+        server.stop()
+
+
+def _boto(env: dict[str, str]) -> dict[str, str]:
+    return {
+        "aws_access_key_id": env["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": env["AWS_SECRET_ACCESS_KEY"],
+        "region_name": env["AWS_DEFAULT_REGION"],
+    }
+
+
+@pytest.fixture
+def model() -> Iterator[ModelServer]:
+    with run_model_server() as server:
+        yield server
+
+
+def _env(name: str, slot: int, s3: str, model: ModelServer) -> dict[str, str]:
+    return {
+        **AWS,
+        "AGENT_SESSIONS_EXECUTOR_ID": name,
+        "AGENT_SESSIONS_SNAPSHOT_STORE": "s3",
+        "AGENT_SESSIONS_S3_BUCKET": "snaps",
+        "AGENT_SESSIONS_S3_ENDPOINT_URL": s3,
+        "AGENT_SESSIONS_HOST_HEARTBEAT_SECONDS": "1",
+        "AGENT_SESSIONS_HOST_DEAD_AFTER_SECONDS": str(DEAD_AFTER),
+        "AGENT_SESSIONS_SANDBOX_UID_BASE": str(UID_BASE + 60 + 10 * slot),
+        "AGENT_SESSIONS_SANDBOX_UID_COUNT": "10",
+        "OPENAI_API_KEY": "test-key",
+        "OPENAI_BASE_URL": model.base_url,
+    }
+
+
+def _state(srv: Server, sid: str, h: dict[str, str]) -> dict[str, Any]:
+    session: dict[str, Any] = httpx.get(f"{srv.url}/api/sessions/{sid}", headers=h).json()[
+        "session"
+    ]
+    return session
+
+
+def _turn(srv: Server, sid: str, chat_id: str, model: str, h: dict[str, str], text: str) -> str:
+    """Send a message and read the whole response; returns its raw SSE text."""
+    body = {
+        "id": chat_id,
+        "sessionId": sid,
+        "model": f"openai/{model}",
+        "messages": [{"id": f"u-{time.monotonic_ns()}", "role": "user",
+                      "parts": [{"type": "text", "text": text}]}],
+    }  # fmt: skip
+    with httpx.stream("POST", f"{srv.url}/api/chat", json=body, headers=h, timeout=120) as r:
+        assert r.status_code == 200, r.read()
+        return r.read().decode()
+
+
+def test_three_hosts_route_refuse_and_survive_losing_one(
+    pg: Backend, tmp_path: Path, s3: str, model: ModelServer
+) -> None:
+    servers: list[Server] = []
+    with contextlib.ExitStack() as stack:
+        for i, name in enumerate(("host-a", "host-b", "host-c")):
+            data = stack.enter_context(traversable_tmpdir(f"agent-sessions-{name}-"))
+            servers.append(start_server(data, pg.url, **_env(name, i, s3, model)))
+            stack.callback(stop_server, servers[-1])
+        _scenario(servers, pg, tmp_path, s3, model)
+
+
+def _scenario(
+    servers: list[Server], pg: Backend, tmp_path: Path, s3: str, model: ModelServer
+) -> None:
+    if True:
+        a, b, c = servers
+        h = make_account(pg.db).headers
+
+        # --- a second process with a live host's executor id is refused, in one line
+        refused = subprocess.run(
+            [sys.executable, "-m", "agent_sessions", "serve", "--port", "1"],
+            env={**os.environ, **_env("host-b", 2, s3, model),
+                 "AGENT_SESSIONS_DATA_DIR": str(tmp_path / "dup"),
+                 "AGENT_SESSIONS_DATABASE_URL": pg.url},
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "executor id 'host-b' is in use by a live process" in refused.stderr
+
+        # --- two sessions made on A: their sandboxes live there
+        made = [httpx.post(f"{a.url}/api/sessions", json={}, headers=h).json() for _ in (1, 2)]
+        s1, s2 = (m["session"]["id"] for m in made)
+        chat1 = made[0]["chat"]["id"]
+        for sid in (s1, s2):
+            until("active", lambda sid=sid: _state(a, sid, h)["lifecycleState"] == "active", 60)
+            assert _state(a, sid, h)["sandboxState"]["host"] == "host-a"
+
+        # --- whichever process is asked, the work happens on A
+        put = httpx.put(
+            f"{c.url}/api/sessions/{s1}/files/content", params={"path": "kept.txt"},
+            content=b"from before the snapshot\n", headers=h,
+        )  # fmt: skip
+        assert put.status_code < 300, put.text
+        got = httpx.get(
+            f"{b.url}/api/sessions/{s1}/files/content", params={"path": "kept.txt"}, headers=h
+        )
+        assert got.status_code == 200, got.text
+        assert got.json()["content"] == "from before the snapshot\n"
+        hib = httpx.post(f"{b.url}/api/sessions/{s1}/sandbox/hibernate", headers=h, timeout=120)
+        assert hib.status_code == 200, hib.text
+        assert _state(a, s1, h)["lifecycleState"] == "hibernated"
+        resumed = httpx.post(f"{a.url}/api/sessions/{s1}/sandbox/resume", headers=h, timeout=120)
+        assert resumed.status_code == 200, resumed.text
+        assert _state(a, s1, h)["sandboxState"]["host"] == "host-a"  # restored where asked
+
+        # --- a turn sent to B runs on A; kill -9 A while its tool call runs
+        model.script("long", [ToolCalls([Call("bash", {"command": "sleep 60"})]), Text("late")])
+        body = {
+            "id": chat1, "sessionId": s1, "model": "openai/long",
+            "messages": [{"id": "u-long", "role": "user",
+                          "parts": [{"type": "text", "text": "take your time"}]}],
+        }  # fmt: skip
+        seen = ""
+        with httpx.stream("POST", f"{b.url}/api/chat", json=body, headers=h, timeout=60) as r:
+            run_id = r.headers["x-workflow-run-id"]
+            try:
+                for piece in r.iter_text():
+                    seen += piece
+                    if '"tool-input-available"' in seen:
+                        a.process.kill()
+                        a.process.wait(10)
+            except httpx.HTTPError:
+                pass
+        assert a.process.returncode == -9, seen[-2000:]
+        killed_at = time.monotonic()
+
+        # --- within the timeout B or C took A over, once
+        def ended() -> bool:
+            run = httpx.get(f"{c.url}/api/chat/runs/{run_id}", headers=h).json()
+            return bool(run["status"] == "failed")
+
+        until("the lost turn ended", ended, 60)
+        run = httpx.get(f"{c.url}/api/chat/runs/{run_id}", headers=h).json()
+        assert "host-a" in run["error"] and "stopped responding" in run["error"]
+        first = _state(b, s1, h)
+        assert first["lifecycleState"] == "hibernated"
+        assert "comes back from its snapshot of" in first["lifecycleError"]
+        second = _state(b, s2, h)
+        assert second["lifecycleState"] == "failed"
+        assert "no snapshot" in second["lifecycleError"]
+        assert time.monotonic() - killed_at < 60
+
+        # --- the session is served by the others, from its snapshot; nothing ran twice
+        # (the stand-in answers by the number of assistant messages: the lost turn left one)
+        model.script("look", [Text("unused"), ToolCalls([Call("bash", {"command": "cat kept.txt"})]),
+                              Text("found it")])  # fmt: skip
+        raw = _turn(c, s1, chat1, "look", h, "what is there?")
+        chunks = parse_sse(raw)
+        outputs = [ch for ch in chunks if ch.get("type") == "tool-output-available"]
+        assert outputs and "from before the snapshot" in str(outputs[0]["output"]), raw[-2000:]
+        assert _state(b, s1, h)["sandboxState"]["host"] == "host-c"
+        assert len(model.requests("long")) == 1  # the lost turn was not continued anywhere
+        chat = httpx.get(f"{b.url}/api/sessions/{s1}/chats/{chat1}", headers=h).json()
+        roles = [m["role"] for m in chat["messages"]]
+        assert roles[:2] == ["user", "assistant"] and roles.count("user") == 2  # all kept
+        texts = str(chat["messages"])
+        assert "take your time" in texts and "what is there?" in texts
