@@ -6,6 +6,9 @@ import json
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import update
+
+from agent_sessions.store.models import SessionRow
 from tests.agent.conftest import Agents, AgentsFactory
 from tests.agent.protocol import check_protocol, text_of, tool_outputs
 from tests.conftest import make_account
@@ -107,6 +110,29 @@ def test_tool_errors_go_back_to_the_model(agents: AgentsFactory) -> None:
     assert outputs[2]["type"] == "tool-output-available"
     assert outputs[2]["output"]["exitCode"] == 3
     assert h.run(headers["x-workflow-run-id"])["status"] == "completed"
+
+
+def test_a_sandbox_that_cannot_be_reached_fails_the_turn_visibly(agents: AgentsFactory) -> None:
+    """Not a tool result the model reads and the turn calls a success (issue 17: a process
+    that took a turn for a sandbox on another host answered every call "does not exist")."""
+    h = agents()
+    model = h.script([ToolCalls([Call("bash", {"command": "echo hi"})]), Text("all good")])
+    created = h.new_session()
+    sid, chat_id = created["session"]["id"], created["chat"]["id"]
+    with h.backend.db.write() as s:  # its sandbox now lives on a host that is not this one
+        s.execute(
+            update(SessionRow).where(SessionRow.id == sid).values(
+                sandbox_state={"provider": "local", "name": "elsewhere0000000000000",
+                               "host": "host-x"}
+            )
+        )  # fmt: skip
+    chunks, headers = h.turn(sid, chat_id, "run it", model=model)
+    run = h.run(headers["x-workflow-run-id"])
+    assert run["status"] == "failed"
+    assert "sandbox cannot be reached" in run["error"] and "'host-x'" in run["error"]
+    assert [c for c in chunks if c["type"] == "error"], chunks
+    assert "all good" not in text_of(chunks)
+    assert len(h.model.requests(model.split("/", 1)[1])) == 1  # no step after the call
 
 
 def test_second_turn_sees_the_history_and_reuses_the_chat(agents: AgentsFactory) -> None:
