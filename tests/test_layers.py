@@ -75,6 +75,7 @@ DBOS_MODULES = {
     "agent_sessions.agent.service",
     "agent_sessions.lifecycle.service",
     "agent_sessions.lifecycle.runtime",
+    "agent_sessions.lifecycle.hosts",
 }
 """The modules that import DBOS, as docs/architecture.md names them."""
 

@@ -217,8 +217,8 @@ def _scenario(
 
         # --- the session is served by the others, from its snapshot; nothing ran twice
         # (the stand-in answers by the number of assistant messages: the lost turn left one)
-        model.script("look", [Text("unused"), ToolCalls([Call("bash", {"command": "cat kept.txt"})]),
-                              Text("found it")])  # fmt: skip
+        look = ToolCalls([Call("bash", {"command": "cat kept.txt"})])
+        model.script("look", [Text("unused"), look, Text("found it")])
         raw = _turn(c, s1, chat1, "look", h, "what is there?")
         chunks = parse_sse(raw)
         outputs = [ch for ch in chunks if ch.get("type") == "tool-output-available"]

@@ -14,8 +14,8 @@ its row decides which):
   ``failed`` with what they streamed kept (a turn is not continued on another host: its tool
   calls ran against a workspace that is gone); its pending workflows are cancelled, so that
   none resumes should it come back.
-- with remote (Vercel) sandboxes, nothing was bound to it: its pending workflows are
-  recovered by the host that took over, where they go on from their last step.
+- with remote (Vercel) sandboxes, nothing was bound to it: its pending workflows are resumed
+  (DBOS's internal queue hands them to a live host), going on from their last completed step.
 
 A host that finds itself taken over (it was silent, not dead) stops: the sessions it held were
 moved, and going on would act on them twice.
@@ -185,8 +185,10 @@ class HostMonitor:
 
     def _take_over(self, dead: str, provider: str) -> None:
         pending = DBOS.list_workflows(executor_id=dead, status="PENDING", load_output=False)
-        if provider != "local":  # nothing was bound to the host: its work goes on here
-            DBOS._recover_pending_workflows([dead])
+        if provider != "local":  # nothing was bound to the host: its work goes on elsewhere
+            for wf in pending:  # from its last completed step, on whichever host dequeues it
+                DBOS.cancel_workflow(wf.workflow_id)
+                DBOS.resume_workflow(wf.workflow_id)
             return
         for wf in pending:
             DBOS.cancel_workflow(wf.workflow_id)
