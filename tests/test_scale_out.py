@@ -149,8 +149,10 @@ def _scenario(
                  "AGENT_SESSIONS_DATABASE_URL": pg.url},
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
-        assert refused.returncode != 0
-        assert "executor id 'host-b' is in use by a live process" in refused.stderr
+        assert refused.returncode == 2
+        lines = refused.stderr.strip().splitlines()
+        assert "executor id 'host-b' is in use by a live process" in lines[-1], refused.stderr
+        assert "Traceback" not in refused.stderr
 
         # --- two sessions made on A: their sandboxes live there
         made = [httpx.post(f"{a.url}/api/sessions", json={}, headers=h).json() for _ in (1, 2)]

@@ -66,6 +66,8 @@ def serve(
     """Migrate the database, then serve the HTTP API."""
     import uvicorn
 
+    from agent_sessions.lifecycle.hosts import HostMonitor
+
     settings = load_settings()
     db = _database(settings)
     with db.read() as s:
@@ -75,7 +77,11 @@ def serve(
                 "  .venv/bin/agent-sessions accounts create --name me --json",
                 err=True,
             )
+    refusal = HostMonitor(settings, db).check()  # one line, not a server's traceback
     db.dispose()
+    if refusal is not None:
+        typer.echo(f"error: {refusal}", err=True)
+        raise typer.Exit(2)
     _configure_logging()
     # Where the other processes forward the requests for sessions whose sandbox is here.
     reachable = socket.gethostname() if host in ("0.0.0.0", "::", "") else host  # noqa: S104
@@ -111,13 +117,18 @@ def worker() -> None:
     from agent_sessions.agent.service import Turns  # registers the agent workflows
     from agent_sessions.heap import freeze_startup_heap
     from agent_sessions.lifecycle import Lifecycle
+    from agent_sessions.lifecycle.hosts import StartupRefused
 
     settings = load_settings()
     db = _database(settings)
     _configure_logging()
-    lifecycle = Lifecycle(settings, db)
+    lifecycle = Lifecycle(settings, db, serves_http=False)
     lifecycle.on_start(Turns(settings, db).reconcile)
-    lifecycle.start()
+    try:
+        lifecycle.start()
+    except StartupRefused as err:
+        typer.echo(f"error: {err.message}", err=True)
+        raise typer.Exit(2) from None
     freeze_startup_heap()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

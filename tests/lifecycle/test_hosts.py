@@ -112,3 +112,14 @@ def test_a_host_that_was_taken_over_stops_beating(clean: Backend) -> None:
         later = utcnow() + timedelta(seconds=1)
         assert hosts.take_over(s, "web-1", by="web-2", alive_after=later, now=later)
         assert not hosts.beat(s, "web-1", monitor.instance, utcnow())  # it must stop
+
+
+def test_a_worker_with_local_sandboxes_is_refused_where_hosts_share_work(clean: Backend) -> None:
+    """No request can reach a local sandbox a worker made; on SQLite (one process) it may run."""
+    monitor = HostMonitor(clean.settings(executor_id="w-1"), clean.db, serves_http=False)
+    if clean.settings().is_sqlite:
+        monitor.register()
+        return
+    with pytest.raises(StartupRefused, match="a worker serves no HTTP"):
+        monitor.register()
+    assert monitor.check() is not None

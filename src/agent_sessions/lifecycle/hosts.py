@@ -67,6 +67,8 @@ class HostMonitor:
     settings: Settings
     db: Database
     url: str | None = None
+    serves_http: bool = True
+    """False for a ``worker``: no request can reach a sandbox of its."""
 
     def __post_init__(self) -> None:
         self.executor_id = self.settings.executor_id
@@ -76,38 +78,57 @@ class HostMonitor:
 
     # --- start and stop ------------------------------------------------------------------------
 
+    def check(self) -> str | None:
+        """What :meth:`register` would refuse, recording nothing (``serve`` asks before it
+        starts its server, to say it in one line)."""
+        with self.db.read() as s:
+            return self._verdict(s, utcnow(), lock=False)
+
     def register(self) -> None:
         """Record this process as live, or refuse to start (:class:`StartupRefused`)."""
         now = utcnow()
-        me = store.HostView(
-            self.executor_id, self.instance, socket.gethostname(), os.getpid(), self.url,
-            self.settings.sandbox_provider, "live", now,
-        )  # fmt: skip
-        alive_after = now - timedelta(seconds=self.settings.host_dead_after_seconds)
-
-        def alive(host: store.HostView) -> bool:
-            return host.heartbeat_at > alive_after and _process_may_live(host)
-
         with self.db.write() as s:
-            holder = store.register(s, me, alive)
-            if holder is not None:
-                raise StartupRefused(_in_use(holder, now))
-            others = [
-                h for h in store.others_live(s, self.executor_id, alive_after=alive_after)
-                if _process_may_live(h)
-            ]  # fmt: skip
-            refusal = self._refusal(others)
+            refusal = self._verdict(s, now, lock=True)
             if refusal is not None:
                 s.rollback()
                 raise StartupRefused(refusal)
+            store.record(s, store.HostView(
+                self.executor_id, self.instance, socket.gethostname(), os.getpid(), self.url,
+                self.settings.sandbox_provider, "live", now,
+            ))  # fmt: skip
+
+    def _verdict(self, s: Session, now: datetime, *, lock: bool) -> str | None:
+        alive_after = now - timedelta(seconds=self.settings.host_dead_after_seconds)
+        holder = store.holder(s, self.executor_id, lock=lock)
+        if (
+            holder is not None
+            and holder.instance != self.instance
+            and holder.heartbeat_at > alive_after
+            and _process_may_live(holder)
+        ):
+            return _in_use(holder, now)
+        others = [
+            h for h in store.others_live(s, self.executor_id, alive_after=alive_after)
+            if _process_may_live(h)
+        ]  # fmt: skip
+        refusal = self._refusal(others)
         settings = self.settings
-        if others and settings.sandbox_provider == "local" and settings.snapshot_store == "local":
+        shared_local = settings.sandbox_provider == settings.snapshot_store == "local"
+        if refusal is None and others and shared_local and lock:  # once, at the register
             log.warning(
-                "local sandboxes and local snapshots on several hosts: a session whose host "
-                "dies cannot come back on another one (set AGENT_SESSIONS_SNAPSHOT_STORE=s3)"
+                "local sandboxes and local snapshots on several hosts: a session whose "
+                "host dies cannot come back on another one (set "
+                "AGENT_SESSIONS_SNAPSHOT_STORE=s3)"
             )
+        return refusal
 
     def _refusal(self, others: list[store.HostView]) -> str | None:
+        settings = self.settings
+        if not self.serves_http and settings.sandbox_provider == "local" and not settings.is_sqlite:
+            return (
+                "a worker serves no HTTP, so no request could reach a local sandbox it made: "
+                "run `serve` instead, or use AGENT_SESSIONS_SANDBOX_PROVIDER=vercel"
+            )
         if not others:
             return None
         first = others[0]

@@ -36,13 +36,18 @@ class Lifecycle:
     """The durable lifecycle of sessions' sandboxes (docs/architecture.md, Lifecycle)."""
 
     def __init__(
-        self, settings: Settings, db: Database, context: LifecycleContext | None = None
+        self,
+        settings: Settings,
+        db: Database,
+        context: LifecycleContext | None = None,
+        *,
+        serves_http: bool = True,
     ) -> None:
         self.settings = settings
         self.db = db
         self._context = context
         self._on_start: list[Callable[[], None]] = []
-        self.host = HostMonitor(settings, db, settings.advertise_url)
+        self.host = HostMonitor(settings, db, settings.advertise_url, serves_http)
 
     # --- process ----------------------------------------------------------------------------
 

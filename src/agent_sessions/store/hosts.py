@@ -6,7 +6,6 @@ executor id, two noticing the same silent host) can never both win.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,14 +34,16 @@ class HostView:
         )  # fmt: skip
 
 
-def register(s: Session, me: HostView, alive: Callable[[HostView], bool]) -> HostView | None:
-    """Record ``me`` as live; returns the *other* process holding the same executor id, if
-    ``alive`` says it lives, and records nothing then."""
-    row = s.get(Host, me.executor_id, with_for_update=True)
-    if row is not None and row.state == "live" and row.instance != me.instance:
-        holder = HostView.of(row)
-        if alive(holder):
-            return holder
+def holder(s: Session, executor_id: str, *, lock: bool = False) -> HostView | None:
+    """The process recorded live under ``executor_id``, if any (locked for the register that
+    follows, with ``lock``)."""
+    row = s.get(Host, executor_id, with_for_update=lock)
+    return HostView.of(row) if row is not None and row.state == "live" else None
+
+
+def record(s: Session, me: HostView) -> None:
+    """Record ``me`` as the live process of its executor id (a new start of it)."""
+    row = s.get(Host, me.executor_id)
     if row is None:
         row = Host(executor_id=me.executor_id)
         s.add(row)
@@ -50,7 +51,6 @@ def register(s: Session, me: HostView, alive: Callable[[HostView], bool]) -> Hos
     row.sandbox_provider, row.state = me.sandbox_provider, "live"
     row.started_at = row.heartbeat_at = me.heartbeat_at
     row.taken_over_by = row.taken_over_at = None
-    return None
 
 
 def beat(s: Session, executor_id: str, instance: str, now: datetime) -> bool:
