@@ -28,7 +28,7 @@ from agent_sessions.agent.waiting import WaitingTurns
 from agent_sessions.exceptions import Conflict, Forbidden, InvalidInput, NotFound
 from agent_sessions.faults import fault_point
 from agent_sessions.ids import nanoid
-from agent_sessions.lifecycle.runtime import TURN_QUEUE, off_loop
+from agent_sessions.lifecycle.runtime import TURN_QUEUE, off_loop, reconcile_queue
 from agent_sessions.settings import Settings
 from agent_sessions.store import Database, accounts, quotas, sessions
 from agent_sessions.store import chats as chat_store
@@ -126,6 +126,7 @@ class Turns:
             store.create_run(
                 db, id=run_id, chat_id=chat.id, session_id=session.id, account_id=account_id,
                 model_id=model, assistant_message_id=f"msg-{nanoid()}", headless=headless,
+                executor_id=self.settings.executor_id,
             )  # fmt: skip
             return Accepted(run_id, chat.id, session.id, session_created=new_session is not None)
 
@@ -200,10 +201,10 @@ class Turns:
         recovers the ones that started. Warm up the model providers' imports."""
         models.warm_up(self.settings)
         with self.db.read() as s:
-            pending = store.unfinished_runs(s)
+            pending = store.unfinished_runs(s, self.settings.executor_id)
 
         def enqueue_all() -> None:
-            queue = DBOS.retrieve_queue(TURN_QUEUE)
+            queue = DBOS.retrieve_queue(reconcile_queue(self.settings))
             assert queue is not None
             for run_id, account_id in pending:
                 if DBOS.get_workflow_status(run_id) is not None:

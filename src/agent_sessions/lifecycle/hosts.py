@@ -299,11 +299,16 @@ def _snapshot_time(s: Session, session_id: str) -> str:
 
 
 def _fail_runs(s: Session, dead: str, runs: set[str], sessions: set[str]) -> int:
-    """End the live turns that ran (or waited) on ``dead``, keeping what they streamed."""
+    """End the live turns that ran (or waited) on ``dead``, keeping what they streamed. With
+    local sandboxes a turn runs in the process that accepted it."""
     rows = s.execute(
         select(ChatRun.id).where(
             ChatRun.status.in_(turns.LIVE)
-            & (ChatRun.id.in_(runs) | ChatRun.session_id.in_(sessions))
+            & (
+                ChatRun.id.in_(runs)
+                | ChatRun.session_id.in_(sessions)
+                | (ChatRun.executor_id == dead)  # accepted there: running, or waiting a slot
+            )
         )
     ).all()
     for (run_id,) in rows:

@@ -72,8 +72,25 @@ def start(settings: Settings, db: Database, context: LifecycleContext | None = N
         config["db_engine_kwargs"] = {"pool_pre_ping": False}
     logging.getLogger("dbos").setLevel(logging.WARNING)
     DBOS(config=config)
+    if hosts_own_turns(settings):  # another host's turns are not for this one to dequeue
+        # (a global limit is refused with local sandboxes on several hosts: on one it may be)
+        shared = [TURN_QUEUE] if settings.agent_global_concurrency else []
+        DBOS.listen_queues([reconcile_queue(settings), *shared])
     DBOS.launch()
     off_loop(lambda: register_turn_queue(settings))
+
+
+def hosts_own_turns(settings: Settings) -> bool:
+    """Local sandboxes where several processes may share the database: a turn must run on the
+    host of its session's sandbox, which is the process that accepted it (forwarded there,
+    docs/architecture.md, Scale-out); no shared queue may hand it to another."""
+    return settings.sandbox_provider == "local" and not settings.is_sqlite
+
+
+def reconcile_queue(settings: Settings) -> str:
+    """The queue for turns accepted but never started (a crash in between): this host's own
+    when hosts own their turns, else the shared one."""
+    return f"{TURN_QUEUE}@{settings.executor_id}" if hosts_own_turns(settings) else TURN_QUEUE
 
 
 def register_turn_queue(settings: Settings) -> None:
@@ -86,6 +103,13 @@ def register_turn_queue(settings: Settings) -> None:
     oldest turns of the whole queue. Without one, the keys are kept and not used.
     """
     global_limit = settings.agent_global_concurrency
+    if hosts_own_turns(settings):
+        DBOS.register_queue(
+            reconcile_queue(settings),
+            worker_concurrency=settings.agent_worker_concurrency,
+            polling_interval_sec=0.5,
+            on_conflict="always_update",
+        )
     DBOS.register_queue(
         TURN_QUEUE,
         # DBOS refuses a worker limit above the global one (a global 4 with the default

@@ -277,6 +277,9 @@ class ChatRun(Base):
     """Started by ``POST /api/chat/runs``: no client tools (nobody would answer them)."""
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     """Executions of the turn's workflow so far; above 1 the turn is a recovery after a crash."""
+    executor_id: Mapped[str | None] = mapped_column(String(64))
+    """The process (host) that accepted it: it starts the turn, or holds it waiting for a slot
+    (None: accepted before hosts were recorded)."""
     # Usage: each figure is the run's total, its subagents' included; ``subagent_*`` is the
     # subagents' part of it. ``input_tokens`` includes the cached ones (read or written).
     input_tokens: Mapped[int] = mapped_column(Integer, default=0)

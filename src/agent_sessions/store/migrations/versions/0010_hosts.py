@@ -1,4 +1,5 @@
-"""hosts: the processes sharing the database, with their heartbeats (issue 17)
+"""hosts: the processes sharing the database, with their heartbeats; the process that
+accepted each run (issue 17)
 
 Revision ID: 0010
 Revises: 0009
@@ -30,7 +31,9 @@ def upgrade() -> None:
         sa.Column("taken_over_by", sa.String(64), nullable=True),
         sa.Column("taken_over_at", sa.DateTime(timezone=True), nullable=True),
     )
+    op.add_column("chat_runs", sa.Column("executor_id", sa.String(64), nullable=True))
 
 
 def downgrade() -> None:
+    op.drop_column("chat_runs", "executor_id")
     op.drop_table("hosts")
