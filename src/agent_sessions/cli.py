@@ -123,7 +123,9 @@ def worker() -> None:
     db = _database(settings)
     _configure_logging()
     lifecycle = Lifecycle(settings, db, serves_http=False)
-    lifecycle.on_start(Turns(settings, db).reconcile)
+    agent_turns = Turns(settings, db)
+    lifecycle.on_start(agent_turns.reconcile)
+    lifecycle.on_takeover(agent_turns.adopt)
     try:
         lifecycle.start()
     except StartupRefused as err:

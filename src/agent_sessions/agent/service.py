@@ -200,8 +200,16 @@ class Turns:
         """Enqueue turns that were accepted but never started (a crash in between); DBOS itself
         recovers the ones that started. Warm up the model providers' imports."""
         models.warm_up(self.settings)
+        self._enqueue_unstarted(self.settings.executor_id, unrecorded=True)
+
+    def adopt(self, lost_host: str) -> None:
+        """After this process took over a silent host: the turns it accepted and never started
+        go on the queue (with local sandboxes they were ended with the host instead)."""
+        self._enqueue_unstarted(lost_host, unrecorded=False)
+
+    def _enqueue_unstarted(self, executor_id: str, *, unrecorded: bool) -> None:
         with self.db.read() as s:
-            pending = store.unfinished_runs(s, self.settings.executor_id)
+            pending = store.unfinished_runs(s, executor_id, unrecorded=unrecorded)
 
         def enqueue_all() -> None:
             queue = DBOS.retrieve_queue(reconcile_queue(self.settings))

@@ -118,6 +118,7 @@ def create_app(
     lifecycle = lifecycle or Lifecycle(settings, database)
     agent_turns = Turns(settings, database)
     lifecycle.on_start(agent_turns.reconcile)
+    lifecycle.on_takeover(agent_turns.adopt)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -29,6 +29,7 @@ import secrets
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -71,6 +72,9 @@ class HostMonitor:
     """False for a ``worker``: no request can reach a sandbox of its."""
 
     def __post_init__(self) -> None:
+        self.on_takeover: list[Callable[[str], None]] = []
+        """Called with a host this process took over, after its workflows were handled (the
+        agent turns adopt the turns it accepted and never started)."""
         self.executor_id = self.settings.executor_id
         self.instance = secrets.token_hex(8)
         self._stop = threading.Event()
@@ -201,6 +205,8 @@ class HostMonitor:
             if won:
                 log.warning("host %s went silent; taking over its work", dead)
                 self._take_over(dead, provider)
+                for callback in self.on_takeover:
+                    callback(dead)
                 taken.append(dead)
         return taken
 

@@ -55,6 +55,10 @@ class Lifecycle:
         """Run ``callback`` once DBOS is up (the agent turns reconcile their runs this way)."""
         self._on_start.append(callback)
 
+    def on_takeover(self, callback: Callable[[str], None]) -> None:
+        """Run ``callback(executor_id)`` after this process took over a silent host."""
+        self.host.on_takeover.append(callback)
+
     def start(self) -> None:
         """Register this process as a host (refusing a configuration that cannot work), then
         launch DBOS, which recovers this executor's pending workflows."""

@@ -174,16 +174,18 @@ def live_reply(db: Session, chat: Chat) -> dict[str, Any] | None:
     return message_of(db, chat.key, run.assistant_message_id)
 
 
-def unfinished_runs(db: Session, executor_id: str) -> list[tuple[str, str]]:
-    """``(run id, account id)`` of every queued or running run ``executor_id`` accepted (or
-    that no recorded process accepted), oldest first: another live process's waiting turns
-    are its own."""
+def unfinished_runs(
+    db: Session, executor_id: str, *, unrecorded: bool = True
+) -> list[tuple[str, str]]:
+    """``(run id, account id)`` of every queued or running run ``executor_id`` accepted (and,
+    with ``unrecorded``, those accepted before processes were recorded), oldest first: another
+    live process's waiting turns are its own."""
+    accepted = ChatRun.executor_id == executor_id
+    if unrecorded:
+        accepted = accepted | ChatRun.executor_id.is_(None)
     stmt = (
         select(ChatRun.id, ChatRun.account_id)
-        .where(
-            ChatRun.status.in_(LIVE),
-            (ChatRun.executor_id == executor_id) | ChatRun.executor_id.is_(None),
-        )
+        .where(ChatRun.status.in_(LIVE), accepted)
         .order_by(ChatRun.created_at)
     )
     return [(run_id, account_id) for run_id, account_id in db.execute(stmt)]
