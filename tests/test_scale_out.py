@@ -169,9 +169,11 @@ def _scenario(
         )  # fmt: skip
         assert put.status_code < 300, put.text
         got = httpx.get(
-            f"{b.url}/api/sessions/{s1}/files/content", params={"path": "kept.txt"}, headers=h
-        )
+            f"{b.url}/api/sessions/{s1}/files/content", params={"path": "kept.txt"},
+            headers={**h, "origin": "https://app.example"},
+        )  # fmt: skip
         assert got.status_code == 200, got.text
+        assert got.headers.get_list("access-control-allow-origin") == ["*"]  # once, not twice
         assert got.json()["content"] == "from before the snapshot\n"
         hib = httpx.post(f"{b.url}/api/sessions/{s1}/sandbox/hibernate", headers=h, timeout=120)
         assert hib.status_code == 200, hib.text

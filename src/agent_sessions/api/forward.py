@@ -42,6 +42,7 @@ _DATABASE_ONLY = re.compile(r"^(chats(/[^/]+)?(/(read|usage|fork|messages(/.*)?)
 """Sub-paths of a session answered from the database alone (the session itself, its chats)."""
 _BODY_NAMES_SESSION = frozenset({"/api/chat", "/api/chat/runs", "/api/sandbox"})
 _QUERY_NAMES_SESSION = re.compile(r"^/api/sandbox(/.*)?$")
+_CORS = (b"access-control-", b"vary")
 _HOP_BY_HOP = frozenset(
     {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade", b"host"}
 )
@@ -136,8 +137,10 @@ class ForwardToHost:
             await send({
                 "type": "http.response.start",
                 "status": response.status_code,
-                "headers": [
-                    (k, v) for k, v in response.headers.raw if k.lower() not in _HOP_BY_HOP
+                "headers": [  # CORS headers are this process's to add (the outer middleware)
+                    (k, v)
+                    for k, v in response.headers.raw
+                    if k.lower() not in _HOP_BY_HOP and not k.lower().startswith(_CORS)
                 ],
             })  # fmt: skip
             async for piece in response.aiter_raw():
