@@ -130,7 +130,7 @@ def test_three_hosts_route_refuse_and_survive_losing_one(
         for i, name in enumerate(("host-a", "host-b", "host-c")):
             data = stack.enter_context(traversable_tmpdir(f"agent-sessions-{name}-"))
             servers.append(start_server(data, pg.url, **_env(name, i, s3, model)))
-            stack.callback(stop_server, servers[-1])
+            stack.callback(lambda i=i: stop_server(servers[i]))
         _scenario(servers, pg, tmp_path, s3, model)
 
 
@@ -234,3 +234,18 @@ def _scenario(
         assert roles[:2] == ["user", "assistant"] and roles.count("user") == 2  # all kept
         texts = str(chat["messages"])
         assert "take your time" in texts and "what is there?" in texts
+
+        # --- A comes back under its id: it serves again, and frees the sandboxes it had held
+        boxes = a.log.parent / "sandboxes"
+
+        def held() -> list[str]:  # a sandbox is named after its session (and a restore's number)
+            return [p.name for p in boxes.iterdir() if p.name.startswith((s1, s2))]
+
+        assert len(held()) == 2
+        again = start_server(a.log.parent, pg.url, **_env("host-a", 0, s3, model))
+        servers[0] = again
+        assert held() == []
+        got = httpx.get(
+            f"{again.url}/api/sessions/{s1}/files/content", params={"path": "kept.txt"}, headers=h
+        )
+        assert got.status_code == 200 and got.json()["content"] == "from before the snapshot\n"

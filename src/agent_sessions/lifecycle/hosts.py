@@ -77,6 +77,8 @@ class HostMonitor:
         agent turns adopt the turns it accepted and never started)."""
         self.executor_id = self.settings.executor_id
         self.instance = secrets.token_hex(8)
+        self.was_taken_over = False
+        """This start follows a takeover of this host: its sessions moved elsewhere."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -96,6 +98,8 @@ class HostMonitor:
             if refusal is not None:
                 s.rollback()
                 raise StartupRefused(refusal)
+            row = s.get(Host, self.executor_id)
+            self.was_taken_over = row is not None and row.state == "gone"
             store.record(s, store.HostView(
                 self.executor_id, self.instance, socket.gethostname(), os.getpid(), self.url,
                 self.settings.sandbox_provider, "live", now,
@@ -326,3 +330,30 @@ def _fail_runs(s: Session, dead: str, runs: set[str], sessions: set[str]) -> int
         )
         turns.release_chat(s, run.chat_key, run_id, replied=False)
     return len(rows)
+
+
+async def release_moved_sandboxes(db: Database, provider: Any, executor_id: str) -> list[str]:
+    """After this host was taken over and came back: its local sandboxes whose sessions moved
+    elsewhere (no session's state names them here any more) are destroyed, so the disk they
+    held comes back. Returns their names."""
+
+    def kept(s: Session) -> set[str]:
+        on_host = SessionRow.sandbox_state[HOST_KEY].as_string() == executor_id
+        states = s.scalars(select(SessionRow.sandbox_state).where(on_host))
+        return {str(st.get("name")) for st in states if isinstance(st, dict)}
+
+    names = await db.read_call(kept)
+    released = []
+    for home in sorted(provider.root.iterdir()):
+        if home.name.startswith(".") or not home.is_dir() or home.name in names:
+            continue
+        try:
+            box = await provider.connect({"provider": "local", "name": home.name})
+            await box.destroy()
+        except Exception:
+            log.warning("could not release sandbox %s", home.name, exc_info=True)
+            continue
+        released.append(home.name)
+    if released:
+        log.warning("released %d sandbox(es) of sessions moved off this host", len(released))
+    return released

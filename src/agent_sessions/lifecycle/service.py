@@ -20,7 +20,7 @@ from agent_sessions.exceptions import Conflict, NotFound
 from agent_sessions.hooks import HookRunner
 from agent_sessions.lifecycle import runtime, workflows
 from agent_sessions.lifecycle.context import LifecycleContext, current
-from agent_sessions.lifecycle.hosts import HostMonitor
+from agent_sessions.lifecycle.hosts import HostMonitor, release_moved_sandboxes
 from agent_sessions.settings import Settings
 from agent_sessions.store import Database, quotas
 from agent_sessions.store import lifecycle as cas
@@ -68,6 +68,13 @@ class Lifecycle:
         for callback in self._on_start:
             callback()
         self.host.start()
+        if self.host.was_taken_over and self.settings.sandbox_provider == "local":
+            provider = current().provider("local")
+            runtime.off_loop(
+                lambda: asyncio.run(
+                    release_moved_sandboxes(self.db, provider, self.settings.executor_id)
+                )
+            )
 
     def reconcile(self) -> None:
         """Start the work that a crash between a commit and its workflow start left undone.
