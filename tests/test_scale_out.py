@@ -122,6 +122,50 @@ def _turn(srv: Server, sid: str, chat_id: str, model: str, h: dict[str, str], te
         return r.read().decode()
 
 
+def _run(srv: Server, run_id: str, h: dict[str, str]) -> dict[str, Any]:
+    run: dict[str, Any] = httpx.get(f"{srv.url}/api/chat/runs/{run_id}", headers=h).json()
+    return run
+
+
+def _chat(srv: Server, sid: str, chat_id: str, h: dict[str, str]) -> dict[str, Any]:
+    chat: dict[str, Any] = httpx.get(
+        f"{srv.url}/api/sessions/{sid}/chats/{chat_id}", headers=h
+    ).json()
+    return chat
+
+
+def _until_tool_call(
+    srv: Server,
+    sid: str,
+    chat_id: str,
+    model: str,
+    h: dict[str, str],
+    *,
+    kill: Server,
+    body: dict[str, Any] | None = None,
+) -> str:
+    """Send a message through ``srv`` and kill -9 ``kill`` once a tool call is announced;
+    returns the run id."""
+    body = body or {
+        "id": chat_id, "sessionId": sid, "model": f"openai/{model}",
+        "messages": [{"id": f"u-{time.monotonic_ns()}", "role": "user",
+                      "parts": [{"type": "text", "text": "go"}]}],
+    }  # fmt: skip
+    seen = ""
+    with httpx.stream("POST", f"{srv.url}/api/chat", json=body, headers=h, timeout=60) as r:
+        run_id = r.headers["x-workflow-run-id"]
+        try:
+            for piece in r.iter_text():
+                seen += piece
+                if '"tool-input-available"' in seen:
+                    kill.process.kill()
+                    kill.process.wait(10)
+        except httpx.HTTPError:
+            pass
+    assert kill.process.returncode == -9, seen[-2000:]
+    return run_id
+
+
 def test_three_hosts_route_refuse_and_survive_losing_one(
     pg: Backend, tmp_path: Path, s3: str, model: ModelServer
 ) -> None:
@@ -182,6 +226,19 @@ def _scenario(
         assert resumed.status_code == 200, resumed.text
         assert _state(a, s1, h)["sandboxState"]["host"] == "host-a"  # restored where asked
 
+        # --- A killed and at once restarted under its id: DBOS recovers its turn, and it goes
+        # on there (B and C, whose sandboxes these are not, never take it)
+        chat2 = made[1]["chat"]["id"]
+        model.script("quick", [ToolCalls([Call("bash", {"command": "sleep 2; echo done"})]),
+                               Text("ok")])  # fmt: skip
+        run2 = _until_tool_call(c, s2, chat2, "quick", h, kill=a)
+        a = servers[0] = start_server(a.log.parent, pg.url, **_env("host-a", 0, s3, model))
+        until("the recovered turn ended", lambda: _run(b, run2, h)["status"] != "running", 60)
+        assert _run(b, run2, h)["status"] == "completed", _run(b, run2, h)
+        parts = _chat(b, s2, chat2, h)["messages"][-1]["parts"]
+        bash = [p for p in parts if p.get("type") == "tool-bash"]
+        assert bash and bash[0]["output"]["stdout"].strip() == "done", parts
+
         # --- a turn sent to B runs on A; kill -9 A while its tool call runs
         model.script("long", [ToolCalls([Call("bash", {"command": "sleep 60"})]), Text("late")])
         body = {
@@ -189,18 +246,7 @@ def _scenario(
             "messages": [{"id": "u-long", "role": "user",
                           "parts": [{"type": "text", "text": "take your time"}]}],
         }  # fmt: skip
-        seen = ""
-        with httpx.stream("POST", f"{b.url}/api/chat", json=body, headers=h, timeout=60) as r:
-            run_id = r.headers["x-workflow-run-id"]
-            try:
-                for piece in r.iter_text():
-                    seen += piece
-                    if '"tool-input-available"' in seen:
-                        a.process.kill()
-                        a.process.wait(10)
-            except httpx.HTTPError:
-                pass
-        assert a.process.returncode == -9, seen[-2000:]
+        run_id = _until_tool_call(b, s1, chat1, "long", h, kill=a, body=body)
         killed_at = time.monotonic()
 
         # --- within the timeout B or C took A over, once

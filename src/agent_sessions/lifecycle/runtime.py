@@ -58,7 +58,7 @@ def start(settings: Settings, db: Database, context: LifecycleContext | None = N
     config: DBOSConfig = {
         "name": "agent-sessions",
         "system_database_url": system_database_url(settings),
-        "application_version": APPLICATION_VERSION,
+        "application_version": application_version(settings),
         "executor_id": settings.executor_id,
         "log_level": "WARNING",
         "notification_listener_polling_interval_sec": 0.05,
@@ -85,6 +85,20 @@ def hosts_own_turns(settings: Settings) -> bool:
     host of its session's sandbox, which is the process that accepted it (forwarded there,
     docs/architecture.md, Scale-out); no shared queue may hand it to another."""
     return settings.sandbox_provider == "local" and not settings.is_sqlite
+
+
+def application_version(settings: Settings) -> str:
+    """DBOS's application version, per host when hosts own their turns.
+
+    DBOS recovers a restarted executor's pending workflows by putting them on a queue that
+    every process dequeues from (its internal one), but only a process of the workflow's
+    application version dequeues it: a version of its own keeps a host's recovered turns and
+    lifecycle work on the host that holds their sandboxes. The default executor id keeps the
+    plain version, so a single host's pending work is recovered across this change.
+    """
+    if hosts_own_turns(settings) and settings.executor_id != "local":
+        return f"{APPLICATION_VERSION}@{settings.executor_id}"
+    return APPLICATION_VERSION
 
 
 def reconcile_queue(settings: Settings) -> str:
