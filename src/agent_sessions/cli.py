@@ -119,7 +119,10 @@ def _check_port(host: str, port: int) -> None:
     between still fails in uvicorn, with its own message)."""
     try:
         for family, kind, proto, _, address in socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            host or None,  # "": every interface, as asyncio reads it
+            port,
+            type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE,
         ):
             with socket.socket(family, kind, proto) as sock:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
