@@ -190,9 +190,6 @@ def worker() -> None:
     through the shared queue when AGENT_SESSIONS_AGENT_GLOBAL_CONCURRENCY is set, else the
     serve that accepted them runs them.
     """
-    settings = load_settings()
-    db = _database(settings)  # before the imports below: a database that is down fails at once
-
     import signal
     import threading
 
@@ -200,6 +197,8 @@ def worker() -> None:
     from agent_sessions.heap import freeze_startup_heap
     from agent_sessions.lifecycle import Lifecycle
 
+    settings = load_settings()
+    db = _database(settings)
     _configure_logging()
     lifecycle = Lifecycle(settings, db)
     lifecycle.on_start(Turns(settings, db).reconcile)
