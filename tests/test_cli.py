@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
+from sqlalchemy import make_url
+from typer.testing import CliRunner
 
-from tests.conftest import CLI
+from agent_sessions.cli import app
+from agent_sessions.settings import Settings, unknown_variables
+from tests.conftest import CLI, PG_ADMIN_URL, _postgres_unreachable_reason, free_port
 
 
 @pytest.fixture
@@ -28,32 +35,179 @@ def run(env: dict[str, str], *args: str, ok: bool = True) -> subprocess.Complete
 
 
 def as_json(env: dict[str, str], *args: str) -> dict[str, Any]:
-    return json.loads(run(env, *args, "--json").stdout)  # type: ignore[no-any-return]
+    out = run(env, *args, "--json").stdout
+    assert out.count("\n") == 1, out  # one object, on one line
+    data = json.loads(out)
+    assert isinstance(data, dict)
+    return data
+
+
+def one_line_error(proc: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("agent-sessions: "), proc.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def commands(group: Any = None, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The path of every command, subcommands included (``("keys", "list")``)."""
+    group = group or typer.main.get_command(app)
+    for name, command in group.commands.items():
+        if hasattr(command, "commands"):
+            yield from commands(command, (*path, name))
+        else:
+            yield (*path, name)
+
+
+KEY_FIELDS = {"keyId", "accountId", "prefix", "createdAt", "lastUsedAt", "revokedAt"}
 
 
 def test_accounts_keys_orgs(env: dict[str, str]) -> None:
     acct = as_json(env, "accounts", "create", "--name", "me")
-    assert set(acct) >= {"accountId", "apiKey"} and acct["apiKey"].startswith("ask_")
+    assert set(acct) == {"accountId", "keyId", "apiKey"} and acct["apiKey"].startswith("ask_")
     key = as_json(env, "keys", "create", "--account", acct["accountId"])
-    assert set(key) == {"keyId", "apiKey"} and key["apiKey"] != acct["apiKey"]
+    assert set(key) == {"accountId", "keyId", "apiKey"} and key["apiKey"] != acct["apiKey"]
     listed = as_json(env, "keys", "list", "--account", acct["accountId"])["keys"]
-    assert len(listed) == 2
+    assert len(listed) == 2 and all(set(k) == KEY_FIELDS for k in listed)
     assert all(k["revokedAt"] is None for k in listed)
     assert acct["apiKey"] not in json.dumps(listed)  # only prefixes are listed
-    run(env, "keys", "revoke", key["keyId"])
+    revoked = as_json(env, "keys", "revoke", key["keyId"])
+    assert set(revoked) == KEY_FIELDS and revoked["revokedAt"] is not None
     listed = {k["keyId"]: k for k in as_json(env, "keys", "list")["keys"]}
-    assert listed[key["keyId"]]["revokedAt"] is not None
+    assert listed[key["keyId"]] == revoked
     org = as_json(env, "orgs", "create", "--name", "acme")
     assert set(org) == {"organizationId"}
-    run(env, "orgs", "add-member", "--org", org["organizationId"], "--account", acct["accountId"])
-    run(env, "orgs", "add-member", "--org", org["organizationId"], "--account", acct["accountId"])
+    member = ["--org", org["organizationId"], "--account", acct["accountId"]]
+    added = as_json(env, "orgs", "add-member", *member)
+    assert added == {"organizationId": org["organizationId"], "accountId": acct["accountId"]}
+    assert as_json(env, "orgs", "add-member", *member) == added
+    assert set(as_json(env, "migrate")) == {"revision"}
+
+
+NO_RESULT = {("serve",), ("worker",), ("chat",)}
+"""Commands without a result to print: they run until stopped, or talk with a person."""
+
+
+def test_every_command_with_a_result_takes_json() -> None:
+    """The README says so; ``migrate`` once printed text only."""
+    root = typer.main.get_command(app)
+    for path in commands():
+        command = root
+        for name in path:
+            command = command.commands[name]  # type: ignore[attr-defined]
+        options = {opt for param in command.params for opt in param.opts}
+        assert ("--json" in options) == (path not in NO_RESULT), path
+
+
+def test_help_is_plain_text() -> None:
+    """No reStructuredText from docstrings, and no ``<bool>`` after flags (typer's rich help
+    printed one after every flag, ``--help`` included)."""
+    runner = CliRunner()
+    for path in [(), *commands(), ("accounts",), ("keys",), ("orgs",)]:
+        result = runner.invoke(app, [*path, "--help"])
+        assert result.exit_code == 0, (path, result.output)
+        for markup in ("``", ":func:", ":meth:", ":class:", "<bool>"):
+            assert markup not in result.output, (path, markup, result.output)
+
+
+def test_keys_list_has_a_header_row(env: dict[str, str]) -> None:
+    acct = as_json(env, "accounts", "create")
+    header, row = run(env, "keys", "list").stdout.splitlines()
+    assert header.startswith("KEY ID") and row.startswith(acct["keyId"])
+    for column, value in (("ACCOUNT ID", acct["accountId"]), ("STATE", "active")):
+        assert row[header.index(column) :].startswith(value), (header, row)  # aligned
 
 
 def test_unknown_ids_fail_cleanly(env: dict[str, str]) -> None:
-    proc = run(env, "keys", "create", "--account", "nope", ok=False)
-    assert proc.returncode == 1 and "not found" in proc.stderr and "Traceback" not in proc.stderr
-    proc = run(env, "keys", "revoke", "nope", ok=False)
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    one_line_error(run(env, "keys", "create", "--account", "nope", ok=False), "not found")
+    one_line_error(run(env, "keys", "revoke", "nope", "--json", ok=False), "not found")
+
+
+DATABASE_COMMANDS = [
+    ["migrate"],
+    ["serve", "--port", "PORT"],
+    ["worker"],
+    ["accounts", "create"],
+    ["keys", "create", "--account", "a"],
+    ["keys", "list"],
+    ["keys", "revoke", "k"],
+    ["orgs", "create", "--name", "o"],
+    ["orgs", "add-member", "--org", "o", "--account", "a"],
+]
+
+
+def with_port(command: list[str]) -> list[str]:
+    return [str(free_port()) if arg == "PORT" else arg for arg in command]
+
+
+@pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=" ".join)
+def test_missing_postgres_database_is_one_line(env: dict[str, str], command: list[str]) -> None:
+    if reason := _postgres_unreachable_reason():
+        pytest.skip(reason)
+    url = make_url(PG_ADMIN_URL).set(database="agent_sessions_no_such_db")
+    env["AGENT_SESSIONS_DATABASE_URL"] = url.render_as_string(hide_password=False)
+    proc = run(env, *with_port(command), ok=False)
+    one_line_error(proc, "cannot connect", 'database "agent_sessions_no_such_db" does not exist')
+
+
+@pytest.mark.parametrize("command", DATABASE_COMMANDS[:4], ids=" ".join)
+def test_unreachable_database_is_one_line(env: dict[str, str], command: list[str]) -> None:
+    env["AGENT_SESSIONS_DATABASE_URL"] = f"postgresql://u:secret@127.0.0.1:{free_port()}/db"
+    proc = run(env, *with_port(command), ok=False)
+    one_line_error(proc, "cannot connect", "refused", "u:***@")  # the password is not shown
+
+
+def test_unusable_data_directory_is_one_line(env: dict[str, str], tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    env["AGENT_SESSIONS_DATA_DIR"] = str(tmp_path / "file" / "data")
+    one_line_error(run(env, "migrate", ok=False), "Not a directory")
+
+
+def test_serve_checks_its_port_before_migrating(env: dict[str, str], tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        proc = run(env, "serve", "--port", port, ok=False)
+    one_line_error(proc, f"127.0.0.1:{port}", "address already in use")
+    assert not (tmp_path / "data").exists()  # nothing migrated: not even the data directory
+
+
+def test_unknown_variable_is_a_warning(env: dict[str, str]) -> None:
+    proc = run({**env, "AGENT_SESSIONS_IDLE_TIMEOUT": "60"}, "migrate")
+    assert proc.stderr.splitlines() == [
+        "agent-sessions: warning: unknown variable AGENT_SESSIONS_IDLE_TIMEOUT ignored "
+        "(did you mean AGENT_SESSIONS_IDLE_TIMEOUT_SECONDS?)"
+    ]
+    read = {  # read by settings (any case, prefixed provider names too), chat and the tests
+        "agent_sessions_default_model": "openai/x",
+        "AGENT_SESSIONS_GROQ_API_KEY": "k",
+        "AGENT_SESSIONS_URL": "http://127.0.0.1:1",
+        "AGENT_SESSIONS_API_KEY": "k",
+        "AGENT_SESSIONS_FAULT_POINT": "none",
+    }
+    assert run({**env, **read}, "migrate").stderr == ""
+
+
+def test_unknown_variables_name_the_closest_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    environ = {
+        "AGENT_SESSIONS_DATABSE_URL": "x",  # a typo
+        "AGENT_SESSIONS_GEMINI_API_KEY": "x",  # a provider's variable, prefixed
+        "AGENT_SESSIONS_COLOUR": "x",  # nothing like any setting
+        "AGENT_SESSIONS_DATA_DIR": "x",
+        "PATH": "x",
+    }
+    assert unknown_variables(environ) == [
+        "unknown variable AGENT_SESSIONS_COLOUR ignored",
+        "unknown variable AGENT_SESSIONS_DATABSE_URL ignored "
+        "(did you mean AGENT_SESSIONS_DATABASE_URL?)",
+        "unknown variable AGENT_SESSIONS_GEMINI_API_KEY ignored (did you mean GEMINI_API_KEY?)",
+    ]
+    # What counts as known is what pydantic-settings reads, e.g. a provider's field prefixed:
+    monkeypatch.setenv("AGENT_SESSIONS_GROQ_API_KEY", "k")
+    assert Settings().groq_api_key is not None
+    assert unknown_variables({"AGENT_SESSIONS_GROQ_API_KEY": "k"}) == []
 
 
 def test_jwt_subject_must_name_one_account(env: dict[str, str]) -> None:

@@ -1,50 +1,138 @@
 """``agent-sessions``: run the service and manage accounts, keys and organizations (README,
-Management commands)."""
+Management commands).
+
+Every failure the operator can fix (a database that is down, a port in use, an unknown id) is
+one line on stderr and a non-zero exit, never a traceback; each management command prints
+text, or one JSON object with ``--json``.
+"""
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
 import socket
 import sys
-from typing import Annotated, Any
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Annotated, Any, NoReturn
 
 import typer
 
 from agent_sessions import datadir
 from agent_sessions.auth import display_prefix, generate_key, hash_key
 from agent_sessions.exceptions import AgentSessionsError
-from agent_sessions.settings import Settings, load_settings
+from agent_sessions.faults import FAULT_ENV
+from agent_sessions.settings import Settings, load_settings, unknown_variables
 from agent_sessions.store import Database, accounts, upgrade
+from agent_sessions.store.migrate import head_revision
+from agent_sessions.store.models import ApiKey
 
-app = typer.Typer(
-    help="Agent Sessions: LLM coding agents in sandboxed sessions.", no_args_is_help=True
-)
-accounts_app = typer.Typer(help="Manage accounts.", no_args_is_help=True)
-keys_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
-orgs_app = typer.Typer(help="Manage organizations.", no_args_is_help=True)
+URL_VARIABLE = "AGENT_SESSIONS_URL"
+API_KEY_VARIABLE = "AGENT_SESSIONS_API_KEY"
+"""Read by ``chat`` (the client side), not by the service's settings."""
+
+
+def _typer(help: str) -> typer.Typer:
+    # Plain help (no rich panels): rich mode labels every flag ``<bool>``, --help included.
+    return typer.Typer(help=help, no_args_is_help=True, rich_markup_mode=None)
+
+
+app = _typer("Agent Sessions: LLM coding agents in sandboxed sessions.")
+accounts_app = _typer("Manage accounts.")
+keys_app = _typer("Manage API keys.")
+orgs_app = _typer("Manage organizations.")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(orgs_app, name="orgs")
 
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+AccountId = Annotated[str, typer.Option("--account", metavar="ID", help="Account id.")]
+
+
+def _say(line: str) -> None:
+    typer.echo(f"agent-sessions: {line}", err=True)
+
+
+def _fail(message: str) -> NoReturn:
+    _say(message)
+    raise typer.Exit(1)
+
+
+@app.callback()
+def _startup() -> None:
+    # Settings ignore variables they do not know, so a misspelt one would go unnoticed.
+    for warning in unknown_variables(
+        os.environ, also_read=(URL_VARIABLE, API_KEY_VARIABLE, FAULT_ENV)
+    ):
+        _say(f"warning: {warning}")
 
 
 def _database(settings: Settings) -> Database:
-    datadir.prepare(settings)
-    db = Database(settings.resolved_database_url)
+    """The database, reachable and migrated; a data directory that cannot be made or a database
+    that cannot be reached ends the command with one line (:func:`main`)."""
+    try:
+        datadir.prepare(settings)
+        db = Database(settings.resolved_database_url)
+    except OSError as err:
+        _fail(f"cannot use {err.filename or settings.data_dir}: {err.strerror or err}")
+    db.check()
     upgrade(db)
     return db
 
 
 def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    """One JSON object (keys named as in the HTTP API: ``accountId``, ``keyId``…) or text."""
     typer.echo(json.dumps(data) if as_json else text)
 
 
-def _fail(err: AgentSessionsError) -> None:
-    typer.echo(f"error: {err.message}", err=True)
-    raise typer.Exit(1)
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    """Columns as wide as their widest cell, under a header row."""
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    for row in (header, *rows):
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _minute(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M") if at else "-"
+
+
+def _key_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "keyId": key.id,
+        "accountId": key.account_id,
+        "prefix": key.prefix,
+        "createdAt": _iso(key.created_at),
+        "lastUsedAt": _iso(key.last_used_at),
+        "revokedAt": _iso(key.revoked_at),
+    }
+
+
+def _check_port(host: str, port: int) -> None:
+    """Bind each address ``host`` names, as uvicorn will, and let go: a taken port stops
+    ``serve`` before it migrates and starts workflows, rather than after (a port taken in
+    between still fails in uvicorn, with its own message)."""
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host or None,  # "": every interface, as asyncio reads it
+            port,
+            type=socket.SOCK_STREAM,
+            flags=socket.AI_PASSIVE,
+        ):
+            with socket.socket(family, kind, proto) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:  # as asyncio binds it
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind(address)
+    except OSError as err:
+        if err.errno == errno.EADDRINUSE:
+            _fail(f"cannot serve on {host}:{port}: address already in use (choose another --port)")
+        _fail(f"cannot serve on {host}:{port}: {err.strerror or err}")
 
 
 QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
@@ -60,8 +148,8 @@ def _configure_logging() -> None:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(metavar="HOST", help="Interface to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(metavar="PORT", help="Port to listen on.")] = 8000,
 ) -> None:
     """Migrate the database, then serve the HTTP API."""
     import uvicorn
@@ -69,6 +157,7 @@ def serve(
     from agent_sessions.lifecycle.hosts import HostMonitor
 
     settings = load_settings()
+    _check_port(host, port)
     db = _database(settings)
     with db.read() as s:
         if accounts.count_accounts(s) == 0:
@@ -79,8 +168,8 @@ def serve(
             )
     refusal = HostMonitor(settings, db).check()  # one line, not a server's traceback
     db.dispose()
-    if refusal is not None:
-        typer.echo(f"error: {refusal}", err=True)
+    if refusal is not None:  # a configuration that cannot work, like an invalid setting: 2
+        _say(refusal)
         raise typer.Exit(2)
     _configure_logging()
     # Where the other processes forward the requests for sessions whose sandbox is here.
@@ -104,12 +193,12 @@ def serve(
 
 @app.command()
 def worker() -> None:
-    """Run lifecycle and agent workflows without serving HTTP (scale-out: one per host or core).
+    """Run lifecycle and agent workflows without serving HTTP.
 
-    Give each process its own ``AGENT_SESSIONS_EXECUTOR_ID``; with PostgreSQL, any number of
-    ``serve`` and ``worker`` processes share the work (agent turns through the queue when
-    ``AGENT_SESSIONS_AGENT_GLOBAL_CONCURRENCY`` is set; otherwise the accepting ``serve`` runs
-    them).
+    For scale-out with vercel sandboxes (with local ones on PostgreSQL it is refused: no
+    request could reach a sandbox it made). Give each process its own
+    AGENT_SESSIONS_EXECUTOR_ID. Agent turns go through the shared queue when
+    AGENT_SESSIONS_AGENT_GLOBAL_CONCURRENCY is set, else the serve that accepted them runs them.
     """
     import signal
     import threading
@@ -129,7 +218,7 @@ def worker() -> None:
     try:
         lifecycle.start()
     except StartupRefused as err:
-        typer.echo(f"error: {err.message}", err=True)
+        _say(err.message)
         raise typer.Exit(2) from None
     freeze_startup_heap()
     stop = threading.Event()
@@ -142,34 +231,42 @@ def worker() -> None:
 
 
 @app.command()
-def migrate() -> None:
+def migrate(as_json: JsonFlag = False) -> None:
     """Create or upgrade the database schema."""
     _database(load_settings())
-    typer.echo("database is up to date")
+    revision = head_revision()
+    _emit(as_json, {"revision": revision}, f"database is up to date (revision {revision})")
 
 
 @app.command()
 def chat(
     session: Annotated[
-        str | None, typer.Option("--session", help="Use this session (default: a new one).")
+        str | None,
+        typer.Option("--session", metavar="ID", help="Use this session (default: a new one)."),
     ] = None,
     chat_id: Annotated[
-        str | None, typer.Option("--chat", help="Use this chat (default: the session's first).")
+        str | None,
+        typer.Option("--chat", metavar="ID", help="Use this chat (default: the session's first)."),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Model id, e.g. openai/gpt-5.4.")
+        str | None,
+        typer.Option("--model", metavar="MODEL", help="Model id, e.g. openai/gpt-5.4."),
     ] = None,
     url: Annotated[
-        str, typer.Option("--url", envvar="AGENT_SESSIONS_URL", help="Server base URL.")
+        str, typer.Option("--url", envvar=URL_VARIABLE, metavar="URL", help="Server base URL.")
     ] = "http://127.0.0.1:8000",
     api_key: Annotated[
         str | None,
         typer.Option(
-            "--api-key", envvar="AGENT_SESSIONS_API_KEY", show_default=False, help="API key."
+            "--api-key",
+            envvar=API_KEY_VARIABLE,
+            metavar="KEY",
+            show_default=False,
+            help="API key.",
         ),
     ] = None,
 ) -> None:
-    """Chat with an agent from the terminal, over the HTTP API of a running server.
+    """Chat with an agent in the terminal, through a running server.
 
     Ctrl-C stops a running turn; /exit or Ctrl-D quits.
     """
@@ -185,95 +282,88 @@ def chat(
 
 @accounts_app.command("create")
 def accounts_create(
-    name: Annotated[str | None, typer.Option(help="Display name.")] = None,
+    name: Annotated[str | None, typer.Option(metavar="NAME", help="Display name.")] = None,
     jwt_subject: Annotated[
-        str | None, typer.Option(help="JWT 'sub' that acts as this account.")
+        str | None, typer.Option(metavar="SUB", help="JWT 'sub' that acts as this account.")
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Create an account and its first API key (the key is printed once)."""
     db = _database(load_settings())
     key = generate_key()
-    try:
-        with db.write() as s:
-            account = accounts.create_account(s, name=name, jwt_subject=jwt_subject)
-            api_key = accounts.add_key(
-                s, account_id=account.id, prefix=display_prefix(key), key_hash=hash_key(key)
-            )
-    except AgentSessionsError as err:
-        _fail(err)
+    with db.write() as s:
+        account = accounts.create_account(s, name=name, jwt_subject=jwt_subject)
+        row = accounts.add_key(
+            s, account_id=account.id, prefix=display_prefix(key), key_hash=hash_key(key)
+        )
     _emit(
         as_json,
-        {"accountId": account.id, "apiKey": key, "keyId": api_key.id},
-        f"account {account.id}\napi key (shown once): {key}",
+        {"accountId": account.id, "apiKey": key, "keyId": row.id},
+        f"account {account.id}\nkey {row.id}\napi key (shown once): {key}",
     )
 
 
 @keys_app.command("create")
-def keys_create(
-    account: Annotated[str, typer.Option("--account", help="Account id.")],
-    as_json: JsonFlag = False,
-) -> None:
+def keys_create(account: AccountId, as_json: JsonFlag = False) -> None:
     """Create another API key for an account (printed once)."""
     db = _database(load_settings())
     key = generate_key()
-    try:
-        with db.write() as s:
-            row = accounts.add_key(
-                s, account_id=account, prefix=display_prefix(key), key_hash=hash_key(key)
-            )
-    except AgentSessionsError as err:
-        _fail(err)
-    _emit(as_json, {"keyId": row.id, "apiKey": key}, f"key {row.id}\napi key (shown once): {key}")
+    with db.write() as s:
+        row = accounts.add_key(
+            s, account_id=account, prefix=display_prefix(key), key_hash=hash_key(key)
+        )
+    _emit(
+        as_json,
+        {"accountId": account, "apiKey": key, "keyId": row.id},
+        f"key {row.id}\napi key (shown once): {key}",
+    )
 
 
 @keys_app.command("list")
 def keys_list(
-    account: Annotated[str | None, typer.Option("--account", help="Only this account.")] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", metavar="ID", help="Only this account's keys.")
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """List keys (prefix only; keys themselves are never stored)."""
     db = _database(load_settings())
     with db.read() as s:
         rows = accounts.list_keys(s, account)
-    items = [
-        {
-            "keyId": k.id,
-            "accountId": k.account_id,
-            "prefix": k.prefix,
-            "createdAt": k.created_at.isoformat(),
-            "lastUsedAt": k.last_used_at.isoformat() if k.last_used_at else None,
-            "revokedAt": k.revoked_at.isoformat() if k.revoked_at else None,
-        }
-        for k in rows
-    ]
     if as_json:
-        typer.echo(json.dumps({"keys": items}))
+        typer.echo(json.dumps({"keys": [_key_json(k) for k in rows]}))
         return
-    for i in items:
-        state = "revoked" if i["revokedAt"] else "active"
-        typer.echo(
-            f"{i['keyId']}  {i['prefix']}…  {i['accountId']}  {state}  last used {i['lastUsedAt']}"
-        )
+    _table(
+        ("KEY ID", "PREFIX", "ACCOUNT ID", "STATE", "CREATED (UTC)", "LAST USED (UTC)"),
+        [
+            (
+                k.id,
+                f"{k.prefix}…",
+                k.account_id,
+                "revoked" if k.revoked_at else "active",
+                _minute(k.created_at),
+                _minute(k.last_used_at),
+            )
+            for k in rows
+        ],
+    )
 
 
 @keys_app.command("revoke")
 def keys_revoke(
-    key_id: Annotated[str, typer.Argument(help="Key id.")], as_json: JsonFlag = False
+    key_id: Annotated[str, typer.Argument(metavar="KEY_ID", help="Key id.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Revoke a key; requests using it get 401 from then on."""
     db = _database(load_settings())
-    try:
-        with db.write() as s:
-            accounts.revoke_key(s, key_id)
-    except AgentSessionsError as err:
-        _fail(err)
-    _emit(as_json, {"keyId": key_id, "revoked": True}, f"revoked {key_id}")
+    with db.write() as s:
+        row = accounts.revoke_key(s, key_id)
+    _emit(as_json, _key_json(row), f"revoked {key_id}")
 
 
 @orgs_app.command("create")
 def orgs_create(
-    name: Annotated[str, typer.Option("--name", help="Organization name.")],
+    name: Annotated[str, typer.Option("--name", metavar="NAME", help="Organization name.")],
     as_json: JsonFlag = False,
 ) -> None:
     """Create an organization."""
@@ -285,22 +375,22 @@ def orgs_create(
 
 @orgs_app.command("add-member")
 def orgs_add_member(
-    org: Annotated[str, typer.Option("--org", help="Organization id.")],
-    account: Annotated[str, typer.Option("--account", help="Account id.")],
+    org: Annotated[str, typer.Option("--org", metavar="ID", help="Organization id.")],
+    account: AccountId,
     as_json: JsonFlag = False,
 ) -> None:
     """Add an account to an organization (idempotent)."""
     db = _database(load_settings())
-    try:
-        with db.write() as s:
-            accounts.add_member(s, organization_id=org, account_id=account)
-    except AgentSessionsError as err:
-        _fail(err)
+    with db.write() as s:
+        accounts.add_member(s, organization_id=org, account_id=account)
     _emit(as_json, {"organizationId": org, "accountId": account}, f"added {account} to {org}")
 
 
 def main() -> None:
     try:
         app()
+    except AgentSessionsError as err:  # an unknown id, a database that is down: one line
+        _say(err.message)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -52,3 +52,7 @@ class UpstreamError(AgentSessionsError):
     def __init__(self, message: str, *, timeout: bool = False) -> None:
         super().__init__(message)
         self.timeout = timeout
+
+
+class DatabaseUnavailable(AgentSessionsError):
+    """The database cannot be reached, or does not exist (an operator's fix, not a caller's)."""

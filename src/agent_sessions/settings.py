@@ -7,8 +7,10 @@ naming the variable (see :func:`load_settings`).
 
 from __future__ import annotations
 
+import difflib
 import os
 import sys
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Literal
@@ -318,6 +320,41 @@ def _describe(err: ValidationError) -> str:
     name = ENV_PREFIX + loc[0].upper() if loc else "configuration"
     msg = first["msg"].removeprefix("Value error, ")
     return f"invalid setting {name}: {msg}"
+
+
+def variable_names() -> set[str]:
+    """The environment variables :class:`Settings` reads: ``AGENT_SESSIONS_<FIELD>`` for every
+    field (the prefixed name counts for the providers' fields too, as ``populate_by_name`` makes
+    pydantic-settings read it) and the providers' own names (``OPENAI_API_KEY``)."""
+    names = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    for field in Settings.model_fields.values():
+        alias = field.validation_alias
+        choices = alias.choices if isinstance(alias, AliasChoices) else [alias]
+        names.update(choice for choice in choices if isinstance(choice, str))
+    return names
+
+
+def unknown_variables(environ: Mapping[str, str], also_read: Iterable[str] = ()) -> list[str]:
+    """A warning for each ``AGENT_SESSIONS_*`` variable that nothing reads, with the closest
+    name that would be read: settings ignore unknown names (``extra="ignore"``), so a misspelt
+    one would otherwise leave its default in place without a word. Names are matched without
+    regard to case, as pydantic-settings reads them."""
+    known = {name.upper() for name in (*variable_names(), *also_read)}
+    suffixes = [name.removeprefix(ENV_PREFIX) for name in known if name.startswith(ENV_PREFIX)]
+    warnings = []
+    for name in sorted(environ):
+        upper = name.upper()
+        if not upper.startswith(ENV_PREFIX) or upper in known:
+            continue
+        rest = upper.removeprefix(ENV_PREFIX)
+        if rest in known:  # a provider's variable given the prefix: ..._GEMINI_API_KEY
+            guess: str | None = rest
+        else:
+            close = difflib.get_close_matches(rest, suffixes, n=1)
+            guess = ENV_PREFIX + close[0] if close else None
+        hint = f" (did you mean {guess}?)" if guess else ""
+        warnings.append(f"unknown variable {name} ignored{hint}")
+    return warnings
 
 
 def load_settings() -> Settings:

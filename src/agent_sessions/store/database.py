@@ -20,8 +20,10 @@ from typing import Any, TypeVar
 
 import anyio.to_thread
 from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from agent_sessions.exceptions import DatabaseUnavailable
 from agent_sessions.store.reads import RawReader, Reader
 
 T = TypeVar("T")
@@ -33,6 +35,8 @@ _SQLITE_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
 )
 
+
+_LIBPQ_WHERE = re.compile(r"^connection failed: connection to server at .*? failed: ")
 
 # An escaped U+0000 in JSON text, unless its backslash is itself escaped (a literal "\\u0000").
 _ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
@@ -148,6 +152,19 @@ class Database:
         """A connection for DDL (on SQLite the writer engine, so BEGIN IMMEDIATE applies)."""
         with self._write_lock, self._write_engine.connect() as conn:
             yield conn
+
+    def check(self) -> None:
+        """Connect once, so that a database that is down or missing stops a command with one
+        line naming it (:class:`DatabaseUnavailable`) before anything else starts."""
+        try:
+            with self._query_engine.connect():
+                pass
+        except OperationalError as err:
+            url = make_url(self.url)
+            shown = url.set(drivername=url.get_backend_name()).render_as_string()
+            reason = " ".join(str(err.orig).split())  # libpq's message spans lines
+            reason = _LIBPQ_WHERE.sub("", reason)  # the URL says where already
+            raise DatabaseUnavailable(f"cannot connect to the database {shown}: {reason}") from None
 
     def _raw_reader(self) -> RawReader:
         """This thread's :class:`RawReader` (SQLite only), on a connection taken out of the

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 
 from agent_sessions.store.database import Database
@@ -34,3 +35,8 @@ def upgrade(db: Database, revision: str = "head") -> None:
             if conn.dialect.name == "postgresql":
                 conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_LOCK_KEY})
                 conn.commit()
+
+
+def head_revision() -> str:
+    """The revision :func:`upgrade` brings the schema to by default (``migrate --json``)."""
+    return str(ScriptDirectory.from_config(alembic_config()).get_current_head())
