@@ -280,6 +280,10 @@ def _scenario(
         assert roles[:2] == ["user", "assistant"] and roles.count("user") == 2  # all kept
         texts = str(chat["messages"])
         assert "take your time" in texts and "what is there?" in texts
+        lost = chat["messages"][1]["parts"]  # what the lost turn streamed, stored by the taker
+        calls = [p for p in lost if p.get("type") == "tool-bash"]
+        assert calls and calls[0]["state"] == "output-error", lost
+        assert "stopped before the call ended" in calls[0]["errorText"]
 
         # --- A comes back under its id: it serves again, and frees the sandboxes it had held
         boxes = a.log.parent / "sandboxes"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -23,7 +24,8 @@ from sqlalchemy.orm import Session
 
 from agent_sessions.agent import approvals, models, stream, turn, user_parts
 from agent_sessions.agent.registry import runs
-from agent_sessions.agent.stream import Chunk, RunQuestions, StreamReader
+from agent_sessions.agent.sink import as_shown
+from agent_sessions.agent.stream import STREAM_KEY, Chunk, RunQuestions, StreamReader
 from agent_sessions.agent.waiting import WaitingTurns
 from agent_sessions.exceptions import Conflict, Forbidden, InvalidInput, NotFound
 from agent_sessions.faults import fault_point
@@ -38,6 +40,7 @@ from agent_sessions.store.sessions import NewSession
 from agent_sessions.store.titles import title_from_prompt
 
 _log = logging.getLogger(__name__)
+LOST_CALL = "The server running this turn stopped before the call ended."
 
 LIVE_TURN = "This chat already has a turn in progress"
 MAX_MESSAGE_ID = 128
@@ -202,10 +205,33 @@ class Turns:
         models.warm_up(self.settings)
         self._enqueue_unstarted(self.settings.executor_id, unrecorded=True)
 
-    def adopt(self, lost_host: str) -> None:
-        """After this process took over a silent host: the turns it accepted and never started
+    def adopt(self, lost_host: str, ended: list[str]) -> None:
+        """After this process took over a silent host: the turns that ended with it keep, as
+        their stored message, everything they streamed (the host stores a step's message as
+        the step ends; a client may have seen more); the turns it accepted and never started
         go on the queue (with local sandboxes they were ended with the host instead)."""
+        for run_id in ended:
+            try:
+                self._store_streamed(run_id)
+            except Exception:
+                _log.exception("could not store what the lost turn %s streamed", run_id)
         self._enqueue_unstarted(lost_host, unrecorded=False)
+
+    def _store_streamed(self, run_id: str) -> None:
+        with self.db.read() as s:
+            run = store.get_run(s, run_id)
+        if run is None:
+            return
+        chunks = [c for value in DBOS.read_stream(run_id, STREAM_KEY) for c in json.loads(value)]
+        with self.db.write() as s:
+            stored = store.message_of(s, run.chat_key, run.assistant_message_id)
+            message = as_shown(chunks, stored, run.assistant_message_id, LOST_CALL)
+            if not message.get("parts"):  # it showed nothing: no message to keep
+                return
+            store.upsert_message(
+                s, chat=run.chat_key, message_id=run.assistant_message_id, role="assistant",
+                message=message,
+            )  # fmt: skip
 
     def _enqueue_unstarted(self, executor_id: str, *, unrecorded: bool) -> None:
         with self.db.read() as s:

@@ -156,6 +156,28 @@ class MessageBuilder:
         return ends
 
 
+def as_shown(chunks: list[Chunk], stored: Chunk | None, message_id: str, interrupted: str) -> Chunk:
+    """What a turn that ended with its host had shown, as its final message: the stored one,
+    or the one ``chunks`` (its whole stream) add up to when the stream went further (the host
+    stores the message as each step ends, after writing its chunks); its open parts closed and
+    its open tool calls ended as errors saying ``interrupted``."""
+    builder = MessageBuilder({"id": message_id, "role": "assistant"})
+    for chunk in chunks:
+        if chunk.get("type") == "start-step":
+            builder.parts.append({"type": "step-start"})
+        else:
+            builder.apply(chunk)
+    if stored is not None and len(stored.get("parts", [])) >= len(builder.parts):
+        builder = MessageBuilder(stored)
+    for part in builder.parts:
+        if part.get("state") == "streaming":
+            part["state"] = "done"
+    for call_id in builder.open_tool_calls():
+        ended = {"type": "tool-output-error", "toolCallId": call_id, "errorText": interrupted}
+        builder.apply(ended)
+    return builder.message
+
+
 class ChunkSink:
     """Sends a turn's chunks to its DBOS stream and folds them into the assistant message."""
 

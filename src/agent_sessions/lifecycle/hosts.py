@@ -72,9 +72,10 @@ class HostMonitor:
     """False for a ``worker``: no request can reach a sandbox of its."""
 
     def __post_init__(self) -> None:
-        self.on_takeover: list[Callable[[str], None]] = []
-        """Called with a host this process took over, after its workflows were handled (the
-        agent turns adopt the turns it accepted and never started)."""
+        self.on_takeover: list[Callable[[str, list[str]], None]] = []
+        """Called with a host this process took over and the turns that ended with it, after
+        its workflows were handled (the agent turns store what those streamed, and adopt the
+        turns it accepted and never started)."""
         self.executor_id = self.settings.executor_id
         self.instance = secrets.token_hex(8)
         self.was_taken_over = False
@@ -209,17 +210,20 @@ class HostMonitor:
             if won:
                 log.warning("host %s went silent; taking over its work", dead)
                 self._take_over(dead, provider)
-                for callback in self.on_takeover:
-                    callback(dead)
                 taken.append(dead)
         return taken
 
     def _take_over(self, dead: str, provider: str) -> None:
+        """Handle a lost host's sessions, turns and workflows. The turns it ran are ended after
+        the callbacks stored what they streamed: a client that sees a turn ended finds its
+        message complete."""
         pending = DBOS.list_workflows(executor_id=dead, status="PENDING", load_output=False)
         if provider != "local":  # nothing was bound to the host: its work goes on elsewhere
             for wf in pending:  # from its last completed step, on whichever host dequeues it
                 DBOS.cancel_workflow(wf.workflow_id)
                 DBOS.resume_workflow(wf.workflow_id)
+            for callback in self.on_takeover:
+                callback(dead, [])
             return
         for wf in pending:
             DBOS.cancel_workflow(wf.workflow_id)
@@ -231,10 +235,14 @@ class HostMonitor:
         runs = {wf.workflow_id for wf in pending if wf.name == "agent_turn"}
         with self.db.write() as s:
             moved = _move_sessions(s, dead, sessions)
-            failed = _fail_runs(s, dead, runs, moved)
+            ending = _live_runs(s, dead, runs, moved)
+        for callback in self.on_takeover:
+            callback(dead, ending)
+        with self.db.write() as s:
+            _end_runs(s, dead, ending)
         log.warning(
             "took over host %s: %d session(s) back to their snapshot or failed, %d turn(s) "
-            "ended, %d workflow(s) cancelled", dead, len(moved), failed, len(pending),
+            "ended, %d workflow(s) cancelled", dead, len(moved), len(ending), len(pending),
         )  # fmt: skip
 
 
@@ -308,9 +316,9 @@ def _snapshot_time(s: Session, session_id: str) -> str:
     return at.strftime("%Y-%m-%d %H:%M:%S UTC") if at is not None else "an unknown time"
 
 
-def _fail_runs(s: Session, dead: str, runs: set[str], sessions: set[str]) -> int:
-    """End the live turns that ran (or waited) on ``dead``, keeping what they streamed. With
-    local sandboxes a turn runs in the process that accepted it."""
+def _live_runs(s: Session, dead: str, runs: set[str], sessions: set[str]) -> list[str]:
+    """The live turns that ran (or waited) on ``dead``: with local sandboxes a turn runs in the
+    process that accepted it."""
     rows = s.execute(
         select(ChatRun.id).where(
             ChatRun.status.in_(turns.LIVE)
@@ -320,8 +328,13 @@ def _fail_runs(s: Session, dead: str, runs: set[str], sessions: set[str]) -> int
                 | (ChatRun.executor_id == dead)  # accepted there: running, or waiting a slot
             )
         )
-    ).all()
-    for (run_id,) in rows:
+    )
+    return [run_id for (run_id,) in rows]
+
+
+def _end_runs(s: Session, dead: str, run_ids: list[str]) -> None:
+    """End them ``failed``, releasing their chats (what they streamed is kept)."""
+    for run_id in run_ids:
         run = turns.get_run(s, run_id)
         if run is None:
             continue
@@ -329,7 +342,6 @@ def _fail_runs(s: Session, dead: str, runs: set[str], sessions: set[str]) -> int
             s, run_id, status="failed", error=TURN_LOST.format(host=dead), finish_reason="error"
         )
         turns.release_chat(s, run.chat_key, run_id, replied=False)
-    return len(rows)
 
 
 async def release_moved_sandboxes(db: Database, provider: Any, executor_id: str) -> list[str]:

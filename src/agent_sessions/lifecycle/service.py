@@ -55,8 +55,9 @@ class Lifecycle:
         """Run ``callback`` once DBOS is up (the agent turns reconcile their runs this way)."""
         self._on_start.append(callback)
 
-    def on_takeover(self, callback: Callable[[str], None]) -> None:
-        """Run ``callback(executor_id)`` after this process took over a silent host."""
+    def on_takeover(self, callback: Callable[[str, list[str]], None]) -> None:
+        """Run ``callback(executor_id, ended_run_ids)`` after this process took over a silent
+        host."""
         self.host.on_takeover.append(callback)
 
     def start(self) -> None:
