@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 import httpx2
-from vercel._internal.core.errors import VercelError
+from vercel.errors import VercelError
 from vercel.sandbox import (
     SandboxApiError,
     SandboxCredentialsError,

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx2
-from vercel._internal.core.errors import VercelError
+from vercel.errors import VercelError
 from vercel.sandbox import SandboxClient
 
 from agent_sessions.sandbox._openat2 import split_relative
