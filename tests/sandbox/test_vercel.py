@@ -348,11 +348,13 @@ async def test_a_broken_command_stream_is_followed_through_its_logs(
     ``cmd/{id}/logs`` (replayed from the start, already-seen output skipped) and its exit
     from ``cmd/{id}?wait=true``. The command runs once."""
     api, vercel = stack
-    box = await vercel.create("logs")
+    box = await vercel.create("follow")
+    before = _count(api, "POST", "/cmd")
     api.inject(Fault("drop", path=r"/cmd$", method="POST", after_records=2))
     result = await box.exec("echo one; sleep 0.3; echo two >&2; echo three; echo x >> ran")
     assert (result.exit_code, result.stdout, result.stderr) == (0, "one\nthree\n", "two\n")
     assert _count(api, "GET", "/logs") == 1
+    assert _count(api, "POST", "/cmd") == before + 1
     assert (await box.exec("cat ran")).stdout == "x\n"
 
 
@@ -426,7 +428,8 @@ async def test_what_a_snapshot_through_our_store_costs(
     assert [p.rsplit("/", 1)[-1] for _, p in api.requests] == ["cmd", "read", "cmd"]
     api.requests.clear()
     await box.restore(info.url)
-    assert [p.rsplit("/", 1)[-1] for _, p in api.requests] == ["write", "cmd"]
+    # The SDK makes sure of the session (a resume lookup) before it opens an upload.
+    assert [p.rsplit("/", 1)[-1] for _, p in api.requests] == ["costs", "write", "cmd"]
     assert (await box.exec("stat -c %s data.bin")).stdout == f"{2 << 20}\n"
 
 
