@@ -369,7 +369,7 @@ class FakeVercelApi:
                 response = await self._control(method, path[7:].strip("/").split("/"), bytes(body))
             except _HttpError as err:
                 response = err.response()
-            await self._send(send, response)
+            await self._send(receive, send, response)
             return
         api_path = path.split("/api/", 1)[-1]
         self.requests.append((method, api_path))
@@ -381,7 +381,7 @@ class FakeVercelApi:
                 response = injected.response()
                 if fault.retry_after is not None:
                     response.headers["retry-after"] = f"{fault.retry_after:g}"
-                await self._send(send, response)
+                await self._send(receive, send, response)
                 return
             if fault.kind == "hang":
                 with contextlib.suppress(TimeoutError):
@@ -393,9 +393,9 @@ class FakeVercelApi:
             response = err.response()
         if fault is not None and fault.kind == "drop":
             response.stream = _dropping(response.body, response.stream, fault.after_records)
-        await self._send(send, response)
+        await self._send(receive, send, response)
 
-    async def _send(self, send: _Send, response: _Response) -> None:
+    async def _send(self, receive: _Receive, send: _Send, response: _Response) -> None:
         headers = [(k.encode(), v.encode()) for k, v in response.headers.items()]
         if response.content_type is not None:
             headers.append((b"content-type", response.content_type.encode()))
@@ -405,10 +405,14 @@ class FakeVercelApi:
         if response.stream is None:
             await send({"type": "http.response.body", "body": response.body})
             return
+        gone = asyncio.ensure_future(_disconnected(receive))
         try:
             async for chunk in response.stream:
+                if gone.done():
+                    return  # the client went away: stop reading the file or following
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         finally:
+            gone.cancel()
             with contextlib.suppress(Exception):
                 await response.stream.aclose()  # type: ignore[attr-defined]
         await send({"type": "http.response.body", "body": b""})
@@ -723,6 +727,12 @@ class FakeVercelApi:
                     shutil.copyfileobj(source, f, 1 << 20)
                 os.chmod(target, member.mode & 0o7777 if member.mode else 0o644)
         return _json({})
+
+
+async def _disconnected(receive: _Receive) -> None:
+    """Returns once the client has closed the connection (the request body is read already)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 def _new_session() -> str:
