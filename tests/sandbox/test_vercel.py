@@ -216,6 +216,12 @@ async def test_refused_credentials_are_not_retried(
             await provider.create("denied")
         assert "403" in caught.value.message and "a-wrong-token" not in caught.value.message
         assert len(api.requests) == 1
+        async with httpx2.AsyncClient(trust_env=False) as http:  # the stand-in's answers
+            url = f"{api.base_url}/v2/sandboxes/denied"
+            assert (await http.get(url)).status_code == 401  # no token
+            bearer = {"authorization": f"Bearer {api.token}"}
+            other_team = await http.get(url, params={"teamId": "team_other"}, headers=bearer)
+            assert other_team.status_code == 403
 
 
 # --- stopping, snapshotting, resuming -------------------------------------------------------
