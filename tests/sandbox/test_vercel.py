@@ -250,15 +250,16 @@ async def test_stop_passes_through_stopping_and_snapshotting(
     assert await box.status() == "running"
 
 
+@pytest.mark.parametrize("state", ["stopping", "snapshotting"])
 async def test_resume_meeting_a_snapshot_in_progress_waits_for_it(
-    stack: tuple[FakeVercelApi, VercelProvider],
+    stack: tuple[FakeVercelApi, VercelProvider], state: Any
 ) -> None:
     api, vercel = stack
     box = await vercel.create("busy")
     await box.write_file("f.txt", b"data")
-    api.hold("snapshotting")
+    api.hold(state)
     await box.stop()
-    await until_async("snapshotting", lambda: api.sandboxes["busy"].status == "snapshotting")
+    await until_async(state, lambda: api.sandboxes["busy"].status == state)
     reading = asyncio.ensure_future(box.read_file("f.txt"))
     polls = _count(api, "GET", "v2/sandboxes/busy")
     await until_async("a poll", lambda: _count(api, "GET", "v2/sandboxes/busy") > polls + 2)
@@ -303,6 +304,18 @@ async def test_429_with_retry_after_and_5xx_are_retried(
     api.inject(Fault("status", path=r"fs/write$", status=502, times=3))
     await box.write_file("w.txt", b"written")
     assert (await box.exec("cat w.txt")).stdout == "written"
+
+
+async def test_a_create_racing_another_process_is_retried(
+    stack: tuple[FakeVercelApi, VercelProvider],
+) -> None:
+    """Another process created the sandbox between our lookup and our create: Vercel answers
+    409, and get-or-create, tried again, finds it."""
+    api, vercel = stack
+    api.inject(Fault("status", path=r"v3/sandboxes$", status=409, code="sandbox_exists"))
+    box = await vercel.create("raced")
+    assert (await box.exec("echo here")).stdout == "here\n"
+    assert _count(api, "POST", "v3/sandboxes") == 2
 
 
 async def test_retries_give_up_after_the_bound(stack: tuple[FakeVercelApi, VercelProvider]) -> None:
