@@ -116,6 +116,9 @@ class Settings(BaseSettings):
     session may run (Hobby 45 minutes; Pro and Enterprise 24 hours, Vercel's docs,
     docs/vercel-provider.md). Hobby by default: the one limit every plan accepts. A session
     past it is stopped by Vercel and resumed at the next call (files kept, processes not)."""
+    vercel_api_url: str | None = None
+    """Base URL of Vercel's Sandbox API; unset, the SDK's (``https://vercel.com/api``). For a
+    proxy in front of it, or the labelled stand-in of it in tests."""
     sandbox_disk_bytes: int | None = Field(default=None, ge=32 << 20)
     """Size of each local workspace (an ext4 image, loop-mounted: needs root); unset, none.
     Off by default: it changes how workspaces are stored, needs root and loop devices, and

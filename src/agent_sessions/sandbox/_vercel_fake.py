@@ -55,6 +55,7 @@ from urllib.parse import parse_qs, unquote
 
 __all__ = [
     "FakeVercelApi",
+    "FakeVercelThread",
     "Fault",
     "bwrap_available",
     "fake_vercel",
@@ -811,6 +812,53 @@ async def fake_vercel(root: Path, **options: Any) -> AsyncIterator[FakeVercelApi
         server.should_exit = True
         await asyncio.gather(task, return_exceptions=True)
         sock.close()
+
+
+class FakeVercelThread:
+    """A :class:`FakeVercelApi` served from a thread of its own, for code that runs its own
+    event loops (a service under ``TestClient``): the service reaches it by ``base_url``."""
+
+    def __init__(self, root: Path, **options: Any) -> None:
+        import threading
+
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._error: BaseException | None = None
+        self.api: FakeVercelApi | None = None
+        self._thread = threading.Thread(
+            target=self._main, args=(root, options), name="vercel-stand-in", daemon=True
+        )
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        assert self.api is not None, "the Vercel stand-in did not start"
+
+    def _main(self, root: Path, options: dict[str, Any]) -> None:
+        async def serve() -> None:
+            self._stop = asyncio.Event()
+            async with fake_vercel(root, **options) as api:
+                self.api = api
+                self._ready.set()
+                await self._stop.wait()
+
+        try:
+            self._loop.run_until_complete(serve())
+        except BaseException as error:  # reported to the starting thread
+            self._error = error
+            self._ready.set()
+        finally:
+            self._loop.close()
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` (``inject``, ``hold``…) in the stand-in's own thread."""
+        self._loop.call_soon_threadsafe(fn, *args)
+
+    def close(self) -> None:
+        if self._stop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
 
 
 def fake_vercel_client(

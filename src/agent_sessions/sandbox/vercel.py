@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 
 import httpx2
 from vercel.errors import VercelError
-from vercel.sandbox import SandboxClient
+from vercel.sandbox import SandboxClient, SandboxServiceOptions
 
 from agent_sessions.sandbox._openat2 import split_relative
 from agent_sessions.sandbox._vercel_errors import Missing, RetryPolicy, retrying
@@ -578,7 +578,12 @@ class VercelProvider(SandboxProvider):
         plan_limit = PLAN_SESSION_LIMITS[self.plan]
         self._session_limit = min(timedelta(seconds=settings.hard_timeout_seconds), plan_limit)
         # Constructing the client does no I/O; credentials are resolved per request.
-        self._client = client if client is not None else SandboxClient.create()
+        if client is None:
+            url = settings.vercel_api_url
+            client = SandboxClient.create(
+                options=SandboxServiceOptions(base_url=url) if url else None
+            )
+        self._client = client
 
     async def lookup(self, name: str) -> Any:
         """A fresh handle on sandbox ``name`` (without resuming it); SandboxNotFound if none."""
