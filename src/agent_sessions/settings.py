@@ -113,6 +113,14 @@ class Settings(BaseSettings):
     sandbox_pids_max: int = Field(default=512, ge=16)
     sandbox_tmpfs_bytes: int = Field(default=256 << 20, ge=1 << 20)
     """Size cap of each sandbox's RAM-backed ``/tmp``."""
+    vercel_plan: Literal["hobby", "pro", "enterprise"] = "hobby"
+    """The Vercel plan of the team whose sandboxes we use: it bounds how long one sandbox
+    session may run (Hobby 45 minutes; Pro and Enterprise 24 hours, Vercel's docs,
+    docs/vercel-provider.md). Hobby by default: the one limit every plan accepts. A session
+    past it is stopped by Vercel and resumed at the next call (files kept, processes not)."""
+    vercel_api_url: str | None = None
+    """Base URL of Vercel's Sandbox API; unset, the SDK's (``https://vercel.com/api``). For a
+    proxy in front of it, or the labelled stand-in of it in tests."""
     sandbox_disk_bytes: int | None = Field(default=None, ge=32 << 20)
     """Size of each local workspace (an ext4 image, loop-mounted: needs root); unset, none.
     Off by default: it changes how workspaces are stored, needs root and loop devices, and

@@ -135,7 +135,7 @@ async def fake_provider(tmp_path: Path) -> AsyncIterator[SandboxProvider]:
 
 @pytest.fixture
 async def vercel_provider(tmp_path: Path) -> AsyncIterator[SandboxProvider]:
-    """The Vercel provider on the real SDK over a labelled stand-in transport (no Vercel)."""
+    """The Vercel provider on the real SDK, over HTTP to the labelled stand-in of its API."""
     from agent_sessions.sandbox._vercel_fake import bwrap_available, fake_vercel_provider
 
     if not bwrap_available():

@@ -30,8 +30,10 @@ from agent_sessions.sandbox import (
     FileInfo,
     FileTooLarge,
     Sandbox,
+    SandboxAuthError,
     SandboxElsewhere,
     SandboxNotFound,
+    SandboxUnavailable,
 )
 from agent_sessions.workspace.skills import FRONTMATTER_MAX, discover, render_body
 
@@ -69,6 +71,9 @@ def workspace_path(path: str | None) -> str:
     return p
 
 
+UNREACHABLE = (SandboxNotFound, SandboxElsewhere, SandboxUnavailable, SandboxAuthError)
+
+
 class SandboxUnreachable(AgentSessionsError):
     """The turn's sandbox is gone or on another host: an infrastructure failure that ends the
     turn visibly, never a tool result the model reads and the turn reports as success."""
@@ -85,18 +90,18 @@ async def sandbox_step(
     deps = ctx.deps
 
     async def body() -> dict[str, Any]:
-        # Not reaching the sandbox at all is no tool outcome for the model to read: the turn
+        # Not reaching the sandbox (gone, elsewhere, its provider down past the provider's own
+        # retries, credentials refused) is no tool outcome for the model to read: the turn
         # fails, visibly (raised out of the step, which records it, so a replay fails alike).
         try:
             sandbox = await deps.sandbox()
-        except (SandboxNotFound, SandboxElsewhere) as err:
-            raise SandboxUnreachable(
-                f"The session's sandbox cannot be reached: {err.message}"
-            ) from None
-        try:
             return {"ok": await deps.until_stopped(fn(sandbox))}
         except ToolError as err:
             return {"error": str(err)}
+        except UNREACHABLE as err:
+            raise SandboxUnreachable(
+                f"The session's sandbox cannot be reached: {err.message}"
+            ) from None
         except AgentSessionsError as err:
             return {"error": err.message}
 

@@ -21,9 +21,11 @@ __all__ = [
     "InvalidSandboxName",
     "PathConflict",
     "PathNotFound",
+    "SandboxAuthError",
     "SandboxElsewhere",
     "SandboxError",
     "SandboxNotFound",
+    "SandboxRejected",
     "SandboxSetupError",
     "SandboxUnavailable",
     "UnsafePath",
@@ -92,6 +94,16 @@ class InvalidSandboxName(SandboxError, InvalidInput):
 
 class SandboxUnavailable(SandboxError, UpstreamError):
     """The provider cannot run the sandbox right now (spawn failure, provider down, stopped)."""
+
+
+class SandboxAuthError(SandboxError, UpstreamError):
+    """The provider refused our credentials (401/403), or none are configured: an operator has
+    to fix the configuration, so nothing retries it."""
+
+
+class SandboxRejected(SandboxError, UpstreamError):
+    """The provider refused a request for a reason retrying cannot change (a 4xx other than
+    the ones mapped to a more precise error)."""
 
 
 class SandboxSetupError(SandboxError):
