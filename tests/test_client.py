@@ -166,6 +166,24 @@ def test_retry_policy_delays() -> None:
     assert policy.delay(2) is None  # no retries left
 
 
+def test_a_stream_resumed_from_the_end_counts_from_the_tail_index() -> None:
+    """``startIndex=-2``: the last two chunks written; a drop then resumes at their end."""
+    asked: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params["startIndex"])
+        if len(asked) > 1:
+            return httpx.Response(204)
+        body = b'data: {"type":"start-step"}\n\ndata: {"type":"text-start","id":"t"}\n\n'
+        return httpx.Response(200, content=body, headers={"x-workflow-stream-tail-index": "9"})
+
+    with Client("http://server", "k", transport=httpx.MockTransport(handler), retry=FAST) as c:
+        stream = c.resume_stream("c1", -2)
+        assert stream is not None and stream.index == 8
+        assert [chunk.type for chunk in stream] == ["start-step", "text-start"]
+    assert asked == ["-2", "10"] and stream.index == 10 and not stream.finished
+
+
 # --- routes -------------------------------------------------------------------------------------
 
 

@@ -27,6 +27,7 @@ T = TypeVar("T")
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 60.0
 """Seconds; a workspace route may first restore a hibernated sandbox."""
+TAIL_INDEX = "x-workflow-stream-tail-index"
 STREAM_TIMEOUT = httpx.Timeout(DEFAULT_TIMEOUT, read=None)
 """A turn may be silent for minutes (a long ``bash``; the server sends a comment every 15 s),
 so reading a stream never times out."""
@@ -50,6 +51,7 @@ class StreamStart:
 
     chat_id: str
     index: int
+    """Negative: that many chunks before the end (``GET …/stream?startIndex=-N``)."""
     reopen: Callable[[int], Request]
     """The request that resumes the stream at an index (``GET /api/chat/{chatId}/stream``)."""
     uncounted: int = 0
@@ -80,10 +82,12 @@ class _Transport:
             **(headers or {}),
         }
 
-    def _position(self, start: StreamStart) -> Position:
-        return Position(
-            start.chat_id, start.index, self.retry, self.on_resume, uncounted=start.uncounted
-        )
+    def _position(self, start: StreamStart, response: httpx.Response) -> Position:
+        index = start.index
+        if index < 0:  # counted back from the last chunk written, as the server did
+            tail = int(response.headers.get(TAIL_INDEX, "-1"))
+            index = max(0, tail + 1 + index)
+        return Position(start.chat_id, index, self.retry, self.on_resume, uncounted=start.uncounted)
 
 
 def _log_retry(request: Request, delay: float, why: str) -> None:
@@ -166,7 +170,7 @@ class SyncTransport(_Transport):
         if response is None:
             return None
         return TurnStream(
-            response, self._position(start), lambda index: self._open(start.reopen(index))
+            response, self._position(start, response), lambda index: self._open(start.reopen(index))
         )
 
 
@@ -245,5 +249,5 @@ class AsyncTransport(_Transport):
         if response is None:
             return None
         return AsyncTurnStream(
-            response, self._position(start), lambda index: self._open(start.reopen(index))
+            response, self._position(start, response), lambda index: self._open(start.reopen(index))
         )

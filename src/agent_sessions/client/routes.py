@@ -561,7 +561,7 @@ class Routes:
         """The chat's live turn from chunk ``start_index`` (negative: that many before the
         last one written), or None when no turn is live."""
         params = {"startIndex": start_index}
-        return StreamCall(chat_id, {"chatId": chat_id}, params, index=max(start_index, 0))
+        return StreamCall(chat_id, {"chatId": chat_id}, params, index=start_index)
 
     @endpoint("POST", "/api/chat/{chatId}/stop", safe=True)
     def stop_turn(self, chat_id: str) -> Call[schemas.StopResult]:
