@@ -66,7 +66,7 @@ class BaseChunk(BaseModel):
 
     def to_dict(self) -> dict[str, Any]:
         """The chunk as the wire has it (camelCase, only the fields it came with)."""
-        return self.model_dump(by_alias=True, exclude_unset=True)
+        return self.model_dump(by_alias=True, exclude_unset=True, warnings=False)
 
 
 # --- the message and its steps ------------------------------------------------------------------
