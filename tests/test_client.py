@@ -41,6 +41,7 @@ from agent_sessions.client import (
     ServiceUnavailableError,
     StartChunk,
     TextDeltaChunk,
+    ToolApprovalRequestChunk,
     ToolInputAvailableChunk,
     ToolInputDeltaChunk,
     ToolOutputAvailableChunk,
@@ -279,6 +280,31 @@ def test_a_turn_streams_typed_chunks_to_its_finish(served: Served) -> None:
         assert client.download_file(sid, "notes/a.txt") == b"hello\n"
         assert [e.path for e in client.list_files(sid, "notes").entries] == ["notes/a.txt"]
         assert client.download_archive(sid, format="zip").startswith(b"PK")
+
+
+def test_an_approval_is_answered_and_the_turn_goes_on(served: Served) -> None:
+    model = served.script([ToolCalls([Call("bash", {"command": "echo ok"})]), Text("it ran")])
+    with Client(served.url, served.alice, retry=FAST) as client:
+        sid, chat_id = _active_session(client)
+        rules = client.update_chat(sid, chat_id, approval_rules=[{"tool": "bash"}]).approval_rules
+        assert [r.tool for r in rules] == ["bash"]
+        with client.send_message(sid, chat_id, "run it", model=model) as asking:
+            chunks = list(asking)
+        request = next(c for c in chunks if isinstance(c, ToolApprovalRequestChunk))
+        end = chunks[-1]
+        assert isinstance(end, FinishChunk) and end.finish_reason == "tool-calls"
+        pending = client.get_chat(sid, chat_id).pending_approvals
+        assert [p.approval_id for p in pending] == [request.approval_id]
+
+        with client.answer_approvals(
+            sid, chat_id, {request.approval_id: True}, start_index=asking.index
+        ) as rest:
+            more = list(rest)
+        assert isinstance(more[0], StartChunk) and rest.finished
+        ran = next(c for c in more if isinstance(c, ToolOutputAvailableChunk))
+        assert ran.tool_call_id == request.tool_call_id and ran.output["stdout"] == "ok\n"
+        assert _text(more) == "it ran"
+        assert not any(isinstance(c, ToolApprovalRequestChunk) for c in more)
 
 
 def _text(chunks: list[Chunk]) -> str:
