@@ -293,6 +293,7 @@ def test_an_approval_is_answered_and_the_turn_goes_on(served: Served) -> None:
         request = next(c for c in chunks if isinstance(c, ToolApprovalRequestChunk))
         end = chunks[-1]
         assert isinstance(end, FinishChunk) and end.finish_reason == "tool-calls"
+        assert asking.paused and asking.index == len(chunks) - 1  # that finish is not the run's
         pending = client.get_chat(sid, chat_id).pending_approvals
         assert [p.approval_id for p in pending] == [request.approval_id]
 
@@ -300,7 +301,8 @@ def test_an_approval_is_answered_and_the_turn_goes_on(served: Served) -> None:
             sid, chat_id, {request.approval_id: True}, start_index=asking.index
         ) as rest:
             more = list(rest)
-        assert isinstance(more[0], StartChunk) and rest.finished
+        assert isinstance(more[0], StartChunk) and rest.finished and not rest.paused
+        assert rest.index == asking.index + len(more) - 1  # its start is not the run's either
         ran = next(c for c in more if isinstance(c, ToolOutputAvailableChunk))
         assert ran.tool_call_id == request.tool_call_id and ran.output["stdout"] == "ok\n"
         assert _text(more) == "it ran"

@@ -89,8 +89,10 @@ async def aparse_sse(lines: AsyncIterable[str]) -> AsyncGenerator[Chunk, None]:
 class Position:
     """Where a reader is in the run's stream, and how its resumes go (both readers use it).
 
-    ``index`` is the index of the next chunk. A response that answers a question or an approval
-    opens with a ``start`` chunk of its own, not one of the run's (``uncounted``)."""
+    ``index`` is the index of the next chunk. Two chunks a response may carry are not the run's:
+    the ``start`` that opens the answer to a question or an approval (``uncounted``), and the
+    ``finish`` that ends a response where the turn waits for that answer (``paused``: the
+    reader's own, without the ``messageMetadata`` of the turn's real ``finish``)."""
 
     def __init__(
         self,
@@ -104,18 +106,26 @@ class Position:
         self.chat_id = chat_id
         self.index = index
         self.finished = False
+        self.paused = False
         self._policy = policy
         self._on_resume = on_resume
         self._uncounted = uncounted
         self._failures = 0
 
     def got(self, chunk: Chunk) -> None:
+        self._failures = 0
+        if isinstance(chunk, FinishChunk):
+            self.finished = True
+            self.paused = (
+                chunk.finish_reason == "tool-calls"
+                and "message_metadata" not in chunk.model_fields_set
+            )
+            if self.paused:
+                return
         if self._uncounted:
             self._uncounted -= 1
         else:
             self.index += 1
-        self._failures = 0
-        self.finished = self.finished or isinstance(chunk, FinishChunk)
 
     def lost(self, reason: str) -> float:
         """The stream dropped: seconds to wait before resuming, or :class:`StreamDropped`."""
@@ -146,14 +156,21 @@ class _Stream:
 
     @property
     def index(self) -> int:
-        """The index in the run's stream of the next chunk; after a ``finish`` at a question or
-        an approval, the ``start_index`` to answer with."""
+        """The index in the run's stream of the next chunk (after a pause, the ``start_index``
+        to answer with)."""
         return self._position.index
 
     @property
+    def paused(self) -> bool:
+        """Whether the response ended where the turn waits for a person: answer the question
+        or the approvals with ``start_index=`` :attr:`index` for the rest of the turn."""
+        return self._position.paused
+
+    @property
     def finished(self) -> bool:
-        """Whether a ``finish`` chunk was read (False after a stream whose turn ended while the
-        connection was down: read the rest from the chat's stored message)."""
+        """Whether the response's ``finish`` chunk was read: the turn's, or a pause
+        (:attr:`paused`). False after a stream whose turn ended while the connection was down:
+        the chat's stored message has the whole reply."""
         return self._position.finished
 
 
