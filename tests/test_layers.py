@@ -46,9 +46,10 @@ FOUNDATION = {
 }
 """Single modules any layer may import; they import only one another, without a cycle."""
 
-CLIENT_MAY_IMPORT = {"agent_sessions.api.schemas"}
+CLIENT_MAY_IMPORT = {"agent_sessions.api", "agent_sessions.api.schemas"}
 """What the client library may import of the service: the wire models, shared with the server
-(they load no server code). Anything else it knows, it learns over HTTP like any client."""
+(they load no server code; the package's index loads the app only on first use). Anything else
+it knows, it learns over HTTP like any client."""
 
 UPWARD = {("agent_sessions.workspace.textgen", "agent_sessions.agent.models")}
 """The one import against the layers: the workspace's short texts use the agent's model table."""
