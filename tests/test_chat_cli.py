@@ -1,6 +1,6 @@
 """``agent-sessions chat``: the terminal client, against a real ``serve`` subprocess with real
-sandboxes and the scripted stand-in model; plus its stream reader and renderer on recorded
-chunks (no network).
+sandboxes and the scripted stand-in model; plus the stream reader it uses (the client
+library's) and its renderer on recorded chunks (no network).
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ import httpx
 import pytest
 from rich.console import Console
 
-from agent_sessions.client.http import Api, StreamDropped, parse_sse
-from agent_sessions.client.render import Renderer
+from agent_sessions.client import Client, RetryPolicy, StreamDropped
+from agent_sessions.client.streams import parse_sse
+from agent_sessions.terminal.render import Renderer
 from tests.conftest import CLI, Server, start_server, stop_server
 from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
 from tests.support.model_server import (
@@ -127,15 +128,16 @@ def test_renderer_on_a_recorded_stream() -> None:
 
 def test_parse_sse_framing() -> None:
     lines = ['data: {"type":"start"}', "", ": a comment", 'data: {"type":', 'data: "finish"}', ""]
-    assert list(parse_sse([*lines, "data: [DONE]", "", "data: ignored", ""])) == [
-        {"type": "start"},
-        {"type": "finish"},
-    ]
+    chunks = parse_sse([*lines, "data: [DONE]", "", "data: ignored", ""])
+    assert [c.to_dict() for c in chunks] == [{"type": "start"}, {"type": "finish"}]
     # An event cut off before its blank line is not a chunk: the stream counts as dropped.
     got: list[dict[str, Any]] = []
     with pytest.raises(StreamDropped):
-        got.extend(parse_sse(['data: {"type":"start"}', "", 'data: {"type":"fin']))
+        got.extend(c.to_dict() for c in parse_sse(['data: {"type":"start"}', "", 'data: {"ty']))
     assert got == [{"type": "start"}]
+
+
+FAST = RetryPolicy(resume_backoff=0.001)
 
 
 def test_a_dropped_stream_resumes_from_the_chunks_received() -> None:
@@ -154,9 +156,12 @@ def test_a_dropped_stream_resumes_from_the_chunks_received() -> None:
             return httpx.Response(200, content=body)
         return httpx.Response(200, content=_sse_body(RECORDED[5:]))
 
-    api = Api("http://server", "k", transport=httpx.MockTransport(handler))
     retries: list[int] = []
-    chunks = list(api.send("s1", "c1", "hi", on_retry=lambda n, _: retries.append(n)))
+    api = Client(
+        "http://server", "k", transport=httpx.MockTransport(handler), retry=FAST,
+        on_resume=lambda n, _: retries.append(n),
+    )  # fmt: skip
+    chunks = [c.to_dict() for c in api.send_message("s1", "c1", "hi")]
     assert chunks == RECORDED
     assert resumes == ["2", "5"]
     assert retries == [1, 1]
@@ -167,8 +172,10 @@ def test_a_dropped_stream_resumes_from_the_chunks_received() -> None:
             return httpx.Response(200, content=_sse_body(RECORDED[:3], done=False))
         return httpx.Response(204)
 
-    api = Api("http://server", "k", transport=httpx.MockTransport(ended))
-    assert list(api.send("s1", "c1", "hi", on_retry=lambda *_: None)) == RECORDED[:3]
+    api = Client("http://server", "k", transport=httpx.MockTransport(ended), retry=FAST)
+    stream = api.send_message("s1", "c1", "hi")
+    assert [c.to_dict() for c in stream] == RECORDED[:3]
+    assert not stream.finished
 
 
 def _chat_env(url: str | None = None, key: str | None = None) -> dict[str, str]:

@@ -20,7 +20,9 @@ ARCHITECTURE = Path(__file__).resolve().parents[1] / "docs" / "architecture.md"
 LAYERS: list[set[str]] = [
     {"__main__"},
     {"cli"},
-    {"api", "client"},
+    {"terminal"},
+    {"client"},
+    {"api"},
     {"agent", "auth"},
     {"lifecycle"},
     {"workspace", "hooks"},
@@ -43,6 +45,11 @@ FOUNDATION = {
     "settings",
 }
 """Single modules any layer may import; they import only one another, without a cycle."""
+
+CLIENT_MAY_IMPORT = {"agent_sessions.api", "agent_sessions.api.schemas"}
+"""What the client library may import of the service: the wire models, shared with the server
+(they load no server code; the package's index loads the app only on first use). Anything else
+it knows, it learns over HTTP like any client."""
 
 UPWARD = {("agent_sessions.workspace.textgen", "agent_sessions.agent.models")}
 """The one import against the layers: the workspace's short texts use the agent's model table."""
@@ -179,6 +186,30 @@ def test_no_import_cycle_between_packages_but_the_upward_import() -> None:
 
     cycles = sorted(u for u in edges if reaches(u, u, set()))
     assert not cycles, f"import cycles through {cycles}"
+
+
+def _reached_from(unit: str) -> set[tuple[str, str]]:
+    """(module, what it imports) for each module of ``unit`` and import of another unit."""
+    graph = _graph()
+    return {
+        (module, target)
+        for module, imported in graph.items()
+        if _unit(module) == unit
+        for target in {_known(graph, t) for t in _internal(imported)}
+        if _unit(target) not in ("", unit)
+    }
+
+
+def test_the_client_imports_only_the_wire_models() -> None:
+    wrong = sorted(
+        f"{m} imports {t}" for m, t in _reached_from("client") if t not in CLIENT_MAY_IMPORT
+    )
+    assert not wrong, "the client library must stay a client:\n" + "\n".join(wrong)
+
+
+def test_the_terminal_speaks_http_through_the_client_only() -> None:
+    wrong = sorted(f"{m} imports {t}" for m, t in _reached_from("terminal") if _unit(t) != "client")
+    assert not wrong, "the terminal client uses the client library only:\n" + "\n".join(wrong)
 
 
 def test_the_upward_import_reaches_only_the_model_table() -> None:

@@ -270,7 +270,7 @@ def chat(
 
     Ctrl-C stops a running turn; /exit or Ctrl-D quits.
     """
-    from agent_sessions.client.repl import ChatOptions, run
+    from agent_sessions.terminal.repl import ChatOptions, run
 
     options = ChatOptions(
         url=url, api_key=api_key, session_id=session, chat_id=chat_id, model=model

@@ -30,13 +30,15 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml  # type: ignore[import-untyped]
 
 from agent_sessions.exceptions import InvalidInput
-from agent_sessions.sandbox import Sandbox
 from agent_sessions.settings import Settings
+
+if TYPE_CHECKING:  # not loaded at run time: the wire models (and the client) import this module
+    from agent_sessions.sandbox import Sandbox
 
 __all__ = [
     "FRONTMATTER_MAX",

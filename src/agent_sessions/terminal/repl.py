@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Generator
 from dataclasses import dataclass
 
 import httpx
 from rich.console import Console
 
-from agent_sessions.client.http import Api, ApiError, Chunk, StreamDropped
-from agent_sessions.client.render import Renderer
+from agent_sessions.client import (
+    ApiError,
+    Client,
+    ConflictError,
+    StreamDropped,
+    ToolInputAvailableChunk,
+    TurnStream,
+    UnauthorizedError,
+)
+from agent_sessions.terminal.render import Renderer
 
 SANDBOX_TIMEOUT = 300.0
 POLL_SECONDS = 0.5
@@ -51,11 +58,8 @@ def run(options: ChatOptions, console: Console | None = None) -> int:
                 "(create one with `agent-sessions accounts create`)",
                 2,
             )
-        api = Api(options.url, options.api_key)
-        try:
-            Repl(api, options, console).main()
-        finally:
-            api.close()
+        with Client(options.url, options.api_key) as client:
+            Repl(client, options, console).main()
     except ClientError as err:
         errors.print(f"error: {err}", style="red", markup=False)
         return err.code
@@ -63,16 +67,17 @@ def run(options: ChatOptions, console: Console | None = None) -> int:
 
 
 def _describe(err: Exception, url: str) -> ClientError:
+    if isinstance(err, UnauthorizedError):
+        return ClientError(f"the server refused the API key: {err.message}", 2)
     if isinstance(err, ApiError):
-        if err.status == 401:
-            return ClientError(f"the server refused the API key: {err.message}", 2)
         return ClientError(str(err))
     return ClientError(f"cannot reach {url}: {err}")
 
 
 class Repl:
-    def __init__(self, api: Api, options: ChatOptions, console: Console) -> None:
-        self.api = api
+    def __init__(self, client: Client, options: ChatOptions, console: Console) -> None:
+        self.client = client
+        client.on_resume = self.resuming  # say so when a dropped stream is resumed
         self.options = options
         self.console = console
         self.renderer = Renderer(console)
@@ -110,9 +115,9 @@ class Repl:
                 self._turn(text)
             except KeyboardInterrupt:
                 self._stop()
+            except UnauthorizedError as err:
+                raise _describe(err, self.options.url) from err
             except ApiError as err:
-                if err.status == 401:
-                    raise _describe(err, self.options.url) from err
                 self._error(err.message)
             except (httpx.TransportError, StreamDropped) as err:
                 self._error(str(err) or type(err).__name__)
@@ -121,25 +126,24 @@ class Repl:
 
     def _open(self) -> None:
         if self.options.session_id is None:
-            created = self.api.create_session()
-            session, chat = created["session"], created["chat"]
-            self.session_id, self.chat_id = session["id"], chat["id"]
-            self.console.print(f"session {session['id']}  {session['title']}", markup=False)
+            created = self.client.create_session()
+            session = created.session
+            self.session_id, self.chat_id = session.id, created.chat.id
         else:
             self.session_id = self.options.session_id
-            session = self.api.get_session(self.session_id)
-            chats = self.api.list_chats(self.session_id)
+            session = self.client.get_session(self.session_id)
+            chats = self.client.list_chats(self.session_id).chats
             if self.options.chat_id is not None:
-                if not any(c["id"] == self.options.chat_id for c in chats):
+                if not any(c.id == self.options.chat_id for c in chats):
                     raise ClientError(
                         f"session {self.session_id} has no chat {self.options.chat_id}"
                     )
                 self.chat_id = self.options.chat_id
             elif chats:
-                self.chat_id = chats[0]["id"]
+                self.chat_id = chats[0].id
             else:
                 raise ClientError(f"session {self.session_id} has no chats")
-            self.console.print(f"session {session['id']}  {session['title']}", markup=False)
+        self.console.print(f"session {session.id}  {session.title}", markup=False)
         self.console.print(f"chat {self.chat_id}", style="dim", markup=False)
 
     def _wait_for_sandbox(self) -> None:
@@ -151,8 +155,8 @@ class Repl:
         started = False
         try:
             while True:
-                sandbox = self.api.sandbox(self.session_id)
-                state = sandbox.get("lifecycleState") or "provisioning"
+                sandbox = self.client.sandbox_state(self.session_id)
+                state = sandbox.lifecycle_state or "provisioning"
                 if state == "active":
                     break
                 if state in ("hibernated", "hibernating"):
@@ -161,7 +165,7 @@ class Repl:
                     )
                     break
                 if state in ("failed", "archived"):
-                    why = sandbox.get("lifecycleError") or state
+                    why = sandbox.lifecycle_error or state
                     raise ClientError(f"the session's sandbox is {state}: {why}")
                 if state != shown:
                     shown = state
@@ -185,16 +189,14 @@ class Repl:
 
     def _turn(self, text: str) -> None:
         try:
-            chunks = self.api.send(
-                self.session_id, self.chat_id, text, self.options.model, on_retry=self._retrying
+            chunks = self.client.send_message(
+                self.session_id, self.chat_id, text, model=self.options.model
             )
-        except ApiError as err:
-            if err.status != 409:
-                raise
+        except ConflictError as err:
             self._error(err.message)
             if not self._confirm("Attach to the running turn? [Y/n] "):
                 return
-            live = self.api.attach(self.chat_id, 0, on_retry=self._retrying)
+            live = self.client.resume_stream(self.chat_id, 0)
             if live is None:
                 self.console.print("that turn has ended; send your message again", style="dim")
                 return
@@ -202,35 +204,31 @@ class Repl:
             chunks = live
         self._render(chunks)
 
-    def _render(self, chunks: Generator[Chunk, None, None], index: int = 0) -> None:
-        """Show a stream whose first chunk is the run's chunk ``index``. At a question the
-        response ends (ADR 14): the answer's own response carries the rest of the turn."""
-        current: Generator[Chunk, None, None] | None = chunks
+    def _render(self, chunks: TurnStream) -> None:
+        """Show a turn's stream. At a question the response ends (ADR 14): the answer's own
+        response carries the rest of the turn."""
+        current: TurnStream | None = chunks
         try:
             while current is not None:
                 following, current = current, None
-                try:
+                with following:  # hang up at once on Ctrl-C
                     for chunk in following:
                         self.renderer.feed(chunk)
-                        index += 1
                         if (
-                            chunk.get("type") == "tool-input-available"
-                            and chunk.get("toolName") == "ask_user_question"
+                            isinstance(chunk, ToolInputAvailableChunk)
+                            and chunk.tool_name == "ask_user_question"
                         ):
-                            current = self._answer(chunk, index)
-                            index -= 1  # the answer's response starts with its own ``start``
+                            current = self._answer(chunk, following.index)
                             break
-                finally:
-                    following.close()  # hang up at once on Ctrl-C
         finally:
             self.renderer.newline()
 
-    def _answer(self, call: Chunk, index: int) -> Generator[Chunk, None, None]:
+    def _answer(self, call: ToolInputAvailableChunk, index: int) -> TurnStream:
         """The agent asked multiple-choice questions: ask them here, send the answers back;
         the rest of the turn (from the run's chunk ``index``) streams in the answer's response."""
         self.renderer.newline()
         answers: dict[str, str] = {}
-        questions = (call.get("input") or {}).get("questions") or []
+        questions = (call.input if isinstance(call.input, dict) else {}).get("questions") or []
         try:
             for q in questions:
                 options = [o.get("label", "") for o in q.get("options", [])]
@@ -242,20 +240,20 @@ class Repl:
                     reply = options[int(reply) - 1]
                 answers[q.get("question", "")] = reply
         except (EOFError, KeyboardInterrupt):
-            output: Chunk = {"declined": True}
+            output: dict[str, object] = {"declined": True}
         else:
             output = {"answers": answers}
-        return self.api.answer(
-            self.session_id, self.chat_id, call, output, index, on_retry=self._retrying
+        return self.client.answer_question(
+            self.session_id, self.chat_id, call, output, start_index=index
         )
 
     def _stop(self) -> None:
         self.renderer.newline()
         self.console.print("stopping…", style="yellow")
-        stopped = self.api.stop(self.chat_id)
+        stopped = self.client.stop_turn(self.chat_id).stopped
         self.console.print("stopped" if stopped else "the turn had already ended", style="dim")
 
-    def _retrying(self, attempt: int, reason: str) -> None:
+    def resuming(self, attempt: int, reason: str) -> None:
         self.renderer.newline()
         self.console.print(f"connection lost ({reason}); resuming (try {attempt})…", style="dim")
 

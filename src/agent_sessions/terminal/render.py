@@ -1,4 +1,4 @@
-"""UI message stream chunks → terminal output, one chunk at a time as they arrive.
+"""A turn's chunks → terminal output, one chunk at a time as they arrive.
 
 Text is printed inline as it streams; tool calls get a one-line header when their input is
 complete and a short summary of the result, so a long command output never floods the screen
@@ -13,7 +13,24 @@ from typing import Any
 from rich.console import Console
 from rich.text import Text
 
-Chunk = dict[str, Any]
+from agent_sessions.client import (
+    AbortChunk,
+    Chunk,
+    DataChunk,
+    ErrorChunk,
+    FinishChunk,
+    MessageMetadataChunk,
+    ReasoningDeltaChunk,
+    ReasoningStartChunk,
+    StartChunk,
+    TextDeltaChunk,
+    TextStartChunk,
+    ToolInputAvailableChunk,
+    ToolInputErrorChunk,
+    ToolInputStartChunk,
+    ToolOutputAvailableChunk,
+    ToolOutputErrorChunk,
+)
 
 HEADER_WIDTH = 120
 ARG_WIDTH = 60
@@ -79,53 +96,53 @@ class Renderer:
     # --- chunks --------------------------------------------------------------------------------
 
     def feed(self, chunk: Chunk) -> None:
-        kind = str(chunk.get("type", ""))
-        if kind == "start":
-            self._usage = None
-        elif kind in ("text-start", "reasoning-start"):
-            if self._last_kind and self._last_kind != kind.split("-")[0]:
-                self.newline()
-            self._last_kind = kind.split("-")[0]
-        elif kind == "text-delta":
-            self._inline(str(chunk.get("delta", "")))
-        elif kind == "reasoning-delta":
-            self._inline(str(chunk.get("delta", "")), "dim italic")
-        elif kind == "tool-input-start":
-            self._tools[str(chunk.get("toolCallId"))] = str(chunk.get("toolName", "tool"))
-        elif kind in ("tool-input-available", "tool-input-error"):
-            self._tool_header(chunk)
-        elif kind == "tool-output-available":
-            self._tool_output(chunk)
-        elif kind == "tool-output-error":
-            self._result_lines([f"error: {chunk.get('errorText', '')}"], "red")
-        elif kind == "data-sandbox":
-            self._sandbox(chunk.get("data") or {})
-        elif kind == "error":
-            self._line(f"error: {chunk.get('errorText', 'unknown error')}", "bold red")
-            self._last_kind = "error"
-        elif kind == "abort":
-            self._line("(turn aborted)", "dim")
-        elif kind in ("message-metadata", "finish"):
-            metadata = chunk.get("messageMetadata")
-            if isinstance(metadata, dict) and isinstance(metadata.get("usage"), dict):
-                self._usage = metadata["usage"]
-            if kind == "finish":
-                self._footer()
+        match chunk:
+            case StartChunk():
+                self._usage = None
+            case TextStartChunk() | ReasoningStartChunk():
+                kind = chunk.type.split("-")[0]
+                if self._last_kind and self._last_kind != kind:
+                    self.newline()
+                self._last_kind = kind
+            case TextDeltaChunk():
+                self._inline(chunk.delta)
+            case ReasoningDeltaChunk():
+                self._inline(chunk.delta, "dim italic")
+            case ToolInputStartChunk():
+                self._tools[chunk.tool_call_id] = chunk.tool_name
+            case ToolInputAvailableChunk() | ToolInputErrorChunk():
+                self._tool_header(chunk)
+            case ToolOutputAvailableChunk():
+                self._tool_output(chunk)
+            case ToolOutputErrorChunk():
+                self._result_lines([f"error: {chunk.error_text}"], "red")
+            case DataChunk(name="sandbox"):
+                self._sandbox(chunk.data if isinstance(chunk.data, dict) else {})
+            case ErrorChunk():
+                self._line(f"error: {chunk.error_text}", "bold red")
+                self._last_kind = "error"
+            case AbortChunk():
+                self._line("(turn aborted)", "dim")
+            case MessageMetadataChunk() | FinishChunk():
+                metadata = chunk.message_metadata
+                if isinstance(metadata, dict) and isinstance(metadata.get("usage"), dict):
+                    self._usage = metadata["usage"]
+                if isinstance(chunk, FinishChunk):
+                    self._footer()
 
-    def _tool_header(self, chunk: Chunk) -> None:
-        call_id = str(chunk.get("toolCallId"))
-        name = str(chunk.get("toolName") or self._tools.get(call_id, "tool"))
-        self._tools[call_id] = name
+    def _tool_header(self, chunk: ToolInputAvailableChunk | ToolInputErrorChunk) -> None:
+        name = chunk.tool_name or self._tools.get(chunk.tool_call_id, "tool")
+        self._tools[chunk.tool_call_id] = name
         self.newline()
         self.console.print(Text("⏺ ", style="green"), end="")
-        self.console.print(Text(tool_header(name, chunk.get("input")), style="bold"))
+        self.console.print(Text(tool_header(name, chunk.input), style="bold"))
         self._last_kind = "tool"
-        if chunk.get("type") == "tool-input-error":
-            self._result_lines([f"error: {chunk.get('errorText', '')}"], "red")
+        if isinstance(chunk, ToolInputErrorChunk):
+            self._result_lines([f"error: {chunk.error_text}"], "red")
 
-    def _tool_output(self, chunk: Chunk) -> None:
-        name = self._tools.get(str(chunk.get("toolCallId")), "")
-        output = chunk.get("output")
+    def _tool_output(self, chunk: ToolOutputAvailableChunk) -> None:
+        name = self._tools.get(chunk.tool_call_id, "")
+        output = chunk.output
         if name == "bash" and isinstance(output, dict) and "exitCode" in output:
             code = output.get("exitCode")
             status = f"exit {code}"
