@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from typer.testing import CliRunner
 
 from agent_sessions.cli import app
 from agent_sessions.settings import Settings, unknown_variables
+from agent_sessions.store import Database
+from agent_sessions.store.models import Host
 from tests.conftest import CLI, PG_ADMIN_URL, _postgres_unreachable_reason, free_port
 
 
@@ -83,6 +86,54 @@ def test_accounts_keys_orgs(env: dict[str, str]) -> None:
     assert added == {"organizationId": org["organizationId"], "accountId": acct["accountId"]}
     assert as_json(env, "orgs", "add-member", *member) == added
     assert set(as_json(env, "migrate")) == {"revision"}
+
+
+def test_operator_listings_and_recovering_a_lost_host(env: dict[str, str]) -> None:
+    """Every account's rows, which the API never shows one account; ``workflows recover``
+    hands a host that no longer beats to the others, and refuses one that beats."""
+    acct = as_json(env, "accounts", "create", "--name", "ops")
+    org = as_json(env, "orgs", "create", "--name", "acme")
+    run(env, "orgs", "add-member", "--org", org["organizationId"], "--account", acct["accountId"])
+    assert as_json(env, "accounts", "list")["accounts"] == [{
+        "accountId": acct["accountId"], "name": "ops", "activeKeys": 1, "sessions": 0,
+        "createdAt": ANY_TIME,
+    }]  # fmt: skip
+    orgs = as_json(env, "orgs", "list")["organizations"]
+    assert [(o["organizationId"], o["members"]) for o in orgs] == [(org["organizationId"], 1)]
+    assert as_json(env, "sessions", "list", "--state", "active") == {"sessions": []}
+    assert as_json(env, "runs", "list", "--status", "running") == {"runs": []}
+    assert as_json(env, "workflows", "list") == {"workflows": []}
+    table = run(env, "accounts", "list").stdout.splitlines()
+    assert table[0].split() == ["ACCOUNT", "ID", "NAME", "KEYS", "SESSIONS", "CREATED", "(UTC)"]
+
+    settings = Settings(data_dir=Path(env["AGENT_SESSIONS_DATA_DIR"]))
+    db = Database(settings.resolved_database_url)
+    old = datetime.now(UTC) - timedelta(minutes=5)
+    with db.write() as s:
+        for name, beat in (("lost", old), ("busy", datetime.now(UTC))):
+            s.add(Host(
+                executor_id=name, instance="i", hostname="h", pid=1, url=None,
+                sandbox_provider="local", state="stopped" if name == "lost" else "live",
+                started_at=old, heartbeat_at=beat,
+            ))  # fmt: skip
+    hosts = {h["executorId"]: h for h in as_json(env, "hosts", "list")["hosts"]}
+    assert hosts["lost"]["state"] == "stopped" and hosts["busy"]["state"] == "live"
+    released = as_json(env, "workflows", "recover", "lost")
+    assert released == {"executorId": "lost", "outcome": "released"}
+    with db.read() as s:  # live again, and silent: the next live host's look takes it over
+        row = s.get(Host, "lost")
+        assert row is not None and row.state == "live" and row.heartbeat_at.year == 1970
+    one_line_error(run(env, "workflows", "recover", "busy", ok=False), "'busy' is live")
+    one_line_error(run(env, "workflows", "recover", "nope", ok=False), "No host 'nope'")
+    db.dispose()
+
+
+class _AnyTime:
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and datetime.fromisoformat(other).tzinfo is not None
+
+
+ANY_TIME = _AnyTime()
 
 
 NO_RESULT = {("serve",), ("worker",), ("chat",)}

@@ -15,7 +15,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -25,7 +25,7 @@ from agent_sessions.auth import display_prefix, generate_key, hash_key
 from agent_sessions.exceptions import AgentSessionsError
 from agent_sessions.faults import FAULT_ENV
 from agent_sessions.settings import Settings, load_settings, unknown_variables
-from agent_sessions.store import Database, accounts, upgrade
+from agent_sessions.store import Database, accounts, admin, upgrade
 from agent_sessions.store.migrate import head_revision
 from agent_sessions.store.models import ApiKey
 
@@ -43,9 +43,17 @@ app = _typer("Agent Sessions: LLM coding agents in sandboxed sessions.")
 accounts_app = _typer("Manage accounts.")
 keys_app = _typer("Manage API keys.")
 orgs_app = _typer("Manage organizations.")
+sessions_app = _typer("List sessions (every account's).")
+runs_app = _typer("List agent turns (every account's).")
+hosts_app = _typer("The processes sharing the database (README, Deployment).")
+workflows_app = _typer("DBOS workflows: list them; hand a lost host's work to the others.")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="keys")
 app.add_typer(orgs_app, name="orgs")
+app.add_typer(sessions_app, name="sessions")
+app.add_typer(runs_app, name="runs")
+app.add_typer(hosts_app, name="hosts")
+app.add_typer(workflows_app, name="workflows")
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 AccountId = Annotated[str, typer.Option("--account", metavar="ID", help="Account id.")]
@@ -384,6 +392,179 @@ def orgs_add_member(
     with db.write() as s:
         accounts.add_member(s, organization_id=org, account_id=account)
     _emit(as_json, {"organizationId": org, "accountId": account}, f"added {account} to {org}")
+
+
+Limit = Annotated[int, typer.Option("--limit", metavar="N", min=1, help="At most N, newest first.")]
+OnlyAccount = Annotated[
+    str | None, typer.Option("--account", metavar="ID", help="Only this account's.")
+]
+
+
+def _listing(as_json: bool, name: str, rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
+    """``{name: rows}`` as JSON, or the ``columns`` (header → key) as a table."""
+    if as_json:
+        typer.echo(json.dumps({name: rows}))
+        return
+    _table(tuple(columns), [tuple(_cell(row[key]) for key in columns.values()) for row in rows])
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    text = str(value)
+    if len(text) >= 19 and text[4:5] == "-" and text[10:11] == "T":  # an ISO time: to the minute
+        return text[:16].replace("T", " ")
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
+@accounts_app.command("list")
+def accounts_list(as_json: JsonFlag = False) -> None:
+    """List accounts, with their active keys and sessions not archived."""
+    db = _database(load_settings())
+    with db.read() as s:
+        rows = admin.accounts(s)
+    _listing(as_json, "accounts", rows, {
+        "ACCOUNT ID": "accountId", "NAME": "name", "KEYS": "activeKeys",
+        "SESSIONS": "sessions", "CREATED (UTC)": "createdAt",
+    })  # fmt: skip
+
+
+@orgs_app.command("list")
+def orgs_list(as_json: JsonFlag = False) -> None:
+    """List organizations and how many members each has."""
+    db = _database(load_settings())
+    with db.read() as s:
+        rows = admin.organizations(s)
+    _listing(as_json, "organizations", rows, {
+        "ORGANIZATION ID": "organizationId", "NAME": "name", "MEMBERS": "members",
+        "CREATED (UTC)": "createdAt",
+    })  # fmt: skip
+
+
+@sessions_app.command("list")
+def sessions_list(
+    account: OnlyAccount = None,
+    state: Annotated[
+        str | None,
+        typer.Option("--state", metavar="STATE", help="active, hibernated, failed… or archived."),
+    ] = None,
+    limit: Limit = admin.DEFAULT_LIMIT,
+    as_json: JsonFlag = False,
+) -> None:
+    """List sessions, the last changed first, with the host of their sandbox."""
+    db = _database(load_settings())
+    with db.read() as s:
+        rows = admin.sessions(s, account_id=account, state=state, limit=limit)
+    _listing(as_json, "sessions", rows, {
+        "SESSION ID": "sessionId", "ACCOUNT ID": "accountId", "STATUS": "status",
+        "STATE": "lifecycleState", "HOST": "host", "UPDATED (UTC)": "updatedAt",
+        "TITLE": "title",
+    })  # fmt: skip
+
+
+@runs_app.command("list")
+def runs_list(
+    account: OnlyAccount = None,
+    status: Annotated[
+        str | None,
+        typer.Option("--status", metavar="STATUS", help="queued, running, completed, failed…"),
+    ] = None,
+    limit: Limit = admin.DEFAULT_LIMIT,
+    as_json: JsonFlag = False,
+) -> None:
+    """List agent turns, newest first, with the process that accepted each."""
+    db = _database(load_settings())
+    with db.read() as s:
+        rows = admin.runs(s, account_id=account, status=status, limit=limit)
+    _listing(as_json, "runs", rows, {
+        "RUN ID": "runId", "SESSION ID": "sessionId", "STATUS": "status",
+        "ACCEPTED BY": "acceptedBy", "MODEL": "modelId", "CREATED (UTC)": "createdAt",
+        "ERROR": "error",
+    })  # fmt: skip
+
+
+@hosts_app.command("list")
+def hosts_list(as_json: JsonFlag = False) -> None:
+    """List the processes (hosts) recorded in the database and their last heartbeat."""
+    db = _database(load_settings())
+    with db.read() as s:
+        rows = admin.hosts(s)
+    _listing(as_json, "hosts", rows, {
+        "EXECUTOR ID": "executorId", "STATE": "state", "HOSTNAME": "hostname", "PID": "pid",
+        "URL": "url", "HEARTBEAT (UTC)": "heartbeatAt", "TAKEN OVER BY": "takenOverBy",
+    })  # fmt: skip
+
+
+@workflows_app.command("list")
+def workflows_list(
+    status: Annotated[
+        str | None,
+        typer.Option("--status", metavar="STATUS", help="PENDING, ENQUEUED, SUCCESS, ERROR…"),
+    ] = None,
+    executor: Annotated[
+        str | None, typer.Option("--executor", metavar="ID", help="Only this executor's.")
+    ] = None,
+    limit: Limit = admin.DEFAULT_LIMIT,
+    as_json: JsonFlag = False,
+) -> None:
+    """List DBOS workflows (agent turns, lifecycle work), newest first."""
+    import sqlalchemy.exc
+
+    from agent_sessions.lifecycle.runtime import workflow_client
+
+    settings = load_settings()
+    _database(settings).dispose()  # reachable and migrated, or one line
+    client = workflow_client(settings)
+    try:
+        found = client.list_workflows(
+            status=status, executor_id=executor, limit=limit, sort_desc=True,
+            load_input=False, load_output=False,
+        )  # fmt: skip
+    except sqlalchemy.exc.DBAPIError as err:  # DBOS makes its tables at a process's first start
+        if "no such table" not in str(err) and "does not exist" not in str(err):
+            raise
+        found = []
+    finally:
+        client.destroy()
+    rows = [
+        {"workflowId": w.workflow_id, "name": w.name, "status": w.status,
+         "executorId": w.executor_id, "queue": w.queue_name,
+         "createdAt": _iso(_epoch(w.created_at)), "updatedAt": _iso(_epoch(w.updated_at))}
+        for w in found
+    ]  # fmt: skip
+    _listing(as_json, "workflows", rows, {
+        "WORKFLOW ID": "workflowId", "NAME": "name", "STATUS": "status",
+        "EXECUTOR": "executorId", "QUEUE": "queue", "CREATED (UTC)": "createdAt",
+    })  # fmt: skip
+
+
+def _epoch(ms: int | None) -> datetime | None:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC) if ms is not None else None
+
+
+@workflows_app.command("recover")
+def workflows_recover(
+    executor: Annotated[str, typer.Argument(metavar="EXECUTOR_ID", help="The lost host's id.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Hand a lost (or retired) host's work to the live hosts: one of them takes it over at its
+    next heartbeat, as after a silence (README, Deployment). Refused while that host beats."""
+    from agent_sessions.store import hosts
+
+    settings = load_settings()
+    db = _database(settings)
+    alive_after = datetime.now(UTC) - timedelta(seconds=settings.host_dead_after_seconds)
+    with db.write() as s:
+        outcome = hosts.release(s, executor, alive_after=alive_after)
+    if outcome == "live":
+        _fail(f"host {executor!r} is live (it beat in the last "
+              f"{settings.host_dead_after_seconds:g} s): stop it first")  # fmt: skip
+    text = {
+        "gone": f"host {executor} was taken over already",
+        "released": f"host {executor} released: a live host takes its work over within "
+        f"{settings.host_heartbeat_seconds:g} s",
+    }[outcome]
+    _emit(as_json, {"executorId": executor, "outcome": outcome}, text)
 
 
 def main() -> None:

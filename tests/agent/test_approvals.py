@@ -172,6 +172,12 @@ def test_a_chat_adds_rules_and_a_bad_pattern_is_refused(agents: AgentsFactory) -
         r = h.client.patch(url, json={"approvalRules": wrong}, headers=h.account.headers)
         assert r.status_code == 400, (wrong, r.text)
 
+    every = h.client.patch(
+        url, json={"approvalRules": [{"tool": "bash"}]}, headers=h.account.headers
+    )
+    assert every.status_code == 200, every.text  # no "match": every call (once a 500)
+    assert every.json()["chat"]["approvalRules"] == [{"tool": "bash", "match": {}}]
+
     rules = [{"tool": "read", "match": {"filePath": r"(^|/)\.env"}}]
     r = h.client.patch(url, json={"approvalRules": rules}, headers=h.account.headers)
     assert r.status_code == 200, r.text

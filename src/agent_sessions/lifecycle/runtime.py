@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
-from dbos import DBOS, DBOSConfig
+from dbos import DBOS, DBOSClient, DBOSConfig
 
 from agent_sessions.hooks import HookRunner
 from agent_sessions.lifecycle.context import LifecycleContext, set_context
@@ -148,3 +148,8 @@ def off_loop(fn: Callable[[], T]) -> T:
 def stop() -> None:
     DBOS.destroy(workflow_completion_timeout_sec=0)
     set_context(None)
+
+
+def workflow_client(settings: Settings) -> DBOSClient:
+    """DBOS's client on the system database, for the operator's commands (no launch)."""
+    return DBOSClient(system_database_url=system_database_url(settings))

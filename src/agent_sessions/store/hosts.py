@@ -7,11 +7,12 @@ executor id, two noticing the same silent host) can never both win.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from agent_sessions.exceptions import NotFound
 from agent_sessions.store.models import Host, SessionRow
 
 
@@ -117,3 +118,19 @@ def sandbox_host(s: Session, session_id: str) -> str | None:
     state = s.scalar(select(SessionRow.sandbox_state).where(SessionRow.id == session_id))
     host = state.get("host") if isinstance(state, dict) else None
     return host if isinstance(host, str) else None
+
+
+def release(s: Session, executor_id: str, *, alive_after: datetime) -> str:
+    """Ask the live hosts to take ``executor_id`` over at their next look (its heartbeat set
+    far in the past): for a host stopped for good, or lost. Returns what happened: ``live``
+    (refused: it beats), ``gone`` (taken over already), ``released``; raises NotFound."""
+    row = s.get(Host, executor_id, with_for_update=True)
+    if row is None:
+        raise NotFound(f"No host {executor_id!r}")
+    if row.state == "gone":
+        return "gone"
+    if row.state == "live" and row.heartbeat_at > alive_after:
+        return "live"
+    row.state = "live"
+    row.heartbeat_at = datetime(1970, 1, 1, tzinfo=UTC)
+    return "released"

@@ -132,7 +132,13 @@ async def patch_chat(
     body: Annotated[schemas.ChatPatch | None, Body()] = None,
 ) -> schemas.ChatResponse:
     services, account_id = caller
-    changes = body.model_dump(exclude_unset=True, exclude_none=True, by_alias=False) if body else {}
+    # The fields sent, each dumped whole: ``exclude_unset`` would also drop a rule's unset
+    # ``match`` (every call), and the stored rule would then fail to load (a 500).
+    changes = (
+        body.model_dump(include=body.model_fields_set, exclude_none=True, by_alias=False)
+        if body
+        else {}
+    )
 
     def patch(db: Session) -> schemas.ChatResponse:
         sessions.get_owned(db, sessionId, account_id, for_update=True)
