@@ -47,6 +47,7 @@ def install(app: FastAPI) -> None:
             swagger_js_url=f"{ASSETS}/vendor/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS}/vendor/swagger-ui/swagger-ui.css",
             swagger_favicon_url=f"{ASSETS}/vendor/swagger-ui/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},  # no call to swagger.io's validator
         )
 
     app.mount(ASSETS, StaticFiles(directory=STATIC), name="console")

@@ -40,7 +40,7 @@ export class ChatPanel {
     this.status = h("p", { class: "chat-status muted", role: "status" });
     const form = h(
       "form",
-      { class: "composer", "aria-label": "New message" },
+      { class: "composer", "aria-label": "Composer" },
       h("label", { for: "message", class: "sr-only" }, "Message"),
       this.input,
       h(

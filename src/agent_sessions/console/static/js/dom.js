@@ -35,6 +35,7 @@ export function relative(iso, now = Date.now()) {
   if (!iso) return "";
   const seconds = Math.round((new Date(iso).getTime() - now) / 1000);
   const abs = Math.abs(seconds);
+  if (abs < 5) return "just now"; // clocks a little apart
   const [value, unit] =
     abs < 60 ? [abs, "s"] : abs < 3600 ? [Math.round(abs / 60), "min"] : abs < 86400 ? [Math.round(abs / 3600), "h"] : [Math.round(abs / 86400), "d"];
   return seconds >= 0 ? `in ${value} ${unit}` : `${value} ${unit} ago`;
