@@ -232,6 +232,11 @@ export class ChatPanel {
       if (frame) cancelAnimationFrame(frame);
     }
     if (this.destroyed) return;
+    if (resumed && !view && !folder.error) {
+      // The turn ended between reading the chat and asking for its stream: read it again.
+      const detail = await api.getChat(this.sessionId, this.chatId).catch(() => null);
+      if (detail && !this.destroyed) this.drawMessages(detail.messages);
+    }
     draw(false);
     if (view && folder.message.id) this.remember(folder.message);
     this.setLive(false);
@@ -246,6 +251,11 @@ export class ChatPanel {
           : "";
     announce(this.status.textContent || "The agent finished.");
     api.markRead(this.sessionId, this.chatId).catch(() => {});
+    if (this.queued) {
+      const queued = this.queued;
+      this.queued = null;
+      await this.postBack(queued);
+    }
   }
 
   // --- answers: the assistant message goes back with the answer in its part ------------------
@@ -281,7 +291,11 @@ export class ChatPanel {
   }
 
   async postBack(message) {
-    if (this.live) return;
+    if (this.live) {
+      // Answered before the response paused (its last chunks still coming): sent right after.
+      this.queued = message;
+      return;
+    }
     await this.run(
       () => api.sendMessage({ id: this.chatId, sessionId: this.sessionId, messages: [message] }, this.controller.signal),
       { base: message },
