@@ -66,6 +66,11 @@ export const api = {
   sandboxAction: (sid, action) => json("POST", `${session(sid)}/sandbox/${action}`),
 
   models: () => json("GET", "/api/models"),
+  gitStatus: (sid) => json("GET", `${session(sid)}/git/status`),
+  commit: (sid, message) => json("POST", `${session(sid)}/git/commit`, message ? { message } : {}),
+  push: (sid) => json("POST", `${session(sid)}/git/push`),
+  openPr: (sid) => json("POST", `${session(sid)}/pr`, {}),
+  chatUsage: (sid, cid) => json("GET", `${session(sid)}/chats/${enc(cid)}/usage`),
   diff: (sid) => json("GET", `${session(sid)}/diff`),
   files: (sid, path = "") => json("GET", `${session(sid)}/files?path=${enc(path)}`),
   /** A file's bytes (for a download link: fetch() sends the key, a plain link could not). */

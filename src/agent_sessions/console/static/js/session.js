@@ -33,11 +33,13 @@ export function sessionView(root, sessionId, chatId) {
   const sandbox = h("section", { class: "card sandbox", "aria-labelledby": "sandbox-title" });
   const chatList = h("ul", { class: "chat-list", "aria-label": "Chats" });
   const newChat = h("button", { type: "button", id: "new-chat", onclick: createChat }, "New chat");
+  const usage = h("section", { class: "card usage-card", "aria-labelledby": "usage-title" });
 
   chat = new ChatPanel(sessionId, chatId, {
-    onTurnChange: () => {
+    onTurnChange: (live) => {
       refreshChats();
       refreshSandbox();
+      if (!live) refreshUsage();
     },
   });
   const diff = diffPanel(sessionId);
@@ -90,6 +92,7 @@ export function sessionView(root, sessionId, chatId) {
         header,
         sandbox,
         h("section", { class: "card", "aria-labelledby": "chats-title" }, h("div", { class: "card-head" }, h("h2", { id: "chats-title" }, "Chats"), newChat), chatList),
+        usage,
       ),
       h("div", { class: "main-col" }, tablist, panels),
     ),
@@ -187,6 +190,29 @@ export function sessionView(root, sessionId, chatId) {
     await refreshSandbox();
   }
 
+  // --- this chat's usage (finished runs) --------------------------------------------------------
+
+  async function refreshUsage() {
+    try {
+      const { usage: u } = await api.chatUsage(sessionId, chatId);
+      const cost = u.costUsd == null ? "unpriced" : `$${u.costUsd.toFixed(4)}`;
+      fill(
+        usage,
+        h("h2", { id: "usage-title" }, "This chat's usage"),
+        h(
+          "dl",
+          { class: "figures" },
+          h("dt", {}, "Turns"), h("dd", {}, String(u.runs)),
+          h("dt", {}, "Tokens in / out"), h("dd", {}, `${u.inputTokens} / ${u.outputTokens}`),
+          h("dt", {}, "Tool calls"), h("dd", {}, String(u.toolCalls)),
+          h("dt", {}, "Cost"), h("dd", {}, cost),
+        ),
+      );
+    } catch {
+      usage.replaceChildren();
+    }
+  }
+
   // --- chats -----------------------------------------------------------------------------------
 
   async function refreshChats() {
@@ -226,6 +252,7 @@ export function sessionView(root, sessionId, chatId) {
   refreshSession();
   refreshSandbox();
   refreshChats();
+  refreshUsage();
   chat.load().catch((err) => fill(chat.log, h("p", { class: "error-box", role: "alert" }, `Could not load the chat: ${err.message}`)));
   timers.push(setInterval(tick, 1000));
   timers.push(setInterval(() => !busy && refreshSandbox(), POLL_MS));

@@ -31,6 +31,40 @@ export function diffPanel(sessionId) {
     );
   }
 
+  const message = h("input", { id: "commit-message", type: "text", placeholder: "written from the diff when empty", autocomplete: "off" });
+  const outcome = h("p", { class: "git-outcome muted", role: "status" });
+  const git = (label, action) => async (event) => {
+    const button = event.currentTarget;
+    button.disabled = true;
+    outcome.textContent = `${label}…`;
+    try {
+      outcome.textContent = await action();
+      load();
+    } catch (err) {
+      outcome.textContent = `${label} failed: ${err.message}`;
+    }
+    button.disabled = false;
+  };
+  const gitBar = h(
+    "div",
+    { class: "toolbar git-bar", role: "group", "aria-label": "Git" },
+    h("label", { for: "commit-message" }, "Commit message"),
+    message,
+    h("button", { type: "button", onclick: git("Commit", async () => {
+      const c = await api.commit(sessionId, message.value.trim());
+      message.value = "";
+      return `Committed ${c.commitSha.slice(0, 10)} on ${c.branch || "a detached HEAD"}: ${c.message.split("\n")[0]}`;
+    }) }, "Commit"),
+    h("button", { type: "button", onclick: git("Push", async () => {
+      const p = await api.push(sessionId);
+      return p.pushed ? `Pushed ${p.branch} (${p.commitSha.slice(0, 10)})` : `${p.branch} was already pushed`;
+    }) }, "Push"),
+    h("button", { type: "button", onclick: git("Pull request", async () => {
+      const pr = await api.openPr(sessionId);
+      return `Pull request #${pr.number}: ${pr.url}`;
+    }) }, "Open pull request"),
+  );
+
   layout.addEventListener("change", () => {
     localStorage.setItem("agent-sessions.diffLayout", layout.value);
     if (diff) draw();
@@ -39,6 +73,8 @@ export function diffPanel(sessionId) {
     "section",
     { class: "workspace-panel", "aria-label": "Changes" },
     h("div", { class: "toolbar" }, h("button", { type: "button", onclick: load }, "Refresh"), h("label", { for: "diff-layout" }, "Layout"), layout),
+    gitBar,
+    outcome,
     body,
   );
   return { el, load };
