@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
-from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi import FastAPI, Request, Response
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
@@ -33,7 +33,13 @@ SECURITY_HEADERS = {
 
 
 def install(app: FastAPI) -> None:
-    """Serve the console at ``/`` (its assets under ``/console``) and Swagger UI at ``/docs``."""
+    """Serve the console at ``/`` (its assets under ``/console``) and Swagger UI at ``/docs``.
+
+    The assets are a route over ``StaticFiles`` (safe paths, ``ETag`` and 304s) rather than a
+    mount, so that every entry of the route table has a path and methods like the others.
+    """
+    static = StaticFiles(directory=STATIC)
+    oauth2_redirect = "/docs/oauth2-redirect"
 
     @app.get("/", include_in_schema=False)
     async def console() -> FileResponse:
@@ -47,7 +53,14 @@ def install(app: FastAPI) -> None:
             swagger_js_url=f"{ASSETS}/vendor/swagger-ui/swagger-ui-bundle.js",
             swagger_css_url=f"{ASSETS}/vendor/swagger-ui/swagger-ui.css",
             swagger_favicon_url=f"{ASSETS}/vendor/swagger-ui/favicon-32x32.png",
+            oauth2_redirect_url=oauth2_redirect,
             swagger_ui_parameters={"validatorUrl": None},  # no call to swagger.io's validator
         )
 
-    app.mount(ASSETS, StaticFiles(directory=STATIC), name="console")
+    @app.get(oauth2_redirect, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    @app.get(f"{ASSETS}/{{path:path}}", include_in_schema=False)
+    async def asset(path: str, request: Request) -> Response:
+        return await static.get_response(path, request.scope)

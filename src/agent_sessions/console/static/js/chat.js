@@ -32,7 +32,8 @@ export class ChatPanel {
     this.messages = [];
     this.live = false;
 
-    this.log = h("div", { class: "messages", role: "log", "aria-label": "Conversation", tabindex: "0" });
+    // aria-live off: a streaming reply is redrawn many times a second; its end is announced.
+    this.log = h("div", { class: "messages", role: "log", "aria-live": "off", "aria-label": "Conversation", tabindex: "0" });
     this.input = h("textarea", { id: "message", rows: "3", placeholder: "Ask the agent… (Enter sends, Shift+Enter for a new line)" });
     this.model = h("select", { id: "model" });
     this.send = h("button", { type: "submit", class: "primary", id: "send" }, "Send");
