@@ -133,7 +133,7 @@ PUBLIC = {
     "GET /docs",
     "GET /docs/oauth2-redirect",
     "GET /",
-    "GET /console/{path}",
+    "GET /console/{path:path}",
 }
 """Routes outside /api, answered without credentials (the console's files hold no data: it
 asks for an API key and sends it to /api)."""
