@@ -67,9 +67,10 @@ def scripts(holds: dict[str, threading.Event]) -> dict[str, list[ScriptStep]]:
             ToolCalls([Call("bash", {"command": "echo before-the-reload"})]),
             Text("After the reload.", hold=holds["reload"]),
         ],
-        "console-stop": [
+        "console-stop": [  # stopped in its second command (a stop waits for no model)
             ToolCalls([Call("bash", {"command": "echo partial-output"})]),
-            Text("Never shown.", hold=holds["stop"]),
+            ToolCalls([Call("bash", {"command": "sleep 600"})]),
+            Text("Never shown."),
         ],
         "console-approve": [
             ToolCalls([Call("bash", {"command": "echo approved-run"})]),
@@ -104,6 +105,9 @@ class Console:
         page = ctx.new_page()
         errors: list[str] = []
         page.on("pageerror", lambda err: errors.append(str(err)))
+        # Shown with a failing test's captured output: what the page said.
+        page.on("pageerror", lambda err: print(f"page error: {err}"))
+        page.on("console", lambda msg: print(f"console.{msg.type}: {msg.text}"))
         page.goto(f"{self.server.url}/")
         page.get_by_label("API key").fill(self.key)
         page.get_by_role("button", name="Sign in").click()
@@ -149,7 +153,7 @@ def console() -> Iterator[Console]:
         "playwright.sync_api", reason="CONSOLE BROWSER TESTS SKIPPED: playwright not installed"
     )
     sync_api.expect.set_options(timeout=TIMEOUT_MS)
-    holds = {"reload": threading.Event(), "stop": threading.Event()}
+    holds = {"reload": threading.Event()}
     with traversable_tmpdir("agent-sessions-console-") as data_dir, run_model_server() as model:
         for name, steps in scripts(holds).items():
             model.script(name, steps)
@@ -253,7 +257,8 @@ def test_sign_in_create_a_session_and_stream_a_turn(console: Console) -> None:
 
 def test_a_reload_mid_stream_resumes_and_stop_keeps_the_partial_reply(console: Console) -> None:
     """Reloaded while the model is held, the page picks the live turn up and shows the rest
-    when it comes; the sessions list shows it streaming. A stopped turn keeps its tool call."""
+    when it comes; the sessions list shows it streaming. A turn stopped in a long command
+    keeps what it did before, the command ends as an error."""
     from playwright.sync_api import expect
 
     page = console.open()
@@ -278,14 +283,20 @@ def test_a_reload_mid_stream_resumes_and_stop_keeps_the_partial_reply(console: C
     expect(page.locator(".chat-list li")).to_have_count(2)
     expect(page.locator(".messages .empty")).to_be_visible()
     console.send(page, "console-stop", "Run something and keep going")
-    expect(page.locator(".tool-bash .terminal")).to_contain_text("partial-output")
+    first, second = page.locator(".tool-bash").nth(0), page.locator(".tool-bash").nth(1)
+    expect(first.locator(".terminal")).to_contain_text("partial-output")
+    expect(second.locator(".tool-arg")).to_have_text("sleep 600")
+    expect(second.locator(".badge")).to_have_text("running")
     page.get_by_role("button", name="Stop").click()
     expect(page.locator(".chat-status")).to_have_text("Stopped.")
     expect(page.locator(".msg-assistant .badge-warn")).to_have_text("stopped")
+    expect(second.locator(".badge")).to_have_text("error")
+    expect(second.locator(".error-box")).to_have_text("Cancelled by the user")
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled()
     console.shot(page, "08-stopped")
-    page.reload()  # what was stored: the partial reply, its tool output kept
-    expect(page.locator(".tool-bash .terminal")).to_contain_text("partial-output")
+    page.reload()  # what was stored: the partial reply, the first command's output kept
+    expect(first.locator(".terminal")).to_contain_text("partial-output")
+    expect(second.locator(".badge")).to_have_text("error")
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
 
 
