@@ -326,11 +326,13 @@ def test_approve_a_call_and_answer_a_question(console: Console) -> None:
     console.send(page, "console-ask", "Ask me something")
     form = page.locator(".tool-ask_user_question form")
     expect(form.get_by_role("group", name="Color: Which color?")).to_be_visible()
+    expect(page.locator(".tool-ask_user_question .badge")).to_have_text("needs your answer")
     console.shot(page, "10-question")
     form.get_by_label("Blue").check()
     form.get_by_role("button", name="Send answers").click()
     expect(page.locator(".msg-assistant .md")).to_contain_text("Blue")
     expect(page.locator(".tool-ask_user_question .badge")).to_have_text("done")
+    expect(page.locator(".tool-ask_user_question .answers dd")).to_have_text("Blue")
 
 
 def test_hibernate_and_resume_and_the_bundled_api_docs(console: Console) -> None:

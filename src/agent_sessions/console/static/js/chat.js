@@ -86,15 +86,17 @@ export class ChatPanel {
     ]);
     if (this.destroyed) return;
     this.chat = detail.chat;
-    this.drawModels(models);
+    this.drawModels(models, detail.messages);
     this.drawMessages(detail.messages);
     api.markRead(this.sessionId, this.chatId).catch(() => {});
     if (detail.isStreaming) await this.resume();
   }
 
-  drawModels(models) {
+  drawModels(models, messages) {
     const list = (models && models.models) || [];
-    const chosen = this.chat.modelId || (models && models.defaultModelId) || "";
+    // The model of the chat's last reply (a turn may name its own), else the chat's.
+    const last = [...messages].reverse().find((m) => m.role === "assistant" && m.metadata?.model);
+    const chosen = last?.metadata.model || this.chat.modelId || (models && models.defaultModelId) || "";
     const options = list.filter((m) => m.available || m.id === chosen);
     if (chosen && !options.some((m) => m.id === chosen)) options.unshift({ id: chosen });
     this.model.replaceChildren(

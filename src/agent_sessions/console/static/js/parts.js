@@ -115,7 +115,9 @@ export class MessageView {
         {},
         h("span", { class: "tool-name" }, name),
         h("code", { class: "tool-arg" }, headline(name, part)),
-        h("span", { class: `badge badge-${part.state}` }, STATE_LABELS[part.state] || part.state),
+        waiting && part.state === "input-available"
+          ? h("span", { class: "badge badge-approval-requested" }, "needs your answer")
+          : h("span", { class: `badge badge-${part.state}` }, STATE_LABELS[part.state] || part.state),
       ),
       h("div", { class: "tool-body" }, toolBody(name, part), this.interaction(name, part)),
     );
@@ -192,6 +194,8 @@ function toolBody(name, part) {
   const input = part.input;
   if (name === "bash") {
     blocks.push(terminal(input, part));
+  } else if (name === "ask_user_question") {
+    blocks.push(answers(input, part)); // while it waits, the questions are the form's
   } else if (name === "todo_write") {
     blocks.push(todoList((part.output && part.output.todos) || (input && input.todos) || []));
   } else {
@@ -227,6 +231,20 @@ function terminal(input, part) {
   } else if (typeof out === "string") pre.append(out);
   else if (part.state === "input-available") pre.append(h("span", { class: "running" }, "running…"));
   return pre;
+}
+
+/** The questions asked and the answers given (`{answers: {question: label(s)}}`). */
+function answers(input, part) {
+  if (part.state !== "output-available") return null;
+  const given = (part.output && part.output.answers) || {};
+  return h(
+    "dl",
+    { class: "answers" },
+    ((input && input.questions) || []).map((q) => [
+      h("dt", {}, q.question),
+      h("dd", {}, [].concat(given[q.question] ?? "—").join(", ")),
+    ]),
+  );
 }
 
 function todoList(todos) {

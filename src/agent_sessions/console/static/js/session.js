@@ -86,10 +86,10 @@ export function sessionView(root, sessionId, chatId) {
     h(
       "div",
       { class: "session-layout" },
+      header,
       h(
         "aside",
         { class: "sidebar", "aria-label": "Session" },
-        header,
         sandbox,
         h("section", { class: "card", "aria-labelledby": "chats-title" }, h("div", { class: "card-head" }, h("h2", { id: "chats-title" }, "Chats"), newChat), chatList),
         usage,
