@@ -31,6 +31,7 @@ from tests.conftest import (
 from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
 from tests.support.model_server import (
     Call,
+    Fail,
     ModelServer,
     ScriptStep,
     Text,
@@ -76,6 +77,7 @@ def scripts(holds: dict[str, threading.Event]) -> dict[str, list[ScriptStep]]:
             ToolCalls([Call("bash", {"command": "echo approved-run"})]),
             Text("The approved call ran."),
         ],
+        "console-fail": [Fail(400, "scripted refusal")],
         "console-ask": [
             ToolCalls([Call("ask_user_question", {"questions": [QUESTION]})]),
             echo_last_tool_result,
@@ -214,10 +216,11 @@ def test_sign_in_create_a_session_and_stream_a_turn(console: Console) -> None:
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled()
     console.shot(page, "03-chat")
 
-    # The stored conversation draws the same after a reload.
+    # The stored conversation draws the same after a reload, the model it used preselected.
     page.reload()
     expect(reply.locator(".tool-bash .terminal")).to_contain_text("hi from the sandbox")
     expect(reply.locator(".md strong")).to_have_text("Done.")
+    expect(page.get_by_label("Model", exact=True)).to_have_value("openai/console-turn")
 
     page.get_by_role("tab", name="Changes").click()
     diff = page.locator(".diff-file", has_text="note.txt")
@@ -335,7 +338,7 @@ def test_approve_a_call_and_answer_a_question(console: Console) -> None:
     expect(page.locator(".tool-ask_user_question .answers dd")).to_have_text("Blue")
 
 
-def test_hibernate_and_resume_and_the_bundled_api_docs(console: Console) -> None:
+def test_hibernate_resume_a_failed_turn_and_the_bundled_api_docs(console: Console) -> None:
     from playwright.sync_api import Route, expect
 
     page = console.open()
@@ -350,6 +353,13 @@ def test_hibernate_and_resume_and_the_bundled_api_docs(console: Console) -> None
     page.get_by_role("button", name="Resume").click()
     expect(state).to_have_text("active")
     expect(page.get_by_role("button", name="Hibernate")).to_be_enabled()
+
+    # A model that refuses the turn: its error is shown in the reply, the chat stays usable.
+    console.send(page, "console-fail", "This one fails")
+    expect(page.locator(".msg-assistant .error-box")).to_contain_text("scripted refusal")
+    expect(page.locator(".chat-status")).to_have_text("The turn failed.")
+    expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled()
+    console.shot(page, "13-model-error")
 
     # /docs works offline: nothing is fetched from another host.
     elsewhere: list[str] = []
