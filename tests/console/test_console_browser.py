@@ -93,6 +93,19 @@ class Console:
     browser: Browser
     holds: dict[str, threading.Event]
     pages: list[Any] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    """Script errors and console errors of every page (a refused request's own line aside):
+    none is expected, a Content-Security-Policy violation included."""
+
+    def watch(self, page: Page) -> Page:
+        def console_message(msg: Any) -> None:
+            print(f"console.{msg.type}: {msg.text}")  # shown with a failing test's output
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
+                self.errors.append(msg.text)
+
+        page.on("pageerror", lambda err: self.errors.append(f"page error: {err}"))
+        page.on("console", console_message)
+        return page
 
     @property
     def headers(self) -> dict[str, str]:
@@ -105,16 +118,11 @@ class Console:
         ctx = self.browser.new_context(**context)
         self.pages.append(ctx)
         page = ctx.new_page()
-        errors: list[str] = []
-        page.on("pageerror", lambda err: errors.append(str(err)))
-        # Shown with a failing test's captured output: what the page said.
-        page.on("pageerror", lambda err: print(f"page error: {err}"))
-        page.on("console", lambda msg: print(f"console.{msg.type}: {msg.text}"))
+        self.watch(page)
         page.goto(f"{self.server.url}/")
         page.get_by_label("API key").fill(self.key)
         page.get_by_role("button", name="Sign in").click()
         expect(page.get_by_role("heading", name="Sessions")).to_be_visible()
-        assert errors == []
         return page
 
     def new_session(self, page: Page, title: str) -> str:
@@ -190,6 +198,13 @@ def console() -> Iterator[Console]:
             stop_server(srv)
 
 
+@pytest.fixture(autouse=True)
+def no_page_errors(console: Console) -> Iterator[None]:
+    console.errors.clear()
+    yield
+    assert console.errors == []
+
+
 def test_sign_in_create_a_session_and_stream_a_turn(console: Console) -> None:
     """A refused key, then the real one; a new session; a turn whose bash call and markdown
     reply stream in; its diff and files; the phone layout; archiving."""
@@ -197,7 +212,7 @@ def test_sign_in_create_a_session_and_stream_a_turn(console: Console) -> None:
 
     ctx = console.browser.new_context()
     console.pages.append(ctx)
-    page = ctx.new_page()
+    page = console.watch(ctx.new_page())
     page.goto(f"{console.server.url}/")
     page.get_by_label("API key").fill("ask_not-a-key")
     page.get_by_role("button", name="Sign in").click()
