@@ -335,6 +335,8 @@ def test_approve_a_call_and_answer_a_question(console: Console) -> None:
     expect(tool.locator(".badge")).to_have_text("needs approval")
     expect(page.locator(".chat-status")).to_have_text("The agent waits for your answer.")
     console.shot(page, "09-approval")
+    page.reload()  # the waiting call is still there to answer after a reload
+    expect(tool.locator(".badge")).to_have_text("needs approval")
     tool.get_by_role("button", name="Approve").click()
     expect(tool.locator(".terminal")).to_contain_text("approved-run")
     expect(page.locator(".msg-assistant .md")).to_have_text("The approved call ran.")
