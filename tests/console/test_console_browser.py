@@ -142,6 +142,17 @@ class Console:
         page.get_by_label("Message", exact=True).fill(text)
         page.get_by_role("button", name="Send", exact=True).click()
 
+    def assert_labelled(self, page: Page) -> None:
+        """Every visible form control has a label (or an aria-label) and every button a name."""
+        unnamed = page.evaluate(
+            """() => [...document.querySelectorAll("input, select, textarea, button")]
+                .filter((el) => el.offsetParent !== null && el.type !== "hidden")
+                .filter((el) => !(el.labels && el.labels.length) && !el.getAttribute("aria-label")
+                    && !(el.tagName === "BUTTON" && el.textContent.trim()))
+                .map((el) => el.outerHTML.slice(0, 120))"""
+        )
+        assert unnamed == []
+
     def shot(self, page: Page, name: str) -> None:
         CONSOLE_SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(CONSOLE_SCREENSHOTS / f"{name}.png"), full_page=True)
@@ -230,6 +241,7 @@ def test_sign_in_create_a_session_and_stream_a_turn(console: Console) -> None:
     expect(page.get_by_role("button", name="Stop")).to_be_hidden()
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled()
     console.shot(page, "03-chat")
+    console.assert_labelled(page)
 
     # The stored conversation draws the same after a reload, the model it used preselected.
     page.reload()
@@ -271,6 +283,8 @@ def test_sign_in_create_a_session_and_stream_a_turn(console: Console) -> None:
     page.get_by_label("Search").fill("browser turn")
     expect(item).to_have_count(1)
     console.shot(page, "02-sessions")
+    page.get_by_text("New session", exact=True).click()
+    console.assert_labelled(page)
 
 
 def test_a_reload_mid_stream_resumes_and_stop_keeps_the_partial_reply(console: Console) -> None:
@@ -348,6 +362,7 @@ def test_approve_a_call_and_answer_a_question(console: Console) -> None:
     expect(form.get_by_role("group", name="Color: Which color?")).to_be_visible()
     expect(page.locator(".tool-ask_user_question .badge")).to_have_text("needs your answer")
     console.shot(page, "10-question")
+    console.assert_labelled(page)
     form.get_by_label("Blue").check()
     form.get_by_role("button", name="Send answers").click()
     expect(page.locator(".msg-assistant .md")).to_contain_text("Blue")
