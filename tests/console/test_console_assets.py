@@ -23,6 +23,9 @@ def test_root_serves_the_console_with_a_strict_policy(client: TestClient) -> Non
     js = client.get("/console/js/app.js")
     assert js.status_code == 200
     assert js.headers["content-type"].startswith("text/javascript")
+    assert js.headers["cache-control"] == "no-cache"
+    again = client.get("/console/js/app.js", headers={"if-none-match": js.headers["etag"]})
+    assert again.status_code == 304
 
 
 def test_docs_use_the_bundled_swagger_ui(client: TestClient) -> None:

@@ -63,4 +63,8 @@ def install(app: FastAPI) -> None:
 
     @app.get(f"{ASSETS}/{{path:path}}", include_in_schema=False)
     async def asset(path: str, request: Request) -> Response:
-        return await static.get_response(path, request.scope)
+        response = await static.get_response(path, request.scope)
+        # Revalidated on every load (a 304 when unchanged): an upgraded service is never
+        # paired with the previous version's modules from a browser's cache.
+        response.headers["cache-control"] = "no-cache"
+        return response

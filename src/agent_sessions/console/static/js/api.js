@@ -66,7 +66,6 @@ export const api = {
   sandboxAction: (sid, action) => json("POST", `${session(sid)}/sandbox/${action}`),
 
   models: () => json("GET", "/api/models"),
-  gitStatus: (sid) => json("GET", `${session(sid)}/git/status`),
   commit: (sid, message) => json("POST", `${session(sid)}/git/commit`, message ? { message } : {}),
   push: (sid) => json("POST", `${session(sid)}/git/push`),
   openPr: (sid) => json("POST", `${session(sid)}/pr`, {}),
