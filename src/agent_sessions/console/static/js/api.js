@@ -51,8 +51,8 @@ async function json(method, path, body) {
 const session = (id) => `/api/sessions/${enc(id)}`;
 
 export const api = {
-  listSessions: (status = "all", limit = 100) =>
-    json("GET", `/api/sessions?status=${enc(status)}&limit=${limit}`),
+  listSessions: (status = "all", limit = 100, cursor = null) =>
+    json("GET", `/api/sessions?status=${enc(status)}&limit=${limit}${cursor ? `&cursor=${enc(cursor)}` : ""}`),
   getSession: (id) => json("GET", session(id)),
   createSession: (body) => json("POST", "/api/sessions", body),
   patchSession: (id, body) => json("PATCH", session(id), body),

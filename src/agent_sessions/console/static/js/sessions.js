@@ -9,7 +9,10 @@ const REFRESH_MS = 5000;
 
 export function sessionsView(root) {
   let sessions = [];
+  let older = []; // pages after the first, loaded with "Load more" (the refresh keeps them)
+  let cursor = null; // the next page's, once the first page's is passed
   let archivedCount = 0;
+  const more = h("button", { type: "button", id: "load-more", hidden: true, onclick: () => loadMore() }, "Load more");
   const search = h("input", { id: "session-search", type: "search", placeholder: "Title, repository or id", autocomplete: "off" });
   const status = h(
     "select",
@@ -28,14 +31,18 @@ export function sessionsView(root) {
       !q || [s.title, s.id, s.repoOwner, s.repoName, s.branch].some((v) => v && String(v).toLowerCase().includes(q)),
     );
     keepFocus(list, () => fill(list, shown.map(item)));
-    summary.textContent = `${shown.length} of ${sessions.length} sessions shown · ${archivedCount} archived`;
+    const loaded = `${sessions.length}${cursor ? "+" : ""}`;
+    summary.textContent = `${shown.length} of ${loaded} sessions shown · ${archivedCount} archived`;
     if (!shown.length) list.append(h("li", { class: "empty" }, sessions.length ? "No session matches." : "No sessions yet: create one above."));
   }
 
   async function load() {
     try {
       const page = await api.listSessions(status.value);
-      sessions = page.sessions;
+      const first = new Set(page.sessions.map((s) => s.id));
+      sessions = [...page.sessions, ...older.filter((s) => !first.has(s.id))];
+      if (!older.length) cursor = page.nextCursor;
+      more.hidden = !cursor;
       archivedCount = page.archivedCount;
       draw();
     } catch (err) {
@@ -43,9 +50,25 @@ export function sessionsView(root) {
     }
   }
 
+  async function loadMore() {
+    try {
+      const page = await api.listSessions(status.value, 100, cursor);
+      older = [...older, ...page.sessions];
+      cursor = page.nextCursor;
+      more.hidden = !cursor;
+      const known = new Set(sessions.map((s) => s.id));
+      sessions = [...sessions, ...page.sessions.filter((s) => !known.has(s.id))];
+      draw();
+    } catch (err) {
+      announce(`Could not load more sessions: ${err.message}`, "error");
+    }
+  }
+
   search.addEventListener("input", draw);
   status.addEventListener("change", () => {
     sessionStorage.setItem("agent-sessions.statusFilter", status.value);
+    older = [];
+    cursor = null;
     load();
   });
 
@@ -66,6 +89,7 @@ export function sessionsView(root) {
       ),
       summary,
       list,
+      more,
     ),
   );
   load();
