@@ -41,6 +41,7 @@ serve: $(SERVE_STAMP)
 	$(BIN)/agent-sessions serve $(ARGS)
 
 test: $(DEV_STAMP) node-deps
+	@scripts/ensure-system-deps.sh --test
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: $(DEV_STAMP)

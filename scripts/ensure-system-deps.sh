@@ -1,9 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the service and its tests need, only when they are missing.
 # Runs as root (or with sudo); on other systems it says what to install and carries on.
+# With --test it adds what only the tests need: Debian's chromium for the console's browser
+# tests (Playwright drives it; no browser is downloaded).
 set -euo pipefail
 
 need=()
+if [ "${1:-}" = "--test" ]; then
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || need+=(chromium)
+fi
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v bwrap >/dev/null 2>&1 || need+=(bubblewrap)
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)

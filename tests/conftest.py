@@ -276,6 +276,23 @@ def server(backend: Backend, tmp_path: Path) -> Iterator[Server]:
     stop_server(srv)
 
 
+CONSOLE_SCREENSHOTS = (
+    Path(
+        os.environ.get("AGENT_SESSIONS_TEST_ARTIFACTS")
+        or Path(tempfile.gettempdir()) / "agent-sessions-test-artifacts"
+    )
+    / "console-screenshots"
+)
+"""Where the console's browser tests save screenshots: ``$AGENT_SESSIONS_TEST_ARTIFACTS``
+(for CI to keep) or the temporary directory, under ``console-screenshots``."""
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    # Under xdist this runs in the controller, which took none: it looks at the directory.
+    if CONSOLE_SCREENSHOTS.is_dir() and any(CONSOLE_SCREENSHOTS.glob("*.png")):
+        terminalreporter.write_line(f"console screenshots: {CONSOLE_SCREENSHOTS}")
+
+
 _exit_status = 0
 
 

@@ -127,8 +127,16 @@ ROUTES: dict[str, Case] = {
 }
 """Every route under /api: a sample call and who owns what it names."""
 
-PUBLIC = {"GET /healthz", "GET /openapi.json", "GET /docs", "GET /docs/oauth2-redirect"}
-"""Routes outside /api, answered without credentials."""
+PUBLIC = {
+    "GET /healthz",
+    "GET /openapi.json",
+    "GET /docs",
+    "GET /docs/oauth2-redirect",
+    "GET /",
+    "GET /console/{path:path}",
+}
+"""Routes outside /api, answered without credentials (the console's files hold no data: it
+asks for an API key and sends it to /api)."""
 
 
 def app_routes() -> list[str]:

@@ -357,6 +357,31 @@ def test_stop_in_the_middle_of_a_long_tool_call(agents: AgentsFactory) -> None:
     assert r.json() == {"success": True, "stopped": False}
 
 
+def test_stop_while_the_model_has_not_answered(agents: AgentsFactory) -> None:
+    """A model that has not sent its first token (thinking, or stuck) does not hold a stop:
+    the request is abandoned and the turn ends at once, its earlier work kept."""
+    h = agents()
+    never = threading.Event()  # the model's answer is held until the test ends
+    model = h.script([ToolCalls([Call("bash", {"command": "echo before"})]),
+                      Text("never said", hold=never)])  # fmt: skip
+    sid, chat_id = _session(h)
+    try:
+        bg = Background(h, sid, chat_id, "go", model)
+        name = model.split("/", 1)[1]
+        _wait_until(lambda: len(h.model.requests(name)) == 2, "the second request never came")
+        r = h.client.post(f"/api/chat/{chat_id}/stop", headers=h.account.headers)
+        assert r.json() == {"success": True, "stopped": True}
+        # The stop waits for the turn to end: it has, while the model still holds its answer.
+        assert h.run(bg.headers["x-workflow-run-id"])["status"] == "cancelled"
+        chunks = bg.chunks()
+        check_protocol(chunks)
+        assert {"type": "abort"} in chunks
+        assert tool_outputs(chunks)["call_0_0"]["type"] == "tool-output-available"
+        assert "never said" not in text_of(chunks)
+    finally:
+        never.set()
+
+
 def test_a_stop_recorded_by_another_process_stops_the_turn(agents: AgentsFactory) -> None:
     """Only the database flag, as a ``serve`` process that does not run the turn sets it: the
     turn's own watcher polls for it."""

@@ -46,15 +46,21 @@ class LiveModel(WrapperModel):
         deps.check_stop()
         if sink is not None:
             await sink.begin_request(messages)
-        async with self.wrapped.request_stream(
-            messages, model_settings, model_request_parameters
-        ) as streamed:
-            if sink is None:  # a subagent: only its final answer reaches the stream
-                async for _ in streamed:
-                    deps.check_stop()
-            else:
-                await sink.handle(messages, streamed)
-        return streamed.get()
+
+        async def stream() -> ModelResponse:
+            async with self.wrapped.request_stream(
+                messages, model_settings, model_request_parameters
+            ) as streamed:
+                if sink is None:  # a subagent: only its final answer reaches the stream
+                    async for _ in streamed:
+                        deps.check_stop()
+                else:
+                    await sink.handle(messages, streamed)
+            return streamed.get()
+
+        # A stop also ends a request the model has not begun to answer (it may think for
+        # minutes before its first token; the checks between events would wait for it).
+        return await deps.until_stopped(stream())
 
 
 class RunRecorder(AbstractCapability[TurnDeps]):

@@ -12,7 +12,7 @@ from fastapi.openapi.utils import get_openapi
 from agent_sessions import __version__
 from agent_sessions.agent import registry
 from agent_sessions.agent.service import Turns
-from agent_sessions.api import errors
+from agent_sessions.api import console, errors
 from agent_sessions.api.deps import WRITE_METHODS, Services
 from agent_sessions.api.direct import direct_routes
 from agent_sessions.api.forward import ForwardToHost
@@ -137,7 +137,7 @@ def create_app(
         title="Agent Sessions API",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # served from bundled assets by console.install
         redoc_url=None,
         # FastAPI's native OpenTelemetry asks the global providers on every request whether
         # one is configured (a tenth of a hot GET, issue 16); this service configures none.
@@ -160,6 +160,7 @@ def create_app(
         account.router, usage.router, messages.router, runs.router, sandbox_compat.router,
     ):  # fmt: skip
         app.include_router(router)
+    console.install(app)
     # Ahead of the routers: the hot reads skip FastAPI's routing and dependency solving.
     app.router.routes[0:0] = direct_routes(
         [sessions.router, chats.router], [sessions.get_session, chats.list_chats, chats.get_chat]
