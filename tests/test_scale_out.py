@@ -299,3 +299,56 @@ def _scenario(
             f"{again.url}/api/sessions/{s1}/files/content", params={"path": "kept.txt"}, headers=h
         )
         assert got.status_code == 200 and got.json()["content"] == "from before the snapshot\n"
+
+
+def test_a_lost_host_with_vercel_sandboxes_has_its_turn_finished_elsewhere(
+    pg: Backend, s3: str, model: ModelServer, tmp_path: Path
+) -> None:
+    """Remote sandboxes belong to no host: the host that takes a lost one over resumes its
+    pending workflows, and its turn goes on from its last completed step (the step in flight
+    when it died runs again, as after any crash)."""
+    from agent_sessions.sandbox._vercel_fake import FakeVercelThread, bwrap_available
+
+    if not bwrap_available():
+        pytest.skip("VERCEL STAND-IN SKIPPED: it runs commands under bwrap, which is missing")
+    fake = FakeVercelThread(tmp_path / "vercel-api")
+    api = fake.api
+    assert api is not None
+    vercel = {
+        "AGENT_SESSIONS_SANDBOX_PROVIDER": "vercel", "AGENT_SESSIONS_VERCEL_API_URL": api.base_url,
+        "AGENT_SESSIONS_VERCEL_PLAN": "pro", "VERCEL_TOKEN": api.token,
+        "VERCEL_TEAM_ID": api.team_id, "VERCEL_PROJECT_ID": api.project_id,
+    }  # fmt: skip
+    servers: list[Server] = []
+    with contextlib.ExitStack() as stack:
+        stack.callback(fake.close)
+        for i, name in enumerate(("host-v1", "host-v2")):
+            data = stack.enter_context(traversable_tmpdir(f"agent-sessions-{name}-"))
+            servers.append(start_server(data, pg.url, **_env(name, i, s3, model), **vercel))
+            stack.callback(lambda i=i: stop_server(servers[i]))
+        a, b = servers
+        h = make_account(pg.db).headers
+        made = httpx.post(f"{a.url}/api/sessions", json={"sandboxType": "vercel"}, headers=h)
+        sid, chat_id = made.json()["session"]["id"], made.json()["chat"]["id"]
+        until("active", lambda: _state(a, sid, h)["lifecycleState"] == "active", 60)
+        model.script("v", [ToolCalls([Call("bash", {"command": "sleep 2; echo kept >> f; cat f"})]),
+                           Text("finished elsewhere")])  # fmt: skip
+        run_id = _until_tool_call(a, sid, chat_id, "v", h, kill=a)
+        until("the turn finished on the other host", lambda: _run(b, run_id, h)["status"]
+              not in ("queued", "running"), 60)  # fmt: skip
+        run = _run(b, run_id, h)
+        assert run["status"] == "completed", run
+        parts = _chat(b, sid, chat_id, h)["messages"][-1]["parts"]
+        assert "finished elsewhere" in str(parts)
+        bash = [p for p in parts if p.get("type") == "tool-bash"]
+        assert bash and bash[-1]["state"] == "output-available", parts
+        assert "kept" in bash[-1]["output"]["stdout"]
+        hosts = {row["executorId"]: row for row in _hosts(pg)}
+        assert hosts["host-v1"]["state"] == "gone" and hosts["host-v1"]["takenOverBy"] == "host-v2"
+
+
+def _hosts(pg: Backend) -> list[dict[str, Any]]:
+    from agent_sessions.store import admin
+
+    with pg.db.read() as s:
+        return admin.hosts(s)
