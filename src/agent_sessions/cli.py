@@ -14,11 +14,12 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NoReturn
 
 import typer
+from sqlalchemy.orm import Session
 
 from agent_sessions import datadir
 from agent_sessions.auth import display_prefix, generate_key, hash_key
@@ -400,6 +401,13 @@ OnlyAccount = Annotated[
 ]
 
 
+def _read(fn: Callable[[Session], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """An operator's listing, read from the database (reachable and migrated, or one line)."""
+    db = _database(load_settings())
+    with db.read() as s:
+        return fn(s)
+
+
 def _listing(as_json: bool, name: str, rows: list[dict[str, Any]], columns: dict[str, str]) -> None:
     """``{name: rows}`` as JSON, or the ``columns`` (header → key) as a table."""
     if as_json:
@@ -420,9 +428,7 @@ def _cell(value: Any) -> str:
 @accounts_app.command("list")
 def accounts_list(as_json: JsonFlag = False) -> None:
     """List accounts, with their active keys and sessions not archived."""
-    db = _database(load_settings())
-    with db.read() as s:
-        rows = admin.accounts(s)
+    rows = _read(admin.accounts)
     _listing(as_json, "accounts", rows, {
         "ACCOUNT ID": "accountId", "NAME": "name", "KEYS": "activeKeys",
         "SESSIONS": "sessions", "CREATED (UTC)": "createdAt",
@@ -432,9 +438,7 @@ def accounts_list(as_json: JsonFlag = False) -> None:
 @orgs_app.command("list")
 def orgs_list(as_json: JsonFlag = False) -> None:
     """List organizations and how many members each has."""
-    db = _database(load_settings())
-    with db.read() as s:
-        rows = admin.organizations(s)
+    rows = _read(admin.organizations)
     _listing(as_json, "organizations", rows, {
         "ORGANIZATION ID": "organizationId", "NAME": "name", "MEMBERS": "members",
         "CREATED (UTC)": "createdAt",
@@ -452,9 +456,7 @@ def sessions_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List sessions, the last changed first, with the host of their sandbox."""
-    db = _database(load_settings())
-    with db.read() as s:
-        rows = admin.sessions(s, account_id=account, state=state, limit=limit)
+    rows = _read(lambda s: admin.sessions(s, account_id=account, state=state, limit=limit))
     _listing(as_json, "sessions", rows, {
         "SESSION ID": "sessionId", "ACCOUNT ID": "accountId", "STATUS": "status",
         "STATE": "lifecycleState", "HOST": "host", "UPDATED (UTC)": "updatedAt",
@@ -473,9 +475,7 @@ def runs_list(
     as_json: JsonFlag = False,
 ) -> None:
     """List agent turns, newest first, with the process that accepted each."""
-    db = _database(load_settings())
-    with db.read() as s:
-        rows = admin.runs(s, account_id=account, status=status, limit=limit)
+    rows = _read(lambda s: admin.runs(s, account_id=account, status=status, limit=limit))
     _listing(as_json, "runs", rows, {
         "RUN ID": "runId", "SESSION ID": "sessionId", "STATUS": "status",
         "ACCEPTED BY": "acceptedBy", "MODEL": "modelId", "CREATED (UTC)": "createdAt",
@@ -486,9 +486,7 @@ def runs_list(
 @hosts_app.command("list")
 def hosts_list(as_json: JsonFlag = False) -> None:
     """List the processes (hosts) recorded in the database and their last heartbeat."""
-    db = _database(load_settings())
-    with db.read() as s:
-        rows = admin.hosts(s)
+    rows = _read(admin.hosts)
     _listing(as_json, "hosts", rows, {
         "EXECUTOR ID": "executorId", "STATE": "state", "HOSTNAME": "hostname", "PID": "pid",
         "URL": "url", "HEARTBEAT (UTC)": "heartbeatAt", "TAKEN OVER BY": "takenOverBy",
