@@ -178,8 +178,13 @@ def test_a_dropped_stream_resumes_from_the_chunks_received() -> None:
     assert not stream.finished
 
 
-def _chat_env(url: str | None = None, key: str | None = None) -> dict[str, str]:
+def _chat_env(
+    url: str | None = None, key: str | None = None, state: Path | None = None
+) -> dict[str, str]:
+    """The client's environment; ``state`` is where it remembers the last session (by default
+    a fresh directory: each run starts a new session)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
+    env["XDG_STATE_HOME"] = str(state or tempfile.mkdtemp(prefix="chat-state-", dir="/tmp"))
     for var in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         env.pop(var, None)
     env["PYTHONUNBUFFERED"] = "1"
@@ -251,11 +256,11 @@ class Served:
         return f"openai/{name}"
 
     def chat(
-        self, *args: str, stdin: str, key: str | None = None
+        self, *args: str, stdin: str, key: str | None = None, state: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [CLI, "chat", *args],
-            env=_chat_env(self.server.url, key or self.key),
+            env=_chat_env(self.server.url, key or self.key, state),
             input=stdin,
             capture_output=True,
             text=True,
@@ -263,11 +268,11 @@ class Served:
         )
 
     @contextlib.contextmanager
-    def interactive(self, *args: str) -> Iterator[Interactive]:
+    def interactive(self, *args: str, state: Path | None = None) -> Iterator[Interactive]:
         """The client running, its output read line by line as it comes."""
         with subprocess.Popen(
             [CLI, "chat", *args],
-            env=_chat_env(self.server.url, self.key),
+            env=_chat_env(self.server.url, self.key, state),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -400,3 +405,110 @@ def test_a_wrong_api_key_exits_2_with_one_line(served: Served) -> None:
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1
     assert proc.stderr.startswith("error: the server refused the API key")
+
+
+def _session_of(out: str) -> str:
+    first = out.splitlines()[0]
+    assert first.startswith("session "), out
+    return first.split()[1]
+
+
+def test_slash_commands_are_handled_locally(served: Served) -> None:
+    """Commands never reach the model: the stand-in sees the one real message only."""
+    model = served.script([Text("hello back")])
+    name = model.removeprefix("openai/")
+    stdin = "/help\n/bogus\n/model\nhello\n/sessions\n/diff\n/model openai/other\n/model\n/quit\n"
+    proc = served.chat("--model", model, stdin=stdin)
+    assert proc.returncode == 0, proc.stderr
+    out, lines = proc.stdout, proc.stdout.splitlines()
+    sid = _session_of(out)
+    assert any(line.startswith("  /switch ID") for line in lines)
+    assert "unknown command /bogus; /help lists them" in lines
+    assert f"model: {model}" in lines
+    assert "hello back" in lines
+    assert any(line.startswith(f"* {sid}  ") for line in lines)  # /sessions marks this one
+    assert any(line.startswith("0 files changed") for line in lines), out
+    assert "model set to openai/other" in lines and lines[-2] == "model: openai/other"
+    requests = served.model.requests(name)
+    assert len(requests) == 1
+    sent = json.dumps(requests[0]["messages"])
+    assert "hello" in sent and "/help" not in sent and "/model" not in sent
+    r = httpx.get(f"{served.server.url}/api/sessions/{sid}/chats", headers=served.headers)
+    assert r.json()["chats"][0]["modelId"] == "openai/other"
+
+
+def test_the_last_session_is_resumed_with_its_history(served: Served, tmp_path: Path) -> None:
+    model = served.script([Text("the first answer")])
+    first = served.chat("--model", model, stdin="first question\n/exit\n", state=tmp_path)
+    assert first.returncode == 0, first.stderr
+    sid = _session_of(first.stdout)
+
+    again = served.chat(stdin="/exit\n", state=tmp_path)  # no --session: the last one
+    assert again.returncode == 0, again.stderr
+    assert _session_of(again.stdout) == sid
+    lines = again.stdout.splitlines()
+    question = lines.index("> first question")
+    assert lines[question + 1] == "the first answer"
+
+    fresh = served.chat("--new", stdin="/exit\n", state=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    new_sid = _session_of(fresh.stdout)
+    assert new_sid != sid and "> first question" not in fresh.stdout
+    latest = served.chat(stdin="/exit\n", state=tmp_path)
+    assert _session_of(latest.stdout) == new_sid  # --new is remembered as the last one
+
+    # --session shows the conversation too, whatever was used last.
+    shown = served.chat("--session", sid, stdin="/exit\n")
+    assert "> first question" in shown.stdout and "the first answer" in shown.stdout
+
+
+def test_switch_and_new_change_the_session(served: Served, tmp_path: Path) -> None:
+    sid, _ = served.new_session()
+    proc = served.chat("--new", stdin=f"/switch {sid}\n/exit\n", state=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"session {sid}  " in proc.stdout
+    resumed = served.chat(stdin="/exit\n", state=tmp_path)
+    assert _session_of(resumed.stdout) == sid
+
+
+def test_a_stopped_turn_keeps_its_partial_output(served: Served) -> None:
+    """Ctrl-C mid-tool: what the turn showed stays on screen, and the stored message keeps the
+    call, so ``--session`` shows it again."""
+    sid, chat_id = served.new_session()
+    command = "echo partial-output; sleep 60"
+    model = served.script([ToolCalls([Call("bash", {"command": command})]), Text("never")])
+    header = f"⏺ bash(command={json.dumps(command)})"
+    with served.interactive("--session", sid, "--chat", chat_id, "--model", model) as cli:
+        cli.send("go\n")
+        cli.wait_for(header)
+        cli.proc.send_signal(signal.SIGINT)
+        cli.wait_for("stopped")
+        cli.send("/exit\n")
+        transcript = cli.finish()
+    assert header in transcript
+    shown = served.chat("--session", sid, stdin="/exit\n")
+    lines = shown.stdout.splitlines()
+    assert "> go" in lines and header in lines, shown.stdout
+    print(shown.stdout)
+
+
+def test_stop_at_the_prompt_stops_the_chats_turn(served: Served) -> None:
+    """A turn running in the chat (here a headless one) is announced, and /stop stops it."""
+    sid, chat_id = served.new_session()
+    gate = threading.Event()
+    model = served.script([Text("held", hold=gate)])
+    r = httpx.post(
+        f"{served.server.url}/api/chat/runs",
+        json={"sessionId": sid, "chatId": chat_id, "prompt": "go", "model": model},
+        headers=served.headers,
+    )
+    assert r.status_code == 202, r.text
+    try:
+        proc = served.chat("--session", sid, stdin="/stop\n/exit\n")
+    finally:
+        gate.set()
+    assert proc.returncode == 0, proc.stderr
+    assert "a turn is running in this chat; /stop stops it" in proc.stdout
+    assert "stopping…\nstopped\n" in proc.stdout
+    r = httpx.get(f"{served.server.url}/api/sessions/{sid}/chats/{chat_id}", headers=served.headers)
+    assert r.json()["isStreaming"] is False
