@@ -396,7 +396,10 @@ def test_ctrl_c_stops_the_turn_and_returns_to_the_prompt(served: Served) -> None
         transcript = cli.finish()
     r = httpx.get(f"{served.server.url}/api/sessions/{sid}/chats/{chat_id}", headers=served.headers)
     assert r.json()["isStreaming"] is False
-    assert "stopping…\nstopped\n> /exit" in transcript
+    stopped = transcript.index("stopping…\nstopped\n")
+    # the call's outcome as the server stored it, under the call, then the prompt again
+    assert "  ⎿  error: Cancelled by the user\n" in transcript[stopped:]
+    assert transcript.endswith("> /exit\n")
     assert "never" not in transcript
 
 
@@ -488,8 +491,9 @@ def test_a_stopped_turn_keeps_its_partial_output(served: Served) -> None:
     assert header in transcript
     shown = served.chat("--session", sid, stdin="/exit\n")
     lines = shown.stdout.splitlines()
-    assert "> go" in lines and header in lines, shown.stdout
-    print(shown.stdout)
+    call = lines.index(header)
+    assert lines[call - 1] == "> go"
+    assert lines[call + 1] == "  ⎿  error: Cancelled by the user"
 
 
 def test_stop_at_the_prompt_stops_the_chats_turn(served: Served) -> None:

@@ -33,12 +33,25 @@ def _part(renderer: Renderer, part: dict[str, Any]) -> None:
     elif kind.startswith("tool-") or kind == "dynamic-tool":
         name = part.get("toolName") or kind.removeprefix("tool-")
         renderer.tool_call(name, part.get("input"))
-        state = part.get("state")
-        if state == "output-available":
-            renderer.tool_output(name, part.get("output"))
-        elif state in ("output-error", "input-error"):
-            renderer.tool_error(str(part.get("errorText") or "failed"))
-        elif state == "output-denied":
-            renderer.tool_error("denied")
-        else:
-            renderer.tool_error("no result (the turn ended before it)")
+        result(renderer, name, part)
+
+
+def result(renderer: Renderer, name: str, part: dict[str, Any]) -> None:
+    """A stored tool part's outcome, under its call's header."""
+    state = part.get("state")
+    if state == "output-available":
+        renderer.tool_output(name, part.get("output"))
+    elif state in ("output-error", "input-error"):
+        renderer.tool_error(str(part.get("errorText") or "failed"))
+    elif state == "output-denied":
+        renderer.tool_error("denied")
+    else:
+        renderer.tool_error("no result (the turn ended before it)")
+
+
+def settle(renderer: Renderer, message: Any) -> None:
+    """After a stop: the outcome the server stored for each call the screen left open."""
+    for part in message.parts:
+        name = renderer.open_calls.pop(str(part.get("toolCallId")), None)
+        if name is not None:
+            result(renderer, name, part)

@@ -36,6 +36,7 @@ from agent_sessions.client import (
     ToolInputErrorChunk,
     ToolInputStartChunk,
     ToolOutputAvailableChunk,
+    ToolOutputDeniedChunk,
     ToolOutputErrorChunk,
 )
 from agent_sessions.terminal.spinner import Waiting
@@ -80,6 +81,8 @@ class Renderer:
         self._at_line_start = True
         self._last_kind = ""
         self._tools: dict[str, str] = {}
+        self.open_calls: dict[str, str] = {}
+        """Calls shown without their outcome yet (id → tool name)."""
         self._usage: dict[str, Any] | None = None
         self.waiting = Waiting(console)
         self._markdown: Live | None = None
@@ -167,6 +170,7 @@ class Renderer:
         match chunk:
             case StartChunk():
                 self._usage = None
+                self.open_calls.clear()
             case TextStartChunk() | ReasoningStartChunk():
                 kind = chunk.type.split("-")[0]
                 if self._last_kind and self._last_kind != kind:
@@ -186,13 +190,17 @@ class Renderer:
             case ToolInputAvailableChunk() | ToolInputErrorChunk():
                 name = chunk.tool_name or self._tools.get(chunk.tool_call_id, "tool")
                 self._tools[chunk.tool_call_id] = name
+                if isinstance(chunk, ToolInputAvailableChunk):  # open before it is seen
+                    self.open_calls[chunk.tool_call_id] = name
                 self.tool_call(name, chunk.input)
                 if isinstance(chunk, ToolInputErrorChunk):
-                    self._result_lines([f"error: {chunk.error_text}"], "red")
+                    self.tool_error(chunk.error_text)
             case ToolOutputAvailableChunk():
+                self.open_calls.pop(chunk.tool_call_id, None)
                 self.tool_output(self._tools.get(chunk.tool_call_id, ""), chunk.output)
-            case ToolOutputErrorChunk():
-                self.tool_error(chunk.error_text)
+            case ToolOutputErrorChunk() | ToolOutputDeniedChunk():
+                self.open_calls.pop(chunk.tool_call_id, None)
+                self.tool_error(getattr(chunk, "error_text", "denied"))
             case DataChunk(name="sandbox"):
                 self._sandbox(chunk.data if isinstance(chunk.data, dict) else {})
             case ErrorChunk():

@@ -248,22 +248,41 @@ class Repl:
 
     def _render(self, chunks: TurnStream) -> None:
         """Show a turn's stream. At a question the response ends (ADR 14): the answer's own
-        response carries the rest of the turn."""
+        response carries the rest of the turn. Ctrl-C stops the turn and reads its stream to
+        the end, so the screen shows what the server stores (the open calls cancelled); a
+        second Ctrl-C only hangs up."""
         current: TurnStream | None = chunks
+        stopping = False
         try:
             while current is not None:
                 following, current = current, None
-                with following:  # hang up at once on Ctrl-C
-                    for chunk in following:
-                        self.renderer.feed(chunk)
-                        if (
-                            isinstance(chunk, ToolInputAvailableChunk)
-                            and chunk.tool_name == "ask_user_question"
-                        ):
-                            current = self._answer(chunk, following.index)
-                            break
+                try:
+                    with following:  # hang up at once on Ctrl-C
+                        for chunk in following:
+                            self.renderer.feed(chunk)
+                            if (
+                                isinstance(chunk, ToolInputAvailableChunk)
+                                and chunk.tool_name == "ask_user_question"
+                            ):
+                                current = self._answer(chunk, following.index)
+                                break
+                except KeyboardInterrupt:
+                    if stopping:
+                        return
+                    stopping = True
+                    self.stop()
+                    current = self.client.resume_stream(self.chat_id, following.index)
+            if stopping:  # calls the stream left open: what the stored message says of them
+                self._show_stored_outcomes()
         finally:
             self.renderer.newline()
+
+    def _show_stored_outcomes(self) -> None:
+        if not self.renderer.open_calls:
+            return
+        messages = self.client.get_chat(self.session_id, self.chat_id).messages
+        if messages and messages[-1].role == "assistant":
+            history.settle(self.renderer, messages[-1])
 
     def _answer(self, call: ToolInputAvailableChunk, index: int) -> TurnStream:
         """The agent asked multiple-choice questions: ask them here, send the answers back;
