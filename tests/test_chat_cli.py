@@ -126,6 +126,30 @@ def test_renderer_on_a_recorded_stream() -> None:
     assert out.getvalue() == RENDERED
 
 
+def test_renderer_on_a_terminal_renders_markdown() -> None:
+    """On a terminal: the text as markdown (no ``**`` left, the code highlighted), and a
+    spinner with the elapsed time while the tool runs, erased once output comes."""
+    out = io.StringIO()
+    renderer = Renderer(Console(file=out, force_terminal=True, width=60, color_system="standard"))
+    text = "Here is **bold**:\n\n```python\nprint('hi')\n```\n"
+    turn = [
+        *RECORDED[7:11],
+        {"type": "text-start", "id": "t"},
+        {"type": "text-delta", "id": "t", "delta": text[:20]},
+        {"type": "text-delta", "id": "t", "delta": text[20:]},
+        {"type": "text-end", "id": "t"},
+        {"type": "finish", "finishReason": "stop"},
+    ]
+    for chunk in parse_sse(_sse_body(turn).decode().split("\n")):
+        renderer.feed(chunk)
+    renderer.newline()
+    shown = out.getvalue()
+    assert "running bash… 0s" in shown
+    assert "\x1b[1mbold\x1b[0m" in shown and "**" not in shown
+    assert "```" not in shown and "\x1b[92;40mprint" in shown  # a highlighted code block
+    assert shown.endswith("\x1b[2K")  # the last spinner erased (transient)
+
+
 def test_parse_sse_framing() -> None:
     lines = ['data: {"type":"start"}', "", ": a comment", 'data: {"type":', 'data: "finish"}', ""]
     chunks = parse_sse([*lines, "data: [DONE]", "", "data: ignored", ""])

@@ -30,13 +30,13 @@ class Waiting:
     def set(self, label: str | None) -> None:
         if not self.enabled or label == self._label:
             return
-        self._label = label
         if label is None:
             if self._live is not None:
-                self._live.stop()
+                self._live.stop()  # transient: its last frame is erased
                 self._live = None
+            self._label = None
             return
-        self._since = time.monotonic()
+        self._label, self._since = label, time.monotonic()
         if self._live is None:
             self._live = Live(
                 console=self._console,
