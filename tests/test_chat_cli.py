@@ -531,6 +531,10 @@ def test_stop_at_the_prompt_stops_the_chats_turn(served: Served) -> None:
         headers=served.headers,
     )
     assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 60
+    while not served.model.requests(model.removeprefix("openai/")):  # the turn is under way
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
     try:
         proc = served.chat("--session", sid, stdin="/stop\n/exit\n")
     finally:
