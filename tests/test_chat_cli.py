@@ -28,7 +28,7 @@ from rich.console import Console
 
 from agent_sessions.client import Client, RetryPolicy, StreamDropped
 from agent_sessions.client.streams import parse_sse
-from agent_sessions.terminal.render import Renderer
+from agent_sessions.terminal.render import Renderer, tool_header
 from tests.conftest import CLI, Server, start_server, stop_server
 from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
 from tests.support.model_server import (
@@ -148,6 +148,13 @@ def test_renderer_on_a_terminal_renders_markdown() -> None:
     assert "\x1b[1mbold\x1b[0m" in shown and "**" not in shown
     assert "```" not in shown and "\x1b[92;40mprint" in shown  # a highlighted code block
     assert shown.endswith("\x1b[2K")  # the last spinner erased (transient)
+
+
+def test_tool_headers_show_the_key_argument() -> None:
+    edit = {"filePath": "a.py", "oldString": "x" * 500, "newString": "y"}
+    assert tool_header("edit", edit) == 'edit(filePath="a.py")'
+    assert tool_header("bash", {"command": "ls", "cwd": "src"}) == 'bash(command="ls")'
+    assert tool_header("mcp_thing", {"a": 1, "b": "c"}) == 'mcp_thing(a=1, b="c")'
 
 
 def test_parse_sse_framing() -> None:

@@ -52,8 +52,20 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+KEY_ARGUMENTS = {
+    "bash": "command", "read": "filePath", "write": "filePath", "edit": "filePath",
+    "grep": "pattern", "glob": "pattern", "skill": "skill",
+}  # fmt: skip
+"""The one argument that says what a call of the service's own tools does (a write's content,
+an edit's strings would only flood the line)."""
+
+
 def tool_header(name: str, args: Any) -> str:
-    """``bash(command="ls -la")``: each argument as JSON, clipped so the header stays one line."""
+    """``bash(command="ls -la")``: the tool's key argument (others': each argument) as JSON,
+    clipped so the header stays one line."""
+    key = KEY_ARGUMENTS.get(name)
+    if isinstance(args, dict) and key in args:
+        args = {key: args[key]}
     if isinstance(args, dict):
         inner = ", ".join(
             f"{k}={_clip(json.dumps(v, ensure_ascii=False), ARG_WIDTH)}" for k, v in args.items()
