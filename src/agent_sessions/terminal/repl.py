@@ -194,8 +194,7 @@ class Repl:
         first turn restores it (and says so in its stream)."""
         deadline = time.monotonic() + SANDBOX_TIMEOUT
         shown = ""
-        status = self.console.status("") if self.console.is_terminal else None
-        started = False
+        waiting = self.renderer.waiting  # a spinner on a terminal, one line per state if piped
         try:
             while True:
                 sandbox = self.client.sandbox_state(self.session_id)
@@ -203,29 +202,24 @@ class Repl:
                 if state == "active":
                     break
                 if state in ("hibernated", "hibernating"):
+                    waiting.clear()
                     self.console.print(
                         "sandbox is hibernated; your first message restores it", style="dim"
                     )
-                    break
+                    return
                 if state in ("failed", "archived"):
                     why = sandbox.lifecycle_error or state
                     raise ClientError(f"the session's sandbox is {state}: {why}")
                 if state != shown:
                     shown = state
-                    message = f"waiting for the sandbox ({state})…"
-                    if status is not None:
-                        status.update(message)
-                        if not started:
-                            status.start()
-                            started = True
-                    else:
-                        self.console.print(message, style="dim")
+                    waiting.set(f"waiting for the sandbox ({state})")
+                    if not waiting.enabled:
+                        self.console.print(f"waiting for the sandbox ({state})…", style="dim")
                 if time.monotonic() > deadline:
                     raise ClientError(f"the sandbox is still {state} after {SANDBOX_TIMEOUT:g} s")
                 time.sleep(POLL_SECONDS)
         finally:
-            if status is not None and started:
-                status.stop()
+            waiting.clear()
         self.console.print("sandbox ready", style="dim")
 
     # --- turns ---------------------------------------------------------------------------------
