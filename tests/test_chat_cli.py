@@ -28,7 +28,7 @@ from rich.console import Console
 
 from agent_sessions.client import Client, RetryPolicy, StreamDropped
 from agent_sessions.client.streams import parse_sse
-from agent_sessions.terminal.render import Renderer
+from agent_sessions.terminal.render import Renderer, tool_header
 from tests.conftest import CLI, Server, start_server, stop_server
 from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
 from tests.support.model_server import (
@@ -126,6 +126,37 @@ def test_renderer_on_a_recorded_stream() -> None:
     assert out.getvalue() == RENDERED
 
 
+def test_renderer_on_a_terminal_renders_markdown() -> None:
+    """On a terminal: the text as markdown (no ``**`` left, the code highlighted), and a
+    spinner with the elapsed time while the tool runs, erased once output comes."""
+    out = io.StringIO()
+    renderer = Renderer(Console(file=out, force_terminal=True, width=60, color_system="standard"))
+    text = "Here is **bold**:\n\n```python\nprint('hi')\n```\n"
+    turn = [
+        *RECORDED[7:11],
+        {"type": "text-start", "id": "t"},
+        {"type": "text-delta", "id": "t", "delta": text[:20]},
+        {"type": "text-delta", "id": "t", "delta": text[20:]},
+        {"type": "text-end", "id": "t"},
+        {"type": "finish", "finishReason": "stop"},
+    ]
+    for chunk in parse_sse(_sse_body(turn).decode().split("\n")):
+        renderer.feed(chunk)
+    renderer.newline()
+    shown = out.getvalue()
+    assert "running bash… 0s" in shown
+    assert "\x1b[1mbold\x1b[0m" in shown and "**" not in shown
+    assert "```" not in shown and "\x1b[92;40mprint" in shown  # a highlighted code block
+    assert shown.endswith("\x1b[2K")  # the last spinner erased (transient)
+
+
+def test_tool_headers_show_the_key_argument() -> None:
+    edit = {"filePath": "a.py", "oldString": "x" * 500, "newString": "y"}
+    assert tool_header("edit", edit) == 'edit(filePath="a.py")'
+    assert tool_header("bash", {"command": "ls", "cwd": "src"}) == 'bash(command="ls")'
+    assert tool_header("mcp_thing", {"a": 1, "b": "c"}) == 'mcp_thing(a=1, b="c")'
+
+
 def test_parse_sse_framing() -> None:
     lines = ['data: {"type":"start"}', "", ": a comment", 'data: {"type":', 'data: "finish"}', ""]
     chunks = parse_sse([*lines, "data: [DONE]", "", "data: ignored", ""])
@@ -178,8 +209,13 @@ def test_a_dropped_stream_resumes_from_the_chunks_received() -> None:
     assert not stream.finished
 
 
-def _chat_env(url: str | None = None, key: str | None = None) -> dict[str, str]:
+def _chat_env(
+    url: str | None = None, key: str | None = None, state: Path | None = None
+) -> dict[str, str]:
+    """The client's environment; ``state`` is where it remembers the last session (by default
+    a fresh directory: each run starts a new session)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
+    env["XDG_STATE_HOME"] = str(state or tempfile.mkdtemp(prefix="chat-state-", dir="/tmp"))
     for var in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE"):
         env.pop(var, None)
     env["PYTHONUNBUFFERED"] = "1"
@@ -251,11 +287,11 @@ class Served:
         return f"openai/{name}"
 
     def chat(
-        self, *args: str, stdin: str, key: str | None = None
+        self, *args: str, stdin: str, key: str | None = None, state: Path | None = None
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [CLI, "chat", *args],
-            env=_chat_env(self.server.url, key or self.key),
+            env=_chat_env(self.server.url, key or self.key, state),
             input=stdin,
             capture_output=True,
             text=True,
@@ -263,11 +299,11 @@ class Served:
         )
 
     @contextlib.contextmanager
-    def interactive(self, *args: str) -> Iterator[Interactive]:
+    def interactive(self, *args: str, state: Path | None = None) -> Iterator[Interactive]:
         """The client running, its output read line by line as it comes."""
         with subprocess.Popen(
             [CLI, "chat", *args],
-            env=_chat_env(self.server.url, self.key),
+            env=_chat_env(self.server.url, self.key, state),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -391,7 +427,10 @@ def test_ctrl_c_stops_the_turn_and_returns_to_the_prompt(served: Served) -> None
         transcript = cli.finish()
     r = httpx.get(f"{served.server.url}/api/sessions/{sid}/chats/{chat_id}", headers=served.headers)
     assert r.json()["isStreaming"] is False
-    assert "stopping…\nstopped\n> /exit" in transcript
+    stopped = transcript.index("stopping…\nstopped\n")
+    # the call's outcome as the server stored it, under the call, then the prompt again
+    assert "  ⎿  error: Cancelled by the user\n" in transcript[stopped:]
+    assert transcript.endswith("> /exit\n")
     assert "never" not in transcript
 
 
@@ -400,3 +439,115 @@ def test_a_wrong_api_key_exits_2_with_one_line(served: Served) -> None:
     assert proc.returncode == 2
     assert len(proc.stderr.splitlines()) == 1
     assert proc.stderr.startswith("error: the server refused the API key")
+
+
+def _session_of(out: str) -> str:
+    first = out.splitlines()[0]
+    assert first.startswith("session "), out
+    return first.split()[1]
+
+
+def test_slash_commands_are_handled_locally(served: Served) -> None:
+    """Commands never reach the model: the stand-in sees the one real message only."""
+    model = served.script([Text("hello back")])
+    name = model.removeprefix("openai/")
+    stdin = "/help\n/bogus\n/model\nhello\n/sessions\n/diff\n/model openai/other\n/model\n/quit\n"
+    proc = served.chat("--model", model, stdin=stdin)
+    assert proc.returncode == 0, proc.stderr
+    out, lines = proc.stdout, proc.stdout.splitlines()
+    sid = _session_of(out)
+    assert any(line.startswith("  /switch ID") for line in lines)
+    assert "unknown command /bogus; /help lists them" in lines
+    assert f"model: {model}" in lines
+    assert "hello back" in lines
+    assert any(line.startswith(f"* {sid}  ") for line in lines)  # /sessions marks this one
+    assert any(line.startswith("0 files changed") for line in lines), out
+    assert "model set to openai/other" in lines and lines[-2] == "model: openai/other"
+    requests = served.model.requests(name)
+    assert len(requests) == 1
+    sent = json.dumps(requests[0]["messages"])
+    assert "hello" in sent and "/help" not in sent and "/model" not in sent
+    r = httpx.get(f"{served.server.url}/api/sessions/{sid}/chats", headers=served.headers)
+    assert r.json()["chats"][0]["modelId"] == "openai/other"
+
+
+def test_the_last_session_is_resumed_with_its_history(served: Served, tmp_path: Path) -> None:
+    model = served.script([Text("the first answer")])
+    first = served.chat("--model", model, stdin="first question\n/exit\n", state=tmp_path)
+    assert first.returncode == 0, first.stderr
+    sid = _session_of(first.stdout)
+
+    again = served.chat(stdin="/exit\n", state=tmp_path)  # no --session: the last one
+    assert again.returncode == 0, again.stderr
+    assert _session_of(again.stdout) == sid
+    lines = again.stdout.splitlines()
+    question = lines.index("> first question")
+    assert lines[question + 1] == "the first answer"
+
+    fresh = served.chat("--new", stdin="/exit\n", state=tmp_path)
+    assert fresh.returncode == 0, fresh.stderr
+    new_sid = _session_of(fresh.stdout)
+    assert new_sid != sid and "> first question" not in fresh.stdout
+    latest = served.chat(stdin="/exit\n", state=tmp_path)
+    assert _session_of(latest.stdout) == new_sid  # --new is remembered as the last one
+
+    # --session shows the conversation too, whatever was used last.
+    shown = served.chat("--session", sid, stdin="/exit\n")
+    assert "> first question" in shown.stdout and "the first answer" in shown.stdout
+
+
+def test_switch_and_new_change_the_session(served: Served, tmp_path: Path) -> None:
+    sid, _ = served.new_session()
+    proc = served.chat("--new", stdin=f"/switch {sid}\n/exit\n", state=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert f"session {sid}  " in proc.stdout
+    resumed = served.chat(stdin="/exit\n", state=tmp_path)
+    assert _session_of(resumed.stdout) == sid
+
+
+def test_a_stopped_turn_keeps_its_partial_output(served: Served) -> None:
+    """Ctrl-C mid-tool: what the turn showed stays on screen, and the stored message keeps the
+    call, so ``--session`` shows it again."""
+    sid, chat_id = served.new_session()
+    command = "echo partial-output; sleep 60"
+    model = served.script([ToolCalls([Call("bash", {"command": command})]), Text("never")])
+    header = f"⏺ bash(command={json.dumps(command)})"
+    with served.interactive("--session", sid, "--chat", chat_id, "--model", model) as cli:
+        cli.send("go\n")
+        cli.wait_for(header)
+        cli.proc.send_signal(signal.SIGINT)
+        cli.wait_for("stopped")
+        cli.send("/exit\n")
+        transcript = cli.finish()
+    assert header in transcript
+    shown = served.chat("--session", sid, stdin="/exit\n")
+    lines = shown.stdout.splitlines()
+    call = lines.index(header)
+    assert lines[call - 1] == "> go"
+    assert lines[call + 1] == "  ⎿  error: Cancelled by the user"
+
+
+def test_stop_at_the_prompt_stops_the_chats_turn(served: Served) -> None:
+    """A turn running in the chat (here a headless one) is announced, and /stop stops it."""
+    sid, chat_id = served.new_session()
+    gate = threading.Event()
+    model = served.script([Text("held", hold=gate)])
+    r = httpx.post(
+        f"{served.server.url}/api/chat/runs",
+        json={"sessionId": sid, "chatId": chat_id, "prompt": "go", "model": model},
+        headers=served.headers,
+    )
+    assert r.status_code == 202, r.text
+    deadline = time.monotonic() + 60
+    while not served.model.requests(model.removeprefix("openai/")):  # the turn is under way
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        proc = served.chat("--session", sid, stdin="/stop\n/exit\n")
+    finally:
+        gate.set()
+    assert proc.returncode == 0, proc.stderr
+    assert "a turn is running in this chat; /stop stops it" in proc.stdout
+    assert "stopping…\nstopped\n" in proc.stdout
+    r = httpx.get(f"{served.server.url}/api/sessions/{sid}/chats/{chat_id}", headers=served.headers)
+    assert r.json()["isStreaming"] is False

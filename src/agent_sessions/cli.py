@@ -251,8 +251,15 @@ def migrate(as_json: JsonFlag = False) -> None:
 def chat(
     session: Annotated[
         str | None,
-        typer.Option("--session", metavar="ID", help="Use this session (default: a new one)."),
+        typer.Option(
+            "--session",
+            metavar="ID",
+            help="Use this session, its conversation shown (default: the one used last).",
+        ),
     ] = None,
+    new: Annotated[
+        bool, typer.Option("--new", help="Start a new session instead of the one used last.")
+    ] = False,
     chat_id: Annotated[
         str | None,
         typer.Option("--chat", metavar="ID", help="Use this chat (default: the session's first)."),
@@ -277,12 +284,13 @@ def chat(
 ) -> None:
     """Chat with an agent in the terminal, through a running server.
 
-    Ctrl-C stops a running turn; /exit or Ctrl-D quits.
+    Without --session it continues the session used last with this server and key. Lines
+    starting with / are commands (/help lists them); Ctrl-C stops a running turn, Ctrl-D quits.
     """
     from agent_sessions.terminal.repl import ChatOptions, run
 
     options = ChatOptions(
-        url=url, api_key=api_key, session_id=session, chat_id=chat_id, model=model
+        url=url, api_key=api_key, session_id=session, chat_id=chat_id, model=model, new=new
     )
     code = run(options)
     if code:

@@ -1,8 +1,10 @@
 """A turn's chunks → terminal output, one chunk at a time as they arrive.
 
-Text is printed inline as it streams; tool calls get a one-line header when their input is
-complete and a short summary of the result, so a long command output never floods the screen
-(the full result stays in the stored message).
+On a terminal the assistant's text is rendered as markdown (code blocks highlighted) while it
+streams, and a spinner with the elapsed time fills the silences; piped, text is printed inline
+as plain text. Tool calls get a one-line header when their input is complete and a short
+summary of the result, so a long command output never floods the screen (the full result stays
+in the stored message). Stored messages (a chat's history) go through the same methods.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import json
 from typing import Any
 
 from rich.console import Console
+from rich.live import Live
+from rich.markdown import Markdown
 from rich.text import Text
 
 from agent_sessions.client import (
@@ -21,16 +25,21 @@ from agent_sessions.client import (
     FinishChunk,
     MessageMetadataChunk,
     ReasoningDeltaChunk,
+    ReasoningEndChunk,
     ReasoningStartChunk,
     StartChunk,
+    StartStepChunk,
     TextDeltaChunk,
+    TextEndChunk,
     TextStartChunk,
     ToolInputAvailableChunk,
     ToolInputErrorChunk,
     ToolInputStartChunk,
     ToolOutputAvailableChunk,
+    ToolOutputDeniedChunk,
     ToolOutputErrorChunk,
 )
+from agent_sessions.terminal.spinner import Waiting
 
 HEADER_WIDTH = 120
 ARG_WIDTH = 60
@@ -43,8 +52,20 @@ def _clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
+KEY_ARGUMENTS = {
+    "bash": "command", "read": "filePath", "write": "filePath", "edit": "filePath",
+    "grep": "pattern", "glob": "pattern", "skill": "skill",
+}  # fmt: skip
+"""The one argument that says what a call of the service's own tools does (a write's content,
+an edit's strings would only flood the line)."""
+
+
 def tool_header(name: str, args: Any) -> str:
-    """``bash(command="ls -la")``: each argument as JSON, clipped so the header stays one line."""
+    """``bash(command="ls -la")``: the tool's key argument (others': each argument) as JSON,
+    clipped so the header stays one line."""
+    key = KEY_ARGUMENTS.get(name)
+    if isinstance(args, dict) and key in args:
+        args = {key: args[key]}
     if isinstance(args, dict):
         inner = ", ".join(
             f"{k}={_clip(json.dumps(v, ensure_ascii=False), ARG_WIDTH)}" for k, v in args.items()
@@ -72,13 +93,19 @@ class Renderer:
         self._at_line_start = True
         self._last_kind = ""
         self._tools: dict[str, str] = {}
+        self.open_calls: dict[str, str] = {}
+        """Calls shown without their outcome yet (id → tool name)."""
         self._usage: dict[str, Any] | None = None
+        self.waiting = Waiting(console)
+        self._markdown: Live | None = None
+        self._text = ""
 
     # --- output helpers ------------------------------------------------------------------------
 
     def _inline(self, text: str, style: str = "") -> None:
         if not text:
             return
+        self._settle()
         self.console.print(Text(text, style=style), end="")
         self._at_line_start = text.endswith("\n")
 
@@ -88,7 +115,45 @@ class Renderer:
         self.console.print(Text(text, style=style))
         self._at_line_start = True
 
+    def _settle(self) -> None:
+        """Before printing: the spinner cleared, streamed markdown left as last rendered."""
+        self.waiting.clear()
+        if self._markdown is not None:
+            self._markdown.stop()
+            self._markdown = None
+            self._at_line_start = True
+
+    def _markdown_delta(self, delta: str) -> None:
+        self._text += delta
+        if self._markdown is None:
+            self._settle()
+            self.newline()
+            self._markdown = Live(
+                console=self.console, refresh_per_second=8, vertical_overflow="visible"
+            )
+            self._markdown.start()
+        self._markdown.update(Markdown(self._text))
+
+    def text(self, text: str) -> None:
+        """A whole text part (a stored message's): markdown on a terminal."""
+        if self.console.is_terminal:
+            self._markdown_delta(text)
+            self._settle()
+            self._text = ""
+        else:
+            self.newline()
+            self._inline(text)
+
+    def reasoning(self, text: str) -> None:
+        self.newline()
+        self._inline(text, "dim italic")
+
+    def user(self, text: str) -> None:
+        """A user message of the history, as it was typed at the prompt."""
+        self._line(f"> {text}", "bold")
+
     def newline(self) -> None:
+        self._settle()
         if not self._at_line_start:
             self.console.print()
             self._at_line_start = True
@@ -96,26 +161,58 @@ class Renderer:
     # --- chunks --------------------------------------------------------------------------------
 
     def feed(self, chunk: Chunk) -> None:
+        self._show(chunk)
+        self.waiting.set(self._waiting_for(chunk))
+
+    def _waiting_for(self, chunk: Chunk) -> str | None:
+        """What the spinner says after ``chunk`` (None: output is flowing, or the turn ended)."""
+        match chunk:
+            case ToolInputAvailableChunk() if chunk.tool_name != "ask_user_question":
+                return f"running {chunk.tool_name}"
+            case (
+                StartChunk() | StartStepChunk() | ToolInputStartChunk() | TextEndChunk()
+                | ReasoningEndChunk() | ToolOutputAvailableChunk() | ToolOutputErrorChunk()
+            ):  # fmt: skip
+                return "thinking"
+            case DataChunk(name="sandbox") if isinstance(chunk.data, dict):
+                return "restoring the sandbox" if chunk.data.get("state") == "restoring" else None
+        return None
+
+    def _show(self, chunk: Chunk) -> None:
         match chunk:
             case StartChunk():
                 self._usage = None
+                self.open_calls.clear()
             case TextStartChunk() | ReasoningStartChunk():
                 kind = chunk.type.split("-")[0]
                 if self._last_kind and self._last_kind != kind:
                     self.newline()
                 self._last_kind = kind
+            case TextDeltaChunk() if self.console.is_terminal:
+                self._markdown_delta(chunk.delta)
             case TextDeltaChunk():
                 self._inline(chunk.delta)
+            case TextEndChunk():
+                self._settle()
+                self._text = ""
             case ReasoningDeltaChunk():
                 self._inline(chunk.delta, "dim italic")
             case ToolInputStartChunk():
                 self._tools[chunk.tool_call_id] = chunk.tool_name
             case ToolInputAvailableChunk() | ToolInputErrorChunk():
-                self._tool_header(chunk)
+                name = chunk.tool_name or self._tools.get(chunk.tool_call_id, "tool")
+                self._tools[chunk.tool_call_id] = name
+                if isinstance(chunk, ToolInputAvailableChunk):  # open before it is seen
+                    self.open_calls[chunk.tool_call_id] = name
+                self.tool_call(name, chunk.input)
+                if isinstance(chunk, ToolInputErrorChunk):
+                    self.tool_error(chunk.error_text)
             case ToolOutputAvailableChunk():
-                self._tool_output(chunk)
-            case ToolOutputErrorChunk():
-                self._result_lines([f"error: {chunk.error_text}"], "red")
+                self.open_calls.pop(chunk.tool_call_id, None)
+                self.tool_output(self._tools.get(chunk.tool_call_id, ""), chunk.output)
+            case ToolOutputErrorChunk() | ToolOutputDeniedChunk():
+                self.open_calls.pop(chunk.tool_call_id, None)
+                self.tool_error(getattr(chunk, "error_text", "denied"))
             case DataChunk(name="sandbox"):
                 self._sandbox(chunk.data if isinstance(chunk.data, dict) else {})
             case ErrorChunk():
@@ -130,19 +227,16 @@ class Renderer:
                 if isinstance(chunk, FinishChunk):
                     self._footer()
 
-    def _tool_header(self, chunk: ToolInputAvailableChunk | ToolInputErrorChunk) -> None:
-        name = chunk.tool_name or self._tools.get(chunk.tool_call_id, "tool")
-        self._tools[chunk.tool_call_id] = name
+    def tool_call(self, name: str, args: Any) -> None:
         self.newline()
         self.console.print(Text("⏺ ", style="green"), end="")
-        self.console.print(Text(tool_header(name, chunk.input), style="bold"))
+        self.console.print(Text(tool_header(name, args), style="bold"))
         self._last_kind = "tool"
-        if isinstance(chunk, ToolInputErrorChunk):
-            self._result_lines([f"error: {chunk.error_text}"], "red")
 
-    def _tool_output(self, chunk: ToolOutputAvailableChunk) -> None:
-        name = self._tools.get(chunk.tool_call_id, "")
-        output = chunk.output
+    def tool_error(self, error: str) -> None:
+        self._result_lines([f"error: {error}"], "red")
+
+    def tool_output(self, name: str, output: Any) -> None:
         if name == "bash" and isinstance(output, dict) and "exitCode" in output:
             code = output.get("exitCode")
             status = f"exit {code}"
