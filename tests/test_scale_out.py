@@ -31,7 +31,7 @@ from tests.conftest import (
     stop_server,
     traversable_tmpdir,
 )
-from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
+from tests.sandbox.conftest import local_unavailable_reason
 from tests.support.model_server import Call, ModelServer, Text, ToolCalls, run_model_server
 from tests.support.waiting import until
 
@@ -43,6 +43,9 @@ AWS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 DEAD_AFTER = 6
+SCALE_UID_BASE = 900_000 + (os.getpid() % 5000) * 40
+"""Host uids of this test's sandboxes: above every test's ``UID_BASE`` window (uids are
+claimed host-wide, and other tests of this worker may still hold theirs)."""
 
 
 @pytest.fixture
@@ -94,7 +97,7 @@ def _env(name: str, slot: int, s3: str, model: ModelServer) -> dict[str, str]:
         "AGENT_SESSIONS_S3_ENDPOINT_URL": s3,
         "AGENT_SESSIONS_HOST_HEARTBEAT_SECONDS": "1",
         "AGENT_SESSIONS_HOST_DEAD_AFTER_SECONDS": str(DEAD_AFTER),
-        "AGENT_SESSIONS_SANDBOX_UID_BASE": str(UID_BASE + 60 + 10 * slot),
+        "AGENT_SESSIONS_SANDBOX_UID_BASE": str(SCALE_UID_BASE + 10 * slot),
         "AGENT_SESSIONS_SANDBOX_UID_COUNT": "10",
         "OPENAI_API_KEY": "test-key",
         "OPENAI_BASE_URL": model.base_url,
@@ -120,6 +123,14 @@ def _turn(srv: Server, sid: str, chat_id: str, model: str, h: dict[str, str], te
     with httpx.stream("POST", f"{srv.url}/api/chat", json=body, headers=h, timeout=120) as r:
         assert r.status_code == 200, r.read()
         return r.read().decode()
+
+
+def _wait_active(srv: Server, sid: str, h: dict[str, str]) -> None:
+    deadline = time.monotonic() + 60
+    while (state := _state(srv, sid, h))["lifecycleState"] != "active":
+        assert state["lifecycleState"] in ("provisioning", "restoring"), state
+        assert time.monotonic() < deadline, state
+        time.sleep(0.05)
 
 
 def _run(srv: Server, run_id: str, h: dict[str, str]) -> dict[str, Any]:
@@ -203,7 +214,7 @@ def _scenario(
         s1, s2 = (m["session"]["id"] for m in made)
         chat1 = made[0]["chat"]["id"]
         for sid in (s1, s2):
-            until("active", lambda sid=sid: _state(a, sid, h)["lifecycleState"] == "active", 60)
+            _wait_active(a, sid, h)
             assert _state(a, sid, h)["sandboxState"]["host"] == "host-a"
 
         # --- whichever process is asked, the work happens on A
@@ -330,7 +341,7 @@ def test_a_lost_host_with_vercel_sandboxes_has_its_turn_finished_elsewhere(
         h = make_account(pg.db).headers
         made = httpx.post(f"{a.url}/api/sessions", json={"sandboxType": "vercel"}, headers=h)
         sid, chat_id = made.json()["session"]["id"], made.json()["chat"]["id"]
-        until("active", lambda: _state(a, sid, h)["lifecycleState"] == "active", 60)
+        _wait_active(a, sid, h)
         model.script("v", [ToolCalls([Call("bash", {"command": "sleep 2; echo kept >> f; cat f"})]),
                            Text("finished elsewhere")])  # fmt: skip
         run_id = _until_tool_call(a, sid, chat_id, "v", h, kill=a)
