@@ -4,13 +4,12 @@ Management commands)."""
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import Annotated, Any
 
 import typer
 
-from agent_sessions import datadir
+from agent_sessions import datadir, logs
 from agent_sessions.auth import display_prefix, generate_key, hash_key
 from agent_sessions.exceptions import AgentSessionsError
 from agent_sessions.settings import Settings, load_settings
@@ -45,15 +44,8 @@ def _fail(err: AgentSessionsError) -> None:
     raise typer.Exit(1)
 
 
-QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
-"""HTTP clients that log every request at INFO: one line per model request (each agent step)
-is noise, and formatting and writing it was 3% of a turn's CPU (py-spy, bench/agent.py)."""
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+def _configure_logging(settings: Settings) -> None:
+    logs.configure(settings.log_level, settings.log_format)  # README, Operating
 
 
 @app.command()
@@ -74,13 +66,14 @@ def serve(
                 err=True,
             )
     db.dispose()
-    _configure_logging()
+    _configure_logging(settings)
     uvicorn.run(
         "agent_sessions.api.app:app_from_env",
         factory=True,
         host=host,
         port=port,
-        log_level="info",
+        log_config=None,  # its loggers write through ours (logs.configure)
+        log_level=settings.log_level.lower(),
         access_log=False,
         server_header=False,
         # asyncio's loop, not uvloop: under load uvloop accepted about one new connection per
@@ -108,7 +101,7 @@ def worker() -> None:
 
     settings = load_settings()
     db = _database(settings)
-    _configure_logging()
+    _configure_logging(settings)
     lifecycle = Lifecycle(settings, db)
     lifecycle.on_start(Turns(settings, db).reconcile)
     lifecycle.start()
