@@ -42,7 +42,10 @@ FOUNDATION = {
     "heap",
     "ids",
     "inflight",
+    "logs",
+    "metrics",
     "settings",
+    "tracing",
 }
 """Single modules any layer may import; they import only one another, without a cycle."""
 

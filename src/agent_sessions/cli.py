@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import json
-import logging
 import os
 import socket
 import sys
@@ -21,7 +20,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from sqlalchemy.orm import Session
 
-from agent_sessions import datadir
+from agent_sessions import datadir, logs
 from agent_sessions.auth import display_prefix, generate_key, hash_key
 from agent_sessions.exceptions import AgentSessionsError
 from agent_sessions.faults import FAULT_ENV
@@ -144,15 +143,8 @@ def _check_port(host: str, port: int) -> None:
         _fail(f"cannot serve on {host}:{port}: {err.strerror or err}")
 
 
-QUIET_LOGGERS = ("httpx", "httpx2", "httpcore", "httpcore2")
-"""HTTP clients that log every request at INFO: one line per model request (each agent step)
-is noise, and formatting and writing it was 3% of a turn's CPU (py-spy, bench/agent.py)."""
-
-
-def _configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.WARNING)
+def _configure_logging(settings: Settings) -> None:
+    logs.configure(settings.log_level, settings.log_format)  # README, Operating
 
 
 @app.command()
@@ -180,7 +172,7 @@ def serve(
     if refusal is not None:  # a configuration that cannot work, like an invalid setting: 2
         _say(refusal)
         raise typer.Exit(2)
-    _configure_logging()
+    _configure_logging(settings)
     # Where the other processes forward the requests for sessions whose sandbox is here.
     reachable = socket.gethostname() if host in ("0.0.0.0", "::", "") else host  # noqa: S104
     reachable = f"[{reachable}]" if ":" in reachable else reachable
@@ -190,7 +182,8 @@ def serve(
         factory=True,
         host=host,
         port=port,
-        log_level="info",
+        log_config=None,  # its loggers write through ours (logs.configure)
+        log_level=settings.log_level.lower(),
         access_log=False,
         server_header=False,
         # asyncio's loop, not uvloop: under load uvloop accepted about one new connection per
@@ -219,7 +212,7 @@ def worker() -> None:
 
     settings = load_settings()
     db = _database(settings)
-    _configure_logging()
+    _configure_logging(settings)
     lifecycle = Lifecycle(settings, db, serves_http=False)
     agent_turns = Turns(settings, db)
     lifecycle.on_start(agent_turns.reconcile)

@@ -86,6 +86,25 @@ class Settings(BaseSettings):
     cors_origins: list[str] = ["*"]
     """Origins allowed by CORS. Credentials travel in headers, never cookies, so ``*`` is safe."""
 
+    # --- observability (README, Operating) ----------------------------------------------------
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    """Lowest level logged, by the service and the libraries it runs (DBOS, uvicorn)."""
+    log_format: Literal["text", "json"] = "text"
+    """``json``: one JSON object a line (``ts``, ``level``, ``logger``, ``msg`` and the
+    ``session_id``, ``chat_id``, ``run_id`` known where it was written)."""
+    access_log: bool = False
+    """One INFO line per HTTP request (method, path, status, milliseconds); off by default."""
+    metrics_enabled: bool = True
+    """Serve Prometheus metrics at ``GET /metrics`` (404 when off)."""
+    metrics_token: SecretStr | None = None
+    """When set, ``/metrics`` answers only ``Authorization: Bearer <token>`` (401 otherwise).
+    Unset, it needs no credentials: bind it to a private network or set this."""
+    otlp_endpoint: str | None = None
+    """OTLP/HTTP collector base URL (``http://collector:4318``): traces go to its
+    ``/v1/traces``. Unset (the default), nothing is traced and tracing costs nothing."""
+    otel_service_name: str = "agent-sessions"
+    """The ``service.name`` of the traces."""
+
     # --- auth --------------------------------------------------------------------------------
     jwt_secret: SecretStr | None = None
     """HS256 shared secret for Bearer JWTs (mutually exclusive with a JWKS)."""

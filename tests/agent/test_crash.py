@@ -177,7 +177,12 @@ def test_kill_9_during_a_tool_call_then_restart_finishes_the_turn_once(
         out = tool_outputs(parse_sse(r2.text))["call_0_0"]["output"]
         assert out.startswith("1: once\n2: slow\n"), out
         # Model requests are not logged one line each (the HTTP clients' INFO lines are off).
-        assert "HTTP Request:" not in srv.log.read_text()
+        log = srv.log.read_text().splitlines()
+        assert not [line for line in log if "HTTP Request:" in line]
+        # The restart says what it recovers, and the turn says it was (README, Operating).
+        assert [line for line in log if " INFO dbos Recovering " in line], log
+        recovered = [line for line in log if "turn recovered after a restart" in line]
+        assert len(recovered) == 1 and recovered[0].endswith(f" run_id={run_id}"), log
     finally:
         stop_server(srv)
 

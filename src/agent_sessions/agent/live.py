@@ -11,6 +11,7 @@ before any tool ran), or at the turn's end from what :class:`RunRecorder` kept (
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from pydantic_ai import RunContext
@@ -22,7 +23,8 @@ from pydantic_ai.models.wrapper import WrapperModel
 from pydantic_ai.settings import ModelSettings
 from pydantic_ai.tools import ToolDefinition
 
-from agent_sessions.agent.deps import TurnDeps
+from agent_sessions import metrics
+from agent_sessions.agent.deps import TurnDeps, TurnStopped
 
 
 class LiveModel(WrapperModel):
@@ -46,6 +48,8 @@ class LiveModel(WrapperModel):
         deps.check_stop()
         if sink is not None:
             await sink.begin_request(messages)
+        model = metrics.model_label(deps.model_id)
+        started = time.perf_counter()
 
         async def stream() -> ModelResponse:
             async with self.wrapped.request_stream(
@@ -58,9 +62,27 @@ class LiveModel(WrapperModel):
                     await sink.handle(messages, streamed)
             return streamed.get()
 
-        # A stop also ends a request the model has not begun to answer (it may think for
-        # minutes before its first token; the checks between events would wait for it).
-        return await deps.until_stopped(stream())
+        try:
+            # A stop also ends a request the model has not begun to answer (it may think for
+            # minutes before its first token; the checks between events would wait for it).
+            response = await deps.until_stopped(stream())
+        except BaseException as err:
+            outcome = "stopped" if isinstance(err, TurnStopped) else "error"
+            metrics.MODEL_REQUESTS.labels(model, outcome).inc()
+            raise
+        _observe(model, time.perf_counter() - started, response)
+        return response
+
+
+def _observe(model: str, seconds: float, response: ModelResponse) -> None:
+    """One model request in the metrics: once per request, never per streamed event."""
+    metrics.MODEL_REQUESTS.labels(model, "ok").inc()
+    metrics.MODEL_LATENCY.labels(model).observe(seconds)
+    usage = response.usage
+    metrics.MODEL_TOKENS.labels(model, "input").inc(usage.input_tokens)
+    metrics.MODEL_TOKENS.labels(model, "output").inc(usage.output_tokens)
+    if usage.cache_read_tokens:
+        metrics.MODEL_TOKENS.labels(model, "cache_read").inc(usage.cache_read_tokens)
 
 
 class RunRecorder(AbstractCapability[TurnDeps]):
@@ -84,21 +106,28 @@ class RunRecorder(AbstractCapability[TurnDeps]):
         handler: Any,
     ) -> Any:
         returns = ctx.deps.tool_returns
+        tool = call.tool_name
+        started, outcome = time.perf_counter(), "error"
         try:
             result = await handler(args)
+            outcome = "ok"
         except ToolFailedError as err:  # a tool's ToolFailed, as the toolset wraps it
             returns[call.tool_call_id] = err.tool_failed
+            outcome = "failed"
             raise
         except ToolRetryError as err:  # ModelRetry: the call's own return, outcome "retried"
             if isinstance(err.tool_retry, ToolReturnPart):
                 returns[call.tool_call_id] = err.tool_retry
+            outcome = "retried"
             raise
         except ToolFailed as err:  # raised around the tool (a PreToolUse hook's block)
             returns[call.tool_call_id] = ToolReturnPart(
-                call.tool_name, err.message, tool_call_id=call.tool_call_id, outcome="failed"
+                tool, err.message, tool_call_id=call.tool_call_id, outcome="failed"
             )
+            outcome = "failed"
             raise
-        returns[call.tool_call_id] = ToolReturnPart(
-            call.tool_name, result, tool_call_id=call.tool_call_id
-        )
+        finally:
+            metrics.TOOL_CALLS.labels(tool, outcome).inc()
+            metrics.TOOL_LATENCY.labels(tool).observe(time.perf_counter() - started)
+        returns[call.tool_call_id] = ToolReturnPart(tool, result, tool_call_id=call.tool_call_id)
         return result

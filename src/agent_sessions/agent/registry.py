@@ -28,6 +28,7 @@ import weakref
 from collections.abc import Callable, Coroutine, Iterator
 from typing import TYPE_CHECKING, Any
 
+from agent_sessions import metrics
 from agent_sessions.lifecycle.context import current
 from agent_sessions.store import turns as store
 
@@ -172,3 +173,4 @@ class RunRegistry:
 
 runs = RunRegistry()
 """The process's registry."""
+metrics.TURNS_RUNNING.set_function(lambda: len(runs._running))  # read at scrape time only

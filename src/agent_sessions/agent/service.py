@@ -22,6 +22,7 @@ from typing import Any
 from dbos import DBOS, Queue, SetEnqueueOptions, SetWorkflowID, WorkflowHandleAsync
 from sqlalchemy.orm import Session
 
+from agent_sessions import logs, tracing
 from agent_sessions.agent import approvals, models, stream, turn, user_parts
 from agent_sessions.agent.registry import runs
 from agent_sessions.agent.sink import as_shown
@@ -55,6 +56,17 @@ class Accepted:
     session_created: bool = False
 
 
+def _instrument_agents() -> None:
+    """pydantic-ai's spans for every agent run, model request and tool call, without the
+    prompts, outputs and tool arguments (a trace store is no place for the users' code)."""
+    from pydantic_ai import Agent
+    from pydantic_ai.models.instrumented import InstrumentationSettings
+
+    Agent.instrument_all(
+        InstrumentationSettings(include_content=False, include_binary_content=False)
+    )
+
+
 class Turns:
     def __init__(self, settings: Settings, db: Database) -> None:
         self.settings = settings
@@ -63,6 +75,8 @@ class Turns:
         self._waiting = WaitingTurns()  # accepted here, not started yet
         self._waiters: set[asyncio.Future[None]] = set()
         runs.on_slot_freed(self._start_waiting)
+        if tracing.configure(settings.otlp_endpoint, settings.otel_service_name):
+            _instrument_agents()
 
     # --- starting ---------------------------------------------------------------------------
 
@@ -134,6 +148,7 @@ class Turns:
             return Accepted(run_id, chat.id, session.id, session_created=new_session is not None)
 
         accepted = await self.db.write_call(accept)
+        logs.bind(session=accepted.session_id, chat=accepted.chat_id, run=run_id)
         fault_point("turn-accepted")
         await self._dispatch(account_id, run_id)
         return accepted
@@ -248,6 +263,7 @@ class Turns:
 
         if pending:
             off_loop(enqueue_all)
+            _log.info("%d turns unfinished at start-up: DBOS resumes or starts them", len(pending))
 
     # --- streaming ----------------------------------------------------------------------------
 

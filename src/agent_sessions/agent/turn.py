@@ -30,6 +30,7 @@ from pydantic_ai.ui.vercel_ai import VercelAIAdapter
 from pydantic_ai.ui.vercel_ai.request_types import UIMessage
 from pydantic_ai.usage import RunUsage, UsageLimits
 
+from agent_sessions import logs, metrics
 from agent_sessions.agent import (
     approvals,
     autocommit,
@@ -290,6 +291,7 @@ def _touch(s: Any, session_id: str) -> None:
 @DBOS.workflow(name="agent_turn")
 async def run_turn(run_id: str) -> str:
     """Run one turn to its end; returns the run's final status."""
+    logs.bind(run=run_id)
     attempt, first = await current().db.write_call(lambda s: store.count_attempt(s, run_id))
     with written.logging(run_id) if first else contextlib.nullcontext():
         return await _turn(run_id, attempt)
@@ -302,6 +304,11 @@ async def _turn(run_id: str, attempt: int) -> str:
     run: store.RunView = begun["run"]
     if run.status in store.TERMINAL:
         return run.status
+    logs.bind(session=run.session_id, chat=run.chat_id)
+    metrics.TURNS_STARTED.inc()
+    if attempt > 1:
+        metrics.TURNS_RECOVERED.inc()
+        log.info("turn recovered after a restart (execution %d)", attempt)
     await write_chunks([{"type": "start", "messageId": run.assistant_message_id}])
     settings = current().settings
     deps = TurnDeps(
@@ -332,6 +339,7 @@ async def _abandon(run: store.RunView, err: Exception) -> None:
 
     with contextlib.suppress(Exception):  # the database may be what failed: the error stands
         await current().db.write_call(record)
+    _observe_end(run, "failed", 0, {})
 
 
 async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attempt: int) -> str:
@@ -406,18 +414,33 @@ async def _run(run: store.RunView, deps: TurnDeps, begun: dict[str, Any], attemp
     if failure is not None:
         status, finish_reason = "failed", "error"
     await run_hook(deps, "Stop", {"stop_hook_active": False, "status": status})
+    usage, steps = _usage_record(deps, run.model_id, fitted.usage), deps.sink.builder.steps
     outcome = {
         "status": status,
         "error": error,
         "finish_reason": finish_reason,
-        "usage": _usage_record(deps, run.model_id, fitted.usage),
-        "steps": deps.sink.builder.steps,
+        "usage": usage,
+        "steps": steps,
     }
     if begun.get("auto_commit") and status == "completed":  # while the sink is still open
         await autocommit.after_turn(run, deps)
     if await _finish(run_id, outcome) is not False:  # None: recorded before it said
         await refresh_diff(run.session_id)  # the cached diff after such a turn; never fails it
+    _observe_end(run, status, steps, usage)
     return status
+
+
+def _observe_end(run: store.RunView, status: str, steps: int, usage: dict[str, int | None]) -> None:
+    """The turn's end in the metrics and the log: one line with its status, its duration
+    since it first started (a recovered turn's included) and its tokens."""
+    ms = store.duration_ms(run.started_at, utcnow()) or 0
+    metrics.TURNS_FINISHED.labels(status).inc()
+    metrics.TURN_DURATION.labels(status).observe(ms / 1000)
+    metrics.TURN_STEPS.inc(steps)
+    log.info(
+        "turn finished: %s in %d ms, %d steps, %s input and %s output tokens",
+        status, ms, steps, usage.get("input_tokens") or 0, usage.get("output_tokens") or 0,
+    )  # fmt: skip
 
 
 def _usage_record(

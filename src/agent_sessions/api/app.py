@@ -16,7 +16,7 @@ from agent_sessions.api import console, errors
 from agent_sessions.api.deps import WRITE_METHODS, Services
 from agent_sessions.api.direct import direct_routes
 from agent_sessions.api.forward import ForwardToHost
-from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware
+from agent_sessions.api.middleware import BodyLimitMiddleware, CORSMiddleware, RequestMetrics
 from agent_sessions.api.ratelimit import WriteRate
 from agent_sessions.api.responses import DESCRIPTIONS
 from agent_sessions.api.routes import (
@@ -28,6 +28,7 @@ from agent_sessions.api.routes import (
     git_push,
     health,
     messages,
+    metrics,
     pr,
     runs,
     sandbox,
@@ -140,8 +141,14 @@ def create_app(
         docs_url=None,  # served from bundled assets by console.install
         redoc_url=None,
         # FastAPI's native OpenTelemetry asks the global providers on every request whether
-        # one is configured (a tenth of a hot GET, issue 16); this service configures none.
-        telemetry={"tracing": False, "metrics": False, "logs": False},
+        # one is configured (a tenth of a hot GET, issue 16): its request spans are on only
+        # when traces are exported (tracing.py); its metrics and logs never (metrics.py, logs.py).
+        telemetry={
+            "tracing": settings.otlp_endpoint is not None,
+            "metrics": False,
+            "logs": False,
+            "operation_spans": False,
+        },
     )
     app.state.services = Services(
         settings=settings,
@@ -161,6 +168,8 @@ def create_app(
     ):  # fmt: skip
         app.include_router(router)
     console.install(app)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
     # Ahead of the routers: the hot reads skip FastAPI's routing and dependency solving.
     app.router.routes[0:0] = direct_routes(
         [sessions.router, chats.router], [sessions.get_session, chats.list_chats, chats.get_chat]
@@ -173,6 +182,7 @@ def create_app(
         larger=[*files.body_limits(settings)],
     )
     app.add_middleware(CORSMiddleware, origins=settings.cors_origins)
+    app.add_middleware(RequestMetrics, access=settings.access_log)  # outermost: sees them all
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

@@ -7,6 +7,7 @@ from typing import Annotated, NamedTuple
 
 from fastapi import Depends, Request
 
+from agent_sessions import logs
 from agent_sessions.agent.service import Turns
 from agent_sessions.api.ratelimit import WriteRate
 from agent_sessions.auth import Authenticator
@@ -60,6 +61,10 @@ async def authenticate(request: Request) -> Caller:
     # OpenAPI's securitySchemes are added in app.py rather than through FastAPI's Security
     # dependencies, which would cost two more dependency resolutions per request.
     services: Services = request.app.state.services
+    if params := request.path_params:  # the ids every log line of the request carries
+        logs.bind(
+            session=params.get("sessionId"), chat=params.get("chatId"), run=params.get("runId")
+        )
     account_id = await services.auth.account_id(
         api_key=request.headers.get("x-api-key"),
         authorization=request.headers.get("authorization"),

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from agent_sessions import metrics
 
 ALLOWED_HEADERS = "authorization, content-type, x-api-key, last-event-id"
 EXPOSED_HEADERS = (
@@ -157,3 +162,64 @@ class BodyLimitMiddleware:
             if started:
                 raise
             await self._refuse(send, 413, exc.detail)
+
+
+UNMATCHED = "unmatched"
+"""The route label of a request no route took (a 404, a CORS preflight)."""
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods labelled as they are; any other is ``OTHER`` (a client picks it)."""
+access_log = logging.getLogger("agent_sessions.access")
+
+
+class RequestMetrics:
+    """Counts and times every HTTP request by route template, method and status
+    (``agent_sessions_http_*``), and writes the access log when it is on.
+
+    The latency is to the response's headers, so an SSE stream counts its time to the first
+    byte, not its length. The route is the template that matched (``/api/sessions/{sessionId}``),
+    never the raw path, so the labels stay few. Per request: two clock reads and two updates
+    of children cached by label (``labels()`` itself takes a lock and builds a tuple)."""
+
+    def __init__(self, app: ASGIApp, access: bool = False) -> None:
+        self.app = app
+        self.access = access
+        self._counters: dict[tuple[str, str, int], Any] = {}
+        self._timers: dict[tuple[str, str], Any] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # no response started: the server answers 500
+        seconds: float | None = None
+
+        async def observing_send(message: Message) -> None:
+            nonlocal status, seconds
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                seconds = time.perf_counter() - started
+            await send(message)
+
+        try:
+            await self.app(scope, receive, observing_send)
+        finally:
+            if seconds is None:
+                seconds = time.perf_counter() - started
+            self._observe(scope, status, seconds)
+
+    def _observe(self, scope: Scope, status: int, seconds: float) -> None:
+        route = scope.get("route")
+        template = getattr(route, "path_format", None) or UNMATCHED
+        method = scope["method"] if scope["method"] in METHODS else "OTHER"
+        key = (template, method, status)
+        counter = self._counters.get(key)
+        if counter is None:
+            counter = self._counters[key] = metrics.HTTP_REQUESTS.labels(*key)
+        counter.inc()
+        timer = self._timers.get(key[:2])
+        if timer is None:
+            timer = self._timers[key[:2]] = metrics.HTTP_LATENCY.labels(template, method)
+        timer.observe(seconds)
+        if self.access:
+            access_log.info("%s %s %d %.1f ms", method, scope["path"], status, seconds * 1000)

@@ -11,13 +11,14 @@ import contextlib
 import logging
 import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
 from dbos import DBOS, DBOSClient, DBOSConfig
 
+from agent_sessions import tracing
 from agent_sessions.hooks import HookRunner
 from agent_sessions.lifecycle.context import LifecycleContext, set_context
 from agent_sessions.settings import Settings
@@ -55,12 +56,15 @@ def start(settings: Settings, db: Database, context: LifecycleContext | None = N
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     if settings.is_sqlite:
         _use_wal(_sqlite_system_path(settings))
+    # DBOS's INFO lines are about its own start-up (and advertise its hosted console).
+    wanted = logging.getLevelNamesMapping()[settings.log_level]
+    log_level = max(logging.WARNING, wanted)
     config: DBOSConfig = {
         "name": "agent-sessions",
         "system_database_url": system_database_url(settings),
         "application_version": application_version(settings),
         "executor_id": settings.executor_id,
-        "log_level": "WARNING",
+        "log_level": logging.getLevelName(log_level),
         "notification_listener_polling_interval_sec": 0.05,
         # DBOS's default pool is unbounded and also serves asyncio.to_thread: 16 parallel
         # session creations grew it to 256 threads (bench/lifecycle.py). Bound it.
@@ -70,13 +74,23 @@ def start(settings: Settings, db: Database, context: LifecycleContext | None = N
         # DBOS pings its pool's connection on every checkout (a `SELECT 1`, five or six per
         # agent step); a connection to a local file cannot have gone away.
         config["db_engine_kwargs"] = {"pool_pre_ping": False}
-    logging.getLogger("dbos").setLevel(logging.WARNING)
-    DBOS(config=config)
+    if tracing.configure(settings.otlp_endpoint, settings.otel_service_name):
+        # DBOS's spans go to the provider tracing.py installed (DBOS adds an exporter of its
+        # own only for endpoints given here); its logs stay with ours, not OTLP.
+        config["enable_otlp"] = True
+    logging.getLogger("dbos").setLevel(log_level)
+    with _dbos_logs(log_level, lambda r: not str(r.msg).startswith(_NO_OTLP_LOGS)):
+        DBOS(config=config)
     if hosts_own_turns(settings):  # another host's turns are not for this one to dequeue
         # (a global limit is refused with local sandboxes on several hosts: on one it may be)
         shared = [TURN_QUEUE] if settings.agent_global_concurrency else []
         DBOS.listen_queues([reconcile_queue(settings), *shared])
-    DBOS.launch()
+    # DBOS says at INFO how many workflows of this executor it recovers: that line is kept.
+    with _dbos_logs(
+        min(log_level, wanted),
+        lambda r: r.levelno >= log_level or str(r.msg).startswith(_RECOVERY),
+    ):
+        DBOS.launch()
     off_loop(lambda: register_turn_queue(settings))
 
 
@@ -138,6 +152,26 @@ def register_turn_queue(settings: Settings) -> None:
     )
 
 
+_NO_OTLP_LOGS = "OTLP is enabled but logger provider not set"
+"""DBOS's warning when it traces without exporting its logs: this service means it so."""
+_RECOVERY = "Recovering "
+"""How DBOS's start-up line on the workflows it recovers (after a restart) begins."""
+
+
+@contextlib.contextmanager
+def _dbos_logs(level: int, keep: Callable[[logging.LogRecord], bool]) -> Iterator[None]:
+    """DBOS logs at ``level`` meanwhile, only the lines ``keep`` accepts (start-up only)."""
+    logger = logging.getLogger("dbos")
+    before = logger.level
+    logger.setLevel(level)
+    logger.addFilter(keep)
+    try:
+        yield
+    finally:
+        logger.removeFilter(keep)
+        logger.setLevel(before)
+
+
 def off_loop(fn: Callable[[], T]) -> T:
     """Call a DBOS function that refuses to run on a thread with a running event loop (the
     app's lifespan is one); it only blocks briefly, at start-up."""
@@ -147,6 +181,7 @@ def off_loop(fn: Callable[[], T]) -> T:
 
 def stop() -> None:
     DBOS.destroy(workflow_completion_timeout_sec=0)
+    tracing.flush()
     set_context(None)
 
 

@@ -7,6 +7,7 @@ durable workflows of :mod:`.workflows`, so an acknowledged request is never lost
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -16,6 +17,7 @@ from typing import Any
 from dbos import DBOS, SetWorkflowID
 from sqlalchemy.orm import Session
 
+from agent_sessions import logs
 from agent_sessions.exceptions import Conflict, NotFound
 from agent_sessions.hooks import HookRunner
 from agent_sessions.lifecycle import runtime, workflows
@@ -30,6 +32,7 @@ from agent_sessions.store.models import utcnow
 STILL_PROVISIONING = "Sandbox is still being provisioned, try again in a few seconds."
 VERSION_MISMATCH = "Lifecycle version mismatch: expected {expected}, current {current}"
 POLL_SECONDS = 0.05
+log = logging.getLogger(__name__)
 
 
 class Lifecycle:
@@ -104,6 +107,8 @@ class Lifecycle:
     # work survives a crash of this process.
 
     async def session_created(self, session_id: str) -> None:
+        logs.bind(session=session_id)
+        log.info("session created")
         with SetWorkflowID(f"provision-{session_id}"):
             await DBOS.start_workflow_async(workflows.provision, session_id)
 

@@ -12,15 +12,18 @@ work twice (two resume calls, a retry after a crash) joins the one run instead o
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from datetime import timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, ParamSpec, TypeVar
 
 from dbos import DBOS, SetWorkflowID
 from sqlalchemy.orm import Session
 
+from agent_sessions import logs, metrics
 from agent_sessions.exceptions import AgentSessionsError
 from agent_sessions.faults import fault_point
 from agent_sessions.hooks import HookOutcome
@@ -35,6 +38,7 @@ from agent_sessions.workspace.cached_diff import refresh_cached_diff
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+P = ParamSpec("P")
 
 STALE_LEASE_GRACE = timedelta(minutes=2)
 MIN_SLEEP_SECONDS = 0.2
@@ -478,6 +482,46 @@ async def plan(session_id: str, run_id: str) -> tuple[Literal["exit", "sleep", "
 # --- workflows --------------------------------------------------------------------------------
 
 
+LOGGED = {
+    ("provision", "active"): "session provisioned",
+    ("hibernate", "hibernated"): "session hibernated",
+    ("restore", "active"): "session restored",
+    ("archive", "hibernated"): "session archived",
+}
+"""The INFO line of an operation that reached its goal; a failed one is a WARNING."""
+
+
+def observed(
+    operation: str,
+) -> Callable[[Callable[P, Coroutine[Any, Any, str]]], Callable[P, Coroutine[Any, Any, str]]]:
+    """Count and time a lifecycle workflow (by the outcome it returns) and log its end.
+
+    Applied under ``@DBOS.workflow()``, so DBOS registers the wrapper under the workflow's own
+    name; an execution resumed after a restart is observed again, for the part it ran."""
+
+    def wrap(fn: Callable[P, Coroutine[Any, Any, str]]) -> Callable[P, Coroutine[Any, Any, str]]:
+        @functools.wraps(fn)
+        async def run(*args: P.args, **kwargs: P.kwargs) -> str:
+            logs.bind(session=str(args[0]))  # every lifecycle workflow's first: the session id
+            started, outcome = time.perf_counter(), "error"
+            try:
+                outcome = await fn(*args, **kwargs)
+                return outcome
+            finally:
+                seconds = time.perf_counter() - started
+                metrics.LIFECYCLE.labels(operation, outcome).inc()
+                metrics.LIFECYCLE_DURATION.labels(operation).observe(seconds)
+                message = LOGGED.get((operation, outcome))
+                if message is not None:
+                    log.info("%s in %.1f s", message, seconds)
+                elif outcome in ("failed", "error"):
+                    log.warning("%s of the session's sandbox: %s", operation, outcome)
+
+        return run
+
+    return wrap
+
+
 def restored_name(session_id: str, version: int) -> str:
     """The name of the sandbox a restore makes: its own, not the session's first sandbox's.
 
@@ -498,6 +542,7 @@ async def start_watcher(session_id: str, version: int) -> None:
 
 
 @DBOS.workflow()
+@observed("provision")
 async def provision(session_id: str) -> str:
     """``provisioning → active``: create the sandbox, bind the repo, run hooks."""
     v = await load(session_id)
@@ -562,6 +607,7 @@ async def watch(session_id: str) -> str:
 
 
 @DBOS.workflow()
+@observed("hibernate")
 async def hibernate(session_id: str, version: int) -> str:
     """``hibernating → hibernated``: hooks, snapshot, stop; the previous snapshot goes last.
     A snapshot that cannot be made leaves it ``hibernated`` on its kept workspace (the previous
@@ -593,6 +639,7 @@ async def hibernate(session_id: str, version: int) -> str:
 
 
 @DBOS.workflow()
+@observed("restore")
 async def restore(session_id: str, version: int) -> str:
     """``restoring → active`` from the workspace a failed snapshot kept, if there is one (it is
     newer than any snapshot), else from the snapshot; a missing or corrupt one → ``failed``."""
@@ -629,6 +676,7 @@ async def restore(session_id: str, version: int) -> str:
 
 
 @DBOS.workflow()
+@observed("archive")
 async def archive(session_id: str) -> str:
     """After an archive: snapshot and remove a running sandbox so unarchive can resume it."""
     v = await load(session_id)

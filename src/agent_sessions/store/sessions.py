@@ -288,3 +288,9 @@ def delete_session(db: Session, row: SessionRow) -> None:
     """Delete the session; chats, messages and read marks go with it (not left to the FK alone)."""
     db.execute(delete(Chat).where(Chat.session_id == row.id))
     db.delete(row)
+
+
+def count_by_state(db: Session) -> dict[str | None, int]:
+    """Sessions by lifecycle state, over all accounts (the metrics' sandbox gauge)."""
+    stmt = select(SessionRow.lifecycle_state, func.count()).group_by(SessionRow.lifecycle_state)
+    return {state: int(count) for state, count in db.execute(stmt)}

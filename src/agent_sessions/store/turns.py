@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from agent_sessions.store.models import Chat, ChatKey, ChatMessage, ChatRun, SessionRow, utcnow
@@ -368,3 +368,9 @@ def auto_ship_of(db: Session, session_id: str) -> AutoShip | None:
         pr_number=row.pr_number,
         base_branch=row.base_branch,
     )
+
+
+def count_queued(db: Session) -> int:
+    """Turns accepted and not started yet, over all accounts (the metrics' queue gauge)."""
+    stmt = select(func.count()).select_from(ChatRun).where(ChatRun.status == "queued")
+    return int(db.execute(stmt).scalar_one())
