@@ -134,9 +134,11 @@ PUBLIC = {
     "GET /docs/oauth2-redirect",
     "GET /",
     "GET /console/{path:path}",
+    "GET /metrics",
 }
 """Routes outside /api, answered without credentials (the console's files hold no data: it
-asks for an API key and sends it to /api)."""
+asks for an API key and sends it to /api; /metrics holds counts, no account's data, and can be
+given a token or turned off: README, Operating)."""
 
 
 def app_routes() -> list[str]:
