@@ -42,7 +42,7 @@ AWS = {
     "AWS_SECRET_ACCESS_KEY": "testing",
     "AWS_DEFAULT_REGION": "us-east-1",
 }
-DEAD_AFTER = 6
+DEAD_AFTER = 10
 SCALE_UID_BASE = 900_000 + (os.getpid() % 5000) * 40
 """Host uids of this test's sandboxes: above every test's ``UID_BASE`` window (uids are
 claimed host-wide, and other tests of this worker may still hold theirs)."""
@@ -128,9 +128,17 @@ def _turn(srv: Server, sid: str, chat_id: str, model: str, h: dict[str, str], te
 def _wait_active(srv: Server, sid: str, h: dict[str, str]) -> None:
     deadline = time.monotonic() + 60
     while (state := _state(srv, sid, h))["lifecycleState"] != "active":
-        assert state["lifecycleState"] in ("provisioning", "restoring"), state
-        assert time.monotonic() < deadline, state
+        why = (state["lifecycleState"], state["lifecycleError"], _log_tail(srv))
+        assert state["lifecycleState"] in ("provisioning", "restoring"), why
+        assert time.monotonic() < deadline, why
         time.sleep(0.05)
+
+
+def _log_tail(srv: Server) -> str:
+    try:
+        return "\n".join(srv.log.read_text(errors="replace").splitlines()[-30:])
+    except OSError as err:
+        return f"(no log: {err})"
 
 
 def _run(srv: Server, run_id: str, h: dict[str, str]) -> dict[str, Any]:

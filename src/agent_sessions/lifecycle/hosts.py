@@ -81,6 +81,7 @@ class HostMonitor:
         self.was_taken_over = False
         """This start follows a takeover of this host: its sessions moved elsewhere."""
         self._stop = threading.Event()
+        self._watching = threading.Event()
         self._thread: threading.Thread | None = None
 
     # --- start and stop ------------------------------------------------------------------------
@@ -155,10 +156,17 @@ class HostMonitor:
             )
         return None
 
-    def start(self) -> None:
-        """Beat and watch, in a thread (DBOS's synchronous calls refuse an event loop's)."""
+    def beat_from_now(self) -> None:
+        """Beat from now on, in a thread, from the moment this process is registered: a start
+        that takes longer than the timeout (DBOS recovering many workflows, a loaded machine)
+        must not look like a silence to the others."""
         self._thread = threading.Thread(target=self._run, name="hosts", daemon=True)
         self._thread.start()
+
+    def start(self) -> None:
+        """Watch the others too, now that DBOS is launched (taking over needs it; its
+        synchronous calls refuse an event loop's thread, hence the thread)."""
+        self._watching.set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -177,7 +185,8 @@ class HostMonitor:
             try:
                 if not self._beat():
                     return
-                self.watch()
+                if self._watching.is_set():
+                    self.watch()
             except Exception:
                 log.exception("host heartbeat or watch failed; trying again")
 

@@ -67,7 +67,12 @@ class Lifecycle:
         """Register this process as a host (refusing a configuration that cannot work), then
         launch DBOS, which recovers this executor's pending workflows."""
         self.host.register()
-        runtime.start(self.settings, self.db, self._context)
+        self.host.beat_from_now()
+        try:
+            runtime.start(self.settings, self.db, self._context)
+        except BaseException:
+            self.host.stop()
+            raise
         self.reconcile()
         for callback in self._on_start:
             callback()
