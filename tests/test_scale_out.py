@@ -27,6 +27,7 @@ from tests.conftest import (
     Backend,
     Server,
     make_account,
+    make_backend,
     start_server,
     stop_server,
     traversable_tmpdir,
@@ -49,13 +50,16 @@ claimed host-wide, and other tests of this worker may still hold theirs)."""
 
 
 @pytest.fixture
-def pg(_postgres_backend: Backend) -> Backend:
-    """Several processes share PostgreSQL only (SQLite serves one: refused, tested in
-    tests/lifecycle/test_hosts.py)."""
+def pg(tmp_path: Path) -> Iterator[Backend]:
+    """A PostgreSQL database of this test's own (several processes share PostgreSQL only;
+    SQLite serves one: refused, tested in tests/lifecycle/test_hosts.py). Not the worker's
+    shared one: its hosts would reconcile what other tests left there (sessions still
+    provisioning), and take over those tests' processes."""
     reason = local_unavailable_reason()
     if reason:
         pytest.skip(reason)
-    return _postgres_backend
+    with make_backend("postgres", tmp_path / "pg") as backend:
+        yield backend
 
 
 @pytest.fixture
@@ -98,7 +102,7 @@ def _env(name: str, slot: int, s3: str, model: ModelServer) -> dict[str, str]:
         "AGENT_SESSIONS_HOST_HEARTBEAT_SECONDS": "1",
         "AGENT_SESSIONS_HOST_DEAD_AFTER_SECONDS": str(DEAD_AFTER),
         "AGENT_SESSIONS_SANDBOX_UID_BASE": str(SCALE_UID_BASE + 10 * slot),
-        "AGENT_SESSIONS_SANDBOX_UID_COUNT": "10",
+        "AGENT_SESSIONS_SANDBOX_UID_COUNT": "10",  # a test's own database: two or three each
         "OPENAI_API_KEY": "test-key",
         "OPENAI_BASE_URL": model.base_url,
     }
