@@ -120,6 +120,39 @@ async def test_output_is_capped_keeping_head_and_tail(box: Sandbox) -> None:
     assert r.stderr == "1\n2\n3\n"
 
 
+async def test_output_is_told_as_it_comes(box: Sandbox) -> None:
+    """``on_output`` sees the first line while the command still waits for the test to let it
+    go on, and in the end has seen everything the result holds, each stream apart."""
+    seen: dict[str, bytearray] = {"stdout": bytearray(), "stderr": bytearray()}
+    first = asyncio.Event()
+
+    def listen(stream: str, chunk: bytes) -> None:
+        seen[stream] += chunk
+        if b"first" in seen["stdout"]:
+            first.set()
+
+    command = "echo first; echo warn >&2; while [ ! -e go ]; do sleep 0.02; done; echo second"
+    running = asyncio.ensure_future(box.exec(command, timeout=60, on_output=listen))
+    await asyncio.wait_for(first.wait(), 30)
+    assert not running.done()
+    await box.write_file("go", b"")
+    r = await running
+    assert r.stdout == "first\nsecond\n" == seen["stdout"].decode()
+    assert r.stderr == "warn\n" == seen["stderr"].decode()
+
+
+async def test_output_is_told_whole_even_past_the_cap(box: Sandbox) -> None:
+    total = 0
+
+    def listen(stream: str, chunk: bytes) -> None:
+        nonlocal total
+        total += len(chunk)
+
+    r = await box.exec("seq 1 100000", max_output=1000, on_output=listen)
+    assert r.truncated
+    assert total == len("".join(f"{i}\n" for i in range(1, 100001)))
+
+
 async def test_large_output_flood_is_drained(box: Sandbox) -> None:
     r = await box.exec("head -c 20000000 /dev/zero | tr '\\0' x", max_output=500)
     assert r.exit_code == 0

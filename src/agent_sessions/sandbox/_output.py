@@ -6,21 +6,32 @@ our memory): it keeps the first and the last ``limit`` bytes and only counts the
 
 from __future__ import annotations
 
-__all__ = ["HeadTail"]
+import functools
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from agent_sessions.sandbox.base import OutputListener
+
+__all__ = ["HeadTail", "capture_pair"]
 
 
 class HeadTail:
     """Bounded capture of one stream; ``max_chars`` applies to the decoded text."""
 
-    def __init__(self, max_chars: int) -> None:
+    def __init__(self, max_chars: int, listener: Callable[[bytes], None] | None = None) -> None:
         self.max_chars = max(0, max_chars)
         # UTF-8 needs at most 4 bytes a character, so this many bytes always hold enough text.
         self._limit = 4 * self.max_chars
         self._head = bytearray()
         self._tail = bytearray()
         self.total = 0
+        self._listener = listener
+        """Sees every chunk, before the cap (a command's progress shown while it runs)."""
 
     def feed(self, chunk: bytes) -> None:
+        if self._listener is not None:
+            self._listener(chunk)
         self.total += len(chunk)
         view = memoryview(chunk)  # slices of a view copy nothing
         room = self._limit - len(self._head)
@@ -52,3 +63,11 @@ class HeadTail:
         omitted = self.total - len(head_text.encode()) - len(tail_text.encode())
         marker = f"\n[... {max(omitted, 0)} bytes truncated ...]\n"
         return head_text + marker + tail_text, True
+
+
+def capture_pair(max_chars: int, on_output: OutputListener | None) -> tuple[HeadTail, HeadTail]:
+    """The captures of a command's stdout and stderr, each telling ``on_output`` its chunks."""
+    if on_output is None:
+        return HeadTail(max_chars), HeadTail(max_chars)
+    out = HeadTail(max_chars, functools.partial(on_output, "stdout"))
+    return out, HeadTail(max_chars, functools.partial(on_output, "stderr"))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ __all__ = [
     "ExecResult",
     "FileInfo",
     "FileKind",
+    "OutputListener",
     "Sandbox",
     "SandboxProvider",
     "SandboxStatus",
@@ -43,6 +44,10 @@ READ_CHUNK = 1 << 20
 """Most bytes one chunk of :meth:`Sandbox.read_stream` holds."""
 
 FileKind = Literal["file", "dir", "symlink", "other"]
+OutputListener = Callable[[Literal["stdout", "stderr"], bytes], None]
+"""Told each piece of a running command's output as it arrives (``"stdout"`` or ``"stderr"``,
+the raw bytes, possibly ending inside a character); called on the event loop, so it must not
+block."""
 SandboxStatus = Literal["running", "stopped", "missing"]
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -113,6 +118,7 @@ class Sandbox(ABC):
         env: Mapping[str, str] | None = None,
         detached: bool = False,
         max_output: int = DEFAULT_MAX_OUTPUT,
+        on_output: OutputListener | None = None,
     ) -> ExecResult:
         """Run ``command`` with ``bash -c`` in ``cwd``.
 
@@ -120,6 +126,8 @@ class Sandbox(ABC):
         returns at once with ``command_id`` set; the process lives until :meth:`stop` (its
         output is discarded: redirect it to a file to keep it). A timed-out command is killed
         with everything it started and comes back with ``timed_out`` set, not as an exception.
+        ``on_output`` sees the output as it comes (all of it, before the cap): a long command's
+        progress can be shown while it runs.
         """
 
     @abstractmethod

@@ -26,12 +26,13 @@ from typing import Any
 
 from agent_sessions.inflight import hold
 from agent_sessions.sandbox._openat2 import split_relative
-from agent_sessions.sandbox._output import HeadTail
+from agent_sessions.sandbox._output import HeadTail, capture_pair
 from agent_sessions.sandbox._workspace_fs import HostFileOps, WorkspaceFS
 from agent_sessions.sandbox.base import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_TIMEOUT,
     ExecResult,
+    OutputListener,
     Sandbox,
     SandboxProvider,
     SandboxStatus,
@@ -136,6 +137,7 @@ class FakeSandbox(HostFileOps, Sandbox):
         env: Mapping[str, str] | None = None,
         detached: bool = False,
         max_output: int = DEFAULT_MAX_OUTPUT,
+        on_output: OutputListener | None = None,
     ) -> ExecResult:
         parts = split_relative(cwd)
         if (await self.stat(cwd)).kind != "dir":
@@ -156,7 +158,7 @@ class FakeSandbox(HostFileOps, Sandbox):
         if detached:
             self._detached.add(proc)
             return ExecResult(0, "", "", False, False, command_id=f"cmd_{secrets.token_hex(8)}")
-        out, err_ = HeadTail(max_output), HeadTail(max_output)
+        out, err_ = capture_pair(max_output, on_output)
 
         async def drain(stream: asyncio.StreamReader | None, sink: HeadTail) -> None:
             while stream is not None and (chunk := await stream.read(1 << 16)):

@@ -52,6 +52,7 @@ from agent_sessions.sandbox.base import (
     READ_CHUNK,
     ExecResult,
     FileInfo,
+    OutputListener,
     Sandbox,
     SandboxProvider,
     SandboxStatus,
@@ -184,6 +185,7 @@ class VercelSandbox(Sandbox):
         env: Mapping[str, str] | None = None,
         detached: bool = False,
         max_output: int = DEFAULT_MAX_OUTPUT,
+        on_output: OutputListener | None = None,
     ) -> ExecResult:
         parts = split_relative(cwd)
         if parts and not await self._is_dir(parts):
@@ -206,6 +208,7 @@ class VercelSandbox(Sandbox):
             timeout=timeout,
             max_output=max_output,
             idempotent=False,
+            on_output=on_output,
         )
 
     async def _run(
@@ -218,6 +221,7 @@ class VercelSandbox(Sandbox):
         max_output: int,
         args: list[str] | None = None,
         idempotent: bool = True,
+        on_output: OutputListener | None = None,
     ) -> ExecResult:
         """Run a command to its end. A command of the agent's (not ``idempotent``) is sent
         again only when Vercel refused it before it started; our own read-only scripts also
@@ -226,7 +230,7 @@ class VercelSandbox(Sandbox):
         sinks: list[tuple[CappedText, CappedText]] = []
 
         async def attempt() -> Any:
-            stdout, stderr = CappedText(max_output), CappedText(max_output)
+            stdout, stderr = CappedText.pair(max_output, on_output)
             sinks.append((stdout, stderr))  # fresh sinks: a retry must not repeat output
             return await self._handle.run_process(
                 "bash",

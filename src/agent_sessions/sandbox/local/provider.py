@@ -39,6 +39,7 @@ from agent_sessions.sandbox.base import (
     DEFAULT_MAX_OUTPUT,
     DEFAULT_TIMEOUT,
     ExecResult,
+    OutputListener,
     Sandbox,
     SandboxProvider,
     SandboxStatus,
@@ -352,6 +353,7 @@ class LocalSandbox(HostFileOps, Sandbox):
         env: Mapping[str, str] | None = None,
         detached: bool = False,
         max_output: int = DEFAULT_MAX_OUTPUT,
+        on_output: OutputListener | None = None,
     ) -> ExecResult:
         if len(command.encode("utf-8", "surrogateescape")) > MAX_COMMAND_BYTES or "\0" in command:
             raise CommandTooLong(
@@ -374,7 +376,12 @@ class LocalSandbox(HostFileOps, Sandbox):
             task.add_done_callback(self._detached.discard)
             return ExecResult(0, "", "", False, False, command_id=f"cmd_{secrets.token_hex(8)}")
         done = await runner.run(
-            argv, pass_fds=fds, env=self._marker.env, timeout=timeout, max_output=max_output
+            argv,
+            pass_fds=fds,
+            env=self._marker.env,
+            timeout=timeout,
+            max_output=max_output,
+            on_output=on_output,
         )
         return ExecResult(done.exit_code, done.stdout, done.stderr, done.truncated, done.timed_out)
 

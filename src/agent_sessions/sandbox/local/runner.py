@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent_sessions.inflight import hold
-from agent_sessions.sandbox._output import HeadTail
+from agent_sessions.sandbox._output import HeadTail, capture_pair
+from agent_sessions.sandbox.base import OutputListener
 from agent_sessions.sandbox.errors import SandboxUnavailable
 
 __all__ = ["Completed", "run", "spawn_detached"]
@@ -87,10 +88,11 @@ async def run(
     env: Mapping[str, str],
     timeout: float,  # noqa: ASYNC109 (we must kill the tree, not just stop waiting)
     max_output: int,
+    on_output: OutputListener | None = None,
 ) -> Completed:
     """Run to completion or to ``timeout`` seconds, whichever comes first."""
     proc = await _spawn(argv, pass_fds, env, capture=True)
-    out, err = HeadTail(max_output), HeadTail(max_output)
+    out, err = capture_pair(max_output, on_output)
     drains = asyncio.gather(_drain(proc.stdout, out), _drain(proc.stderr, err))
     waiter = asyncio.ensure_future(proc.wait())
     timed_out = False
