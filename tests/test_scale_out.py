@@ -23,6 +23,7 @@ import httpx
 import pytest
 
 from tests.agent.conftest import parse_sse
+from tests.agent.protocol import tool_outputs
 from tests.conftest import (
     Backend,
     Server,
@@ -294,7 +295,7 @@ def _scenario(
         model.script("look", [Text("unused"), look, Text("found it")])
         raw = _turn(c, s1, chat1, "look", h, "what is there?")
         chunks = parse_sse(raw)
-        outputs = [ch for ch in chunks if ch.get("type") == "tool-output-available"]
+        outputs = list(tool_outputs(chunks).values())
         assert outputs and "from before the snapshot" in str(outputs[0]["output"]), raw[-2000:]
         assert _state(b, s1, h)["sandboxState"]["host"] == "host-c"
         assert len(model.requests("long")) == 1  # the lost turn was not continued anywhere

@@ -16,7 +16,8 @@ KNOWN = {
 def check_protocol(chunks: list[dict[str, Any]]) -> None:
     """Order and ids: one ``start`` first and one ``finish`` last, steps balanced and never
     nested, text/reasoning parts opened before their deltas and closed once, every tool call
-    announced before its input is available and given exactly one outcome."""
+    announced before its input is available and given exactly one outcome (preliminary outputs
+    of a running call before it)."""
     types = [c["type"] for c in chunks]
     for t in types:
         assert t in KNOWN or t.startswith("data-"), f"unknown chunk type {t}"
@@ -57,6 +58,8 @@ def check_protocol(chunks: list[dict[str, Any]]) -> None:
         elif t == "tool-approval-request":
             assert tools.get(c["toolCallId"]) == "available", f"approval before input: {c}"
             tools[c["toolCallId"]] = "approval"
+        elif t == "tool-output-available" and c.get("preliminary"):  # replaced by the next
+            assert tools.get(c["toolCallId"]) == "available", f"preliminary output late: {c}"
         elif t in ("tool-output-available", "tool-output-error", "tool-output-denied"):
             assert tools.get(c["toolCallId"]) in ("available", "approval"), f"output early: {c}"
             tools[c["toolCallId"]] = "done"
@@ -68,7 +71,12 @@ def check_protocol(chunks: list[dict[str, Any]]) -> None:
 
 
 def tool_outputs(chunks: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {c["toolCallId"]: c for c in chunks if c["type"].startswith("tool-output-")}
+    """Each tool call's outcome (its final output or error, not a preliminary output)."""
+    return {
+        c["toolCallId"]: c
+        for c in chunks
+        if c["type"].startswith("tool-output-") and not c.get("preliminary")
+    }
 
 
 def text_of(chunks: list[dict[str, Any]]) -> str:

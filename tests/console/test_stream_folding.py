@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,8 +29,21 @@ CHUNKS: list[dict[str, Any]] = [
     {"type": "tool-input-delta", "toolCallId": "c1", "inputTextDelta": '{"command":'},
     {"type": "tool-input-available", "toolCallId": "c1", "toolName": "bash",
      "input": {"command": "seq 3"}},
+    {"type": "tool-output-available", "toolCallId": "c1", "preliminary": True,
+     "output": {"stdout": "1\n", "stderr": "", "running": True}},
     {"type": "tool-output-available", "toolCallId": "c1",
      "output": {"exitCode": 0, "stdout": "1\n2\n3\n", "stderr": ""}},
+    {"type": "tool-input-start", "toolCallId": "c4", "toolName": "bash"},
+    {"type": "tool-input-available", "toolCallId": "c4", "toolName": "bash",
+     "input": {"command": "make"}},
+    {"type": "tool-output-available", "toolCallId": "c4", "preliminary": True,
+     "output": {"stdout": "cc -c a.c\n", "stderr": "", "running": True}},
+    {"type": "tool-output-error", "toolCallId": "c4", "errorText": "Cancelled"},
+    {"type": "tool-input-start", "toolCallId": "c5", "toolName": "bash"},
+    {"type": "tool-input-available", "toolCallId": "c5", "toolName": "bash",
+     "input": {"command": "sleep 9"}},
+    {"type": "tool-output-available", "toolCallId": "c5", "preliminary": True,
+     "output": {"stdout": "z", "stderr": "", "running": True}},
     {"type": "tool-input-start", "toolCallId": "c2", "toolName": "read"},
     {"type": "tool-input-available", "toolCallId": "c2", "toolName": "read",
      "input": {"filePath": "missing.txt"}},
@@ -96,3 +110,45 @@ def test_console_folds_chunks_as_the_server_stores_them() -> None:
     for part in console["parts"]:
         part.pop("inputText", None)  # the console's own: a call's arguments as they stream
     assert console == _server_message()
+
+
+AI_SDK = """
+import { readUIMessageStream } from "ai";
+const chunks = %(chunks)s;
+const stream = new ReadableStream({
+  start(controller) { for (const c of chunks) controller.enqueue(c); controller.close(); },
+});
+let last;
+for await (const message of readUIMessageStream({ stream })) last = message;
+console.log(JSON.stringify(last));
+"""
+NODE_DIR = Path(__file__).parents[1] / "support" / "node"
+
+
+@pytest.mark.skipif(NODE is None, reason="node not installed: the AI SDK's folding is untested")
+@pytest.mark.skipif(
+    not (NODE_DIR / "node_modules" / "ai").is_dir(),
+    reason=f"the AI SDK client is not installed: npm ci --prefix {NODE_DIR} (make test does)",
+)
+def test_tool_calls_fold_as_the_ai_sdk_client_folds_them() -> None:
+    """The AI SDK's own ``readUIMessageStream`` on the same chunks: every tool call ends in the
+    state, output, error and ``preliminary`` flag the server stores (a command's output while it
+    runs replaced by its result, or dropped by its error)."""
+    script = AI_SDK % {"chunks": json.dumps(CHUNKS)}
+    out = subprocess.run(
+        [str(NODE), "--input-type=module", "-e", script],
+        capture_output=True, text=True, check=True, timeout=60, cwd=NODE_DIR,
+    )  # fmt: skip
+    keys = ("toolCallId", "state", "output", "errorText", "preliminary")
+
+    def calls(message: dict[str, Any]) -> list[dict[str, Any]]:
+        return [
+            {k: p[k] for k in keys if p.get(k) is not None}
+            for p in message["parts"]
+            if "toolCallId" in p
+        ]
+
+    sdk = calls(json.loads(out.stdout))
+    assert sdk == calls(_server_message())
+    assert {"toolCallId": "c5", "state": "output-available", "preliminary": True,
+            "output": {"stdout": "z", "stderr": "", "running": True}} in sdk  # fmt: skip

@@ -88,8 +88,9 @@ class MessageBuilder:
         elif kind == "tool-input-error":
             self._tool(chunk, state="output-error", input=chunk.get("input"),
                        errorText=chunk.get("errorText"))  # fmt: skip
-        elif kind == "tool-output-available":
-            self._tool(chunk, state="output-available", output=chunk.get("output"))
+        elif kind == "tool-output-available":  # a preliminary one is replaced by the next
+            self._tool(chunk, state="output-available", output=chunk.get("output"),
+                       preliminary=chunk.get("preliminary") or None)  # fmt: skip
         elif kind == "tool-output-error":
             self._tool(chunk, state="output-error", errorText=chunk.get("errorText"))
         elif kind == "tool-approval-request":
@@ -110,6 +111,9 @@ class MessageBuilder:
             self._tools[call_id] = part
             self.parts.append(part)
         part["state"] = state
+        part.pop("preliminary", None)  # the AI SDK client unsets it on every update
+        if state == "output-error":  # and sets the output it has then, none
+            part.pop("output", None)
         part.update({k: v for k, v in fields.items() if v is not None or k == "output"})
 
     def respond(self, call_id: str, *, approved: bool, reason: str | None) -> None:
@@ -142,11 +146,20 @@ class MessageBuilder:
     def tool_calls(self) -> int:
         """Tool calls with an outcome (counted from the message, so a recovered turn counts
         the calls of the process that crashed too)."""
-        return sum(p["state"].startswith("output") for p in self._tools.values())
+        return sum(_has_outcome(p) for p in self._tools.values())
 
     def open_tool_calls(self) -> list[str]:
         """Tool calls that never got an output (they end as errors when a turn stops)."""
-        return [cid for cid, p in self._tools.items() if p["state"] in OPEN_TOOL_STATES]
+        return [cid for cid, p in self._tools.items() if not _has_outcome(p)]
+
+    def ending_open_tool_calls(self, reason: str) -> list[Chunk]:
+        """The chunks that end the open tool calls as errors saying ``reason``; a command
+        stopped while it ran keeps in its error what it had shown of its output."""
+        return [
+            {"type": "tool-output-error", "toolCallId": call_id,
+             "errorText": reason + _output_so_far(self._tools[call_id])}
+            for call_id in self.open_tool_calls()
+        ]  # fmt: skip
 
     def close_streaming_parts(self) -> list[Chunk]:
         """The ``*-end`` chunks for parts a stop or crash left open."""
@@ -154,6 +167,26 @@ class MessageBuilder:
         for chunk_id, part in list(self._open.items()):
             ends.append({"type": f"{part['type']}-end", "id": chunk_id})
         return ends
+
+
+def _has_outcome(part: Chunk) -> bool:
+    return part["state"] not in OPEN_TOOL_STATES and not part.get("preliminary")
+
+
+def _output_so_far(part: Chunk) -> str:
+    """A preliminary output's text (the bash tool's ``stdout``/``stderr`` tails), to keep."""
+    output = part.get("output") if part.get("preliminary") else None
+    if not isinstance(output, dict):
+        return ""
+    shown = [
+        f"{name}:\n{text}" if name == "stderr" else text
+        for name in ("stdout", "stderr")
+        if isinstance(text := output.get(name), str) and text
+    ]
+    if not shown:
+        return ""
+    lead = "last output" if output.get("truncated") else "output"
+    return f"\n\nIts {lead} before it ended:\n" + "\n".join(shown)
 
 
 def as_shown(chunks: list[Chunk], stored: Chunk | None, message_id: str, interrupted: str) -> Chunk:
@@ -172,9 +205,8 @@ def as_shown(chunks: list[Chunk], stored: Chunk | None, message_id: str, interru
     for part in builder.parts:
         if part.get("state") == "streaming":
             part["state"] = "done"
-    for call_id in builder.open_tool_calls():
-        ended = {"type": "tool-output-error", "toolCallId": call_id, "errorText": interrupted}
-        builder.apply(ended)
+    for chunk in builder.ending_open_tool_calls(interrupted):
+        builder.apply(chunk)
     return builder.message
 
 

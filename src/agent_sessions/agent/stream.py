@@ -54,7 +54,7 @@ class StreamTail:
             self.streaming_tools[chunk["toolCallId"]] = chunk.get("toolName", "unknown")
         elif kind.startswith(("tool-input-available", "tool-input-error", "tool-output")):
             self.streaming_tools.pop(chunk.get("toolCallId", ""), None)
-            if kind.startswith("tool-output"):
+            if kind.startswith("tool-output") and not chunk.get("preliminary"):
                 self.outputs.add(chunk["toolCallId"])
 
     def closing_chunks(self) -> list[Chunk]:

@@ -23,6 +23,7 @@ from pydantic_ai.tools import ToolDefinition
 from pydantic_ai.toolsets import FunctionToolset
 
 from agent_sessions.agent.approvals import answer_topic
+from agent_sessions.agent.command_output import shown_while_running
 from agent_sessions.agent.deps import TurnDeps, TurnStopped
 from agent_sessions.agent.reading import READ_MAX_OUTPUT, BinaryFile, numbered_lines
 from agent_sessions.exceptions import AgentSessionsError
@@ -127,9 +128,11 @@ async def bash(
     timeout = float(ctx.deps.settings.bash_timeout_seconds)
 
     async def run(sb: Sandbox) -> dict[str, Any]:
-        r = await sb.exec(
-            command, cwd=directory, timeout=timeout, detached=detached, max_output=BASH_MAX_OUTPUT
-        )
+        async with shown_while_running(ctx.deps.sink, ctx.tool_call_id) as on_output:
+            r = await sb.exec(
+                command, cwd=directory, timeout=timeout, detached=detached,
+                max_output=BASH_MAX_OUTPUT, on_output=on_output,
+            )  # fmt: skip
         out: dict[str, Any] = {"exitCode": r.exit_code, "stdout": r.stdout, "stderr": r.stderr}
         if r.truncated:
             out["truncated"] = True

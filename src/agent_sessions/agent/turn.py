@@ -219,10 +219,8 @@ async def _finish(run_id: str, outcome: dict[str, Any]) -> bool:
         # counted before the cancelled ones are closed; the subagents' own calls added
         tool_calls = sink.builder.tool_calls + (outcome["usage"]["subagent_tool_calls"] or 0)
         reason = CANCELLED if outcome["status"] == "cancelled" else (outcome["error"] or "Failed")
-        for call_id in sink.builder.open_tool_calls():
-            await sink.emit(
-                {"type": "tool-output-error", "toolCallId": call_id, "errorText": reason}
-            )
+        for chunk in sink.builder.ending_open_tool_calls(reason):
+            await sink.emit(chunk)
         await sink.end()
         if outcome["status"] == "cancelled":
             await sink.emit({"type": "abort"})  # no reason: ai 6.0.0's schema is strict

@@ -117,7 +117,9 @@ export class MessageView {
         h("code", { class: "tool-arg" }, headline(name, part)),
         waiting && part.state === "input-available"
           ? h("span", { class: "badge badge-approval-requested" }, "needs your answer")
-          : h("span", { class: `badge badge-${part.state}` }, STATE_LABELS[part.state] || part.state),
+          : part.preliminary
+            ? h("span", { class: "badge badge-input-available" }, "running")
+            : h("span", { class: `badge badge-${part.state}` }, STATE_LABELS[part.state] || part.state),
       ),
       h("div", { class: "tool-body" }, toolBody(name, part), this.interaction(name, part)),
     );
@@ -220,7 +222,14 @@ function terminal(input, part) {
   const pre = h("pre", { class: "terminal", tabindex: "0", "aria-label": "Terminal output" });
   const command = input?.command ?? part.inputText ?? "";
   pre.append(h("span", { class: "prompt" }, `$ ${command}\n`));
-  if (out && typeof out === "object") {
+  if (part.preliminary && out && typeof out === "object") {
+    // Still running: the latest of its output, kept in view as it grows.
+    if (out.truncated) pre.append(h("span", { class: "exit" }, "… (earlier output not shown)\n"));
+    if (out.stdout) pre.append(out.stdout);
+    if (out.stderr) pre.append(h("span", { class: "stderr" }, out.stderr));
+    pre.append(h("span", { class: "running" }, "running…"));
+    queueMicrotask(() => (pre.scrollTop = pre.scrollHeight));
+  } else if (out && typeof out === "object") {
     if (out.stdout) pre.append(out.stdout);
     if (out.stderr) pre.append(h("span", { class: "stderr" }, out.stderr));
     const code = out.exitCode ?? out.exit_code;

@@ -92,7 +92,8 @@ export class MessageFolder {
     } else if (kind === "tool-input-error") {
       this.tool(chunk, "output-error", { input: chunk.input, errorText: chunk.errorText });
     } else if (kind === "tool-output-available") {
-      this.tool(chunk, "output-available", { output: chunk.output });
+      // A preliminary output (a command's output while it runs) is replaced by the next one.
+      this.tool(chunk, "output-available", { output: chunk.output, preliminary: chunk.preliminary || undefined });
     } else if (kind === "tool-output-error") {
       this.tool(chunk, "output-error", { errorText: chunk.errorText });
     } else if (kind === "tool-approval-request") {
@@ -119,6 +120,8 @@ export class MessageFolder {
       this.parts.push(part);
     }
     part.state = state;
+    delete part.preliminary; // unset by every update, as the AI SDK client does
+    if (state === "output-error") delete part.output;
     for (const [key, value] of Object.entries(fields)) {
       if (value !== undefined || key === "output") part[key] = value;
     }
