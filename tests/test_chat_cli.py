@@ -150,6 +150,26 @@ def test_renderer_on_a_terminal_renders_markdown() -> None:
     assert shown.endswith("\x1b[2K")  # the last spinner erased (transient)
 
 
+def test_a_running_command_shows_its_last_lines_under_the_spinner() -> None:
+    out = io.StringIO()
+    renderer = Renderer(Console(file=out, force_terminal=True, width=60, color_system="standard"))
+    lines = "".join(f"compiling {i}.c\n" for i in range(1, 10))
+    turn = [
+        *RECORDED[7:10],
+        {"type": "tool-output-available", "toolCallId": "c1", "preliminary": True,
+         "output": {"stdout": lines, "stderr": "warning: w\n", "running": True}},
+        RECORDED[10],
+    ]  # fmt: skip
+    for chunk in parse_sse(_sse_body(turn).decode().split("\n")):
+        renderer.feed(chunk)
+    renderer.newline()
+    shown = out.getvalue()
+    frame = shown[: shown.index("exit 0")]  # before the result
+    assert "running bash…" in frame and "compiling 5.c" in frame  # the last six lines
+    assert "compiling 4.c" not in shown and "warning: w" in frame
+    assert shown.endswith("\x1b[2K")  # erased with the spinner once the result came
+
+
 def test_tool_headers_show_the_key_argument() -> None:
     edit = {"filePath": "a.py", "oldString": "x" * 500, "newString": "y"}
     assert tool_header("edit", edit) == 'edit(filePath="a.py")'
@@ -515,6 +535,7 @@ def test_a_stopped_turn_keeps_its_partial_output(served: Served) -> None:
     with served.interactive("--session", sid, "--chat", chat_id, "--model", model) as cli:
         cli.send("go\n")
         cli.wait_for(header)
+        _wait_for_shown_output(served, chat_id, "partial-output")
         cli.proc.send_signal(signal.SIGINT)
         cli.wait_for("stopped")
         cli.send("/exit\n")
@@ -525,6 +546,18 @@ def test_a_stopped_turn_keeps_its_partial_output(served: Served) -> None:
     call = lines.index(header)
     assert lines[call - 1] == "> go"
     assert lines[call + 1] == "  ⎿  error: Cancelled by the user"
+    # what the command had shown before the stop, kept with the error
+    assert lines[call + 2 : call + 4] == ["     Its output before it ended:", "     partial-output"]
+
+
+def _wait_for_shown_output(served: Served, chat_id: str, text: str) -> None:
+    """Until the live turn's stream has shown ``text`` as a running command's output."""
+    url = f"{served.server.url}/api/chat/{chat_id}/stream"
+    with httpx.stream("GET", url, headers=served.headers, timeout=60) as r:
+        for line in r.iter_lines():
+            if '"preliminary":true' in line.replace(" ", "") and text in line:
+                return
+    raise AssertionError(f"the stream ended without showing {text!r}")
 
 
 def test_stop_at_the_prompt_stops_the_chats_turn(served: Served) -> None:

@@ -4,7 +4,8 @@ On a terminal the assistant's text is rendered as markdown (code blocks highligh
 streams, and a spinner with the elapsed time fills the silences; piped, text is printed inline
 as plain text. Tool calls get a one-line header when their input is complete and a short
 summary of the result, so a long command output never floods the screen (the full result stays
-in the stored message). Stored messages (a chat's history) go through the same methods.
+in the stored message); while a command runs, the last lines of its output show under the
+spinner. Stored messages (a chat's history) go through the same methods.
 """
 
 from __future__ import annotations
@@ -163,12 +164,17 @@ class Renderer:
     def feed(self, chunk: Chunk) -> None:
         self._show(chunk)
         self.waiting.set(self._waiting_for(chunk))
+        if isinstance(chunk, ToolOutputAvailableChunk) and chunk.preliminary:
+            output = chunk.output if isinstance(chunk.output, dict) else {}
+            self.waiting.output(f"{output.get('stdout') or ''}{output.get('stderr') or ''}")
 
     def _waiting_for(self, chunk: Chunk) -> str | None:
         """What the spinner says after ``chunk`` (None: output is flowing, or the turn ended)."""
         match chunk:
             case ToolInputAvailableChunk() if chunk.tool_name != "ask_user_question":
                 return f"running {chunk.tool_name}"
+            case ToolOutputAvailableChunk(preliminary=True):  # still running
+                return f"running {self._tools.get(chunk.tool_call_id, 'tool')}"
             case (
                 StartChunk() | StartStepChunk() | ToolInputStartChunk() | TextEndChunk()
                 | ReasoningEndChunk() | ToolOutputAvailableChunk() | ToolOutputErrorChunk()
@@ -207,6 +213,8 @@ class Renderer:
                 self.tool_call(name, chunk.input)
                 if isinstance(chunk, ToolInputErrorChunk):
                     self.tool_error(chunk.error_text)
+            case ToolOutputAvailableChunk(preliminary=True):
+                pass  # shown under the spinner (feed)
             case ToolOutputAvailableChunk():
                 self.open_calls.pop(chunk.tool_call_id, None)
                 self.tool_output(self._tools.get(chunk.tool_call_id, ""), chunk.output)
@@ -234,7 +242,11 @@ class Renderer:
         self._last_kind = "tool"
 
     def tool_error(self, error: str) -> None:
-        self._result_lines([f"error: {error}"], "red")
+        """The error's first line, and the first and last of the rest (a stopped command's
+        error holds the output it had shown)."""
+        first, _, rest = error.partition("\n")
+        self._result_lines([f"error: {first}"], "red")
+        self._result_lines(head_tail(rest.strip("\n")), "red", first=False)
 
     def tool_output(self, name: str, output: Any) -> None:
         if name == "bash" and isinstance(output, dict) and "exitCode" in output:
