@@ -70,7 +70,7 @@ def scripts(holds: dict[str, threading.Event]) -> dict[str, list[ScriptStep]]:
         ],
         "console-stop": [  # stopped in its second command (a stop waits for no model)
             ToolCalls([Call("bash", {"command": "echo partial-output"})]),
-            ToolCalls([Call("bash", {"command": "sleep 600"})]),
+            ToolCalls([Call("bash", {"command": "printf 'still-%s' compiling; sleep 600"})]),
             Text("Never shown."),
         ],
         "console-approve": [
@@ -317,13 +317,19 @@ def test_a_reload_mid_stream_resumes_and_stop_keeps_the_partial_reply(console: C
     console.send(page, "console-stop", "Run something and keep going")
     first, second = page.locator(".tool-bash").nth(0), page.locator(".tool-bash").nth(1)
     expect(first.locator(".terminal")).to_contain_text("partial-output")
-    expect(second.locator(".tool-arg")).to_have_text("sleep 600")
+    expect(second.locator(".tool-arg")).to_have_text("printf 'still-%s' compiling; sleep 600")
+    expect(second.locator(".badge")).to_have_text("running")
+    # its output shows while it runs (the server's preliminary tool outputs; the command
+    # itself, shown too, does not hold the text)
+    expect(second.locator(".terminal")).to_contain_text("still-compiling")
+    expect(second.locator(".terminal .running")).to_have_text("running…")
     expect(second.locator(".badge")).to_have_text("running")
     page.get_by_role("button", name="Stop").click()
     expect(page.locator(".chat-status")).to_have_text("Stopped.")
     expect(page.locator(".msg-assistant .badge-warn")).to_have_text("stopped")
     expect(second.locator(".badge")).to_have_text("error")
-    expect(second.locator(".error-box")).to_have_text("Cancelled by the user")
+    expect(second.locator(".error-box")).to_contain_text("Cancelled by the user")
+    expect(second.locator(".error-box")).to_contain_text("still-compiling")  # kept
     expect(page.get_by_role("button", name="Send", exact=True)).to_be_enabled()
     console.shot(page, "08-stopped")
     page.reload()  # what was stored: the partial reply, the first command's output kept
