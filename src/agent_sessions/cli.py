@@ -396,9 +396,25 @@ def orgs_add_member(
     _emit(as_json, {"organizationId": org, "accountId": account}, f"added {account} to {org}")
 
 
+# The operators' listings' filters, declared once: each flag reads the same in every listing.
 Limit = Annotated[int, typer.Option("--limit", metavar="N", min=1, help="At most N, newest first.")]
 OnlyAccount = Annotated[
     str | None, typer.Option("--account", metavar="ID", help="Only this account's.")
+]
+SessionState = Annotated[
+    str | None,
+    typer.Option("--state", metavar="STATE", help="active, hibernated, failed… or archived."),
+]
+RunStatus = Annotated[
+    str | None,
+    typer.Option("--status", metavar="STATUS", help="queued, running, completed, failed…"),
+]
+WorkflowStatus = Annotated[
+    str | None,
+    typer.Option("--status", metavar="STATUS", help="PENDING, ENQUEUED, SUCCESS, ERROR…"),
+]
+OnlyExecutor = Annotated[
+    str | None, typer.Option("--executor", metavar="ID", help="Only this executor's.")
 ]
 
 
@@ -449,10 +465,7 @@ def orgs_list(as_json: JsonFlag = False) -> None:
 @sessions_app.command("list")
 def sessions_list(
     account: OnlyAccount = None,
-    state: Annotated[
-        str | None,
-        typer.Option("--state", metavar="STATE", help="active, hibernated, failed… or archived."),
-    ] = None,
+    state: SessionState = None,
     limit: Limit = admin.DEFAULT_LIMIT,
     as_json: JsonFlag = False,
 ) -> None:
@@ -468,10 +481,7 @@ def sessions_list(
 @runs_app.command("list")
 def runs_list(
     account: OnlyAccount = None,
-    status: Annotated[
-        str | None,
-        typer.Option("--status", metavar="STATUS", help="queued, running, completed, failed…"),
-    ] = None,
+    status: RunStatus = None,
     limit: Limit = admin.DEFAULT_LIMIT,
     as_json: JsonFlag = False,
 ) -> None:
@@ -496,13 +506,8 @@ def hosts_list(as_json: JsonFlag = False) -> None:
 
 @workflows_app.command("list")
 def workflows_list(
-    status: Annotated[
-        str | None,
-        typer.Option("--status", metavar="STATUS", help="PENDING, ENQUEUED, SUCCESS, ERROR…"),
-    ] = None,
-    executor: Annotated[
-        str | None, typer.Option("--executor", metavar="ID", help="Only this executor's.")
-    ] = None,
+    status: WorkflowStatus = None,
+    executor: OnlyExecutor = None,
     limit: Limit = admin.DEFAULT_LIMIT,
     as_json: JsonFlag = False,
 ) -> None:
