@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -27,9 +24,9 @@ from fastapi.testclient import TestClient
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import CLI, Backend, Server, api_app, start_server, stop_server
-from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
-from tests.support.model_server import Call, ModelServer, Text, ToolCalls, run_model_server
+from tests.conftest import Backend, Server, api_app, start_server, stop_server
+from tests.support.model_server import Call, ModelServer, Text, ToolCalls
+from tests.support.served import create_account, serve_with_stand_in
 from tests.support.served_sessions import new_active_session
 
 SERVICE_NAME = "agent-sessions-under-test"
@@ -121,45 +118,19 @@ class Served:
         return self.server.log.read_text().split("\n")[:-1]
 
 
-def _account(server: Server) -> str:
-    out = subprocess.run(
-        [CLI, "accounts", "create", "--name", "obs", "--json"],
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return str(json.loads(out.stdout)["apiKey"])
-
-
 @pytest.fixture(scope="module")
 def served(collector: Collector) -> Iterator[Served]:
     """``serve`` with JSON logs, the access log and OTLP traces on; sandboxes; the stand-in."""
-    reason = local_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    data_dir = Path(tempfile.mkdtemp(prefix="agent-sessions-obs-", dir="/tmp"))
-    data_dir.chmod(0o711)  # sandbox uids must be able to traverse it
-    try:
-        with run_model_server() as model:
-            srv = start_server(
-                data_dir,
-                OPENAI_API_KEY="test",
-                OPENAI_BASE_URL=model.base_url,
-                AGENT_SESSIONS_SANDBOX_UID_BASE=str(UID_BASE + 60),
-                AGENT_SESSIONS_SANDBOX_UID_COUNT="20",
-                AGENT_SESSIONS_LOG_FORMAT="json",
-                AGENT_SESSIONS_ACCESS_LOG="true",
-                AGENT_SESSIONS_OTLP_ENDPOINT=collector.url,
-                AGENT_SESSIONS_OTEL_SERVICE_NAME=SERVICE_NAME,
-                OTEL_BSP_SCHEDULE_DELAY="100",  # the span batches leave every 0.1 s
-            )
-            try:
-                yield Served(srv, _account(srv), model)
-            finally:
-                stop_server(srv)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with serve_with_stand_in(
+        "agent-sessions-obs-",
+        uid_offset=60,
+        AGENT_SESSIONS_LOG_FORMAT="json",
+        AGENT_SESSIONS_ACCESS_LOG="true",
+        AGENT_SESSIONS_OTLP_ENDPOINT=collector.url,
+        AGENT_SESSIONS_OTEL_SERVICE_NAME=SERVICE_NAME,
+        OTEL_BSP_SCHEDULE_DELAY="100",  # the span batches leave every 0.1 s
+    ) as (srv, model):
+        yield Served(srv, create_account(srv, "obs"), model)
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -308,7 +279,7 @@ def test_log_level_is_respected(tmp_path: Path) -> None:
         AGENT_SESSIONS_ACCESS_LOG="true",
     )
     try:
-        headers = {"x-api-key": _account(srv)}
+        headers = {"x-api-key": create_account(srv, "obs")}
         assert httpx.get(f"{srv.url}/api/sessions", headers=headers).status_code == 200
         assert httpx.get(f"{srv.url}/healthz").status_code == 200
     finally:
@@ -323,7 +294,7 @@ def test_text_logs_at_info_by_default(tmp_path: Path) -> None:
     """The default: text lines at INFO, uvicorn's in the same format, no access log."""
     srv = start_server(tmp_path / "serve-data")
     try:
-        headers = {"x-api-key": _account(srv)}
+        headers = {"x-api-key": create_account(srv, "obs")}
         assert httpx.get(f"{srv.url}/api/sessions", headers=headers).status_code == 200
     finally:
         stop_server(srv)
