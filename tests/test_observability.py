@@ -7,8 +7,10 @@ checked on the in-process app.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import subprocess
 import threading
 import time
 import uuid
@@ -24,7 +26,16 @@ from fastapi.testclient import TestClient
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Backend, Server, api_app, start_server, stop_server
+from tests.conftest import (
+    CLI,
+    Backend,
+    Server,
+    api_app,
+    free_port,
+    service_env,
+    start_server,
+    stop_server,
+)
 from tests.support.model_server import Call, ModelServer, Text, ToolCalls
 from tests.support.served import create_account, serve_with_stand_in
 from tests.support.served_sessions import new_active_session
@@ -322,6 +333,88 @@ def test_metrics_behind_a_token(backend: Backend) -> None:
         assert right.status_code == 200
         assert "agent_sessions_http_requests_total" in right.text
         assert "/metrics" not in client.get("/openapi.json").json()["paths"]
+
+
+# --- a worker's metrics (worker --metrics-port) --------------------------------------------------
+
+
+@contextlib.contextmanager
+def _worker(data_dir: Path, **env: str) -> Iterator[tuple[str, Path]]:
+    """``agent-sessions worker --metrics-port`` on SQLite, once it says it runs (its metrics are
+    bound before that): their URL and the worker's log. As for ``serve``, a port another test
+    took in between is retried."""
+    full_env = service_env(data_dir, **env)
+    for _ in range(5):
+        port = free_port()
+        log = data_dir / f"worker-{port}.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [CLI, "worker", "--metrics-port", str(port)],
+                env=full_env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        url = f"http://127.0.0.1:{port}/metrics"
+        try:
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and b"running; Ctrl-C to stop" not in log.read_bytes():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            if proc.poll() is None:
+                yield url, log
+                proc.terminate()
+                assert proc.wait(timeout=30) == 0, log.read_text()
+                return
+            assert "address already in use" in log.read_text(), log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    raise RuntimeError("worker found no free metrics port in five tries")
+
+
+def test_a_worker_serves_its_metrics_behind_the_token(tmp_path: Path) -> None:
+    """The same registry as ``serve``'s /metrics (the turn families, the database gauges), and
+    the same token."""
+    token = {"AGENT_SESSIONS_METRICS_TOKEN": "s3cret"}
+    with _worker(tmp_path / "worker-data", **token) as (url, log):
+        assert httpx.get(url).status_code == 401
+        assert httpx.get(url, headers={"authorization": "Bearer nope"}).status_code == 401
+        r = httpx.get(url, headers={"authorization": "Bearer s3cret"})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("text/plain")
+        families = {f.name: f for f in text_string_to_metric_families(r.text)}
+    for name in (
+        "agent_sessions_turns_started",
+        "agent_sessions_turns_recovered",
+        "agent_sessions_turns_finished",
+        "agent_sessions_turn_duration_seconds",
+        "agent_sessions_turn_steps",
+        "agent_sessions_turns_running",
+        "agent_sessions_model_requests",
+        "agent_sessions_tool_calls",
+        "agent_sessions_lifecycle_operations",
+    ):
+        assert name in families, sorted(families)
+    assert families["agent_sessions_turns_started"].samples[0].value == 0
+    # the database's counts, read for the scrape as serve reads them
+    assert families["agent_sessions_runs_queued"].samples[0].value == 0
+    active = [
+        s for s in families["agent_sessions_sandboxes"].samples if s.labels["state"] == "active"
+    ]
+    assert [s.value for s in active] == [0]
+    assert "GET /metrics" not in log.read_text()  # no line per scrape
+
+
+def test_a_worker_refuses_a_metrics_port_with_metrics_off(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [CLI, "worker", "--metrics-port", str(free_port())],
+        env=service_env(tmp_path, AGENT_SESSIONS_METRICS_ENABLED="false"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "agent-sessions: --metrics-port is given but AGENT_SESSIONS_METRICS_ENABLED is false"
+    ]
 
 
 # --- traces ----------------------------------------------------------------------------------
