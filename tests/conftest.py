@@ -228,13 +228,20 @@ def start_server(data_dir: Path, database_url: str | None = None, **env: str) ->
     raise RuntimeError("serve found no free port in five tries")
 
 
-def _start_server_once(data_dir: Path, database_url: str | None, **env: str) -> Server | None:
-    port = free_port()
+def service_env(data_dir: Path, database_url: str | None = None, **env: str) -> dict[str, str]:
+    """The environment of a ``serve`` or ``worker`` subprocess: this one's without its own
+    ``AGENT_SESSIONS_*`` variables, then the data directory, the database and ``env``."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("AGENT_SESSIONS_")}
     full_env["AGENT_SESSIONS_DATA_DIR"] = str(data_dir)
     if database_url:
         full_env["AGENT_SESSIONS_DATABASE_URL"] = database_url
     full_env.update(env)
+    return full_env
+
+
+def _start_server_once(data_dir: Path, database_url: str | None, **env: str) -> Server | None:
+    port = free_port()
+    full_env = service_env(data_dir, database_url, **env)
     log = data_dir / f"serve-{port}.log"
     data_dir.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:

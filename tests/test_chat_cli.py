@@ -10,7 +10,6 @@ import io
 import json
 import os
 import queue
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -29,16 +28,15 @@ from rich.console import Console
 from agent_sessions.client import Client, RetryPolicy, StreamDropped
 from agent_sessions.client.streams import parse_sse
 from agent_sessions.terminal.render import Renderer, tool_header
-from tests.conftest import CLI, Server, start_server, stop_server
-from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
+from tests.conftest import CLI, Server
 from tests.support.model_server import (
     Call,
     ModelServer,
     Text,
     ToolCalls,
     echo_last_tool_result,
-    run_model_server,
 )
+from tests.support.served import create_account, serve_with_stand_in
 
 # --- a recorded turn: what the server streams for "run it" (bash, then text) ------------------
 
@@ -353,33 +351,8 @@ class Served:
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
     """A real ``serve`` on a fresh SQLite database, sandboxes on, the stand-in as its model."""
-    reason = local_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    data_dir = Path(tempfile.mkdtemp(prefix="agent-sessions-chat-", dir="/tmp"))
-    data_dir.chmod(0o711)  # sandbox uids must be able to traverse it
-    try:
-        with run_model_server() as model:
-            srv = start_server(
-                data_dir,
-                OPENAI_API_KEY="test",
-                OPENAI_BASE_URL=model.base_url,
-                AGENT_SESSIONS_SANDBOX_UID_BASE=str(UID_BASE + 50),
-                AGENT_SESSIONS_SANDBOX_UID_COUNT="50",
-            )
-            try:
-                out = subprocess.run(
-                    [CLI, "accounts", "create", "--name", "chat", "--json"],
-                    env=srv.env,
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                )
-                yield Served(srv, json.loads(out.stdout)["apiKey"], model)
-            finally:
-                stop_server(srv)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with serve_with_stand_in("agent-sessions-chat-", uid_offset=50, uid_count=50) as (srv, model):
+        yield Served(srv, create_account(srv, "chat"), model)
 
 
 def test_chat_runs_a_tool_and_shows_the_answer(served: Served) -> None:

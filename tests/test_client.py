@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
@@ -51,9 +49,9 @@ from agent_sessions.client import (
     parse_chunk,
 )
 from agent_sessions.client.routes import Routes
-from tests.conftest import CLI, Server, start_server, stop_server
-from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
-from tests.support.model_server import Call, ModelServer, Text, ToolCalls, run_model_server
+from tests.conftest import Server
+from tests.support.model_server import Call, ModelServer, Text, ToolCalls
+from tests.support.served import create_account, serve_with_stand_in
 
 FAST = RetryPolicy(backoff=0.001, resume_backoff=0.001)
 """The default policy's decisions, without its waits."""
@@ -79,38 +77,11 @@ class Served:
         return f"openai/{name}"
 
 
-def _account(server: Server, name: str) -> str:
-    out = subprocess.run(
-        [CLI, "accounts", "create", "--name", name, "--json"],
-        env=server.env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    key: str = json.loads(out.stdout)["apiKey"]
-    return key
-
-
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
     """A real ``serve`` on a fresh SQLite database, sandboxes on, the stand-in as its model."""
-    reason = local_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    data_dir = Path(tempfile.mkdtemp(prefix="agent-sessions-client-", dir="/tmp"))
-    data_dir.chmod(0o711)  # sandbox uids must be able to traverse it
-    try:
-        with run_model_server() as model:
-            srv = start_server(
-                data_dir,
-                OPENAI_API_KEY="test",
-                OPENAI_BASE_URL=model.base_url,
-                AGENT_SESSIONS_SANDBOX_UID_BASE=str(UID_BASE + 140),
-                AGENT_SESSIONS_SANDBOX_UID_COUNT="20",
-            )
-            try:
-                yield Served(srv, _account(srv, "alice"), _account(srv, "bob"), model)
-            finally:
-                stop_server(srv)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with serve_with_stand_in("agent-sessions-client-", uid_offset=140) as (srv, model):
+        yield Served(srv, create_account(srv, "alice"), create_account(srv, "bob"), model)
 
 
 def _active_session(client: Client) -> tuple[str, str]:

@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"client"},
     {"api"},
     {"agent", "auth"},
-    {"lifecycle"},
+    {"lifecycle", "metrics_server"},
     {"workspace", "hooks"},
     {"sandbox"},
     {"snapshots"},

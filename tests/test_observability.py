@@ -7,11 +7,10 @@ checked on the in-process app.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-import shutil
 import subprocess
-import tempfile
 import threading
 import time
 import uuid
@@ -27,9 +26,18 @@ from fastapi.testclient import TestClient
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import CLI, Backend, Server, api_app, start_server, stop_server
-from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
-from tests.support.model_server import Call, ModelServer, Text, ToolCalls, run_model_server
+from tests.conftest import (
+    CLI,
+    Backend,
+    Server,
+    api_app,
+    free_port,
+    service_env,
+    start_server,
+    stop_server,
+)
+from tests.support.model_server import Call, ModelServer, Text, ToolCalls
+from tests.support.served import create_account, serve_with_stand_in
 from tests.support.served_sessions import new_active_session
 
 SERVICE_NAME = "agent-sessions-under-test"
@@ -121,45 +129,19 @@ class Served:
         return self.server.log.read_text().split("\n")[:-1]
 
 
-def _account(server: Server) -> str:
-    out = subprocess.run(
-        [CLI, "accounts", "create", "--name", "obs", "--json"],
-        env=server.env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return str(json.loads(out.stdout)["apiKey"])
-
-
 @pytest.fixture(scope="module")
 def served(collector: Collector) -> Iterator[Served]:
     """``serve`` with JSON logs, the access log and OTLP traces on; sandboxes; the stand-in."""
-    reason = local_unavailable_reason()
-    if reason:
-        pytest.skip(reason)
-    data_dir = Path(tempfile.mkdtemp(prefix="agent-sessions-obs-", dir="/tmp"))
-    data_dir.chmod(0o711)  # sandbox uids must be able to traverse it
-    try:
-        with run_model_server() as model:
-            srv = start_server(
-                data_dir,
-                OPENAI_API_KEY="test",
-                OPENAI_BASE_URL=model.base_url,
-                AGENT_SESSIONS_SANDBOX_UID_BASE=str(UID_BASE + 60),
-                AGENT_SESSIONS_SANDBOX_UID_COUNT="20",
-                AGENT_SESSIONS_LOG_FORMAT="json",
-                AGENT_SESSIONS_ACCESS_LOG="true",
-                AGENT_SESSIONS_OTLP_ENDPOINT=collector.url,
-                AGENT_SESSIONS_OTEL_SERVICE_NAME=SERVICE_NAME,
-                OTEL_BSP_SCHEDULE_DELAY="100",  # the span batches leave every 0.1 s
-            )
-            try:
-                yield Served(srv, _account(srv), model)
-            finally:
-                stop_server(srv)
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
+    with serve_with_stand_in(
+        "agent-sessions-obs-",
+        uid_offset=60,
+        AGENT_SESSIONS_LOG_FORMAT="json",
+        AGENT_SESSIONS_ACCESS_LOG="true",
+        AGENT_SESSIONS_OTLP_ENDPOINT=collector.url,
+        AGENT_SESSIONS_OTEL_SERVICE_NAME=SERVICE_NAME,
+        OTEL_BSP_SCHEDULE_DELAY="100",  # the span batches leave every 0.1 s
+    ) as (srv, model):
+        yield Served(srv, create_account(srv, "obs"), model)
 
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -308,7 +290,7 @@ def test_log_level_is_respected(tmp_path: Path) -> None:
         AGENT_SESSIONS_ACCESS_LOG="true",
     )
     try:
-        headers = {"x-api-key": _account(srv)}
+        headers = {"x-api-key": create_account(srv, "obs")}
         assert httpx.get(f"{srv.url}/api/sessions", headers=headers).status_code == 200
         assert httpx.get(f"{srv.url}/healthz").status_code == 200
     finally:
@@ -323,7 +305,7 @@ def test_text_logs_at_info_by_default(tmp_path: Path) -> None:
     """The default: text lines at INFO, uvicorn's in the same format, no access log."""
     srv = start_server(tmp_path / "serve-data")
     try:
-        headers = {"x-api-key": _account(srv)}
+        headers = {"x-api-key": create_account(srv, "obs")}
         assert httpx.get(f"{srv.url}/api/sessions", headers=headers).status_code == 200
     finally:
         stop_server(srv)
@@ -351,6 +333,88 @@ def test_metrics_behind_a_token(backend: Backend) -> None:
         assert right.status_code == 200
         assert "agent_sessions_http_requests_total" in right.text
         assert "/metrics" not in client.get("/openapi.json").json()["paths"]
+
+
+# --- a worker's metrics (worker --metrics-port) --------------------------------------------------
+
+
+@contextlib.contextmanager
+def _worker(data_dir: Path, **env: str) -> Iterator[tuple[str, Path]]:
+    """``agent-sessions worker --metrics-port`` on SQLite, once it says it runs (its metrics are
+    bound before that): their URL and the worker's log. As for ``serve``, a port another test
+    took in between is retried."""
+    full_env = service_env(data_dir, **env)
+    for _ in range(5):
+        port = free_port()
+        log = data_dir / f"worker-{port}.log"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [CLI, "worker", "--metrics-port", str(port)],
+                env=full_env, stdout=out, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        url = f"http://127.0.0.1:{port}/metrics"
+        try:
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and b"running; Ctrl-C to stop" not in log.read_bytes():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.1)
+            if proc.poll() is None:
+                yield url, log
+                proc.terminate()
+                assert proc.wait(timeout=30) == 0, log.read_text()
+                return
+            assert "address already in use" in log.read_text(), log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    raise RuntimeError("worker found no free metrics port in five tries")
+
+
+def test_a_worker_serves_its_metrics_behind_the_token(tmp_path: Path) -> None:
+    """The same registry as ``serve``'s /metrics (the turn families, the database gauges), and
+    the same token."""
+    token = {"AGENT_SESSIONS_METRICS_TOKEN": "s3cret"}
+    with _worker(tmp_path / "worker-data", **token) as (url, log):
+        assert httpx.get(url).status_code == 401
+        assert httpx.get(url, headers={"authorization": "Bearer nope"}).status_code == 401
+        r = httpx.get(url, headers={"authorization": "Bearer s3cret"})
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("text/plain")
+        families = {f.name: f for f in text_string_to_metric_families(r.text)}
+    for name in (
+        "agent_sessions_turns_started",
+        "agent_sessions_turns_recovered",
+        "agent_sessions_turns_finished",
+        "agent_sessions_turn_duration_seconds",
+        "agent_sessions_turn_steps",
+        "agent_sessions_turns_running",
+        "agent_sessions_model_requests",
+        "agent_sessions_tool_calls",
+        "agent_sessions_lifecycle_operations",
+    ):
+        assert name in families, sorted(families)
+    assert families["agent_sessions_turns_started"].samples[0].value == 0
+    # the database's counts, read for the scrape as serve reads them
+    assert families["agent_sessions_runs_queued"].samples[0].value == 0
+    active = [
+        s for s in families["agent_sessions_sandboxes"].samples if s.labels["state"] == "active"
+    ]
+    assert [s.value for s in active] == [0]
+    assert "GET /metrics" not in log.read_text()  # no line per scrape
+
+
+def test_a_worker_refuses_a_metrics_port_with_metrics_off(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [CLI, "worker", "--metrics-port", str(free_port())],
+        env=service_env(tmp_path, AGENT_SESSIONS_METRICS_ENABLED="false"),
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "agent-sessions: --metrics-port is given but AGENT_SESSIONS_METRICS_ENABLED is false"
+    ]
 
 
 # --- traces ----------------------------------------------------------------------------------

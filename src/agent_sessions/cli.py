@@ -121,7 +121,7 @@ def _key_json(key: ApiKey) -> dict[str, Any]:
     }
 
 
-def _check_port(host: str, port: int) -> None:
+def _check_port(host: str, port: int, flag: str = "--port") -> None:
     """Bind each address ``host`` names, as uvicorn will, and let go: a taken port stops
     ``serve`` before it migrates and starts workflows, rather than after (a port taken in
     between still fails in uvicorn, with its own message)."""
@@ -139,7 +139,7 @@ def _check_port(host: str, port: int) -> None:
                 sock.bind(address)
     except OSError as err:
         if err.errno == errno.EADDRINUSE:
-            _fail(f"cannot serve on {host}:{port}: address already in use (choose another --port)")
+            _fail(f"cannot serve on {host}:{port}: address already in use (choose another {flag})")
         _fail(f"cannot serve on {host}:{port}: {err.strerror or err}")
 
 
@@ -194,13 +194,23 @@ def serve(
 
 
 @app.command()
-def worker() -> None:
-    """Run lifecycle and agent workflows without serving HTTP.
+def worker(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(metavar="PORT", help="Serve Prometheus metrics (GET /metrics) on this port."),
+    ] = None,
+    metrics_host: Annotated[
+        str, typer.Option(metavar="HOST", help="Interface for --metrics-port.")
+    ] = "127.0.0.1",
+) -> None:
+    """Run lifecycle and agent workflows without serving the API.
 
     For scale-out with vercel sandboxes (with local ones on PostgreSQL it is refused: no
     request could reach a sandbox it made). Give each process its own
     AGENT_SESSIONS_EXECUTOR_ID. Agent turns go through the shared queue when
     AGENT_SESSIONS_AGENT_GLOBAL_CONCURRENCY is set, else the serve that accepted them runs them.
+    With --metrics-port it answers GET /metrics as serve does, under the same
+    AGENT_SESSIONS_METRICS_ENABLED and AGENT_SESSIONS_METRICS_TOKEN.
     """
     import signal
     import threading
@@ -209,8 +219,14 @@ def worker() -> None:
     from agent_sessions.heap import freeze_startup_heap
     from agent_sessions.lifecycle import Lifecycle
     from agent_sessions.lifecycle.hosts import StartupRefused
+    from agent_sessions.metrics_server import MetricsServer
 
     settings = load_settings()
+    if metrics_port is not None:
+        if not settings.metrics_enabled:  # asked for and turned off: say so rather than guess
+            _say("--metrics-port is given but AGENT_SESSIONS_METRICS_ENABLED is false")
+            raise typer.Exit(2)
+        _check_port(metrics_host, metrics_port, "--metrics-port")
     db = _database(settings)
     _configure_logging(settings)
     lifecycle = Lifecycle(settings, db, serves_http=False)
@@ -226,8 +242,14 @@ def worker() -> None:
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    scraped = None
+    if metrics_port is not None:
+        scraped = MetricsServer(settings, db, metrics_host, metrics_port)
+        typer.echo(f"metrics on http://{metrics_host}:{metrics_port}/metrics", err=True)
     typer.echo(f"worker {settings.executor_id} running; Ctrl-C to stop", err=True)
     stop.wait()
+    if scraped is not None:
+        scraped.stop()
     lifecycle.stop()
     db.dispose()
 
@@ -396,9 +418,25 @@ def orgs_add_member(
     _emit(as_json, {"organizationId": org, "accountId": account}, f"added {account} to {org}")
 
 
+# The operators' listings' filters, declared once: each flag reads the same in every listing.
 Limit = Annotated[int, typer.Option("--limit", metavar="N", min=1, help="At most N, newest first.")]
 OnlyAccount = Annotated[
     str | None, typer.Option("--account", metavar="ID", help="Only this account's.")
+]
+SessionState = Annotated[
+    str | None,
+    typer.Option("--state", metavar="STATE", help="active, hibernated, failed… or archived."),
+]
+RunStatus = Annotated[
+    str | None,
+    typer.Option("--status", metavar="STATUS", help="queued, running, completed, failed…"),
+]
+WorkflowStatus = Annotated[
+    str | None,
+    typer.Option("--status", metavar="STATUS", help="PENDING, ENQUEUED, SUCCESS, ERROR…"),
+]
+OnlyExecutor = Annotated[
+    str | None, typer.Option("--executor", metavar="ID", help="Only this executor's.")
 ]
 
 
@@ -449,10 +487,7 @@ def orgs_list(as_json: JsonFlag = False) -> None:
 @sessions_app.command("list")
 def sessions_list(
     account: OnlyAccount = None,
-    state: Annotated[
-        str | None,
-        typer.Option("--state", metavar="STATE", help="active, hibernated, failed… or archived."),
-    ] = None,
+    state: SessionState = None,
     limit: Limit = admin.DEFAULT_LIMIT,
     as_json: JsonFlag = False,
 ) -> None:
@@ -468,10 +503,7 @@ def sessions_list(
 @runs_app.command("list")
 def runs_list(
     account: OnlyAccount = None,
-    status: Annotated[
-        str | None,
-        typer.Option("--status", metavar="STATUS", help="queued, running, completed, failed…"),
-    ] = None,
+    status: RunStatus = None,
     limit: Limit = admin.DEFAULT_LIMIT,
     as_json: JsonFlag = False,
 ) -> None:
@@ -496,13 +528,8 @@ def hosts_list(as_json: JsonFlag = False) -> None:
 
 @workflows_app.command("list")
 def workflows_list(
-    status: Annotated[
-        str | None,
-        typer.Option("--status", metavar="STATUS", help="PENDING, ENQUEUED, SUCCESS, ERROR…"),
-    ] = None,
-    executor: Annotated[
-        str | None, typer.Option("--executor", metavar="ID", help="Only this executor's.")
-    ] = None,
+    status: WorkflowStatus = None,
+    executor: OnlyExecutor = None,
     limit: Limit = admin.DEFAULT_LIMIT,
     as_json: JsonFlag = False,
 ) -> None:

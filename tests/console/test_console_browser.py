@@ -8,10 +8,8 @@ Skipped, saying why, when chromium, Playwright or the sandbox tools are missing 
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -20,15 +18,8 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from tests.conftest import (
-    CLI,
-    CONSOLE_SCREENSHOTS,
-    Server,
-    start_server,
-    stop_server,
-    traversable_tmpdir,
-)
-from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
+from tests.conftest import CONSOLE_SCREENSHOTS, Server
+from tests.sandbox.conftest import local_unavailable_reason
 from tests.support.model_server import (
     Call,
     Fail,
@@ -37,8 +28,8 @@ from tests.support.model_server import (
     Text,
     ToolCalls,
     echo_last_tool_result,
-    run_model_server,
 )
+from tests.support.served import create_account, serve_with_stand_in
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -167,7 +158,7 @@ def console() -> Iterator[Console]:
             "CONSOLE BROWSER TESTS SKIPPED: chromium not installed "
             "(make test installs it; or apt-get install chromium)"
         )
-    reason = local_unavailable_reason()
+    reason = local_unavailable_reason()  # before playwright's, so this skip is the one said
     if reason:
         pytest.skip(reason)
     sync_api = pytest.importorskip(
@@ -175,26 +166,16 @@ def console() -> Iterator[Console]:
     )
     sync_api.expect.set_options(timeout=TIMEOUT_MS)
     holds = {"reload": threading.Event()}
-    with traversable_tmpdir("agent-sessions-console-") as data_dir, run_model_server() as model:
+    with serve_with_stand_in("agent-sessions-console-", uid_offset=170) as (srv, model):
         for name, steps in scripts(holds).items():
             model.script(name, steps)
-        srv = start_server(
-            data_dir,
-            OPENAI_API_KEY="test",
-            OPENAI_BASE_URL=model.base_url,
-            AGENT_SESSIONS_SANDBOX_UID_BASE=str(UID_BASE + 170),
-            AGENT_SESSIONS_SANDBOX_UID_COUNT="20",
-        )
         try:
-            out = subprocess.run(
-                [CLI, "accounts", "create", "--name", "console", "--json"],
-                env=srv.env, capture_output=True, text=True, check=True,
-            )  # fmt: skip
+            key = create_account(srv, "console")
             with sync_api.sync_playwright() as playwright:
                 browser = playwright.chromium.launch(
                     executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
                 )
-                console = Console(srv, json.loads(out.stdout)["apiKey"], model, browser, holds)
+                console = Console(srv, key, model, browser, holds)
                 try:
                     yield console
                 finally:
@@ -206,7 +187,6 @@ def console() -> Iterator[Console]:
         finally:
             for event in holds.values():
                 event.set()
-            stop_server(srv)
 
 
 @pytest.fixture(autouse=True)

@@ -59,6 +59,8 @@ class StreamStart:
 
 
 class _Transport:
+    _http: httpx.Client | httpx.AsyncClient
+
     def __init__(
         self,
         base_url: str | None = None,
@@ -82,6 +84,40 @@ class _Transport:
             **(headers or {}),
         }
 
+    # What both transports decide alike; each does only its own I/O (send, read, sleep).
+
+    def _built(self, request: Request, stream: bool) -> httpx.Request:
+        return self._http.build_request(
+            request.method, request.path, params=request.params, json=request.json,
+            content=request.content,
+            timeout=STREAM_TIMEOUT if stream else httpx.USE_CLIENT_DEFAULT,
+        )  # fmt: skip
+
+    def _again_after_failure(
+        self, request: Request, err: httpx.TransportError, attempt: int
+    ) -> float:
+        """Seconds before sending ``request`` again after a lost connection; ``err`` when not."""
+        delay = self.retry.after_failure(err, attempt, request.safe)
+        if delay is None:
+            raise err
+        self._log_retry(request, delay, str(err) or type(err).__name__)
+        return delay
+
+    def _again_after_answer(
+        self, request: Request, response: httpx.Response, attempt: int
+    ) -> float:
+        """Seconds before sending ``request`` again after an error answer (read and closed), or
+        the answer's error class."""
+        delay = self.retry.after_answer(response, attempt, request.safe)
+        if delay is None:
+            raise error_for(response)
+        self._log_retry(request, delay, f"HTTP {response.status_code}")
+        return delay
+
+    @staticmethod
+    def _log_retry(request: Request, delay: float, why: str) -> None:
+        log.info("%s %s: %s; trying again in %.2f s", request.method, request.path, why, delay)
+
     def _position(self, start: StreamStart, response: httpx.Response) -> Position:
         index = start.index
         if index < 0:  # counted back from the last chunk written, as the server did
@@ -90,12 +126,10 @@ class _Transport:
         return Position(start.chat_id, index, self.retry, self.on_resume, uncounted=start.uncounted)
 
 
-def _log_retry(request: Request, delay: float, why: str) -> None:
-    log.info("%s %s: %s; trying again in %.2f s", request.method, request.path, why, delay)
-
-
 class SyncTransport(_Transport):
     """Blocking requests on an ``httpx.Client`` (one connection pool per client)."""
+
+    _http: httpx.Client
 
     def __init__(
         self,
@@ -130,28 +164,16 @@ class SyncTransport(_Transport):
         """The first answer under 400 (after the retries the policy allows), else its error."""
         attempt = 0
         while True:
-            built = self._http.build_request(
-                request.method, request.path, params=request.params, json=request.json,
-                content=request.content,
-                timeout=STREAM_TIMEOUT if stream else httpx.USE_CLIENT_DEFAULT,
-            )  # fmt: skip
             try:
-                response = self._http.send(built, stream=stream)
+                response = self._http.send(self._built(request, stream), stream=stream)
             except httpx.TransportError as err:
-                delay = self.retry.after_failure(err, attempt, request.safe)
-                if delay is None:
-                    raise
-                why = str(err) or type(err).__name__
+                delay = self._again_after_failure(request, err, attempt)
             else:
                 if response.status_code < 400:
                     return response
                 response.read()
                 response.close()
-                delay = self.retry.after_answer(response, attempt, request.safe)
-                if delay is None:
-                    raise error_for(response)
-                why = f"HTTP {response.status_code}"
-            _log_retry(request, delay, why)
+                delay = self._again_after_answer(request, response, attempt)
             time.sleep(delay)
             attempt += 1
 
@@ -176,6 +198,8 @@ class SyncTransport(_Transport):
 
 class AsyncTransport(_Transport):
     """:class:`SyncTransport` on an ``httpx.AsyncClient``."""
+
+    _http: httpx.AsyncClient
 
     def __init__(
         self,
@@ -209,28 +233,16 @@ class AsyncTransport(_Transport):
     async def _send(self, request: Request, *, stream: bool = False) -> httpx.Response:
         attempt = 0
         while True:
-            built = self._http.build_request(
-                request.method, request.path, params=request.params, json=request.json,
-                content=request.content,
-                timeout=STREAM_TIMEOUT if stream else httpx.USE_CLIENT_DEFAULT,
-            )  # fmt: skip
             try:
-                response = await self._http.send(built, stream=stream)
+                response = await self._http.send(self._built(request, stream), stream=stream)
             except httpx.TransportError as err:
-                delay = self.retry.after_failure(err, attempt, request.safe)
-                if delay is None:
-                    raise
-                why = str(err) or type(err).__name__
+                delay = self._again_after_failure(request, err, attempt)
             else:
                 if response.status_code < 400:
                     return response
                 await response.aread()
                 await response.aclose()
-                delay = self.retry.after_answer(response, attempt, request.safe)
-                if delay is None:
-                    raise error_for(response)
-                why = f"HTTP {response.status_code}"
-            _log_retry(request, delay, why)
+                delay = self._again_after_answer(request, response, attempt)
             await anyio.sleep(delay)
             attempt += 1
 
