@@ -110,7 +110,9 @@ def test_operator_listings_and_recovering_a_lost_host(env: dict[str, str]) -> No
     db = Database(settings.resolved_database_url)
     old = datetime.now(UTC) - timedelta(minutes=5)
     with db.write() as s:
-        for name, beat in (("lost", old), ("busy", datetime.now(UTC))):
+        # busy's beat lies ahead: the CLI runs below take seconds each on a loaded machine,
+        # and a beat of now could fall silent (past the host timeout) before the last one
+        for name, beat in (("lost", old), ("busy", datetime.now(UTC) + timedelta(hours=1))):
             s.add(Host(
                 executor_id=name, instance="i", hostname="h", pid=1, url=None,
                 sandbox_provider="local", state="stopped" if name == "lost" else "live",
