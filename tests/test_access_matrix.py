@@ -123,6 +123,7 @@ ROUTES: dict[str, Case] = {
     "DELETE /api/account/default-model": Case(foreign=None),
     "POST /api/sessions/{sessionId}/git/push": Case(),
     "GET /api/usage": Case(foreign=None),
+    "GET /api/sessions/{sessionId}/usage": Case(),
     "GET /api/sessions/{sessionId}/chats/{chatId}/usage": Case(),
 }
 """Every route under /api: a sample call and who owns what it names."""

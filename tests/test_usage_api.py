@@ -147,6 +147,26 @@ def test_usage_by_day_model_and_session(
     r = client.get(f"/api/sessions/{sid1}/chats/{cid1}/usage", headers=bob.headers)
     assert r.status_code == 403
 
+    # A session's: all its chats' finished runs, all time, and each chat's.
+    r = client.post(f"/api/sessions/{sid1}/chats", json={}, headers=alice.headers)
+    assert r.status_code == 200, r.text
+    cid3 = r.json()["chat"]["id"]
+    _run(backend, alice, sid1, cid3, day2_early, cost_nanousd=None)
+    r = client.get(f"/api/sessions/{sid1}/usage", headers=alice.headers)
+    assert r.status_code == 200, r.text
+    whole = r.json()
+    assert whole["sessionId"] == sid1
+    assert whole["usage"]["runs"] == 4 and whole["usage"]["unpricedRuns"] == 1
+    assert whole["usage"]["costUsd"] == 4.5e-06 and whole["usage"]["inputTokens"] == 400
+    by_chat = {c["chatId"]: c["usage"] for c in whole["chats"]}
+    assert by_chat == {cid1: chat["usage"], cid3: by_chat[cid3]} and by_chat[cid3]["runs"] == 1
+    assert [c["chatId"] for c in whole["chats"]] == sorted(by_chat)
+    empty = client.get(f"/api/sessions/{_session(client, alice)[0]}/usage", headers=alice.headers)
+    assert empty.json()["usage"]["runs"] == 0 and empty.json()["chats"] == []
+    assert client.get(f"/api/sessions/{sid1}/usage", headers=bob.headers).status_code == 403
+    r = client.get("/api/sessions/nope/usage", headers=alice.headers)
+    assert r.status_code == 404 and r.json()["error"]
+
 
 def test_days_are_utc_whatever_the_connection_time_zone(
     backend: Backend, client: TestClient, alice: Account

@@ -228,6 +228,9 @@ def test_sign_in_create_a_session_and_stream_a_turn(console: Console) -> None:
     expect(reply.locator(".tool-bash .terminal")).to_contain_text("hi from the sandbox")
     expect(reply.locator(".md strong")).to_have_text("Done.")
     expect(page.get_by_label("Model", exact=True)).to_have_value("openai/console-turn")
+    figures = page.locator(".usage-card table")  # this chat's and the whole session's
+    expect(figures.locator("thead")).to_have_text("This chatSession")
+    expect(figures.locator("tbody tr").first).to_have_text("Turns11")
 
     page.get_by_role("tab", name="Changes").click()
     diff = page.locator(".diff-file", has_text="note.txt")

@@ -659,6 +659,14 @@ class ChatUsage(_Wire):
     usage: UsageFigures
 
 
+class SessionUsage(_Wire):
+    session_id: str
+    usage: UsageFigures
+    """All its chats' finished runs (chats deleted since included)."""
+    chats: list[ChatUsage]
+    """Each chat with a finished run, in chat id order."""
+
+
 class Run(_Wire):
     run_id: str
     status: Literal["queued", "running", "completed", "failed", "cancelled"]

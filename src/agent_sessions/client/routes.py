@@ -399,6 +399,11 @@ class Routes:
     def mark_chat_read(self, session_id: str, chat_id: str) -> Call[None]:
         return Call(_none, {"sessionId": session_id, "chatId": chat_id})
 
+    @endpoint("GET", "/api/sessions/{sessionId}/usage")
+    def session_usage(self, session_id: str) -> Call[schemas.SessionUsage]:
+        """Usage and cost of the session's finished runs, in all and per chat."""
+        return Call(_model(schemas.SessionUsage), {"sessionId": session_id})
+
     @endpoint("GET", "/api/sessions/{sessionId}/chats/{chatId}/usage")
     def chat_usage(self, session_id: str, chat_id: str) -> Call[schemas.ChatUsage]:
         """Usage and cost of the chat's finished runs."""

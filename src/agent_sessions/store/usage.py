@@ -135,6 +135,22 @@ def report(
     return rows, total
 
 
+def session_figures(
+    db: Session, account_id: str, session_id: str
+) -> tuple[list[tuple[str, Figures]], Figures]:
+    """The figures of a session's finished runs: ``(chat id, figures)`` per chat that has one,
+    in chat id order, and those of them all."""
+    scope = (ChatRun.account_id == account_id, ChatRun.session_id == session_id, _finished())
+    grouped = (
+        select(ChatRun.chat_id, *_figure_columns())
+        .where(*scope)
+        .group_by(ChatRun.chat_id)
+        .order_by(ChatRun.chat_id)
+    )
+    rows = [(str(row.chat_id), _figures(row)) for row in db.execute(grouped)]
+    return rows, _figures(db.execute(select(*_figure_columns()).where(*scope)).one())
+
+
 def chat_figures(db: Session, chat: ChatKey) -> Figures:
     """The figures of every finished run of one chat."""
     stmt = select(*_figure_columns()).where(

@@ -160,6 +160,26 @@ async def get_usage(
 
 
 @router.get(
+    "/sessions/{sessionId}/usage",
+    response_model=schemas.SessionUsage,
+    summary="Usage and cost of the session's finished runs, in all and per chat",
+    responses=errors(401, 403, 404),
+)
+async def get_session_usage(caller: CallerDep, sessionId: str) -> schemas.SessionUsage:
+    services, account_id = caller
+
+    def read(db: Session) -> schemas.SessionUsage:
+        session = sessions.read_owned(db, sessionId, account_id)
+        rows, total = store.session_figures(db, session.account_id, session.id)
+        chats = [{"chat_id": chat_id, "usage": figures_out(f)} for chat_id, f in rows]
+        return schemas.SessionUsage.model_validate(
+            {"session_id": session.id, "usage": figures_out(total), "chats": chats}
+        )
+
+    return await services.db.read_call(read)
+
+
+@router.get(
     "/sessions/{sessionId}/chats/{chatId}/usage",
     response_model=schemas.ChatUsage,
     summary="Usage and cost of the chat's finished runs",

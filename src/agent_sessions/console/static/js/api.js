@@ -70,6 +70,7 @@ export const api = {
   push: (sid) => json("POST", `${session(sid)}/git/push`),
   openPr: (sid) => json("POST", `${session(sid)}/pr`, {}),
   chatUsage: (sid, cid) => json("GET", `${session(sid)}/chats/${enc(cid)}/usage`),
+  sessionUsage: (sid) => json("GET", `${session(sid)}/usage`),
   diff: (sid) => json("GET", `${session(sid)}/diff`),
   files: (sid, path = "") => json("GET", `${session(sid)}/files?path=${enc(path)}`),
   /** A file's bytes (for a download link: fetch() sends the key, a plain link could not). */

@@ -190,22 +190,31 @@ export function sessionView(root, sessionId, chatId) {
     await refreshSandbox();
   }
 
-  // --- this chat's usage (finished runs) --------------------------------------------------------
+  // --- usage of this chat and of the whole session (finished runs) ------------------------------
 
   async function refreshUsage() {
     try {
-      const { usage: u } = await api.chatUsage(sessionId, chatId);
-      const cost = u.costUsd == null ? "unpriced" : `$${u.costUsd.toFixed(4)}`;
+      const [{ usage: c }, { usage: all, chats }] = await Promise.all([
+        api.chatUsage(sessionId, chatId),
+        api.sessionUsage(sessionId),
+      ]);
+      const cost = (u) => (u.costUsd == null ? "unpriced" : `$${u.costUsd.toFixed(4)}`);
+      const row = (label, pick) => h("tr", {}, h("th", { scope: "row" }, label), h("td", {}, pick(c)), h("td", {}, pick(all)));
       fill(
         usage,
-        h("h2", { id: "usage-title" }, "This chat's usage"),
+        h("h2", { id: "usage-title" }, "Usage"),
         h(
-          "dl",
-          { class: "figures" },
-          h("dt", {}, "Turns"), h("dd", {}, String(u.runs)),
-          h("dt", {}, "Tokens in / out"), h("dd", {}, `${u.inputTokens} / ${u.outputTokens}`),
-          h("dt", {}, "Tool calls"), h("dd", {}, String(u.toolCalls)),
-          h("dt", {}, "Cost"), h("dd", {}, cost),
+          "table",
+          { class: "figures-table" },
+          h("thead", {}, h("tr", {}, h("td", {}), h("th", { scope: "col" }, "This chat"), h("th", { scope: "col", title: `${chats.length} ${chats.length === 1 ? "chat" : "chats"} with finished turns` }, "Session"))),
+          h(
+            "tbody",
+            {},
+            row("Turns", (u) => String(u.runs)),
+            row("Tokens in / out", (u) => `${u.inputTokens} / ${u.outputTokens}`),
+            row("Tool calls", (u) => String(u.toolCalls)),
+            row("Cost", cost),
+          ),
         ),
       );
     } catch {
