@@ -219,6 +219,37 @@ def test_kill_9_in_the_last_tool_call_then_restart_ends_the_turn_with_its_output
         stop_server(srv)
 
 
+def test_kill_9_while_a_command_shows_its_output_then_restart_still_gives_its_result(
+    backend: Backend, data_dir: Path, model_server: ModelServer
+) -> None:
+    """A crash after the stream carried a running command's preliminary output: the recovered
+    turn runs the command again and still sends its result (a preliminary output is not the
+    call's outcome), so the stream read from its start is valid and ends the call."""
+    steps = [
+        ToolCalls([Call("bash", {"command": "echo before-crash; sleep 2; echo after"})]),
+        Text("recovered", chunks=3),
+    ]
+    srv, h, sid, chat_id, run_id = _crash_then_restart(
+        backend, data_dir, model_server, steps, '"preliminary":true'
+    )
+    try:
+        chunks = _resume(srv, chat_id, h)
+        run = _wait_run(srv, run_id, h)
+        assert run["status"] == "completed", run
+        if chunks is not None:
+            check_protocol(chunks)
+            assert any(c.get("preliminary") for c in chunks)
+            final = tool_outputs(chunks)["call_0_0"]
+            assert final["type"] == "tool-output-available" and "preliminary" not in final
+            assert final["output"]["stdout"] == "before-crash\nafter\n"
+        parts = _messages(srv, sid, chat_id, h)["messages"][1]["parts"]
+        (call,) = [p for p in parts if "toolCallId" in p]
+        assert call["state"] == "output-available" and "preliminary" not in call
+        assert call["output"]["stdout"] == "before-crash\nafter\n"
+    finally:
+        stop_server(srv)
+
+
 def test_kill_9_while_the_model_streams_then_restart_keeps_the_stream_valid(
     backend: Backend, data_dir: Path, model_server: ModelServer
 ) -> None:
