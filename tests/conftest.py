@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import secrets
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,29 +72,122 @@ class Backend:
 def make_backend(kind: str, data_dir: Path, revision: str = "head") -> Iterator[Backend]:
     """A database of its own migrated to ``revision``: a SQLite file in ``data_dir``, or a new
     PostgreSQL database dropped afterwards (skips with the reason when PostgreSQL is
-    unreachable)."""
+    unreachable). Both are copies of a template this process migrated once per revision."""
     if kind == "sqlite":
-        url = f"sqlite:///{data_dir / 'agent-sessions.db'}"
+        path = data_dir / "agent-sessions.db"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(_sqlite_template(revision), path)
+        url = f"sqlite:///{path}"
         db = Database(url)
-        upgrade(db, revision)
         yield Backend("sqlite", url, db, data_dir)
         db.dispose()
         return
     reason = _postgres_unreachable_reason()
     if reason:
         pytest.skip(reason)
+    template = _postgres_template(revision)
     name = f"agent_sessions_test_{os.getpid()}_{secrets.token_hex(4)}"
     with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+        conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    url = _postgres_url(name)
     db = Database(Settings(database_url=url).resolved_database_url)
     try:
-        upgrade(db, revision)
         yield Backend("postgres", url, db, data_dir)
     finally:
         db.dispose()
+        _dropper.drop(name)
+
+
+class _Dropper:
+    """Drops the tests' PostgreSQL databases on a thread of its own, in order: a DROP DATABASE
+    takes PostgreSQL a good half second (it waits on the disk), which the next test need not
+    wait for. :func:`pytest_unconfigure` waits until every drop is done."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.failures: list[str] = []
+
+    def drop(self, name: str) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="drop-databases", daemon=True)
+            self._thread.start()
+        self._queue.put(name)
+
+    def _run(self) -> None:
+        while (name := self._queue.get()) is not None:
+            try:
+                with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+                    conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except psycopg.Error as err:
+                self.failures.append(f"{name}: {err}")
+
+    def finish(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+        for failure in self.failures:
+            print(f"could not drop the test database {failure}", file=sys.stderr)
+
+
+_dropper = _Dropper()
+
+
+def _postgres_url(name: str) -> str:
+    return f"{PG_ADMIN_URL.rsplit('/', 1)[0]}/{name}"
+
+
+_templates: dict[tuple[str, str], str] = {}
+"""(kind, revision) → this process's migrated template: a SQLite file, or a PostgreSQL database
+that nothing stays connected to (``CREATE DATABASE … TEMPLATE`` needs that). Migrating each
+test's database from scratch was most of the set-up of the tests that need one of their own."""
+
+
+def _sqlite_template(revision: str) -> Path:
+    key = ("sqlite", revision)
+    if key not in _templates:
+        path = Path(tempfile.mkdtemp(prefix="agent-sessions-template-")) / "template.db"
+        db = Database(f"sqlite:///{path}")
+        upgrade(db, revision)
+        db.dispose()  # the last connection's close checkpoints the WAL into the file
+        assert not path.with_name(f"{path.name}-wal").exists(), "template WAL not checkpointed"
+        _templates[key] = str(path)
+    return Path(_templates[key])
+
+
+def _postgres_template(revision: str) -> str:
+    key = ("postgres", revision)
+    if key not in _templates:
+        name = f"agent_sessions_template_{os.getpid()}_{secrets.token_hex(4)}"
         with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        _to_drop.append(name)
+        db = Database(Settings(database_url=_postgres_url(name)).resolved_database_url)
+        try:
+            upgrade(db, revision)
+        finally:
+            db.dispose()
+        _templates[key] = name
+    return _templates[key]
+
+
+_to_drop: list[str] = []
+"""The PostgreSQL templates this process created, dropped when it ends."""
+
+
+def _drop_templates() -> None:
+    for (kind, _), where in _templates.items():
+        if kind == "sqlite":
+            shutil.rmtree(Path(where).parent, ignore_errors=True)
+    for name in _to_drop:
+        with (
+            contextlib.suppress(psycopg.Error),
+            psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn,
+        ):
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    _templates.clear()
+    _to_drop.clear()
 
 
 @pytest.fixture(scope="session")
@@ -313,6 +408,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Leave at once with pytest's exit status. A DBOS instance destroyed mid-sleep can leave a
     non-daemon executor thread retrying against a test database already dropped; the
     interpreter would wait for it forever at exit (seen once in CI, after all tests passed)."""
+    _dropper.finish()
+    _drop_templates()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(_exit_status)
