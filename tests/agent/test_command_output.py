@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from collections.abc import Callable
 from typing import Any
 
 from tests.agent.conftest import Agents, AgentsFactory
@@ -30,11 +31,21 @@ def _shown(bg: Background) -> list[dict[str, Any]]:
     return found
 
 
-def _wait_shown(bg: Background, wanted: dict[str, Any], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not any(c["output"] == wanted for c in _shown(bg)):
+def _wait_shown(bg: Background, wanted: Callable[[dict[str, Any]], bool] | dict[str, Any]) -> None:
+    """Until a preliminary output is ``wanted`` (or one that ``wanted`` accepts)."""
+    accepts = wanted if callable(wanted) else wanted.__eq__
+    deadline = time.monotonic() + 30
+    while not any(accepts(c["output"]) for c in _shown(bg)):
         assert time.monotonic() < deadline, f"never shown {wanted}: {_shown(bg)[-3:]}"
         time.sleep(0.02)
+
+
+def _running(h: Agents, command: str) -> tuple[str, str, str, Background]:
+    """A turn whose one bash call runs ``command``, streamed in the background: its session,
+    chat, model name and reader."""
+    name = h.script([ToolCalls([Call("bash", {"command": command})]), Text("all done")])
+    sid, chat_id = _session(h)
+    return sid, chat_id, name, Background(h, sid, chat_id, "go", name)
 
 
 def _write(h: Agents, sid: str, path: str) -> None:
@@ -47,10 +58,7 @@ def _write(h: Agents, sid: str, path: str) -> None:
 
 def test_a_running_command_shows_its_output_before_it_ends(agents: AgentsFactory) -> None:
     h = agents()
-    command = f"echo first; echo warn >&2; {WAITS}; echo second"
-    name = h.script([ToolCalls([Call("bash", {"command": command})]), Text("all done")])
-    sid, chat_id = _session(h)
-    bg = Background(h, sid, chat_id, "go", name)
+    sid, chat_id, name, bg = _running(h, f"echo first; echo warn >&2; {WAITS}; echo second")
     _wait_shown(bg, {"stdout": "first\n", "stderr": "warn\n", "running": True})
     _write(h, sid, "go")  # only now can the command end
 
@@ -75,14 +83,8 @@ def test_a_running_command_shows_its_output_before_it_ends(agents: AgentsFactory
 
 def test_only_the_tail_of_a_flood_is_shown(agents: AgentsFactory) -> None:
     h = agents()
-    command = f"seq 1 200000; {WAITS}"
-    name = h.script([ToolCalls([Call("bash", {"command": command})]), Text("all done")])
-    sid, chat_id = _session(h)
-    bg = Background(h, sid, chat_id, "go", name)
-    deadline = time.monotonic() + 30
-    while not any(c["output"]["stdout"].endswith("\n200000\n") for c in _shown(bg)):
-        assert time.monotonic() < deadline, _shown(bg)[-1:]
-        time.sleep(0.02)
+    sid, _, _, bg = _running(h, f"seq 1 200000; {WAITS}")
+    _wait_shown(bg, lambda output: output["stdout"].endswith("\n200000\n"))
     _write(h, sid, "go")
     chunks = bg.chunks()
     for shown in (c for c in chunks if c.get("preliminary")):
@@ -95,10 +97,7 @@ def test_only_the_tail_of_a_flood_is_shown(agents: AgentsFactory) -> None:
 def test_a_stopped_command_keeps_what_it_had_shown(agents: AgentsFactory) -> None:
     h = agents()
     tag = str(700_000 + secrets.randbelow(99_999))
-    command = f"echo building; echo careful >&2; sleep {tag}"
-    name = h.script([ToolCalls([Call("bash", {"command": command})]), Text("never said")])
-    sid, chat_id = _session(h)
-    bg = Background(h, sid, chat_id, "go", name)
+    sid, chat_id, _, bg = _running(h, f"echo building; echo careful >&2; sleep {tag}")
     _wait_shown(bg, {"stdout": "building\n", "stderr": "careful\n", "running": True})
     r = h.client.post(f"/api/chat/{chat_id}/stop", headers=h.account.headers)
     assert r.json() == {"success": True, "stopped": True}
