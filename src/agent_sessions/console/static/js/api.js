@@ -69,7 +69,6 @@ export const api = {
   commit: (sid, message) => json("POST", `${session(sid)}/git/commit`, message ? { message } : {}),
   push: (sid) => json("POST", `${session(sid)}/git/push`),
   openPr: (sid) => json("POST", `${session(sid)}/pr`, {}),
-  chatUsage: (sid, cid) => json("GET", `${session(sid)}/chats/${enc(cid)}/usage`),
   sessionUsage: (sid) => json("GET", `${session(sid)}/usage`),
   diff: (sid) => json("GET", `${session(sid)}/diff`),
   files: (sid, path = "") => json("GET", `${session(sid)}/files?path=${enc(path)}`),

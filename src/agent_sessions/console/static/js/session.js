@@ -194,10 +194,8 @@ export function sessionView(root, sessionId, chatId) {
 
   async function refreshUsage() {
     try {
-      const [{ usage: c }, { usage: all, chats }] = await Promise.all([
-        api.chatUsage(sessionId, chatId),
-        api.sessionUsage(sessionId),
-      ]);
+      const { usage: all, chats } = await api.sessionUsage(sessionId); // this chat's among them
+      const c = chats.find((x) => x.chatId === chatId)?.usage ?? { runs: 0, inputTokens: 0, outputTokens: 0, toolCalls: 0, costUsd: null };
       const cost = (u) => (u.costUsd == null ? "unpriced" : `$${u.costUsd.toFixed(4)}`);
       const row = (label, pick) => h("tr", {}, h("th", { scope: "row" }, label), h("td", {}, pick(c)), h("td", {}, pick(all)));
       fill(
