@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import make_account, start_server, stop_server, traversable_tmpdir
-from tests.sandbox.conftest import local_unavailable_reason
+from tests.sandbox.conftest import UID_BASE, local_unavailable_reason
 
 TRAVERSE_ONLY = 0o711
 """Directories a sandbox uid must pass through to reach its workspace (no listing)."""
@@ -50,7 +50,9 @@ def _wait_state(url: str, sid: str, headers: dict[str, str], state: str) -> None
         if got["lifecycleState"] == state:
             return
         time.sleep(0.1)
-    raise AssertionError(f"session never became {state}")
+    raise AssertionError(
+        f"session never became {state}: {got['lifecycleState']}, {got.get('lifecycleError')}"
+    )
 
 
 def test_what_the_service_writes_is_its_users_only() -> None:
@@ -59,7 +61,12 @@ def test_what_the_service_writes_is_its_users_only() -> None:
         pytest.skip(reason)
     with traversable_tmpdir("agent-sessions-perm-") as tmp:
         data_dir = tmp / "data"
-        srv = start_server(data_dir)
+        # sandbox uids of its own (the default range is every such server's)
+        srv = start_server(
+            data_dir,
+            AGENT_SESSIONS_SANDBOX_UID_BASE=str(UID_BASE + 190),
+            AGENT_SESSIONS_SANDBOX_UID_COUNT="10",
+        )
         try:
             from agent_sessions.store import Database
 
@@ -74,6 +81,9 @@ def test_what_the_service_writes_is_its_users_only() -> None:
             _wait_state(srv.url, sid, alice.headers, "hibernated")
             assert list((data_dir / "snapshots").iterdir()), "a snapshot was written"
             assert _exposed(data_dir) == []
+        except AssertionError:
+            print(srv.log.read_text()[-6000:])  # shown with the failure: what the server said
+            raise
         finally:
             stop_server(srv)
 
